@@ -1,0 +1,129 @@
+"""Answers: splitting a chain-of-thought completion, normalising, and scoring by text or by value.
+
+Shared by the teacher (parsing its rationales) and evaluation (scoring every model the same way).
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+import re
+import string
+
+# "The answer is X", "Answer: X", "Final answer: X", "#### X"; the last one in the text wins.
+_ANSWER_MARKER = re.compile(r"(?:the\s+(?:final\s+)?answer\s+is\s*:?|final\s+answer\s*:|answer\s*:|####)\s*", re.I)
+# A completion often runs on into an invented next few-shot example.
+_NEXT_EXAMPLE = re.compile(r"\n\s*\n\s*(?:Q|Question|Premise|Input|Problem)\s*:", re.I)
+_ARITHMETIC_SPAN = re.compile(r"[-+*/().\d\s]*\d[-+*/().\d\s]*")
+_OPERATORS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
+
+
+def cut_runaway(completion: str) -> str:
+    """Drops whatever follows the first blank line that starts a new question."""
+    match = _NEXT_EXAMPLE.search(completion)
+    return completion[: match.start()] if match else completion
+
+
+def _clean_answer(answer: str) -> str:
+    answer = answer.strip().splitlines()[0] if answer.strip() else ""
+    answer = answer.strip().strip("*_`\"' ")
+    answer = re.sub(r"\$\\boxed\{(.*)\}\$|\\boxed\{(.*)\}", lambda m: m.group(1) or m.group(2), answer)
+    return answer.rstrip(".").strip().strip("*_`\"' ")
+
+
+def split_completion(completion: str) -> tuple[str, str | None]:
+    """Splits a chain-of-thought completion into (rationale, answer).
+
+    The answer is what follows the last answer marker ("The answer is ...", "Answer: ..."), up to the end
+    of its line; the rationale is the text before that marker. Returns (text, None) when no answer is found.
+    """
+    text = cut_runaway(completion).strip()
+    markers = list(_ANSWER_MARKER.finditer(text))
+    if not markers:
+        return text, None
+    last = markers[-1]
+    answer = _clean_answer(text[last.end():])
+    rationale = text[: last.start()].strip()
+    # "So the answer is" / "Therefore, the answer is": the connective belongs to the answer sentence.
+    rationale = re.sub(r"(?:\b(?:so|thus|therefore|hence)\b[,\s]*)$", "", rationale, flags=re.I).strip()
+    return rationale, (answer or None)
+
+
+def _evaluate(node: ast.AST) -> float:
+    if isinstance(node, ast.Expression):
+        return _evaluate(node.body)
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return float(node.value)
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+        left, right = _evaluate(node.left), _evaluate(node.right)
+        if isinstance(node.op, ast.Pow) and abs(right) > 64:
+            raise ValueError("exponent too large")
+        return _OPERATORS[type(node.op)](left, right)
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        return _UNARY[type(node.op)](_evaluate(node.operand))
+    raise ValueError(f"not arithmetic: {type(node).__name__}")
+
+
+def arithmetic_value(text: str) -> float | None:
+    """The value of an arithmetic expression such as `( 84.0 / 2.0 )`, or None.
+
+    Parses with `ast` and evaluates numbers and + - * / // % ** only: never `eval()`.
+    """
+    candidate = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text.strip().replace("×", "*").replace("÷", "/"))
+    if not candidate or len(candidate) > 200 or not any(ch.isdigit() for ch in candidate):
+        return None
+    try:
+        value = _evaluate(ast.parse(candidate, mode="eval"))
+    except (SyntaxError, ValueError, ZeroDivisionError, OverflowError, RecursionError, TypeError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def answer_value(text: str) -> float | None:
+    """The numeric value of an answer: the whole text, else its last arithmetic span ("= 42 apples")."""
+    value = arithmetic_value(text)
+    if value is not None:
+        return value
+    for span in reversed(_ARITHMETIC_SPAN.findall(text)):
+        value = arithmetic_value(span.strip().strip("."))
+        if value is not None:
+            return value
+    return None
+
+
+def normalize_text(text: str) -> str:
+    """SQuAD-style normalisation: lower case, no punctuation, no articles, single spaces."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in string.punctuation)
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def extract_answer(prediction: str) -> str:
+    """The answer in a model's output: after an answer marker if there is one, else the first line."""
+    _, answer = split_completion(prediction)
+    if answer is not None:
+        return answer
+    lines = [line for line in prediction.strip().splitlines() if line.strip()]
+    return _clean_answer(lines[0]) if lines else ""
+
+
+def answers_match(prediction: str, reference: str) -> bool:
+    """True when the answers are equal after normalisation, or, for numeric references, equal in value."""
+    if normalize_text(prediction) == normalize_text(reference):
+        return True
+    expected = arithmetic_value(reference)
+    if expected is None:
+        return False
+    found = answer_value(prediction)
+    return found is not None and math.isclose(found, expected, rel_tol=1e-6, abs_tol=1e-6)
