@@ -69,6 +69,11 @@ CATALOG: dict[str, CatalogModel] = {
 }
 
 
+# The embedded defaults: both run on a laptop CPU with no model hub.
+DEFAULT_TEACHER = "qwen2.5-coder-1.5b-instruct"
+DEFAULT_STUDENT = "smollm2-135m-instruct"
+
+
 def cache_root() -> Path:
     """Where resolved models live: `$KFP_DISTILL_CACHE`, else `~/.cache/kfp-distill`."""
     root = Path(os.environ.get("KFP_DISTILL_CACHE") or Path.home() / ".cache" / "kfp-distill")

@@ -1,0 +1,189 @@
+import json
+
+import pytest
+
+from kfp_distill._implementation.jsonl import DatasetError, write_jsonl
+from kfp_distill._implementation.student import Prediction, StudentPredictor
+from kfp_distill.components.evaluate.evaluation import (
+    EvaluationRow,
+    TeacherAnswer,
+    compare,
+    evaluate_student,
+    load_evaluation_rows,
+    load_teacher_answers,
+)
+
+METRIC_NAMES = {
+    "teacher_accuracy",
+    "untuned_student_accuracy",
+    "distilled_student_accuracy",
+    "teacher_latency_s",
+    "untuned_student_latency_s",
+    "distilled_student_latency_s",
+    "examples",
+    "speedup",
+}
+
+EVALUATION_ROWS = [
+    {"input_text": "Tom has 84 apples and splits them in 2 bags. How many per bag?", "output_text": "42"},
+    {"input_text": "Classify: 5 stocks to buy now", "output_text": "business"},
+    {"input_text": "question: How many parishes are there in Louisiana?", "output_text": "64"},
+    {"input_text": "Classify: the film opens on Friday", "output_text": "entertainment"},
+]
+
+
+def teacher_row(input_text, gold, teacher_label, latency_s):
+    return {
+        "input_text": input_text,
+        "output_text": gold,
+        "gold_label": None,
+        "teacher_label": teacher_label,
+        "rationale": "",
+        "agrees_with_gold": None,
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "latency_s": latency_s,
+    }
+
+
+@pytest.fixture
+def evaluation_files(tmp_path):
+    evaluation_path = tmp_path / "eval.jsonl"
+    write_jsonl(evaluation_path, EVALUATION_ROWS)
+    # The teacher answered the first three rows only; it is wrong on the third.
+    teacher_path = tmp_path / "teacher.jsonl"
+    write_jsonl(
+        teacher_path,
+        [
+            teacher_row(EVALUATION_ROWS[0]["input_text"], "42", "84 / 2", 2.0),
+            teacher_row(EVALUATION_ROWS[1]["input_text"], "business", "Business.", 4.0),
+            teacher_row(EVALUATION_ROWS[2]["input_text"], "64", "60", 6.0),
+        ],
+    )
+    return str(evaluation_path), str(teacher_path)
+
+
+def test_compare_scores_by_value_normalised_text_and_counts_missing_teacher_rows_as_wrong():
+    rows = [
+        EvaluationRow("q1", "42"),
+        EvaluationRow("q2", "The Business"),
+        EvaluationRow("q3", "64"),
+        EvaluationRow("q4", "entertainment"),
+    ]
+    teacher = {"q1": TeacherAnswer("42", 3.0), "q2": TeacherAnswer("sports", 1.0), "q4": TeacherAnswer(None, 2.0)}
+    result = compare(
+        rows,
+        teacher,
+        distilled_answers=["( 84.0 / 2.0 )", "business.", "65", "entertainment"],
+        untuned_answers=["41", "a business", "", "Entertainment!"],
+        student_model_reference="tiny",
+        distilled_latency_s=0.5,
+        untuned_latency_s=0.25,
+    )
+    assert result.distilled_student_accuracy == 0.75
+    assert result.untuned_student_accuracy == 0.5
+    # q1 right; q2 wrong; q3 unanswered; q4 answered without a label.
+    assert result.teacher_accuracy == 0.25
+    assert result.teacher_unanswered == 1
+    assert result.teacher_latency_s == pytest.approx(2.0)
+    assert result.speedup == pytest.approx(4.0)
+    assert [c.distilled_correct for c in result.comparisons] == [True, True, False, True]
+    metrics = result.metrics()
+    assert set(metrics) == METRIC_NAMES
+    assert metrics["examples"] == 4.0
+    report = result.to_markdown()
+    assert "miss 1 of the 4" in report
+    assert "| q3 | 64 | — | 65 |" in report
+
+
+def test_metrics_leave_out_teacher_latency_and_speedup_when_the_teacher_answered_nothing():
+    result = compare([EvaluationRow("q", "1")], {}, ["1"], ["2"], "tiny", 0.1, 0.1)
+    assert result.teacher_accuracy == 0.0
+    assert set(result.metrics()) == METRIC_NAMES - {"teacher_latency_s", "speedup"}
+    assert "n/a" in result.to_markdown()
+    assert "answered every example correctly" in result.to_markdown()
+
+
+def test_worst_examples_put_rows_other_models_got_right_first():
+    rows = [EvaluationRow(f"q{i}", "yes") for i in range(3)]
+    teacher = {"q0": TeacherAnswer("no", 1.0), "q1": TeacherAnswer("yes", 1.0), "q2": TeacherAnswer("yes", 1.0)}
+    result = compare(rows, teacher, ["no", "no", "no"], ["no", "no", "yes"], "tiny", 0.1, 0.1)
+    assert [c.input_text for c in result.worst_examples()] == ["q2", "q1", "q0"]
+    assert len(result.worst_examples(limit=2)) == 2
+
+
+def test_an_evaluation_row_without_gold_label_is_named_by_line_and_field(tmp_path):
+    path = tmp_path / "eval.jsonl"
+    path.write_text(json.dumps({"input_text": "a", "output_text": "b"}) + "\n" + json.dumps({"input_text": "c"}) + "\n")
+    with pytest.raises(DatasetError) as error:
+        load_evaluation_rows(str(path))
+    assert (error.value.line, error.value.field) == (2, "output_text")
+
+
+def test_a_teacher_row_without_latency_is_named_by_line_and_field(tmp_path):
+    path = tmp_path / "teacher.jsonl"
+    row = teacher_row("a", "b", "b", 1.0)
+    del row["latency_s"]
+    write_jsonl(path, [teacher_row("x", "y", "y", 1.0), row])
+    with pytest.raises(DatasetError) as error:
+        load_teacher_answers(str(path))
+    assert (error.value.line, error.value.field) == (2, "latency_s")
+
+
+def test_evaluate_student_runs_both_real_students(tiny_student_dir, evaluation_files, tmp_path):
+    evaluation_path, teacher_path = evaluation_files
+    report_path = tmp_path / "report" / "report.md"
+    result = evaluate_student(
+        model_dir=tiny_student_dir,
+        evaluation_path=evaluation_path,
+        teacher_predictions_path=teacher_path,
+        student_model_reference=tiny_student_dir,
+        report_path=str(report_path),
+        max_new_tokens=4,
+    )
+    metrics = result.metrics()
+    assert set(metrics) == METRIC_NAMES
+    assert metrics["examples"] == 4.0
+    assert metrics["teacher_accuracy"] == 0.5
+    assert metrics["teacher_latency_s"] == pytest.approx(4.0)
+    for name in ("untuned_student_accuracy", "distilled_student_accuracy"):
+        assert 0.0 <= metrics[name] <= 1.0
+    assert metrics["distilled_student_latency_s"] > 0 and metrics["untuned_student_latency_s"] > 0
+    assert metrics["speedup"] == pytest.approx(4.0 / metrics["distilled_student_latency_s"])
+    # The same weights, greedy: both "students" give the same answers.
+    assert [c.distilled_answer for c in result.comparisons] == [c.untuned_answer for c in result.comparisons]
+    report = report_path.read_text()
+    assert "| Teacher | 50.0% | 4.000 |" in report
+    assert "miss 1 of the 4" in report
+
+
+def test_evaluate_student_accuracies_with_known_student_outputs(
+    tiny_student_dir, evaluation_files, tmp_path, monkeypatch
+):
+    evaluation_path, teacher_path = evaluation_files
+    # Distilled first, then untuned: each gets one batch of label-task outputs.
+    outputs = iter(
+        [
+            ["( 84.0 / 2.0 )", "Business", "63", "entertainment\nmore text"],
+            ["The answer is 42.", "sports", "", "film"],
+        ]
+    )
+    seen_tasks = []
+
+    def known_predict(self, input_texts, task="label"):
+        seen_tasks.append(task)
+        return [Prediction(text, 0.01) for text in next(outputs)]
+
+    monkeypatch.setattr(StudentPredictor, "predict", known_predict)
+    report_path = tmp_path / "report.md"
+    result = evaluate_student(
+        tiny_student_dir, evaluation_path, teacher_path, tiny_student_dir, str(report_path)
+    )
+    assert seen_tasks == ["label", "label"]
+    assert result.distilled_student_accuracy == 0.75
+    assert result.untuned_student_accuracy == 0.25
+    assert result.teacher_accuracy == 0.5
+    assert result.speedup == pytest.approx(400.0)
+    report = report_path.read_text()
+    assert "| Distilled student | 75.0% | 0.010 |" in report
+    assert "| question: How many parishes are there in Louisiana? | 64 | 60 | 63 | *(empty)* |" in report

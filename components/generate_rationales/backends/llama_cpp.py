@@ -1,0 +1,62 @@
+"""The embedded llama.cpp teacher (llama-cpp-python), for GGUF models on the local CPU or GPU."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+
+from kfp_distill._implementation.models import CATALOG, resolve_gguf, sha256_of
+
+from .base import Completion, DecodingSettings, TeacherRequestError
+
+CONTEXT_TOKENS = 4096
+
+
+class LlamaCppBackend:
+    """A GGUF model run in-process. One `Llama` object serves the whole run, so llama.cpp reuses the
+    KV cache of the few-shot prefix that consecutive prompts share.
+
+    Args:
+        model_reference: A catalog name (`qwen2.5-coder-1.5b-instruct`), a `.gguf` path or URI.
+    """
+
+    def __init__(self, model_reference: str):
+        self.model_reference = model_reference
+        self.model_path = resolve_gguf(model_reference)
+        if model_reference in CATALOG:
+            digest = CATALOG[model_reference].sha256  # verified when the file was assembled
+        else:
+            digest = sha256_of(self.model_path)
+        self.identity = f"llama.cpp:gguf-sha256:{digest}"
+
+    @cached_property
+    def _llama(self):
+        # Loaded on the first request only: a fully cached re-run never loads the weights.
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise ImportError(
+                "the llama.cpp teacher needs llama-cpp-python: pip install 'kfp-distill[llamacpp]'"
+            ) from None
+        return Llama(
+            model_path=str(self.model_path), n_ctx=CONTEXT_TOKENS, n_threads=os.cpu_count(), verbose=False
+        )
+
+    def complete(self, messages: list[dict[str, str]], settings: DecodingSettings) -> Completion:
+        try:
+            response = self._llama.create_chat_completion(
+                messages=messages,
+                max_tokens=settings.max_new_tokens,
+                temperature=settings.temperature,
+                seed=settings.seed,
+            )
+        except ValueError as error:  # e.g. the prompt does not fit the context window
+            raise TeacherRequestError(f"llama.cpp: {error}") from error
+        choice = response["choices"][0]
+        usage = response.get("usage") or {}
+        return Completion(
+            text=choice["message"].get("content") or "",
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            finish_reason=choice.get("finish_reason"),
+        )

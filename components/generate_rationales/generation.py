@@ -1,0 +1,396 @@
+"""Teacher rationales (and labels where missing) for every row of a dataset, by few-shot chain of thought."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from kfp_distill._implementation.answers import answers_match, split_completion
+from kfp_distill._implementation.jsonl import DatasetError, read_jsonl, write_jsonl
+from kfp_distill._implementation.models import cache_root
+
+from .backends import PrecomputedBackend, TeacherBackend, TeacherRequestError, backend_for
+from .backends.base import Completion, DecodingSettings
+from .cache import AnswerCache, answer_key
+from .prompts import DEFAULT_TEMPLATE, Demonstration, Mode, build_messages, load_demonstrations, validate_template
+
+# Demonstrations drawn from the labeled rows when no few-shot file is given (the paper uses a handful).
+DRAWN_DEMONSTRATIONS = 4
+DEMONSTRATION_SEED = 0
+# So many failed requests in a row mean the teacher is down or misnamed: stop (answers so far are cached).
+MAX_CONSECUTIVE_FAILURES = 5
+SNIPPET_CHARS = 160
+PROBLEMS_SHOWN = 20
+
+
+class TeacherUnavailableError(RuntimeError):
+    """The teacher failed too many requests in a row; a re-run resumes from the cache."""
+
+
+class NoUsableAnswersError(RuntimeError):
+    """Not one row got a usable rationale (the report says why)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A row left out of the output: its dataset line, why, and the start of what the teacher said."""
+
+    line: int
+    reason: str
+    snippet: str = ""
+
+
+@dataclass
+class GenerationReport:
+    """What the teacher did on one dataset."""
+
+    dataset_uri: str
+    teacher: str
+    rows: int = 0
+    explained: int = 0
+    predicted: int = 0
+    few_shot_source: str = ""
+    few_shot_count: int = 0
+    answered: int = 0
+    unparseable: list[Problem] = field(default_factory=list)
+    failed: list[Problem] = field(default_factory=list)
+    demonstration_problems: list[Problem] = field(default_factory=list)
+    compared_with_gold: int = 0
+    agreed_with_gold: int = 0
+    explanations_contradicting_gold: int = 0
+    requests: int = 0
+    cache_hits: int = 0
+    teacher_answers: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    teacher_latency_s: float = 0.0
+    wall_time_s: float = 0.0
+
+    @property
+    def agreement_with_gold(self) -> float | None:
+        return self.agreed_with_gold / self.compared_with_gold if self.compared_with_gold else None
+
+    @property
+    def mean_latency_s(self) -> float | None:
+        """Mean teacher time per answer, as measured when each answer was first asked."""
+        return self.teacher_latency_s / self.teacher_answers if self.teacher_answers else None
+
+    def metrics(self) -> dict[str, float]:
+        """Scalar metrics (those that exist) for KFP's Metrics artifact."""
+        values: dict[str, float] = {
+            "rows": self.rows,
+            "answered": self.answered,
+            "unparseable": len(self.unparseable),
+            "failed": len(self.failed),
+            "requests": self.requests,
+            "cache_hits": self.cache_hits,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "few_shot_examples": self.few_shot_count,
+        }
+        if self.agreement_with_gold is not None:
+            values["agreement_with_gold"] = self.agreement_with_gold
+        if self.mean_latency_s is not None:
+            values["mean_latency_s"] = self.mean_latency_s
+        return values
+
+    def to_markdown(self) -> str:
+        lines = [
+            "# Teacher rationales",
+            "",
+            f"- Dataset: `{self.dataset_uri}` ({self.rows} rows)",
+            f"- Teacher: `{self.teacher}`",
+            f"- Prompts: {self.explained} explain the gold label, {self.predicted} ask the teacher to answer",
+            f"- Few-shot examples: {self.few_shot_source}",
+            f"- Answered: {self.answered}; unparseable: {len(self.unparseable)}; failed: {len(self.failed)} "
+            "(unparseable and failed rows are left out of the output)",
+        ]
+        if self.agreement_with_gold is not None:
+            lines.append(
+                f"- Agreement with gold: {self.agreed_with_gold}/{self.compared_with_gold} "
+                f"({self.agreement_with_gold:.1%})"
+            )
+        if self.explanations_contradicting_gold:
+            lines.append(
+                f"- Explanations whose stated answer contradicts the gold label: "
+                f"{self.explanations_contradicting_gold} (kept, agrees_with_gold=false)"
+            )
+        latency = "n/a" if self.mean_latency_s is None else f"{self.mean_latency_s:.2f} s"
+        lines += [
+            f"- Teacher answers used: {self.teacher_answers} ({self.requests} asked now, {self.cache_hits} from the cache)",
+            f"- Mean teacher latency per answer: {latency}; wall time of this run: {self.wall_time_s:.1f} s",
+            f"- Tokens: {self.prompt_tokens} prompt, {self.completion_tokens} completion",
+        ]
+        for title, problems in (
+            ("Unparseable answers", self.unparseable),
+            ("Failed requests", self.failed),
+            ("Few-shot examples left out", self.demonstration_problems),
+        ):
+            if not problems:
+                continue
+            lines += ["", f"## {title}", "", "| line | reason | teacher said |", "|---|---|---|"]
+            for problem in problems[:PROBLEMS_SHOWN]:
+                snippet = problem.snippet.replace("|", "\\|")
+                lines.append(f"| {problem.line} | {problem.reason.replace('|', '/')} | {snippet} |")
+            if len(problems) > PROBLEMS_SHOWN:
+                lines.append(f"\n... and {len(problems) - PROBLEMS_SHOWN} more.")
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class _Row:
+    line: int
+    input_text: str
+    gold_label: str | None
+    raw: dict
+
+
+@dataclass(frozen=True)
+class _Answer:
+    completion: Completion
+    latency_s: float
+
+
+def _snippet(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= SNIPPET_CHARS else flat[:SNIPPET_CHARS] + "..."
+
+
+def _read_rows(dataset_uri: str) -> list[_Row]:
+    rows = []
+    for line, row in read_jsonl(dataset_uri):
+        input_text = row.get("input_text")
+        if not isinstance(input_text, str) or not input_text.strip():
+            raise DatasetError(dataset_uri, "input_text must be a non-empty string", line, "input_text")
+        gold = row.get("output_text")
+        if gold is not None and not isinstance(gold, str):
+            raise DatasetError(dataset_uri, "output_text must be a string or null", line, "output_text")
+        rows.append(_Row(line, input_text, gold, row))
+    if not rows:
+        raise DatasetError(dataset_uri, "the dataset holds no examples")
+    return rows
+
+
+class _Teacher:
+    """Asks the backend through the cache, and keeps the counts the report needs."""
+
+    def __init__(self, backend: TeacherBackend, cache: AnswerCache, settings: DecodingSettings, report: GenerationReport):
+        self.backend, self.cache, self.settings, self.report = backend, cache, settings, report
+        self.consecutive_failures = 0
+
+    def ask(self, messages: list[dict[str, str]]) -> _Answer:
+        key = answer_key(self.backend.identity, messages, self.settings)
+        cached = self.cache.get(key)
+        if cached is not None:
+            self.report.cache_hits += 1
+            return self._used(_Answer(cached.completion, cached.latency_s))
+        started = time.perf_counter()
+        try:
+            completion = self.backend.complete(messages, self.settings)
+        except TeacherRequestError as error:
+            self.consecutive_failures += 1
+            if self.consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
+                raise TeacherUnavailableError(
+                    f"{self.consecutive_failures} teacher requests failed in a row (last: {error}); the "
+                    f"{len(self.cache)} answers so far are kept in {self.cache.path}: run again to resume"
+                ) from error
+            raise
+        latency = time.perf_counter() - started
+        self.consecutive_failures = 0
+        self.cache.put(key, self.backend.identity, completion, latency)
+        self.report.requests += 1
+        return self._used(_Answer(completion, latency))
+
+    def _used(self, answer: _Answer) -> _Answer:
+        self.report.teacher_answers += 1
+        self.report.prompt_tokens += answer.completion.prompt_tokens
+        self.report.completion_tokens += answer.completion.completion_tokens
+        self.report.teacher_latency_s += answer.latency_s
+        return answer
+
+
+def _output_row(row: _Row, answer: _Answer, mode: Mode, report: GenerationReport) -> dict | None:
+    """The output row for one teacher answer, or None after recording why it is unusable."""
+    completion = answer.completion
+    rationale, teacher_label = split_completion(completion.text)
+    if teacher_label is None:
+        reason = "no 'The answer is ...' line"
+        if completion.finish_reason == "length":
+            reason += " (stopped at max_new_tokens)"
+        report.unparseable.append(Problem(row.line, reason, _snippet(completion.text)))
+        return None
+    if not rationale:
+        report.unparseable.append(Problem(row.line, "empty rationale", _snippet(completion.text)))
+        return None
+    agrees = None
+    if row.gold_label is not None:
+        agrees = answers_match(teacher_label, row.gold_label)
+        report.compared_with_gold += 1
+        report.agreed_with_gold += agrees
+        if mode is Mode.EXPLAIN and not agrees:
+            report.explanations_contradicting_gold += 1
+    report.answered += 1
+    return {
+        "input_text": row.input_text,
+        "output_text": row.gold_label if row.gold_label is not None else teacher_label,
+        "gold_label": row.gold_label,
+        "teacher_label": teacher_label,
+        "rationale": rationale,
+        "agrees_with_gold": agrees,
+        "prompt_tokens": completion.prompt_tokens,
+        "completion_tokens": completion.completion_tokens,
+        "latency_s": round(answer.latency_s, 4),
+    }
+
+
+def _drawn_demonstrations(
+    rows: list[_Row], teacher: _Teacher, template: str, report: GenerationReport, progress
+) -> list[tuple[int, Demonstration]]:
+    """Few-shot examples made from labeled rows: the teacher explains their gold labels zero-shot."""
+    labeled = [row for row in rows if row.gold_label is not None]
+    chosen = random.Random(DEMONSTRATION_SEED).sample(labeled, k=min(DRAWN_DEMONSTRATIONS, len(labeled)))
+    demonstrations = []
+    for row in chosen:
+        try:
+            answer = teacher.ask(build_messages(row.input_text, Mode.EXPLAIN, row.gold_label, (), template))
+        except TeacherRequestError as error:
+            report.demonstration_problems.append(Problem(row.line, f"request failed: {error}"))
+            continue
+        finally:
+            progress.update()
+        rationale, stated = split_completion(answer.completion.text)
+        snippet = _snippet(answer.completion.text)
+        if stated is None or not rationale:
+            report.demonstration_problems.append(Problem(row.line, "no rationale and answer to parse", snippet))
+        elif not answers_match(stated, row.gold_label):
+            report.demonstration_problems.append(Problem(row.line, "stated answer contradicts the gold label", snippet))
+        else:
+            demonstrations.append((row.line, Demonstration(row.input_text, rationale, row.gold_label)))
+    return demonstrations
+
+
+def _write_outputs(outputs: list[dict], report: GenerationReport, output_path, report_path) -> None:
+    write_jsonl(output_path, outputs)
+    Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(report_path).write_text(report.to_markdown(), encoding="utf-8")
+
+
+def generate_rationales(
+    dataset_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    report_path: str | os.PathLike,
+    teacher_model_reference: str,
+    use_gold_labels: bool = True,
+    prompt_template: str = "",
+    few_shot_uri: str = "",
+    max_new_tokens: int = 256,
+    temperature: float = 0.0,
+    cache_path: str | os.PathLike | None = None,
+) -> GenerationReport:
+    """Asks the teacher for a rationale (and a label where missing) for every row, and writes them out.
+
+    Rows with a label are explained (EXPLAIN mode) when `use_gold_labels`, else the teacher answers them
+    without seeing the label (PREDICT mode: the evaluation set). Every answer is cached durably as it
+    arrives, so a re-run after a crash asks only what was not answered yet.
+
+    Args:
+        dataset_path: Validated JSON Lines rows (`input_text`, `output_text` or null, optional `rationale`).
+        output_path: Where the output rows go (JSON Lines; see the component README for the fields).
+        report_path: Where the Markdown report goes.
+        teacher_model_reference: `precomputed`, `<base_url>#<model>`, or a GGUF catalog name, path or URI.
+        use_gold_labels: Show the teacher the gold labels and ask it to explain them.
+        prompt_template: The user turn, with `{input_text}` (and `{output_text}`, explain mode only);
+            empty: the question as it is.
+        few_shot_uri: JSON Lines few-shot examples (`input_text`, `rationale`, `output_text`); empty: up to
+            4 labeled rows explained by the teacher, or zero-shot when no row has a label.
+        max_new_tokens: The most tokens the teacher writes per answer.
+        temperature: The teacher's sampling temperature (0: greedy).
+        cache_path: The SQLite answer cache; None: `teacher_answers.sqlite` under the kfp-distill cache.
+
+    Returns:
+        The report, also written to `report_path`.
+
+    Raises:
+        DatasetError: A bad dataset or few-shot file (file, line and field named).
+        PromptTemplateError: A template that cannot be filled in (before any request).
+        TeacherUnavailableError: Requests keep failing (what was answered stays cached).
+        NoUsableAnswersError: No row got a usable answer (outputs and report are written first).
+    """
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature must not be negative, got {temperature}")
+    started = time.perf_counter()
+    dataset_uri = str(dataset_path)
+    rows = _read_rows(dataset_uri)
+    backend = backend_for(teacher_model_reference)
+    report = GenerationReport(dataset_uri=dataset_uri, teacher=backend.identity, rows=len(rows))
+    modes = {
+        row.line: Mode.EXPLAIN if row.gold_label is not None and use_gold_labels else Mode.PREDICT for row in rows
+    }
+    report.explained = sum(mode is Mode.EXPLAIN for mode in modes.values())
+    report.predicted = len(rows) - report.explained
+    outputs = []
+
+    if isinstance(backend, PrecomputedBackend):
+        report.few_shot_source = "none (the rationales come with the dataset)"
+        completions = [(row, backend.completion_for(row.raw, row.line, dataset_uri)) for row in rows]
+        for row, completion in completions:
+            output = _output_row(row, _Answer(completion, 0.0), modes[row.line], report)
+            if output is not None:
+                outputs.append(output)
+    else:
+        template = prompt_template or DEFAULT_TEMPLATE
+        validate_template(template, modes.values())
+        file_demonstrations = load_demonstrations(few_shot_uri) if few_shot_uri else None
+        settings = DecodingSettings(max_new_tokens=max_new_tokens, temperature=temperature)
+        labeled = sum(row.gold_label is not None for row in rows)
+        drawn = 0 if file_demonstrations is not None else min(DRAWN_DEMONSTRATIONS, labeled)
+        with (
+            AnswerCache(cache_path or cache_root() / "teacher_answers.sqlite") as cache,
+            tqdm(total=len(rows) + drawn, desc="teacher", unit="example") as progress,
+        ):
+            teacher = _Teacher(backend, cache, settings, report)
+            if file_demonstrations is not None:
+                demonstrations = [(0, example) for example in file_demonstrations]
+                report.few_shot_source = f"{len(demonstrations)} from {few_shot_uri}"
+            elif drawn:
+                demonstrations = _drawn_demonstrations(rows, teacher, template, report, progress)
+                report.few_shot_source = (
+                    f"{len(demonstrations)} labeled rows explained by the teacher (seeded draw of {drawn}; "
+                    "a row's own example is left out of its prompt)"
+                )
+            else:
+                demonstrations = []
+                report.few_shot_source = "none: zero-shot chain of thought (no labeled rows, no few-shot file)"
+            report.few_shot_count = len(demonstrations)
+            for row in rows:
+                mode = modes[row.line]
+                shots = [example for line, example in demonstrations if line != row.line]
+                messages = build_messages(
+                    row.input_text, mode, row.gold_label if mode is Mode.EXPLAIN else None, shots, template
+                )
+                try:
+                    answer = teacher.ask(messages)
+                except TeacherRequestError as error:
+                    report.failed.append(Problem(row.line, f"request failed: {error}"))
+                    continue
+                finally:
+                    progress.update()
+                output = _output_row(row, answer, mode, report)
+                if output is not None:
+                    outputs.append(output)
+
+    report.wall_time_s = time.perf_counter() - started
+    _write_outputs(outputs, report, output_path, report_path)
+    if not outputs:
+        raise NoUsableAnswersError(
+            f"the teacher gave no usable rationale for any of the {len(rows)} rows "
+            f"({len(report.unparseable)} unparseable, {len(report.failed)} failed); see {report_path}"
+        )
+    return report

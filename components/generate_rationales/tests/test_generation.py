@@ -1,0 +1,319 @@
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from kfp_distill._implementation.jsonl import DatasetError, load_rows, write_jsonl
+from kfp_distill.components.generate_rationales.backends import PrecomputedBackend, backend_for
+from kfp_distill.components.generate_rationales.backends.openai_compatible import OpenAICompatibleBackend
+from kfp_distill.components.generate_rationales.generation import (
+    NoUsableAnswersError,
+    TeacherUnavailableError,
+    generate_rationales,
+)
+from kfp_distill.components.generate_rationales.prompts import Demonstration, Mode, build_messages
+
+SHOTS = [
+    {"input_text": "What is 1 + 1?", "rationale": "One and one make two.", "output_text": "2"},
+    {"input_text": "What is 3 * 3?", "rationale": "Three threes are nine.", "output_text": "9"},
+]
+OUTPUT_FIELDS = {
+    "input_text", "output_text", "gold_label", "teacher_label", "rationale", "agrees_with_gold",
+    "prompt_tokens", "completion_tokens", "latency_s",
+}
+
+
+def write(path, rows):
+    write_jsonl(path, rows)
+    return str(path)
+
+
+def run(server, tmp_path, rows, model="stub-model", **options):
+    """Runs generation on `rows` against the stub; returns (report, output rows)."""
+    report = generate_rationales(
+        dataset_path=write(tmp_path / "data.jsonl", rows),
+        output_path=tmp_path / "out.jsonl",
+        report_path=tmp_path / "report.md",
+        teacher_model_reference=f"{server.base_url}#{model}",
+        cache_path=options.pop("cache_path", tmp_path / "cache.sqlite"),
+        **options,
+    )
+    return report, load_rows(tmp_path / "out.jsonl")
+
+
+def cached_answers(path) -> int:
+    with sqlite3.connect(path) as connection:
+        return connection.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+
+
+def test_request_bodies_carry_model_messages_few_shots_and_decoding(stub_server, tmp_path):
+    shots = write(tmp_path / "shots.jsonl", SHOTS)
+    rows = [{"input_text": "What is 2 + 3?", "output_text": None}, {"input_text": "What is 7 - 4?", "output_text": None}]
+    report, outputs = run(stub_server, tmp_path, rows, few_shot_uri=shots, max_new_tokens=64)
+    demonstrations = [Demonstration(**shot) for shot in SHOTS]
+    assert len(stub_server.requests) == 2
+    for body, row in zip(stub_server.requests, rows):
+        assert body["model"] == "stub-model"
+        assert body["temperature"] == 0.0
+        assert body["max_tokens"] == 64
+        assert body["messages"] == build_messages(row["input_text"], Mode.PREDICT, demonstrations=demonstrations)
+    assert [o["teacher_label"] for o in outputs] == ["5", "3"]
+    assert [o["output_text"] for o in outputs] == ["5", "3"]
+    assert outputs[0]["rationale"] == "We compute 2 + 3 = 5."
+    assert set(outputs[0]) == OUTPUT_FIELDS
+    assert outputs[0]["gold_label"] is None and outputs[0]["agrees_with_gold"] is None
+    assert outputs[0]["completion_tokens"] == 11 and outputs[0]["prompt_tokens"] > 0
+    assert report.few_shot_count == 2 and "shots.jsonl" in report.few_shot_source
+    assert report.answered == 2 and report.requests == 2
+
+
+def test_api_key_comes_from_the_environment(stub_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "openai-key")
+    monkeypatch.setenv("KFP_DISTILL_TEACHER_API_KEY", "teacher-key")
+    run(stub_server, tmp_path, [{"input_text": "What is 1 + 2?", "output_text": None}])
+    monkeypatch.delenv("KFP_DISTILL_TEACHER_API_KEY")
+    run(stub_server, tmp_path, [{"input_text": "What is 1 + 3?", "output_text": None}])
+    assert stub_server.authorizations == ["Bearer teacher-key", "Bearer openai-key"]
+
+
+def test_labeled_rows_are_explained_and_unlabeled_rows_predicted(stub_server, tmp_path):
+    rows = [
+        {"input_text": "What is 2 + 3?", "output_text": "5"},
+        {"input_text": "What is 6 * 2?", "output_text": None},
+    ]
+    report, outputs = run(stub_server, tmp_path, rows)
+    # The labeled row is explained zero-shot as the one demonstration; as its own only demonstration it is
+    # left out of its own prompt, which is then that same zero-shot prompt: answered from the cache.
+    explained, predicted = (body["messages"] for body in stub_server.requests)
+    assert len(explained) == 2 and explained[-1]["content"].startswith("What is 2 + 3?\n\nThe correct answer is: 5\n")
+    assert predicted[1:] == [
+        {"role": "user", "content": "What is 2 + 3?"},  # the demonstration, in predict format
+        {"role": "assistant", "content": "The question asks for 5, step by step it follows. The answer is 5."},
+        {"role": "user", "content": "What is 6 * 2?"},
+    ]
+    assert (report.requests, report.cache_hits) == (2, 1)
+    assert [(o["output_text"], o["gold_label"], o["agrees_with_gold"]) for o in outputs] == [
+        ("5", "5", True),
+        ("12", None, None),
+    ]
+    assert report.explained == 1 and report.predicted == 1
+
+
+def test_drawn_demonstrations_leave_each_row_out_of_its_own_prompt(stub_server, tmp_path):
+    rows = [{"input_text": f"What is {n} + {n}?", "output_text": str(2 * n)} for n in range(1, 6)]
+    rows.append({"input_text": "What is 9 + 9?", "output_text": None})
+    report, outputs = run(stub_server, tmp_path, rows)
+    assert report.few_shot_count == 4
+    demonstration_questions = set()
+    for body in stub_server.requests[:4]:
+        assert len(body["messages"]) == 2  # explained zero-shot
+        demonstration_questions.add(body["messages"][1]["content"].split("\n")[0])
+    for body in stub_server.requests[4:]:
+        messages = body["messages"]
+        question = messages[-1]["content"].split("\n")[0]
+        shown = {m["content"].split("\n")[0] for m in messages[1:-1:2]}
+        assert question not in shown
+        assert shown == demonstration_questions - {question}
+    assert len(stub_server.requests) == 4 + len(rows)
+    assert len(outputs) == len(rows) and all(o["agrees_with_gold"] in (True, None) for o in outputs)
+
+
+def test_without_labels_or_few_shot_file_it_is_zero_shot(stub_server, tmp_path):
+    report, _ = run(stub_server, tmp_path, [{"input_text": "What is 2 + 2?", "output_text": None}])
+    assert [len(body["messages"]) for body in stub_server.requests] == [2]
+    assert "zero-shot" in report.few_shot_source and "zero-shot" in report.to_markdown()
+
+
+def test_unparseable_answers_are_counted_reported_and_left_out(stub_server, tmp_path):
+    rows = [
+        {"input_text": "What is 2 + 2?", "output_text": None},
+        {"input_text": "NO_ANSWER here", "output_text": None},
+        {"input_text": "What is 5 + 1?", "output_text": None},
+    ]
+    report, outputs = run(stub_server, tmp_path, rows)
+    assert [o["input_text"] for o in outputs] == ["What is 2 + 2?", "What is 5 + 1?"]
+    assert [(p.line, p.reason) for p in report.unparseable] == [(2, "no 'The answer is ...' line")]
+    assert report.unparseable[0].snippet.startswith("I keep thinking")
+    markdown = (tmp_path / "report.md").read_text()
+    assert "## Unparseable answers" in markdown and "| 2 | no 'The answer is ...' line | I keep thinking" in markdown
+    assert report.metrics()["unparseable"] == 1 and report.metrics()["answered"] == 2
+
+
+def test_empty_rationale_is_unparseable(start_stub_server, tmp_path):
+    server = start_stub_server(lambda messages: "The answer is 4.")
+    rows = [{"input_text": "a", "output_text": None}, {"input_text": "What?", "output_text": None}]
+    with pytest.raises(NoUsableAnswersError, match="2 unparseable"):
+        run(server, tmp_path, rows)
+    assert load_rows(tmp_path / "out.jsonl") == []
+    assert "empty rationale" in (tmp_path / "report.md").read_text()
+
+
+def test_evaluation_set_keeps_gold_labels_and_hides_them_from_the_teacher(stub_server, tmp_path):
+    rows = [
+        {"input_text": "What is 2 + 3?", "output_text": "5"},
+        {"input_text": "What is 4 * 5?", "output_text": "21"},
+        {"input_text": "What is 4 * 6?", "output_text": "( 4 * 6 )"},
+    ]
+    shots = write(tmp_path / "shots.jsonl", SHOTS)
+    report, outputs = run(stub_server, tmp_path, rows, use_gold_labels=False, few_shot_uri=shots)
+    assert all("correct answer" not in json.dumps(body["messages"]) for body in stub_server.requests)
+    assert all(row["output_text"] not in json.dumps(body["messages"]) for row, body in zip(rows, stub_server.requests))
+    assert [(o["output_text"], o["teacher_label"], o["agrees_with_gold"]) for o in outputs] == [
+        ("5", "5", True),
+        ("21", "20", False),
+        ("( 4 * 6 )", "24", True),
+    ]
+    assert report.agreement_with_gold == pytest.approx(2 / 3)
+    assert report.metrics()["agreement_with_gold"] == pytest.approx(2 / 3)
+    assert report.explained == 0 and report.predicted == 3
+
+
+def test_explanation_contradicting_the_gold_label_is_kept_and_flagged(start_stub_server, tmp_path):
+    server = start_stub_server(lambda messages: "Adding gives nine. The answer is 9.")
+    shots = write(tmp_path / "shots.jsonl", SHOTS)
+    report, outputs = run(server, tmp_path, [{"input_text": "What is 2 + 3?", "output_text": "5"}], few_shot_uri=shots)
+    assert outputs == [
+        {
+            "input_text": "What is 2 + 3?", "output_text": "5", "gold_label": "5", "teacher_label": "9",
+            "rationale": "Adding gives nine.", "agrees_with_gold": False, "prompt_tokens": outputs[0]["prompt_tokens"],
+            "completion_tokens": 7, "latency_s": outputs[0]["latency_s"],
+        }
+    ]
+    assert report.explanations_contradicting_gold == 1
+    assert "contradicts the gold label: 1" in report.to_markdown()
+
+
+def test_second_run_is_answered_from_the_cache(stub_server, tmp_path):
+    rows = [{"input_text": f"What is {n} + 1?", "output_text": None} for n in range(4)]
+    first_report, first = run(stub_server, tmp_path, rows)
+    assert len(stub_server.requests) == 4 and cached_answers(tmp_path / "cache.sqlite") == 4
+    second_report, second = run(stub_server, tmp_path, rows)
+    assert len(stub_server.requests) == 4
+    assert second == first
+    assert (second_report.requests, second_report.cache_hits) == (0, 4)
+    assert second_report.mean_latency_s == pytest.approx(first_report.mean_latency_s)
+    # Other decoding settings or another model are other questions.
+    run(stub_server, tmp_path, rows, max_new_tokens=100)
+    run(stub_server, tmp_path, rows, model="other-model")
+    assert len(stub_server.requests) == 12
+
+
+def test_failed_requests_are_counted_and_left_out(stub, start_stub_server, tmp_path):
+    def refuse_some(messages):
+        if "FAIL" in messages[-1]["content"]:
+            raise stub.StubHTTPError(400)
+        return stub.default_responder(messages)
+
+    server = start_stub_server(refuse_some)
+    rows = [{"input_text": "What is 1 + 1?", "output_text": None}, {"input_text": "FAIL 2 + 2", "output_text": None}]
+    report, outputs = run(server, tmp_path, rows)
+    assert [o["input_text"] for o in outputs] == ["What is 1 + 1?"]
+    assert [p.line for p in report.failed] == [2] and "request failed" in report.failed[0].reason
+    assert "## Failed requests" in report.to_markdown()
+    # A failure is not cached: the next run asks again.
+    run(server, tmp_path, rows)
+    assert len(server.requests) == 3
+
+
+def test_a_teacher_that_keeps_failing_stops_the_run(stub, start_stub_server, tmp_path):
+    def refuse(messages):
+        raise stub.StubHTTPError(404)
+
+    server = start_stub_server(refuse)
+    rows = [{"input_text": f"q{n}", "output_text": None} for n in range(8)]
+    with pytest.raises(TeacherUnavailableError, match="5 teacher requests failed in a row"):
+        run(server, tmp_path, rows)
+    assert len(server.requests) == 5
+
+
+def test_bad_dataset_rows_are_named(stub_server, tmp_path):
+    rows = [{"input_text": "ok", "output_text": None}, {"input_text": 3, "output_text": None}]
+    with pytest.raises(DatasetError) as error:
+        run(stub_server, tmp_path, rows)
+    assert (error.value.line, error.value.field) == (2, "input_text")
+    assert stub_server.requests == []
+
+
+def test_template_errors_come_before_any_request(stub_server, tmp_path):
+    rows = [{"input_text": "What is 1 + 1?", "output_text": None}]
+    with pytest.raises(ValueError, match=r"\{question\}"):
+        run(stub_server, tmp_path, rows, prompt_template="Q: {question}")
+    with pytest.raises(ValueError, match="without their label"):
+        run(stub_server, tmp_path, rows, prompt_template="{input_text} {output_text}")
+    assert stub_server.requests == []
+    run(stub_server, tmp_path, rows, prompt_template="Solve: {input_text}")
+    assert stub_server.requests[0]["messages"][-1]["content"] == "Solve: What is 1 + 1?"
+
+
+def test_precomputed_rationales_need_no_teacher(tmp_path):
+    rows = [
+        {"input_text": "What is 2 + 3?", "output_text": "5", "rationale": "Two and three make five."},
+        {"input_text": "What is 2 + 4?", "output_text": "6", "rationale": "Two and four make seven. The answer is 7."},
+        {"input_text": "What is 2 + 5?", "output_text": None, "rationale": "Seven. The answer is 7."},
+    ]
+    report = generate_rationales(
+        write(tmp_path / "data.jsonl", rows), tmp_path / "out.jsonl", tmp_path / "report.md", "precomputed",
+        cache_path=tmp_path / "cache.sqlite",
+    )
+    outputs = load_rows(tmp_path / "out.jsonl")
+    assert [(o["output_text"], o["teacher_label"], o["rationale"], o["agrees_with_gold"]) for o in outputs] == [
+        ("5", "5", "Two and three make five.", True),
+        ("6", "7", "Two and four make seven.", False),
+        ("7", "7", "Seven.", None),
+    ]
+    assert report.requests == 0 and not (tmp_path / "cache.sqlite").exists()
+    rows[1].pop("rationale")
+    with pytest.raises(DatasetError) as error:
+        generate_rationales(
+            write(tmp_path / "data.jsonl", rows), tmp_path / "out.jsonl", tmp_path / "report.md", "precomputed"
+        )
+    assert (error.value.line, error.value.field) == (2, "rationale")
+
+
+def test_backend_for_reads_the_reference():
+    assert isinstance(backend_for("precomputed"), PrecomputedBackend)
+    endpoint = backend_for("http://127.0.0.1:8080/v1#qwen")
+    assert isinstance(endpoint, OpenAICompatibleBackend)
+    assert (endpoint.base_url, endpoint.model) == ("http://127.0.0.1:8080/v1", "qwen")
+    assert endpoint.identity == "openai-compatible:http://127.0.0.1:8080/v1#qwen"
+    with pytest.raises(ValueError, match="<base_url>#<model>"):
+        backend_for("http://127.0.0.1:8080/v1")
+    with pytest.raises(ValueError, match="not a GGUF model"):
+        backend_for("no-such-model")
+
+
+KILLED_RUN = """
+import sys
+from kfp_distill.components.generate_rationales.generation import generate_rationales
+generate_rationales(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], few_shot_uri=sys.argv[5], cache_path=sys.argv[6])
+"""
+
+
+def test_killed_run_resumes_asking_only_what_was_not_answered(stub_server, tmp_path):
+    total, answered_before_kill = 8, 3
+    rows = [{"input_text": f"What is {n} + 10?", "output_text": None} for n in range(total)]
+    arguments = [
+        write(tmp_path / "data.jsonl", rows), str(tmp_path / "out.jsonl"), str(tmp_path / "report.md"),
+        f"{stub_server.base_url}#stub-model", write(tmp_path / "shots.jsonl", SHOTS), str(tmp_path / "cache.sqlite"),
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN, *arguments],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "NO_PROXY": "127.0.0.1"},
+    )
+    stub_server.kill_client_on_request(answered_before_kill + 1, process.pid)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == -signal.SIGKILL, stderr.decode()
+    assert not (tmp_path / "out.jsonl").exists()
+    cached = cached_answers(tmp_path / "cache.sqlite")
+    assert cached == answered_before_kill
+
+    asked_before = len(stub_server.requests)
+    report = generate_rationales(*arguments[:4], few_shot_uri=arguments[4], cache_path=arguments[5])
+    assert len(stub_server.requests) - asked_before == total - cached
+    assert (report.requests, report.cache_hits, report.answered) == (total - cached, cached, total)
+    assert cached_answers(tmp_path / "cache.sqlite") == total
+    assert [o["teacher_label"] for o in load_rows(tmp_path / "out.jsonl")] == [str(n + 10) for n in range(total)]

@@ -1,0 +1,72 @@
+"""The tune-student component: distilling step-by-step tuning of the student on labels and rationales."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+from kfp_distill._implementation.settings import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def tune_student(
+    distilled_dataset: Input[Dataset],
+    evaluation_dataset: Input[Dataset],
+    student_model_reference: str,
+    teacher_model_reference: str,
+    dataset_uri: str,
+    model: Output[Model],
+    tensorboard_logs: Output[Artifact],
+    metrics: Output[Metrics],
+    train_steps: int = 300,
+    batch_size: int = 8,
+    learning_rate_multiplier: float = 1.0,
+    evaluation_interval: int = 20,
+    enable_early_stopping: bool = True,
+    enable_checkpoint_selection: bool = False,
+    tuning_method: str = "full",
+    alpha: float = 0.5,
+):
+    """Tunes the student on the teacher's labels and rationales (two tasks, one model).
+
+    Args:
+        distilled_dataset: generate-rationales' output (input_text, output_text, rationale).
+        evaluation_dataset: The labeled evaluation set; an empty file for none.
+        student_model_reference: The student to tune.
+        teacher_model_reference: The teacher that wrote the rationales (recorded in the model card).
+        dataset_uri: The training dataset the job was given (recorded in the model card).
+        model: The tuned model directory (safetensors, tokenizer, README.md, kfp_distill.json).
+        tensorboard_logs: TensorBoard event files with the contract's training and evaluation scalars.
+        metrics: Final training loss and token accuracy, evaluation accuracies, steps run, speed.
+        train_steps: Tuning steps.
+        batch_size: Training rows per step.
+        learning_rate_multiplier: Multiplies the recommended learning rate.
+        evaluation_interval: Steps between evaluations.
+        enable_early_stopping: Stop when the evaluation token accuracy stops improving.
+        enable_checkpoint_selection: Return the best evaluated checkpoint, else the last one.
+        tuning_method: "full" or "lora".
+        alpha: Weight of the label loss; the rationale loss gets 1 - alpha.
+    """
+    from kfp_distill.components.tune_student.config import TuningConfig
+    from kfp_distill.components.tune_student.tuning import tune_student as run_tuning
+
+    config = TuningConfig(
+        student_model_reference=student_model_reference,
+        train_steps=train_steps,
+        batch_size=batch_size,
+        learning_rate_multiplier=learning_rate_multiplier,
+        evaluation_interval=evaluation_interval,
+        enable_early_stopping=enable_early_stopping,
+        enable_checkpoint_selection=enable_checkpoint_selection,
+        tuning_method=tuning_method,
+        alpha=alpha,
+    )
+    result = run_tuning(
+        train_path=distilled_dataset.path,
+        evaluation_path=evaluation_dataset.path,
+        model_dir=model.path,
+        tensorboard_dir=tensorboard_logs.path,
+        config=config,
+        provenance={"teacher_model_reference": teacher_model_reference, "dataset_uri": dataset_uri},
+    )
+    for name, value in result.metrics.items():
+        if value is not None:
+            metrics.log_metric(name, float(value))

@@ -1,0 +1,98 @@
+"""The settings of one tuning run, checked when they are made."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+TuningMethod = Literal["full", "lora"]
+
+# AdamW learning rates for short runs (hundreds of steps) on small students, with a linear decay.
+# LoRA trains far fewer weights, from a zero-initialised update, and wants about 10x the full-tuning rate.
+RECOMMENDED_LEARNING_RATES: dict[str, float] = {"full": 1e-4, "lora": 1e-3}
+
+
+@dataclass
+class TuningConfig:
+    """How to tune the student on its two tasks (the contract's parameter names where it has one).
+
+    Attributes:
+        student_model_reference: The student to tune (catalog name, local path, URI or Hub id).
+        train_steps: Optimizer steps; each step sees `batch_size` rows, as a label and a rationale example.
+        batch_size: Training rows per step.
+        learning_rate_multiplier: Multiplies the recommended learning rate of the tuning method.
+        evaluation_interval: Steps between evaluations (only with an evaluation set).
+        enable_early_stopping: Stop when the evaluation token accuracy stops improving.
+        early_stopping_patience: Evaluations without enough improvement before stopping.
+        early_stopping_threshold: The least rise in evaluation token accuracy that counts as improving.
+        enable_checkpoint_selection: Return the best evaluated checkpoint instead of the last one.
+        tuning_method: "full" tunes every weight; "lora" tunes low-rank adapters, merged into the weights at the end.
+        alpha: Weight of the label loss; the rationale loss gets 1 - alpha.
+        max_input_tokens: Longer prompts keep their first tokens (counted in the metrics).
+        max_rationale_tokens: Longer rationales keep their first tokens (counted in the metrics).
+        lora_rank: Rank of the LoRA updates.
+        lora_alpha: LoRA scaling numerator (the update is scaled by lora_alpha / lora_rank).
+        seed: Seeds weight initialisation of the adapters and the order of the training rows.
+    """
+
+    student_model_reference: str
+    train_steps: int = 300
+    batch_size: int = 8
+    learning_rate_multiplier: float = 1.0
+    evaluation_interval: int = 20
+    enable_early_stopping: bool = True
+    early_stopping_patience: int = 3
+    early_stopping_threshold: float = 0.001
+    enable_checkpoint_selection: bool = False
+    tuning_method: TuningMethod = "full"
+    alpha: float = 0.5
+    max_input_tokens: int = 1024
+    max_rationale_tokens: int = 128
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.student_model_reference, str) or not self.student_model_reference.strip():
+            raise ValueError("student_model_reference must name a model, got an empty value")
+        for name in (
+            "train_steps",
+            "batch_size",
+            "evaluation_interval",
+            "early_stopping_patience",
+            "max_input_tokens",
+            "max_rationale_tokens",
+            "lora_rank",
+            "lora_alpha",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.max_input_tokens < 2:
+            raise ValueError(f"max_input_tokens must be at least 2 (a prompt and its newline), got {self.max_input_tokens}")
+        if not _is_number(self.learning_rate_multiplier) or self.learning_rate_multiplier <= 0:
+            raise ValueError(f"learning_rate_multiplier must be a number above 0, got {self.learning_rate_multiplier!r}")
+        if not _is_number(self.alpha) or not 0 <= self.alpha <= 1:
+            raise ValueError(f"alpha must be between 0 and 1 (the weight of the label loss), got {self.alpha!r}")
+        if not _is_number(self.early_stopping_threshold) or self.early_stopping_threshold < 0:
+            raise ValueError(f"early_stopping_threshold must be 0 or more, got {self.early_stopping_threshold!r}")
+        if self.tuning_method not in RECOMMENDED_LEARNING_RATES:
+            raise ValueError(
+                f"tuning_method must be one of {', '.join(map(repr, RECOMMENDED_LEARNING_RATES))}, "
+                f"got {self.tuning_method!r}"
+            )
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+
+    @property
+    def learning_rate(self) -> float:
+        """The recommended learning rate of the tuning method times the multiplier."""
+        return RECOMMENDED_LEARNING_RATES[self.tuning_method] * self.learning_rate_multiplier
+
+    def to_dict(self) -> dict:
+        """The settings, with the learning rate they resolve to."""
+        return {**asdict(self), "learning_rate": self.learning_rate}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

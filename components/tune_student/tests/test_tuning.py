@@ -1,0 +1,153 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from kfp_distill._implementation.models import load_causal_lm
+from kfp_distill._implementation.student import StudentPredictor
+from kfp_distill.components.tune_student.config import TuningConfig
+from kfp_distill.components.tune_student.data import (
+    TaskPrefixCollator,
+    prepare_training_examples,
+    read_training_rows,
+)
+from kfp_distill.components.tune_student.trainer import TaskPrefixTrainer, TokenStatistics, build_trainer
+from kfp_distill.components.tune_student.tuning import tune_student
+
+TRAIN_SCALARS = {"/train_total_loss", "/train_fraction_of_correct_next_step_preds", "/train_num_predictions"}
+EVAL_SCALARS = {"/eval_total_loss", "/eval_fraction_of_correct_next_step_preds", "/eval_num_predictions"}
+PROVENANCE = {"teacher_model_reference": "teacher-x", "dataset_uri": "gs://bucket/train.jsonl"}
+
+
+def scalars(tensorboard_dir) -> dict[str, list[tuple[int, float]]]:
+    events = EventAccumulator(str(tensorboard_dir))
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def first_query_weight(model) -> torch.Tensor:
+    return model.model.layers[0].self_attn.q_proj.weight.detach().clone()
+
+
+def run(tmp_path, student, train, evaluation, **settings):
+    config = TuningConfig(student, batch_size=4, learning_rate_multiplier=10.0, **settings)
+    result = tune_student(train, evaluation, str(tmp_path / "model"), str(tmp_path / "tensorboard"), config, PROVENANCE)
+    return result, scalars(tmp_path / "tensorboard")
+
+
+def by_hand_task_loss(model, batch) -> torch.Tensor:
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    log_probabilities = torch.log_softmax(logits.float(), dim=-1)
+    losses = []
+    for row in range(batch["input_ids"].shape[0]):
+        for position in range(1, batch["input_ids"].shape[1]):
+            target = int(batch["labels"][row, position])
+            if target != -100:
+                losses.append(-log_probabilities[row, position - 1, target])
+    return torch.stack(losses).mean()
+
+
+def test_two_task_loss_is_alpha_weighted_label_and_rationale_losses(tiny_student_dir, smollm2_tokenizer, distilled_path, tmp_path):
+    model = load_causal_lm(tiny_student_dir).eval()
+    examples = prepare_training_examples(read_training_rows(distilled_path), smollm2_tokenizer, 1024, 128).examples
+    config = TuningConfig(tiny_student_dir, alpha=0.3)
+    trainer = build_trainer(model, config, examples, [], smollm2_tokenizer.pad_token_id, str(tmp_path / "c"), str(tmp_path / "t"))
+    batch = TaskPrefixCollator(smollm2_tokenizer.pad_token_id)(examples[:4])
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, batch)
+        expected = 0.3 * by_hand_task_loss(model, batch["label"]) + 0.7 * by_hand_task_loss(model, batch["rationale"])
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_a_run_with_evaluation_trains_saves_a_self_contained_model_and_logs_six_scalars(
+    tiny_student_dir, distilled_path, evaluation_path, tmp_path, capsys
+):
+    result, logged = run(
+        tmp_path, tiny_student_dir, distilled_path, evaluation_path, train_steps=8, evaluation_interval=3,
+        enable_early_stopping=False,
+    )
+    assert set(logged) == TRAIN_SCALARS | EVAL_SCALARS
+    assert [step for step, _ in logged["/train_total_loss"]] == list(range(1, 9))
+    assert [step for step, _ in logged["/eval_total_loss"]] == [3, 6, 8]  # every interval and the last step
+    losses = [value for _, value in logged["/train_total_loss"]]
+    assert losses[-1] < losses[0]
+    assert all(0 <= value <= 1 for _, value in logged["/train_fraction_of_correct_next_step_preds"])
+    assert all(value > 0 for _, value in logged["/train_num_predictions"])
+    assert "step 8/8" in capsys.readouterr().out
+
+    metrics = result.metrics
+    assert metrics["steps_run"] == 8 and metrics["selected_step"] == 8 and metrics["stopped_early"] is False
+    assert metrics["final_train_loss"] == pytest.approx(losses[-1], rel=1e-5)
+    assert metrics["last_eval_token_accuracy"] == pytest.approx(logged["/eval_fraction_of_correct_next_step_preds"][-1][1], rel=1e-5)
+    assert metrics["tokens_per_s"] > 0
+
+    model_dir = Path(result.model_dir)
+    names = {path.name for path in model_dir.iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md", "kfp_distill.json"} <= names
+    assert not any(name.startswith("checkpoint") or name.startswith("adapter") for name in names)
+    predictions = StudentPredictor(str(model_dir), max_new_tokens=8).predict(["Sam has 4 apples and buys 2 more."])
+    assert len(predictions) == 1 and isinstance(predictions[0].text, str)
+
+    facts = json.loads((model_dir / "kfp_distill.json").read_text())
+    assert facts["teacher_model_reference"] == "teacher-x" and facts["dataset_uri"] == "gs://bucket/train.jsonl"
+    assert facts["student_model_reference"] == tiny_student_dir
+    assert facts["tuning"]["train_steps"] == 8 and facts["tuning"]["learning_rate"] == pytest.approx(1e-3)
+    assert facts["metrics"]["steps_run"] == 8 and facts["metrics"]["train_examples"] == 8
+    assert facts["prompt_format"]["label"] == "[label] {input_text}\n"
+    card = (model_dir / "README.md").read_text()
+    for fact in ("teacher-x", "gs://bucket/train.jsonl", tiny_student_dir, "steps: 8 of 8", "last_eval_token_accuracy"):
+        assert fact in card
+
+
+def test_without_evaluation_only_training_scalars_and_the_last_step(tiny_student_dir, distilled_path, empty_evaluation_path, tmp_path):
+    result, logged = run(tmp_path, tiny_student_dir, distilled_path, empty_evaluation_path, train_steps=3, enable_checkpoint_selection=True)
+    assert set(logged) == TRAIN_SCALARS
+    assert result.metrics["selected_step"] == 3 and result.metrics["best_eval_token_accuracy"] is None
+
+
+def test_lora_run_saves_merged_weights_that_load_without_peft(tiny_student_dir, distilled_path, empty_evaluation_path, tmp_path):
+    result, _ = run(tmp_path, tiny_student_dir, distilled_path, empty_evaluation_path, train_steps=3, tuning_method="lora", lora_rank=4)
+    names = {path.name for path in Path(result.model_dir).iterdir()}
+    assert "model.safetensors" in names and "adapter_config.json" not in names
+    tuned = load_causal_lm(result.model_dir)
+    untuned = load_causal_lm(tiny_student_dir)
+    assert tuned.state_dict().keys() == untuned.state_dict().keys()
+    assert not torch.equal(first_query_weight(tuned), first_query_weight(untuned))
+
+
+# Evaluation token accuracy by step: it peaks at step 4, then falls.
+ACCURACY_CURVE = {2: 0.30, 4: 0.50, 6: 0.45, 8: 0.40, 10: 0.35, 12: 0.30}
+
+
+@pytest.mark.parametrize(
+    "early_stopping, checkpoint_selection, steps_run, selected_step",
+    [(True, True, 8, 4), (True, False, 8, 8), (False, True, 12, 4)],
+)
+def test_early_stopping_and_checkpoint_selection_follow_the_evaluation_curve(
+    tiny_student_dir, distilled_path, evaluation_path, tmp_path, monkeypatch,
+    early_stopping, checkpoint_selection, steps_run, selected_step,
+):
+    weights_at_evaluation = {}
+
+    def scripted_evaluation(trainer, dataloader):
+        step = trainer.state.global_step
+        weights_at_evaluation[step] = first_query_weight(trainer.model)
+        return TokenStatistics(loss_sum=100 * (1 - ACCURACY_CURVE[step]), correct=round(100 * ACCURACY_CURVE[step]), predicted=100)
+
+    monkeypatch.setattr(TaskPrefixTrainer, "evaluation_statistics", scripted_evaluation)
+    result, logged = run(
+        tmp_path, tiny_student_dir, distilled_path, evaluation_path, train_steps=12, evaluation_interval=2,
+        early_stopping_patience=2, enable_early_stopping=early_stopping, enable_checkpoint_selection=checkpoint_selection,
+    )
+    assert result.metrics["steps_run"] == steps_run
+    assert result.metrics["stopped_early"] is (steps_run < 12)
+    assert result.metrics["selected_step"] == selected_step
+    assert result.metrics["best_eval_token_accuracy"] == pytest.approx(0.5)
+    assert logged["/eval_fraction_of_correct_next_step_preds"] == [
+        (step, pytest.approx(accuracy)) for step, accuracy in ACCURACY_CURVE.items() if step <= steps_run
+    ]
+    saved = first_query_weight(load_causal_lm(result.model_dir))
+    assert torch.equal(saved, weights_at_evaluation[selected_step])
+    assert not torch.equal(saved, weights_at_evaluation[2])

@@ -1,0 +1,216 @@
+"""Tunes a student on labels and rationales, and writes a self-contained model directory.
+
+The model directory holds safetensors weights, the tokenizer, a model card (README.md) and
+`kfp_distill.json`, the same facts machine-readable for the model registry. LoRA adapters are merged into
+the weights before saving, so the directory loads like any causal LM. Intermediate checkpoints live in a
+scratch folder that is removed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from kfp_distill import __version__
+from kfp_distill._implementation.models import CATALOG, load_causal_lm, load_tokenizer
+from kfp_distill._implementation.student import student_prompt
+from kfp_distill.components.tune_student.config import TuningConfig
+from kfp_distill.components.tune_student.data import (
+    prepare_evaluation_examples,
+    prepare_training_examples,
+    read_evaluation_rows,
+    read_training_rows,
+)
+from kfp_distill.components.tune_student.trainer import NUM_PREDICTIONS, TOKEN_ACCURACY, build_trainer
+
+MODEL_FACTS_FILE = "kfp_distill.json"
+
+
+@dataclass
+class TuningResult:
+    """Where the tuned model is and how the run went.
+
+    Attributes:
+        model_dir: The self-contained model directory.
+        metrics: final_train_loss, final_train_token_accuracy, best_eval_token_accuracy and
+            last_eval_token_accuracy (None without an evaluation set), steps_run, stopped_early, selected_step,
+            train_examples, evaluation_examples, truncated_inputs, truncated_rationales, wall_time_s,
+            seconds_per_step, tokens_per_s (non-padding tokens trained per second of the training loop).
+    """
+
+    model_dir: str
+    metrics: dict[str, float | int | bool | None]
+
+
+def tune_student(
+    train_path: str,
+    evaluation_path: str | None,
+    model_dir: str,
+    tensorboard_dir: str,
+    config: TuningConfig,
+    provenance: dict,
+    scratch_dir: str | None = None,
+) -> TuningResult:
+    """Tunes `config.student_model_reference` on the label and rationale tasks.
+
+    Args:
+        train_path: generate-rationales' output (JSON Lines with input_text, output_text, rationale).
+        evaluation_path: The labeled evaluation set; None or an empty file for none.
+        model_dir: Where the tuned model directory is written.
+        tensorboard_dir: Where the TensorBoard event files are written (the contract's six scalars).
+        config: The tuning settings.
+        provenance: Facts about the run for the model card and kfp_distill.json
+            (e.g. teacher_model_reference, dataset_uri).
+        scratch_dir: Parent folder of the temporary checkpoint folder; the system's temporary folder if None.
+
+    Returns:
+        The model directory and the run's metrics.
+
+    Raises:
+        DatasetError: A row of either dataset lacks a field the tuning needs, or there are no training rows.
+    """
+    train_rows = read_training_rows(train_path)
+    evaluation_rows = read_evaluation_rows(evaluation_path)
+    tokenizer = load_tokenizer(config.student_model_reference)
+    training = prepare_training_examples(train_rows, tokenizer, config.max_input_tokens, config.max_rationale_tokens)
+    evaluation = prepare_evaluation_examples(evaluation_rows, tokenizer, config.max_input_tokens)
+    print(
+        f"tuning {config.student_model_reference} ({config.tuning_method}, learning rate {config.learning_rate:g}) "
+        f"for {config.train_steps} steps of {config.batch_size} rows on {len(train_rows)} training rows, "
+        f"{len(evaluation_rows)} evaluation rows",
+        flush=True,
+    )
+
+    model = load_causal_lm(config.student_model_reference, dtype=torch.float32)
+    if config.tuning_method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                task_type="CAUSAL_LM", r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules="all-linear"
+            ),
+        )
+
+    checkpoint_dir = tempfile.mkdtemp(prefix="kfp-distill-checkpoints-", dir=scratch_dir)
+    try:
+        trainer = build_trainer(
+            model,
+            config,
+            training.examples,
+            evaluation.examples,
+            tokenizer.pad_token_id,
+            checkpoint_dir,
+            tensorboard_dir,
+        )
+        started = time.perf_counter()
+        trainer.train()
+        wall_time_s = time.perf_counter() - started
+        tuned = trainer.model.merge_and_unload() if config.tuning_method == "lora" else trainer.model
+    finally:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+    state = trainer.state
+    train_logs = [entry for entry in state.log_history if "loss" in entry]
+    evaluation_logs = [entry for entry in state.log_history if f"eval_{TOKEN_ACCURACY}" in entry]
+    selecting = bool(evaluation_rows) and config.enable_checkpoint_selection
+    metrics: dict[str, float | int | bool | None] = {
+        "final_train_loss": train_logs[-1]["loss"],
+        "final_train_token_accuracy": train_logs[-1][TOKEN_ACCURACY],
+        "final_train_num_predictions": train_logs[-1][NUM_PREDICTIONS],
+        "best_eval_token_accuracy": max((e[f"eval_{TOKEN_ACCURACY}"] for e in evaluation_logs), default=None),
+        "last_eval_token_accuracy": evaluation_logs[-1][f"eval_{TOKEN_ACCURACY}"] if evaluation_logs else None,
+        "last_eval_loss": evaluation_logs[-1]["eval_loss"] if evaluation_logs else None,
+        "steps_run": state.global_step,
+        "stopped_early": state.global_step < config.train_steps,
+        "selected_step": state.best_global_step if selecting and state.best_global_step else state.global_step,
+        "train_examples": len(train_rows),
+        "evaluation_examples": len(evaluation_rows),
+        "truncated_inputs": training.truncated_inputs + evaluation.truncated_inputs,
+        "truncated_rationales": training.truncated_rationales,
+        "wall_time_s": wall_time_s,
+        "seconds_per_step": wall_time_s / max(state.global_step, 1),
+        "tokens_per_s": trainer.trained_tokens / wall_time_s,
+    }
+    print(
+        f"tuned {metrics['steps_run']} steps in {wall_time_s:.1f} s; selected step {metrics['selected_step']}"
+        + (" (stopped early)" if metrics["stopped_early"] else ""),
+        flush=True,
+    )
+
+    # Generation must stop where the student learned to stop: at the end-of-sequence token of every target.
+    tuned.generation_config.eos_token_id = tokenizer.eos_token_id
+    tuned.generation_config.pad_token_id = tokenizer.pad_token_id
+    tuned.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    facts = _model_facts(config, provenance, metrics)
+    (Path(model_dir) / MODEL_FACTS_FILE).write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
+    (Path(model_dir) / "README.md").write_text(_model_card(facts), encoding="utf-8")
+    return TuningResult(model_dir=str(model_dir), metrics=metrics)
+
+
+def _model_facts(config: TuningConfig, provenance: dict, metrics: dict) -> dict:
+    return {
+        "kfp_distill_version": __version__,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **provenance,
+        "student_model_reference": config.student_model_reference,
+        "prompt_format": {task: student_prompt("{input_text}", task) for task in ("label", "rationale")},
+        "tuning": config.to_dict(),
+        "metrics": metrics,
+    }
+
+
+def _model_card(facts: dict) -> str:
+    metrics = facts["metrics"]
+    tuning = facts["tuning"]
+    provenance_lines = "".join(
+        f"- {name}: `{value}`\n"
+        for name, value in facts.items()
+        if name not in {"kfp_distill_version", "created_at", "student_model_reference", "prompt_format", "tuning", "metrics"}
+    )
+    metric_rows = "".join(f"| {name} | {_shown(value)} |\n" for name, value in metrics.items())
+    return (
+        "---\n"
+        "library_name: transformers\n"
+        f"base_model: {json.dumps(_hub_id(facts['student_model_reference']))}\n"
+        "tags: [distillation, distilling-step-by-step, kfp-distill]\n"
+        "---\n\n"
+        f"# Distilled {facts['student_model_reference']}\n\n"
+        f"Tuned by kfp-distill {facts['kfp_distill_version']} on {facts['created_at']} with distilling step-by-step: "
+        f"the student learned the teacher's labels and rationales together (label loss weight {tuning['alpha']}).\n\n"
+        "## Provenance\n\n"
+        f"- student_model_reference: `{facts['student_model_reference']}`\n"
+        f"{provenance_lines}\n"
+        "## Tuning\n\n"
+        f"- method: {tuning['tuning_method']}, learning rate {tuning['learning_rate']:g}, batch size {tuning['batch_size']}\n"
+        f"- steps: {metrics['steps_run']} of {tuning['train_steps']} "
+        f"({'stopped early' if metrics['stopped_early'] else 'all run'}), selected step {metrics['selected_step']}\n"
+        f"- training examples: {metrics['train_examples']}, evaluation examples: {metrics['evaluation_examples']}\n\n"
+        "## Metrics\n\n"
+        "| metric | value |\n|---|---|\n"
+        f"{metric_rows}\n"
+        "## Use\n\n"
+        "Prompt the model with `[label] ` + the input text + a newline, the same layout as the training examples; "
+        "it answers with the label. `[rationale] ` asks for the step-by-step explanation instead.\n"
+    )
+
+
+def _hub_id(model_reference: str) -> str:
+    """The Hugging Face id a catalog name stands for; other references as given."""
+    return CATALOG[model_reference].upstream_id if model_reference in CATALOG else model_reference
+
+
+def _shown(value) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

@@ -1,0 +1,36 @@
+"""The MLflow pyfunc model of a distilled student, logged as an MLflow "model from code" file.
+
+MLflow copies this file next to the model and runs it when the model is loaded (no pickled objects), so it
+needs kfp-distill installed where the model is loaded. `model_input` is a list of input texts (or a one-column
+DataFrame); params `{"with_rationale": True}` also asks the student for its rationale.
+"""
+
+from __future__ import annotations
+
+import mlflow
+from mlflow.pyfunc import PythonModel
+
+from kfp_distill.components.upload_model.registry import STUDENT_ARTIFACT
+
+
+class DistilledStudentModel(PythonModel):
+    """Answers with the student's label task; adds the rationale task's output when asked."""
+
+    def load_context(self, context):
+        from kfp_distill._implementation.student import StudentPredictor
+
+        self.predictor = StudentPredictor(context.artifacts[STUDENT_ARTIFACT])
+
+    def predict(self, context, model_input, params=None):
+        from kfp_distill._implementation.answers import extract_answer
+
+        # MLflow hands a list of strings over as a one-column DataFrame.
+        texts = model_input.iloc[:, 0].tolist() if hasattr(model_input, "iloc") else list(model_input)
+        labels = [extract_answer(p.text) for p in self.predictor.predict(texts, task="label")]
+        if not (params or {}).get("with_rationale"):
+            return labels
+        rationales = [p.text for p in self.predictor.predict(texts, task="rationale")]
+        return [{"label": label, "rationale": rationale} for label, rationale in zip(labels, rationales)]
+
+
+mlflow.models.set_model(DistilledStudentModel())

@@ -1,0 +1,130 @@
+import json
+from types import SimpleNamespace
+
+import mlflow
+import pytest
+
+from kfp_distill.components.upload_model.component import upload_model
+from kfp_distill.components.upload_model.registry import (
+    default_registry_uri,
+    list_models,
+    load_model,
+    model_name,
+    read_training_record,
+    register_model,
+)
+
+TRAINING_RECORD = {
+    "teacher_model_reference": "qwen2.5-coder-1.5b-instruct",
+    "student_model_reference": "smollm2-135m-instruct",
+    "dataset_uri": "gs://bucket/train.jsonl",
+    "tuning": {"train_steps": 20, "learning_rate": 0.001},
+    "metrics": {"final_train_loss": 1.25, "/eval_fraction_of_correct_next_step_preds": 0.5, "stopped_early": False},
+}
+
+
+@pytest.fixture
+def registry_home(tmp_path, monkeypatch):
+    home = tmp_path / "kfp-distill-home"
+    monkeypatch.setenv("KFP_DISTILL_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def recorded_student_dir(tiny_student_dir, tmp_path):
+    """The tiny student with the training record tune-student writes."""
+    import shutil
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_student_dir, model_dir)
+    (model_dir / "kfp_distill.json").write_text(json.dumps(TRAINING_RECORD))
+    return model_dir
+
+
+def test_model_names_are_sanitised_and_default_to_the_student():
+    assert model_name("My model: v1/final") == "My-model-v1-final"
+    assert model_name("", "smollm2-135m-instruct") == "distilled-smollm2-135m-instruct"
+    assert model_name(" ", "gs://bucket/students/tiny-llama/") == "distilled-tiny-llama"
+    assert model_name("", None) == "distilled-student"
+
+
+def test_training_record_is_read_defensively(tmp_path):
+    assert read_training_record(tmp_path) == {}
+    (tmp_path / "kfp_distill.json").write_text("{not json")
+    assert read_training_record(tmp_path) == {}
+    (tmp_path / "kfp_distill.json").write_text(json.dumps({"train_steps": 5, "dataset_uri": None, "metrics": [1]}))
+    assert read_training_record(tmp_path) == {"train_steps": "5"}
+    (tmp_path / "kfp_distill.json").write_text(json.dumps(TRAINING_RECORD))
+    assert read_training_record(tmp_path) == {
+        "teacher_model_reference": "qwen2.5-coder-1.5b-instruct",
+        "student_model_reference": "smollm2-135m-instruct",
+        "dataset_uri": "gs://bucket/train.jsonl",
+        "train_steps": "20",
+        "metrics": {"final_train_loss": 1.25, "/eval_fraction_of_correct_next_step_preds": 0.5},
+    }
+
+
+def test_default_registry_is_sqlite_under_kfp_distill_home(registry_home):
+    assert default_registry_uri() == f"sqlite:///{registry_home.resolve()}/mlflow.db"
+
+
+def test_register_list_load_and_predict(recorded_student_dir, registry_home, monkeypatch):
+    tracking_uri_before = mlflow.get_tracking_uri()
+    resource_name = register_model(recorded_student_dir, "", metrics={"distilled_student_accuracy": 0.75})
+    assert resource_name == "models:/distilled-smollm2-135m-instruct/1"
+    assert (registry_home / "mlflow.db").is_file()
+    assert any((registry_home / "mlartifacts").rglob("model.safetensors"))
+    assert mlflow.get_tracking_uri() == tracking_uri_before
+
+    [info] = list_models()
+    assert (info.name, info.version, info.uri) == ("distilled-smollm2-135m-instruct", 1, resource_name)
+    assert info.teacher == "qwen2.5-coder-1.5b-instruct"
+    assert info.student == "smollm2-135m-instruct"
+    assert info.metrics == {
+        "final_train_loss": 1.25,
+        "/eval_fraction_of_correct_next_step_preds": 0.5,
+        "distilled_student_accuracy": 0.75,
+    }
+    version = mlflow.MlflowClient(default_registry_uri(), default_registry_uri()).get_model_version(info.name, "1")
+    assert version.tags["dataset_uri"] == "gs://bucket/train.jsonl"
+    assert version.tags["train_steps"] == "20"
+    assert "from teacher `qwen2.5-coder-1.5b-instruct`" in version.description
+    assert "in 20 tuning steps" in version.description
+
+    by_name = load_model("distilled-smollm2-135m-instruct")
+    assert by_name.uri == resource_name
+    [label] = by_name.predict("Classify: 5 stocks to buy now")
+    assert isinstance(label, str)
+    [answer] = load_model(resource_name).predict(["Classify: 5 stocks to buy now"], with_rationale=True)
+    assert answer["label"] == label
+    assert isinstance(answer["rationale"], str)
+
+    # The registered model loads with plain MLflow too.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", default_registry_uri())
+    assert mlflow.pyfunc.load_model(resource_name).predict(["Classify: 5 stocks to buy now"]) == [label]
+
+
+def test_second_registration_bumps_the_version_and_a_bare_name_loads_the_latest(tiny_student_dir, registry_home):
+    first = register_model(tiny_student_dir, "tiny student")
+    second = register_model(tiny_student_dir, "tiny student")
+    assert (first, second) == ("models:/tiny-student/1", "models:/tiny-student/2")
+    models = list_models()
+    assert [(m.name, m.version) for m in models] == [("tiny-student", 1), ("tiny-student", 2)]
+    # No training record: registered without provenance.
+    assert models[0].teacher is None and models[0].metrics == {}
+    assert load_model("tiny-student").uri == second
+
+
+def test_loading_an_unknown_name_says_what_is_registered(tiny_student_dir, registry_home):
+    register_model(tiny_student_dir, "known")
+    with pytest.raises(LookupError, match="registered: known"):
+        load_model("unknown")
+
+
+def test_component_registers_in_mlflow_and_refuses_vertex_upload(tiny_student_dir, registry_home):
+    model = SimpleNamespace(path=tiny_student_dir)
+    with pytest.raises(NotImplementedError, match="Vertex AI Model Registry"):
+        upload_model.python_func(model=model, model_display_name="tiny", project="my-project")
+    outputs = upload_model.python_func(model=model, model_display_name="tiny")
+    assert outputs.model_resource_name == "models:/tiny/1"
+    assert upload_model.component_spec.outputs.keys() == {"model_resource_name"}

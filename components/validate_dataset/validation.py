@@ -1,0 +1,421 @@
+"""Validates a distillation dataset against the contract and writes normalized, truncated copies.
+
+The rules are those of the contract (`CONTRACT.md`): JSON Lines with `input_text` (required) and
+`output_text` (optional; null or absent means unlabeled), plus an optional precomputed `rationale`;
+at most 10,000 training examples; an optional evaluation set of 10 to 250 labeled examples;
+`input_text` truncated at 7,168 and `output_text` at 1,024 tokens of the student's tokenizer.
+Every problem stops the run with a `DatasetError` naming file, line and field, before anything is written.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kfp_distill._implementation.jsonl import DatasetError, read_jsonl, write_jsonl
+from kfp_distill._implementation.models import load_tokenizer
+
+logger = logging.getLogger(__name__)
+
+ALLOWED_FIELDS = ("input_text", "output_text", "rationale")
+MAX_TRAIN_EXAMPLES = 10_000
+MIN_EVALUATION_EXAMPLES = 10
+MAX_EVALUATION_EXAMPLES = 250
+MAX_INPUT_TOKENS = 7_168
+MAX_OUTPUT_TOKENS = 1_024
+# Below this many labeled rows a labeled set is thin ("hundreds of examples" in the contract).
+RECOMMENDED_MIN_LABELED = 100
+# When the teacher labels, the contract recommends more than this many examples.
+RECOMMENDED_MIN_FOR_TEACHER_LABELING = 1_000
+# Rows tokenized per call: large enough for the fast tokenizer's parallelism, small enough for memory.
+TOKENIZATION_BATCH_SIZE = 256
+# Lines named in a warning, so a warning stays one readable line.
+EXAMPLE_LINES_SHOWN = 5
+
+_JSON_TYPE_NAMES = {str: "string", int: "number", float: "number", bool: "boolean", list: "array", dict: "object"}
+
+
+def _json_type(value: Any) -> str:
+    return "null" if value is None else _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+@dataclass
+class FieldTruncation:
+    """How much of one text field was cut to fit the token limit."""
+
+    rows: int = 0
+    tokens: int = 0
+
+
+@dataclass
+class SplitSummary:
+    """Counts for one file (training or evaluation) after validation."""
+
+    examples: int
+    labeled_examples: int
+    rationale_examples: int
+    max_input_tokens_seen: int
+    max_output_tokens_seen: int
+    input_text_truncation: FieldTruncation
+    output_text_truncation: FieldTruncation
+
+    @property
+    def unlabeled_examples(self) -> int:
+        return self.examples - self.labeled_examples
+
+
+@dataclass
+class ValidationReport:
+    """What validation found: counts, dataset kind, truncation and warnings."""
+
+    dataset_uri: str
+    evaluation_data_uri: str
+    student_model_reference: str
+    max_input_tokens: int
+    max_output_tokens: int
+    train: SplitSummary
+    evaluation: SplitSummary | None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        """`labeled` (every training row has output_text), `unlabeled` (none has) or `mixed`."""
+        if self.train.labeled_examples == self.train.examples:
+            return "labeled"
+        if self.train.labeled_examples == 0:
+            return "unlabeled"
+        return "mixed"
+
+    def metrics(self) -> dict[str, float]:
+        """Scalar metrics for a KFP Metrics artifact; evaluation counts are 0 without an evaluation set."""
+        values: dict[str, float] = {"warnings": float(len(self.warnings))}
+        for prefix, split in (("train", self.train), ("evaluation", self.evaluation)):
+            values[f"{prefix}_examples"] = float(split.examples if split else 0)
+            values[f"{prefix}_labeled_examples"] = float(split.labeled_examples if split else 0)
+            values[f"{prefix}_unlabeled_examples"] = float(split.unlabeled_examples if split else 0)
+            for name in ("input_text", "output_text"):
+                truncation = getattr(split, f"{name}_truncation") if split else FieldTruncation()
+                values[f"{prefix}_{name}_truncated_rows"] = float(truncation.rows)
+                values[f"{prefix}_{name}_truncated_tokens"] = float(truncation.tokens)
+        return values
+
+    def to_markdown(self) -> str:
+        """A human-readable report for a KFP Markdown artifact."""
+        lines = [
+            "# Dataset validation",
+            "",
+            f"- Training data: `{self.dataset_uri}`",
+            f"- Evaluation data: `{self.evaluation_data_uri}`" if self.evaluation else "- Evaluation data: none",
+            f"- Student tokenizer: `{self.student_model_reference}`",
+            f"- Kind: **{self.kind}**",
+            "",
+            "| | training | evaluation |",
+            "|---|---:|---:|",
+        ]
+
+        def row(label: str, value) -> str:
+            evaluation = value(self.evaluation) if self.evaluation else "-"
+            return f"| {label} | {value(self.train)} | {evaluation} |"
+
+        lines += [
+            row("examples", lambda s: s.examples),
+            row("labeled (output_text)", lambda s: s.labeled_examples),
+            row("unlabeled", lambda s: s.unlabeled_examples),
+            row("with a precomputed rationale", lambda s: s.rationale_examples),
+            row("longest input_text (tokens)", lambda s: s.max_input_tokens_seen),
+            row("longest output_text (tokens)", lambda s: s.max_output_tokens_seen),
+            row(f"input_text truncated to {self.max_input_tokens:,} tokens: rows", lambda s: s.input_text_truncation.rows),
+            row("input_text tokens dropped", lambda s: s.input_text_truncation.tokens),
+            row(
+                f"output_text truncated to {self.max_output_tokens:,} tokens: rows",
+                lambda s: s.output_text_truncation.rows,
+            ),
+            row("output_text tokens dropped", lambda s: s.output_text_truncation.tokens),
+            "",
+            "## Warnings",
+            "",
+        ]
+        lines += [f"- {warning}" for warning in self.warnings] or ["None."]
+        return "\n".join(lines) + "\n"
+
+
+@dataclass
+class _Row:
+    line: int
+    input_text: str
+    output_text: str | None
+    rationale: str | None
+
+
+def _row_problem(row: dict, evaluation: bool) -> tuple[str, str] | None:
+    """Returns (field, message) for the first thing wrong with a row, or None when it is valid."""
+    for name in row:
+        if name not in ALLOWED_FIELDS:
+            message = f"unknown field; allowed fields are {', '.join(ALLOWED_FIELDS)}"
+            close = difflib.get_close_matches(name, ALLOWED_FIELDS, n=1, cutoff=0.5)
+            return name, message + (f" (did you mean '{close[0]}'?)" if close else "")
+    if "input_text" not in row:
+        return "input_text", "missing; every example needs input_text (the prompt)"
+    for name in ALLOWED_FIELDS:
+        value = row.get(name)
+        if name == "input_text" or value is not None:
+            if not isinstance(value, str):
+                allowed = "a string" if name == "input_text" else "a string or null"
+                return name, f"must be {allowed}, got {_json_type(value)}"
+            if not value:
+                return name, "must not be empty" + ("" if name == "input_text" else "; use null or leave it out")
+            if not value.strip():
+                return name, "must not be blank (only whitespace)"
+    if evaluation and row.get("output_text") is None:
+        state = "missing" if "output_text" not in row else "null"
+        return "output_text", f"{state}; every evaluation example needs output_text (it is scored)"
+    if row.get("rationale") is not None and row.get("output_text") is None:
+        return "rationale", "given without output_text; a precomputed rationale explains a given answer"
+    return None
+
+
+def _read_rows(uri: str, max_examples: int, evaluation: bool) -> list[_Row]:
+    """Reads and checks every row of one file; raises on the first error, counting the lines with errors after it."""
+    rows: list[_Row] = []
+    first_problem: tuple[int, str, str] | None = None  # line, field, message
+    more_error_lines = 0
+    stopped_early = False
+    lines = read_jsonl(uri)
+    while True:
+        try:
+            line, row = next(lines)
+        except StopIteration:
+            break
+        except DatasetError:
+            if first_problem is None:
+                raise
+            # read_jsonl stops at a line it cannot parse, so later lines go uncounted.
+            more_error_lines += 1
+            stopped_early = True
+            break
+        problem = _row_problem(row, evaluation)
+        if problem and first_problem is None:
+            first_problem = (line, *problem)
+        elif problem:
+            more_error_lines += 1
+        elif first_problem is None:
+            if len(rows) == max_examples:
+                raise DatasetError(
+                    uri, f"more than {max_examples:,} examples (the limit); this is example {max_examples + 1:,}", line
+                )
+            rows.append(_Row(line, row["input_text"], row.get("output_text"), row.get("rationale")))
+    if first_problem is not None:
+        line, field_name, message = first_problem
+        if more_error_lines:
+            count = f"at least {more_error_lines}" if stopped_early else str(more_error_lines)
+            plural = "line has" if more_error_lines == 1 else "lines have"
+            message += f" ({count} more {plural} errors)"
+        raise DatasetError(uri, message, line, field_name)
+    return rows
+
+
+def _truncate(texts: list[str], tokenizer, max_tokens: int) -> tuple[list[str], FieldTruncation, int]:
+    """Cuts each text to `max_tokens` tokens; returns the texts, what was cut, and the longest token count."""
+    truncation = FieldTruncation()
+    longest = 0
+    result: list[str] = []
+    for start in range(0, len(texts), TOKENIZATION_BATCH_SIZE):
+        batch = texts[start : start + TOKENIZATION_BATCH_SIZE]
+        encoded = tokenizer(batch, add_special_tokens=False)["input_ids"]
+        for text, token_ids in zip(batch, encoded):
+            longest = max(longest, len(token_ids))
+            if len(token_ids) <= max_tokens:
+                result.append(text)  # untouched text is kept exactly as given
+                continue
+            truncation.rows += 1
+            truncation.tokens += len(token_ids) - max_tokens
+            kept = tokenizer.decode(token_ids[:max_tokens], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+            # A cut inside a multi-byte character decodes to U+FFFD; drop that half character.
+            while kept.endswith("\ufffd") and not text.startswith(kept):
+                kept = kept[:-1]
+            result.append(kept)
+    return result, truncation, longest
+
+
+def _normalize(rows: list[_Row], tokenizer, max_input_tokens: int, max_output_tokens: int):
+    """Truncates a split's texts; returns the normalized rows and their summary."""
+    inputs, input_truncation, longest_input = _truncate([r.input_text for r in rows], tokenizer, max_input_tokens)
+    labeled = [i for i, r in enumerate(rows) if r.output_text is not None]
+    outputs, output_truncation, longest_output = _truncate(
+        [rows[i].output_text for i in labeled], tokenizer, max_output_tokens
+    )
+    output_by_index = dict(zip(labeled, outputs))
+    normalized = []
+    for index, (row, input_text) in enumerate(zip(rows, inputs)):
+        record = {"input_text": input_text, "output_text": output_by_index.get(index)}
+        if row.rationale is not None:
+            record["rationale"] = row.rationale
+        normalized.append(record)
+    summary = SplitSummary(
+        examples=len(rows),
+        labeled_examples=len(labeled),
+        rationale_examples=sum(r.rationale is not None for r in rows),
+        max_input_tokens_seen=longest_input,
+        max_output_tokens_seen=longest_output,
+        input_text_truncation=input_truncation,
+        output_text_truncation=output_truncation,
+    )
+    return normalized, summary
+
+
+def _line_list(lines: list[int]) -> str:
+    shown = ", ".join(str(line) for line in lines[:EXAMPLE_LINES_SHOWN])
+    return shown + (", ..." if len(lines) > EXAMPLE_LINES_SHOWN else "")
+
+
+def _duplicate_warning(rows: list[_Row], uri: str) -> str | None:
+    first_line: dict[str, int] = {}
+    repeated_lines = []
+    for row in rows:
+        if row.input_text in first_line:
+            repeated_lines.append(row.line)
+        else:
+            first_line[row.input_text] = row.line
+    if not repeated_lines:
+        return None
+    return (
+        f"{uri}: {len(repeated_lines)} examples repeat an earlier example's input_text exactly "
+        f"(lines {_line_list(repeated_lines)})"
+    )
+
+
+def _warnings(
+    train: list[_Row], evaluation: list[_Row], report: ValidationReport
+) -> list[str]:
+    warnings = []
+    labeled, total = report.train.labeled_examples, report.train.examples
+    if 0 < labeled < RECOMMENDED_MIN_LABELED:
+        warnings.append(
+            f"only {labeled} labeled training examples; hundreds are recommended for a labeled dataset"
+        )
+    if labeled < total <= RECOMMENDED_MIN_FOR_TEACHER_LABELING:
+        warnings.append(
+            f"{total - labeled} of {total} training examples are unlabeled; more than "
+            f"{RECOMMENDED_MIN_FOR_TEACHER_LABELING:,} examples are recommended when the teacher labels"
+        )
+    for rows, uri in ((train, report.dataset_uri), (evaluation, report.evaluation_data_uri)):
+        duplicates = _duplicate_warning(rows, uri)
+        if duplicates:
+            warnings.append(duplicates)
+    training_inputs = {row.input_text for row in train}
+    leaked = [row.line for row in evaluation if row.input_text in training_inputs]
+    if leaked:
+        warnings.append(
+            f"{report.evaluation_data_uri}: {len(leaked)} evaluation examples have an input_text that is also in "
+            f"the training data, which inflates evaluation scores (lines {_line_list(leaked)})"
+        )
+    for name, split in (("training", report.train), ("evaluation", report.evaluation)):
+        for field_name, limit in (("input_text", report.max_input_tokens), ("output_text", report.max_output_tokens)):
+            truncation = getattr(split, f"{field_name}_truncation") if split else None
+            if truncation and truncation.rows:
+                warnings.append(
+                    f"{truncation.rows} {name} {field_name} values were truncated to {limit:,} tokens "
+                    f"({truncation.tokens:,} tokens dropped)"
+                )
+    return warnings
+
+
+def _write_outputs(outputs: list[tuple[Path, Any]]) -> None:
+    """Writes every output, or none: on failure the files already written are removed."""
+    written: list[Path] = []
+    try:
+        for path, content in outputs:
+            if isinstance(content, str):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(content, encoding="utf-8")
+            else:
+                write_jsonl(path, content)
+            written.append(path)
+    except BaseException:
+        for path in [*written, outputs[len(written)][0]]:
+            if path.is_file():
+                path.unlink()
+        raise
+
+
+def validate_dataset(
+    dataset_uri: str,
+    evaluation_data_uri: str,
+    student_model_reference: str,
+    train_path: str | os.PathLike,
+    evaluation_path: str | os.PathLike,
+    report_path: str | os.PathLike,
+    *,
+    max_input_tokens: int = MAX_INPUT_TOKENS,
+    max_output_tokens: int = MAX_OUTPUT_TOKENS,
+    max_train_examples: int = MAX_TRAIN_EXAMPLES,
+) -> ValidationReport:
+    """Validates the training (and evaluation) data and writes normalized copies and a Markdown report.
+
+    Args:
+        dataset_uri: The training JSON Lines file: a local path or any fsspec URI (`gs://`, `https://`, ...).
+        evaluation_data_uri: The evaluation JSON Lines file, or "" for none.
+        student_model_reference: The student model whose tokenizer counts and truncates tokens.
+        train_path: Where the normalized training rows are written.
+        evaluation_path: Where the normalized evaluation rows are written (an empty file without evaluation data).
+        report_path: Where the Markdown report is written.
+        max_input_tokens: Token limit for `input_text`; longer texts are truncated.
+        max_output_tokens: Token limit for `output_text`; longer texts are truncated.
+        max_train_examples: The most training examples accepted.
+
+    Returns:
+        The validation report (also written to `report_path`).
+
+    Raises:
+        DatasetError: A file is missing, unreadable or breaks a rule; the message names file, line and field.
+            Nothing is written then.
+    """
+    train_rows = _read_rows(dataset_uri, max_train_examples, evaluation=False)
+    if not train_rows:
+        raise DatasetError(dataset_uri, "has no examples; a dataset needs at least one line with input_text")
+    evaluation_rows: list[_Row] = []
+    if evaluation_data_uri:
+        evaluation_rows = _read_rows(evaluation_data_uri, MAX_EVALUATION_EXAMPLES, evaluation=True)
+        if len(evaluation_rows) < MIN_EVALUATION_EXAMPLES:
+            raise DatasetError(
+                evaluation_data_uri,
+                f"has {len(evaluation_rows)} examples; an evaluation set needs "
+                f"{MIN_EVALUATION_EXAMPLES} to {MAX_EVALUATION_EXAMPLES}",
+            )
+
+    tokenizer = load_tokenizer(student_model_reference)
+    train_normalized, train_summary = _normalize(train_rows, tokenizer, max_input_tokens, max_output_tokens)
+    evaluation_normalized, evaluation_summary = [], None
+    if evaluation_data_uri:
+        evaluation_normalized, evaluation_summary = _normalize(
+            evaluation_rows, tokenizer, max_input_tokens, max_output_tokens
+        )
+    report = ValidationReport(
+        dataset_uri=dataset_uri,
+        evaluation_data_uri=evaluation_data_uri,
+        student_model_reference=student_model_reference,
+        max_input_tokens=max_input_tokens,
+        max_output_tokens=max_output_tokens,
+        train=train_summary,
+        evaluation=evaluation_summary,
+    )
+    report.warnings = _warnings(train_rows, evaluation_rows, report)
+    for warning in report.warnings:
+        logger.warning(warning)
+
+    _write_outputs(
+        [
+            (Path(train_path), train_normalized),
+            (Path(evaluation_path), evaluation_normalized),
+            (Path(report_path), report.to_markdown()),
+        ]
+    )
+    logger.info(
+        "validated %s: %d training examples (%s), %d evaluation examples",
+        dataset_uri, train_summary.examples, report.kind, evaluation_summary.examples if evaluation_summary else 0,
+    )
+    return report

@@ -1,0 +1,145 @@
+"""The `kfp-distill` command: a thin layer over the same functions the components call."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+import time
+from pathlib import Path
+
+DEMO_SETTINGS = {
+    # Sized for a 2-core laptop CPU: ~100 teacher calls, a few minutes of tuning.
+    "train_steps": 50,
+    "evaluation_interval": 10,
+    "batch_size": 8,
+    "model_display_name": "demo-arithmetic",
+}
+
+
+def _pipeline_parameters() -> dict[str, inspect.Parameter]:
+    from kfp_distill.pipelines.distillation.pipeline import distillation
+
+    return dict(inspect.signature(distillation.pipeline_func).parameters)
+
+
+def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+    for name, parameter in _pipeline_parameters().items():
+        flag = "--" + name.replace("_", "-")
+        kind = parameter.annotation if parameter.annotation in (int, float) else str
+        if parameter.annotation is bool:
+            parser.add_argument(flag, type=lambda text: text.lower() in ("1", "true", "yes"), default=None,
+                                metavar="true|false")
+        else:
+            parser.add_argument(flag, type=kind, default=None)
+
+
+def _latest_run(output_dir: Path) -> Path | None:
+    runs = [path for path in output_dir.glob("distillation-*") if path.is_dir()]
+    return max(runs, key=lambda path: path.stat().st_mtime) if runs else None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the distillation pipeline locally through kfp.local, then says where everything is."""
+    from kfp import local
+
+    from kfp_distill.pipelines.distillation.pipeline import distillation
+
+    output_dir = Path(args.output_dir).resolve()
+    parameters = {name: getattr(args, name) for name in _pipeline_parameters() if getattr(args, name) is not None}
+    if args.demo:
+        from kfp_distill.demo import write_demo_data
+
+        files = write_demo_data(output_dir / "demo-data")
+        defaults = {
+            **DEMO_SETTINGS,
+            "dataset_uri": files["train"],
+            "evaluation_data_uri": files["evaluation"],
+            "teacher_few_shot_uri": files["few_shot"],
+        }
+        parameters = {**defaults, **parameters}
+    if "dataset_uri" not in parameters:
+        print("kfp-distill run: give --dataset-uri, or --demo for the built-in demo", file=sys.stderr)
+        return 2
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(output_dir))
+    started = time.perf_counter()
+    task = distillation(**parameters)
+    elapsed = time.perf_counter() - started
+    run_dir = _latest_run(output_dir)
+    print(f"\nDistillation finished in {elapsed / 60:.1f} min.")
+    print(f"  artifacts:        {run_dir}")
+    print(f"  TensorBoard logs: tensorboard --logdir {run_dir / 'tune-student' / 'tensorboard_logs'}")
+    print(f"  registered model: {task.output}   (kfp-distill predict {task.output} \"...\")")
+    report = run_dir / "evaluate" / "report" if run_dir else None
+    if report and report.exists():
+        print("\n" + report.read_text())
+    return 0
+
+
+def compile_pipelines(args: argparse.Namespace) -> int:
+    from kfp_distill.compiling import compile_all
+
+    for path in compile_all(args.output_dir):
+        print(path)
+    return 0
+
+
+def list_models(args: argparse.Namespace) -> int:
+    from kfp_distill.components.upload_model.registry import list_models as registered
+
+    models = registered(args.registry_uri)
+    if not models:
+        print("No distilled models registered yet.")
+        return 0
+    print(f"{'MODEL':32} {'CREATED':17} {'TEACHER':30} {'STUDENT':30} METRICS")
+    for model in models:
+        metrics = ", ".join(f"{name.strip('/')}={value:.3g}" for name, value in sorted(model.metrics.items()))
+        print(f"{model.uri:32} {model.created:%Y-%m-%d %H:%M} {model.teacher or '-':30} {model.student or '-':30} {metrics}")
+    return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    from kfp_distill.components.upload_model.registry import load_model
+
+    (result,) = load_model(args.model, args.registry_uri).predict([args.text], with_rationale=args.rationale)
+    if args.rationale:
+        print(f"rationale: {result['rationale']}")
+        result = result["label"]
+    print(f"answer: {result}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kfp-distill", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run_parser = commands.add_parser("run", help="run the distillation pipeline locally (kfp.local)")
+    run_parser.add_argument("--demo", action="store_true", help="distil the built-in arithmetic demo")
+    run_parser.add_argument("--output-dir", default="local_outputs", help="pipeline root for the run")
+    _add_pipeline_arguments(run_parser)
+    run_parser.set_defaults(handler=run)
+
+    compile_parser = commands.add_parser("compile", help="compile the pipelines to YAML")
+    compile_parser.add_argument("--output-dir", default="compiled")
+    compile_parser.set_defaults(handler=compile_pipelines)
+
+    models_parser = commands.add_parser("models", help="distilled models in the registry")
+    models_commands = models_parser.add_subparsers(dest="models_command", required=True)
+    list_parser = models_commands.add_parser("list", help="list distilled models")
+    list_parser.add_argument("--registry-uri", default="")
+    list_parser.set_defaults(handler=list_models)
+
+    predict_parser = commands.add_parser("predict", help="answer a prompt with a registered model")
+    predict_parser.add_argument("model", help="a registered name, name/version, or models:/NAME/VERSION")
+    predict_parser.add_argument("text")
+    predict_parser.add_argument("--rationale", action="store_true", help="also print the rationale")
+    predict_parser.add_argument("--registry-uri", default="")
+    predict_parser.set_defaults(handler=predict)
+
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""The whole pipeline, loaded back from compiled/distillation.yaml and run locally: a real GGUF teacher
+(SmolLM2-135M through llama.cpp) labels and explains, a tiny student is tuned, evaluated and registered."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kfp_distill import cli
+from kfp_distill.demo import write_demo_data
+
+COMPILED = Path(__file__).resolve().parent.parent / "compiled" / "distillation.yaml"
+
+pytest.importorskip("llama_cpp", reason="the embedded teacher needs llama-cpp-python (the llamacpp extra)")
+
+
+def _task_dir(run_dir: Path, task: str) -> Path:
+    matches = [path for path in run_dir.iterdir() if path.name == task]
+    assert matches, f"no outputs of task {task} in {sorted(p.name for p in run_dir.iterdir())}"
+    return matches[0]
+
+
+@pytest.mark.slow
+def test_compiled_pipeline_runs_locally_end_to_end(tmp_path, tiny_student_dir, monkeypatch, capsys):
+    from kfp import components, local
+
+    monkeypatch.setenv("KFP_DISTILL_HOME", str(tmp_path / "home"))
+    files = write_demo_data(tmp_path / "data", train_size=12, evaluation_size=10)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "runs"))
+    pipeline = components.load_component_from_file(str(COMPILED))
+
+    task = pipeline(
+        dataset_uri=files["train"],
+        evaluation_data_uri=files["evaluation"],
+        teacher_model_reference="smollm2-135m-instruct",
+        teacher_few_shot_uri=files["few_shot"],
+        teacher_max_new_tokens=48,
+        teacher_cache_uri=str(tmp_path / "teacher.sqlite"),
+        student_model_reference=tiny_student_dir,
+        train_steps=4,
+        batch_size=4,
+        evaluation_interval=2,
+        model_display_name="e2e-test",
+    )
+
+    assert task.output.startswith("models:/e2e-test/")
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    distilled = _task_dir(run_dir, "generate-rationales") / "distilled_dataset"
+    rows = [json.loads(line) for line in distilled.read_text().splitlines()]
+    assert rows and all(row["rationale"] and row["teacher_label"] for row in rows)
+    report = (_task_dir(run_dir, "evaluate") / "report").read_text()
+    assert "distilled" in report.lower() and "teacher" in report.lower()
+    assert list((_task_dir(run_dir, "tune-student") / "tensorboard_logs").rglob("events.out.tfevents.*"))
+
+    assert cli.main(["models", "list"]) == 0
+    assert "e2e-test" in capsys.readouterr().out
+    assert cli.main(["predict", task.output, "Write the arithmetic expression: 2 plus 3", "--rationale"]) == 0
+    printed = capsys.readouterr().out
+    assert "rationale: " in printed and "answer: " in printed
