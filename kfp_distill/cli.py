@@ -17,6 +17,9 @@ DEMO_SETTINGS = {
 }
 
 
+LISTED_METRICS = ("steps_run", "final_train_loss", "best_eval_token_accuracy")
+
+
 def _pipeline_parameters() -> dict[str, inspect.Parameter]:
     from kfp_distill.pipelines.distillation.pipeline import distillation
 
@@ -94,7 +97,9 @@ def list_models(args: argparse.Namespace) -> int:
         return 0
     print(f"{'MODEL':32} {'CREATED':17} {'TEACHER':30} {'STUDENT':30} METRICS")
     for model in models:
-        metrics = ", ".join(f"{name.strip('/')}={value:.3g}" for name, value in sorted(model.metrics.items()))
+        metrics = ", ".join(
+            f"{name}={model.metrics[name]:.3g}" for name in LISTED_METRICS if name in model.metrics
+        )
         print(f"{model.uri:32} {model.created:%Y-%m-%d %H:%M} {model.teacher or '-':30} {model.student or '-':30} {metrics}")
     return 0
 
