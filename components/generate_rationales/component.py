@@ -18,6 +18,11 @@ def generate_rationales(
     few_shot_uri: str = "",
     max_new_tokens: int = 256,
     cache_uri: str = "",
+    max_concurrency: int = 8,
+    requests_per_minute: int = 0,
+    tokens_per_minute: int = 0,
+    max_total_tokens: int = 0,
+    min_answered_fraction: float = 0.9,
 ):
     """Asks the teacher for a rationale (and a label where missing) for every example.
 
@@ -34,6 +39,11 @@ def generate_rationales(
         max_new_tokens: The most tokens the teacher writes per answer.
         cache_uri: The SQLite answer cache (a local path, or a gs:// URI copied down and back); empty: the
             kfp-distill cache folder.
+        max_concurrency: Requests in flight at once (HTTP endpoints; llama.cpp asks one at a time).
+        requests_per_minute: Client-side limit on requests per minute, retries included; 0: none.
+        tokens_per_minute: Client-side limit on prompt and completion tokens per minute; 0: none.
+        max_total_tokens: Stop asking once this run's requests used so many tokens; 0: no cap.
+        min_answered_fraction: Fail when a smaller share of the rows asked about got an answer.
     """
     import contextlib
 
@@ -51,6 +61,11 @@ def generate_rationales(
             few_shot_uri=few_shot_uri,
             max_new_tokens=max_new_tokens,
             cache_path=cache_path,
+            max_concurrency=max_concurrency,
+            requests_per_minute=requests_per_minute,
+            tokens_per_minute=tokens_per_minute,
+            max_total_tokens=max_total_tokens,
+            min_answered_fraction=min_answered_fraction,
         )
     for name, value in result.metrics().items():
         metrics.log_metric(name, value)

@@ -14,22 +14,22 @@ from kfp_distill._implementation.answers import answers_match, split_completion
 from kfp_distill._implementation.jsonl import DatasetError, read_jsonl, write_jsonl
 from kfp_distill._implementation.models import cache_root
 
-from .backends import PrecomputedBackend, TeacherBackend, TeacherRequestError, backend_for
-from .backends.base import Completion, DecodingSettings
-from .cache import AnswerCache, answer_key
+from .asking import NOT_ASKED_BUDGET, Answer, Teacher, TeacherUnavailableError, Unanswered
+from .backends import PrecomputedBackend, backend_for
+from .backends.base import DecodingSettings
+from .cache import AnswerCache
+from .pricing import estimated_cost_usd
 from .prompts import DEFAULT_TEMPLATE, Demonstration, Mode, build_messages, load_demonstrations, validate_template
+from .rate_limit import RateLimiter
+from .retry import RetryPolicy
+
+__all__ = ["GenerationReport", "NoUsableAnswersError", "TeacherUnavailableError", "generate_rationales"]
 
 # Demonstrations drawn from the labeled rows when no few-shot file is given (the paper uses a handful).
 DRAWN_DEMONSTRATIONS = 4
 DEMONSTRATION_SEED = 0
-# So many failed requests in a row mean the teacher is down or misnamed: stop (answers so far are cached).
-MAX_CONSECUTIVE_FAILURES = 5
 SNIPPET_CHARS = 160
 PROBLEMS_SHOWN = 20
-
-
-class TeacherUnavailableError(RuntimeError):
-    """The teacher failed too many requests in a row; a re-run resumes from the cache."""
 
 
 class NoUsableAnswersError(RuntimeError):
@@ -59,6 +59,7 @@ class GenerationReport:
     answered: int = 0
     unparseable: list[Problem] = field(default_factory=list)
     failed: list[Problem] = field(default_factory=list)
+    not_asked: list[Problem] = field(default_factory=list)
     demonstration_problems: list[Problem] = field(default_factory=list)
     compared_with_gold: int = 0
     agreed_with_gold: int = 0
@@ -70,6 +71,11 @@ class GenerationReport:
     completion_tokens: int = 0
     teacher_latency_s: float = 0.0
     wall_time_s: float = 0.0
+    request_errors: dict[str, int] = field(default_factory=dict)  # failed attempts (retried or not) by kind
+    tokens_spent_now: int = 0
+    max_total_tokens: int = 0
+    rate_limit_wait_s: float = 0.0
+    min_answered_fraction: float = 0.0
 
     @property
     def agreement_with_gold(self) -> float | None:
@@ -79,6 +85,17 @@ class GenerationReport:
     def mean_latency_s(self) -> float | None:
         """Mean teacher time per answer, as measured when each answer was first asked."""
         return self.teacher_latency_s / self.teacher_answers if self.teacher_answers else None
+
+    @property
+    def answered_fraction(self) -> float | None:
+        """Share of the rows the teacher was asked about (budget left-outs aside) that got an answer."""
+        asked = self.rows - len(self.not_asked)
+        return (asked - len(self.failed)) / asked if asked else None
+
+    @property
+    def estimated_cost_usd(self) -> float | None:
+        """What the teacher answers used here cost (from the cache or not), for teachers with a known price."""
+        return estimated_cost_usd(self.teacher, self.prompt_tokens, self.completion_tokens)
 
     def metrics(self) -> dict[str, float]:
         """Scalar metrics (those that exist) for KFP's Metrics artifact."""
@@ -92,11 +109,18 @@ class GenerationReport:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "few_shot_examples": self.few_shot_count,
+            "not_asked": len(self.not_asked),
+            "request_errors": sum(self.request_errors.values()),
+            "tokens_spent_now": self.tokens_spent_now,
+            "rate_limit_wait_s": self.rate_limit_wait_s,
         }
-        if self.agreement_with_gold is not None:
-            values["agreement_with_gold"] = self.agreement_with_gold
-        if self.mean_latency_s is not None:
-            values["mean_latency_s"] = self.mean_latency_s
+        optional = {
+            "agreement_with_gold": self.agreement_with_gold,
+            "mean_latency_s": self.mean_latency_s,
+            "answered_fraction": self.answered_fraction,
+            "estimated_cost_usd": self.estimated_cost_usd,
+        }
+        values.update({name: value for name, value in optional.items() if value is not None})
         return values
 
     def to_markdown(self) -> str:
@@ -107,9 +131,14 @@ class GenerationReport:
             f"- Teacher: `{self.teacher}`",
             f"- Prompts: {self.explained} explain the gold label, {self.predicted} ask the teacher to answer",
             f"- Few-shot examples: {self.few_shot_source}",
-            f"- Answered: {self.answered}; unparseable: {len(self.unparseable)}; failed: {len(self.failed)} "
-            "(unparseable and failed rows are left out of the output)",
+            f"- Answered: {self.answered}; unparseable: {len(self.unparseable)}; failed: {len(self.failed)}; "
+            f"not asked: {len(self.not_asked)} (these rows are left out of the output)",
         ]
+        if self.answered_fraction is not None:
+            lines.append(
+                f"- Rows the teacher answered: {self.answered_fraction:.1%} of those asked "
+                f"(the step fails below min_answered_fraction={self.min_answered_fraction:.0%})"
+            )
         if self.agreement_with_gold is not None:
             lines.append(
                 f"- Agreement with gold: {self.agreed_with_gold}/{self.compared_with_gold} "
@@ -121,14 +150,27 @@ class GenerationReport:
                 f"{self.explanations_contradicting_gold} (kept, agrees_with_gold=false)"
             )
         latency = "n/a" if self.mean_latency_s is None else f"{self.mean_latency_s:.2f} s"
+        cost = self.estimated_cost_usd
         lines += [
             f"- Teacher answers used: {self.teacher_answers} ({self.requests} asked now, {self.cache_hits} from the cache)",
             f"- Mean teacher latency per answer: {latency}; wall time of this run: {self.wall_time_s:.1f} s",
-            f"- Tokens: {self.prompt_tokens} prompt, {self.completion_tokens} completion",
+            f"- Tokens: {self.prompt_tokens} prompt, {self.completion_tokens} completion; "
+            f"spent by this run's requests: {self.tokens_spent_now}"
+            + (f" (cap {self.max_total_tokens})" if self.max_total_tokens else ""),
+            "- Estimated cost: "
+            + ("n/a (no price known for this teacher)" if cost is None else f"${cost:.4f} at list prices (pricing.py)"),
         ]
+        if self.request_errors:
+            kinds = ", ".join(f"{kind}: {count}" for kind, count in sorted(self.request_errors.items()))
+            lines.append(f"- Request errors (retried or not): {sum(self.request_errors.values())} ({kinds})")
+        if self.rate_limit_wait_s:
+            lines.append(
+                f"- Waited for the client-side rate limits: {self.rate_limit_wait_s:.1f} s (all requests together)"
+            )
         for title, problems in (
             ("Unparseable answers", self.unparseable),
             ("Failed requests", self.failed),
+            ("Not asked", self.not_asked),
             ("Few-shot examples left out", self.demonstration_problems),
         ):
             if not problems:
@@ -148,12 +190,6 @@ class _Row:
     input_text: str
     gold_label: str | None
     raw: dict
-
-
-@dataclass(frozen=True)
-class _Answer:
-    completion: Completion
-    latency_s: float
 
 
 def _snippet(text: str) -> str:
@@ -176,45 +212,15 @@ def _read_rows(dataset_uri: str) -> list[_Row]:
     return rows
 
 
-class _Teacher:
-    """Asks the backend through the cache, and keeps the counts the report needs."""
-
-    def __init__(self, backend: TeacherBackend, cache: AnswerCache, settings: DecodingSettings, report: GenerationReport):
-        self.backend, self.cache, self.settings, self.report = backend, cache, settings, report
-        self.consecutive_failures = 0
-
-    def ask(self, messages: list[dict[str, str]]) -> _Answer:
-        key = answer_key(self.backend.identity, messages, self.settings)
-        cached = self.cache.get(key)
-        if cached is not None:
-            self.report.cache_hits += 1
-            return self._used(_Answer(cached.completion, cached.latency_s))
-        started = time.perf_counter()
-        try:
-            completion = self.backend.complete(messages, self.settings)
-        except TeacherRequestError as error:
-            self.consecutive_failures += 1
-            if self.consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
-                raise TeacherUnavailableError(
-                    f"{self.consecutive_failures} teacher requests failed in a row (last: {error}); the "
-                    f"{len(self.cache)} answers so far are kept in {self.cache.path}: run again to resume"
-                ) from error
-            raise
-        latency = time.perf_counter() - started
-        self.consecutive_failures = 0
-        self.cache.put(key, self.backend.identity, completion, latency)
-        self.report.requests += 1
-        return self._used(_Answer(completion, latency))
-
-    def _used(self, answer: _Answer) -> _Answer:
-        self.report.teacher_answers += 1
-        self.report.prompt_tokens += answer.completion.prompt_tokens
-        self.report.completion_tokens += answer.completion.completion_tokens
-        self.report.teacher_latency_s += answer.latency_s
-        return answer
+def _count_used(answer: Answer, report: GenerationReport) -> None:
+    """Adds one teacher answer that this dataset uses (asked now or cached) to the report's totals."""
+    report.teacher_answers += 1
+    report.prompt_tokens += answer.completion.prompt_tokens
+    report.completion_tokens += answer.completion.completion_tokens
+    report.teacher_latency_s += answer.latency_s
 
 
-def _output_row(row: _Row, answer: _Answer, mode: Mode, report: GenerationReport) -> dict | None:
+def _output_row(row: _Row, answer: Answer, mode: Mode, report: GenerationReport) -> dict | None:
     """The output row for one teacher answer, or None after recording why it is unusable."""
     completion = answer.completion
     rationale, teacher_label = split_completion(completion.text)
@@ -249,20 +255,20 @@ def _output_row(row: _Row, answer: _Answer, mode: Mode, report: GenerationReport
 
 
 def _drawn_demonstrations(
-    rows: list[_Row], teacher: _Teacher, template: str, report: GenerationReport, progress
+    rows: list[_Row], teacher: Teacher, template: str, report: GenerationReport
 ) -> list[tuple[int, Demonstration]]:
     """Few-shot examples made from labeled rows: the teacher explains their gold labels zero-shot."""
     labeled = [row for row in rows if row.gold_label is not None]
     chosen = random.Random(DEMONSTRATION_SEED).sample(labeled, k=min(DRAWN_DEMONSTRATIONS, len(labeled)))
+    answers = teacher.ask_all(
+        [build_messages(row.input_text, Mode.EXPLAIN, row.gold_label, (), template) for row in chosen]
+    )
     demonstrations = []
-    for row in chosen:
-        try:
-            answer = teacher.ask(build_messages(row.input_text, Mode.EXPLAIN, row.gold_label, (), template))
-        except TeacherRequestError as error:
-            report.demonstration_problems.append(Problem(row.line, f"request failed: {error}"))
+    for row, answer in zip(chosen, answers):
+        if isinstance(answer, Unanswered):
+            report.demonstration_problems.append(Problem(row.line, answer.reason))
             continue
-        finally:
-            progress.update()
+        _count_used(answer, report)
         rationale, stated = split_completion(answer.completion.text)
         snippet = _snippet(answer.completion.text)
         if stated is None or not rationale:
@@ -291,12 +297,21 @@ def generate_rationales(
     max_new_tokens: int = 256,
     temperature: float = 0.0,
     cache_path: str | os.PathLike | None = None,
+    max_concurrency: int = 8,
+    requests_per_minute: int = 0,
+    tokens_per_minute: int = 0,
+    max_total_tokens: int = 0,
+    min_answered_fraction: float = 0.9,
+    request_timeout_s: float = 600.0,
+    max_attempts: int = 6,
 ) -> GenerationReport:
     """Asks the teacher for a rationale (and a label where missing) for every row, and writes them out.
 
     Rows with a label are explained (EXPLAIN mode) when `use_gold_labels`, else the teacher answers them
     without seeing the label (PREDICT mode: the evaluation set). Every answer is cached durably as it
-    arrives, so a re-run after a crash asks only what was not answered yet.
+    arrives, so a re-run after a crash asks only what was not answered yet. Requests that fail with a rate
+    limit, a server error, a timeout or a dropped connection are retried with exponential backoff and full
+    jitter (or after the server's `Retry-After`).
 
     Args:
         dataset_path: Validated JSON Lines rows (`input_text`, `output_text` or null, optional `rationale`).
@@ -311,6 +326,17 @@ def generate_rationales(
         max_new_tokens: The most tokens the teacher writes per answer.
         temperature: The teacher's sampling temperature (0: greedy).
         cache_path: The SQLite answer cache; None: `teacher_answers.sqlite` under the kfp-distill cache.
+        max_concurrency: Requests in flight at once (HTTP endpoints; the embedded llama.cpp model asks one
+            at a time).
+        requests_per_minute: Client-side limit on requests started in any minute, retries included; 0: none.
+        tokens_per_minute: Client-side limit on prompt and completion tokens in any minute (a request counts
+            with an estimate until the server reports its usage); 0: none.
+        max_total_tokens: Stop asking once this run's requests used so many tokens (answers from the cache
+            are free); the rows left are reported "not asked: budget reached". 0: no cap.
+        min_answered_fraction: The step fails when a smaller share of the rows it asked about (rows left
+            out for the budget aside) got an answer, usable or not; it stops as soon as that is certain.
+        request_timeout_s: Seconds one HTTP attempt may take.
+        max_attempts: Attempts per request, the first included.
 
     Returns:
         The report, also written to `report_path`.
@@ -318,18 +344,26 @@ def generate_rationales(
     Raises:
         DatasetError: A bad dataset or few-shot file (file, line and field named).
         PromptTemplateError: A template that cannot be filled in (before any request).
-        TeacherUnavailableError: Requests keep failing (what was answered stays cached).
+        TeacherUnavailableError: Too many requests failed (what was answered stays cached).
         NoUsableAnswersError: No row got a usable answer (outputs and report are written first).
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     if temperature < 0:
         raise ValueError(f"temperature must not be negative, got {temperature}")
+    if not 0.0 <= min_answered_fraction <= 1.0:
+        raise ValueError(f"min_answered_fraction must be between 0 and 1, got {min_answered_fraction}")
     started = time.perf_counter()
     dataset_uri = str(dataset_path)
     rows = _read_rows(dataset_uri)
-    backend = backend_for(teacher_model_reference)
-    report = GenerationReport(dataset_uri=dataset_uri, teacher=backend.identity, rows=len(rows))
+    backend = backend_for(teacher_model_reference, request_timeout_s)
+    report = GenerationReport(
+        dataset_uri=dataset_uri,
+        teacher=backend.identity,
+        rows=len(rows),
+        max_total_tokens=max_total_tokens,
+        min_answered_fraction=min_answered_fraction,
+    )
     modes = {
         row.line: Mode.EXPLAIN if row.gold_label is not None and use_gold_labels else Mode.PREDICT for row in rows
     }
@@ -341,7 +375,7 @@ def generate_rationales(
         report.few_shot_source = "none (the rationales come with the dataset)"
         completions = [(row, backend.completion_for(row.raw, row.line, dataset_uri)) for row in rows]
         for row, completion in completions:
-            output = _output_row(row, _Answer(completion, 0.0), modes[row.line], report)
+            output = _output_row(row, Answer(completion, 0.0), modes[row.line], report)
             if output is not None:
                 outputs.append(output)
     else:
@@ -351,16 +385,26 @@ def generate_rationales(
         settings = DecodingSettings(max_new_tokens=max_new_tokens, temperature=temperature)
         labeled = sum(row.gold_label is not None for row in rows)
         drawn = 0 if file_demonstrations is not None else min(DRAWN_DEMONSTRATIONS, labeled)
+        rate_limiter = RateLimiter(requests_per_minute, tokens_per_minute)
         with (
             AnswerCache(cache_path or cache_root() / "teacher_answers.sqlite") as cache,
             tqdm(total=len(rows) + drawn, desc="teacher", unit="example") as progress,
         ):
-            teacher = _Teacher(backend, cache, settings, report)
+            teacher = Teacher(
+                backend,
+                cache,
+                settings,
+                max_concurrency=max_concurrency,
+                retry_policy=RetryPolicy(max_attempts=max_attempts),
+                rate_limiter=rate_limiter if rate_limiter.limits_anything else None,
+                max_total_tokens=max_total_tokens,
+                progress=progress,
+            )
             if file_demonstrations is not None:
                 demonstrations = [(0, example) for example in file_demonstrations]
                 report.few_shot_source = f"{len(demonstrations)} from {few_shot_uri}"
             elif drawn:
-                demonstrations = _drawn_demonstrations(rows, teacher, template, report, progress)
+                demonstrations = _drawn_demonstrations(rows, teacher, template, report)
                 report.few_shot_source = (
                     f"{len(demonstrations)} labeled rows explained by the teacher (seeded draw of {drawn}; "
                     "a row's own example is left out of its prompt)"
@@ -369,28 +413,38 @@ def generate_rationales(
                 demonstrations = []
                 report.few_shot_source = "none: zero-shot chain of thought (no labeled rows, no few-shot file)"
             report.few_shot_count = len(demonstrations)
+            conversations = []
             for row in rows:
                 mode = modes[row.line]
                 shots = [example for line, example in demonstrations if line != row.line]
-                messages = build_messages(
-                    row.input_text, mode, row.gold_label if mode is Mode.EXPLAIN else None, shots, template
-                )
-                try:
-                    answer = teacher.ask(messages)
-                except TeacherRequestError as error:
-                    report.failed.append(Problem(row.line, f"request failed: {error}"))
-                    continue
-                finally:
-                    progress.update()
-                output = _output_row(row, answer, mode, report)
-                if output is not None:
-                    outputs.append(output)
+                label_shown = row.gold_label if mode is Mode.EXPLAIN else None
+                conversations.append(build_messages(row.input_text, mode, label_shown, shots, template))
+            answers = teacher.ask_all(conversations, min_answered_fraction)
+        _copy_stats(teacher, rate_limiter, report)
+        for row, answer in zip(rows, answers):
+            if isinstance(answer, Unanswered):
+                problems = report.not_asked if answer.reason == NOT_ASKED_BUDGET else report.failed
+                problems.append(Problem(row.line, answer.reason))
+                continue
+            _count_used(answer, report)
+            output = _output_row(row, answer, modes[row.line], report)
+            if output is not None:
+                outputs.append(output)
 
     report.wall_time_s = time.perf_counter() - started
     _write_outputs(outputs, report, output_path, report_path)
     if not outputs:
         raise NoUsableAnswersError(
             f"the teacher gave no usable rationale for any of the {len(rows)} rows "
-            f"({len(report.unparseable)} unparseable, {len(report.failed)} failed); see {report_path}"
+            f"({len(report.unparseable)} unparseable, {len(report.failed)} failed, "
+            f"{len(report.not_asked)} not asked); see {report_path}"
         )
     return report
+
+
+def _copy_stats(teacher: Teacher, rate_limiter: RateLimiter, report: GenerationReport) -> None:
+    report.requests = teacher.stats.requests
+    report.cache_hits = teacher.stats.cache_hits
+    report.tokens_spent_now = teacher.stats.tokens_spent
+    report.request_errors = dict(teacher.stats.request_errors)
+    report.rate_limit_wait_s = rate_limiter.waited_s

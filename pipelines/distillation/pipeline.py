@@ -37,6 +37,8 @@ def distillation(
     teacher_few_shot_uri: str = "",
     teacher_max_new_tokens: int = 256,
     teacher_cache_uri: str = "",
+    teacher_max_concurrency: int = 8,
+    teacher_max_total_tokens: int = 0,
     registry_uri: str = "",
 ) -> str:
     """Distils a teacher into a student and registers the result.
@@ -65,6 +67,8 @@ def distillation(
         teacher_few_shot_uri: JSON Lines of worked examples (`input_text`, `rationale`, `output_text`).
         teacher_max_new_tokens: Longest teacher completion.
         teacher_cache_uri: Where the teacher's answers are kept, so a re-run re-asks nothing.
+        teacher_max_concurrency: Teacher requests in flight at once (HTTP endpoints).
+        teacher_max_total_tokens: Token budget of each teacher step's requests; 0: no cap.
         registry_uri: An MLflow tracking URI; empty uses the embedded SQLite registry.
 
     Returns:
@@ -83,6 +87,8 @@ def distillation(
         few_shot_uri=teacher_few_shot_uri,
         max_new_tokens=teacher_max_new_tokens,
         cache_uri=teacher_cache_uri,
+        max_concurrency=teacher_max_concurrency,
+        max_total_tokens=teacher_max_total_tokens,
     ).set_display_name("generate-rationales")
 
     tuning = tune_student(
@@ -110,6 +116,8 @@ def distillation(
             few_shot_uri=teacher_few_shot_uri,
             max_new_tokens=teacher_max_new_tokens,
             cache_uri=teacher_cache_uri,
+            max_concurrency=teacher_max_concurrency,
+            max_total_tokens=teacher_max_total_tokens,
         ).set_display_name("teacher-on-evaluation-data")
         evaluate(
             model=tuning.outputs["model"],

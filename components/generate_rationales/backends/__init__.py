@@ -22,8 +22,13 @@ __all__ = [
 ]
 
 
-def backend_for(teacher_model_reference: str) -> TeacherBackend | PrecomputedBackend:
-    """Builds the backend a teacher reference names (imports each backend's client only when used)."""
+def backend_for(teacher_model_reference: str, request_timeout_s: float = 600.0) -> TeacherBackend | PrecomputedBackend:
+    """Builds the backend a teacher reference names (imports each backend's client only when used).
+
+    Args:
+        teacher_model_reference: See the module docstring.
+        request_timeout_s: Seconds one HTTP attempt may take (endpoints only).
+    """
     reference = teacher_model_reference.strip()
     if not reference:
         raise ValueError("teacher_model_reference is empty: name a GGUF model, an endpoint, or 'precomputed'")
@@ -32,7 +37,7 @@ def backend_for(teacher_model_reference: str) -> TeacherBackend | PrecomputedBac
     if reference.startswith(("http://", "https://")) and not reference.endswith(".gguf"):
         from .openai_compatible import OpenAICompatibleBackend
 
-        return OpenAICompatibleBackend(reference)  # explains '<base_url>#<model>' when '#' is missing
+        return OpenAICompatibleBackend(reference, request_timeout_s)  # explains '<base_url>#<model>' when '#' is missing
     from .llama_cpp import LlamaCppBackend
 
     return LlamaCppBackend(reference)

@@ -26,7 +26,21 @@ class Completion:
 
 
 class TeacherRequestError(RuntimeError):
-    """A request the teacher did not answer (after the backend's own retries)."""
+    """A request the teacher did not answer.
+
+    Args:
+        message: What went wrong, naming the teacher.
+        kind: A short label to count errors by (`http 429`, `timeout`, `connection`, ...).
+        retryable: Whether the same request may succeed later (rate limits, server errors, dropped
+            connections); False for requests the teacher refuses as they are (400, 404, too long a prompt).
+        retry_after_s: How long the server asked the client to wait (its `Retry-After` header), if it did.
+    """
+
+    def __init__(self, message: str, kind: str = "error", retryable: bool = False, retry_after_s: float | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
 
 
 class TeacherBackend(Protocol):
@@ -37,6 +51,8 @@ class TeacherBackend(Protocol):
     """
 
     identity: str
+    # Whether requests may run at once (an HTTP endpoint); False for one in-process model object.
+    supports_concurrency: bool
 
     def complete(self, messages: list[dict[str, str]], settings: DecodingSettings) -> Completion:
         """Answers one conversation; raises TeacherRequestError when no answer comes back."""

@@ -20,6 +20,8 @@ class LlamaCppBackend:
         model_reference: A catalog name (`qwen2.5-coder-1.5b-instruct`), a `.gguf` path or URI.
     """
 
+    supports_concurrency = False  # one model object answers one prompt at a time
+
     def __init__(self, model_reference: str):
         self.model_reference = model_reference
         self.model_path = resolve_gguf(model_reference)

@@ -8,8 +8,9 @@ from .base import Completion, DecodingSettings, TeacherRequestError
 
 # The key comes from the environment only: a pipeline parameter would be stored in the run's metadata.
 API_KEY_VARIABLES = ("KFP_DISTILL_TEACHER_API_KEY", "OPENAI_API_KEY")
-MAX_RETRIES = 5
 TIMEOUT_S = 600.0
+# Statuses worth asking again: request timeout, rate limit, and the server's own errors.
+RETRYABLE_STATUSES = frozenset({408, 429})
 
 
 def parse_reference(reference: str) -> tuple[str, str]:
@@ -30,20 +31,37 @@ def api_key_from_environment() -> str:
     return "none"  # local servers (llama.cpp, vLLM) accept any key
 
 
+def retry_after_s(headers) -> float | None:
+    """The seconds form of a `Retry-After` header (the date form is left to the backoff)."""
+    value = headers.get("retry-after") if headers is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
 class OpenAICompatibleBackend:
-    """Chat completions through the `openai` client, which retries with backoff and times out.
+    """Chat completions through the `openai` client (thread-safe, so requests may run at once).
+
+    The client's own retries are off: the component's retry loop retries what this backend marks
+    retryable, honours `Retry-After`, and counts every error for the report.
 
     Args:
         reference: `<base_url>#<model>`.
+        timeout_s: Seconds one attempt may take before it counts as a (retryable) timeout.
     """
 
-    def __init__(self, reference: str):
+    supports_concurrency = True
+
+    def __init__(self, reference: str, timeout_s: float = TIMEOUT_S):
         from openai import OpenAI
 
+        if timeout_s <= 0:
+            raise ValueError(f"the request timeout must be positive, got {timeout_s}")
         self.base_url, self.model = parse_reference(reference)
         self.identity = f"openai-compatible:{self.base_url.rstrip('/')}#{self.model}"
         self._client = OpenAI(
-            base_url=self.base_url, api_key=api_key_from_environment(), max_retries=MAX_RETRIES, timeout=TIMEOUT_S
+            base_url=self.base_url, api_key=api_key_from_environment(), max_retries=0, timeout=timeout_s
         )
 
     def complete(self, messages: list[dict[str, str]], settings: DecodingSettings) -> Completion:
@@ -57,8 +75,20 @@ class OpenAICompatibleBackend:
                 max_tokens=settings.max_new_tokens,
                 seed=settings.seed,
             )
-        except openai.OpenAIError as error:
-            raise TeacherRequestError(f"{self.base_url}: {error}") from error
+        except openai.APITimeoutError as error:
+            raise TeacherRequestError(f"{self.base_url}: {error}", "timeout", retryable=True) from error
+        except openai.APIConnectionError as error:  # refused, reset, or a body cut short
+            raise TeacherRequestError(f"{self.base_url}: {error}", "connection", retryable=True) from error
+        except openai.APIStatusError as error:
+            status = error.status_code
+            raise TeacherRequestError(
+                f"{self.base_url}: {error}",
+                f"http {status}",
+                retryable=status in RETRYABLE_STATUSES or status >= 500,
+                retry_after_s=retry_after_s(error.response.headers),
+            ) from error
+        except openai.OpenAIError as error:  # e.g. a body that is not the JSON it should be
+            raise TeacherRequestError(f"{self.base_url}: {error}", "bad response", retryable=True) from error
         if not response.choices:
             raise TeacherRequestError(f"{self.base_url}: the response holds no choices")
         choice = response.choices[0]

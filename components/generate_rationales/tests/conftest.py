@@ -21,11 +21,14 @@ def stub():
 
 @pytest.fixture
 def start_stub_server(stub, monkeypatch):
-    """Starts loopback OpenAI-compatible servers (optionally with a responder); stops them after the test."""
+    """Starts loopback OpenAI-compatible servers (optionally with a responder, a fault plan, ...); stops them
+    after the test."""
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # loopback requests bypass any proxy
     monkeypatch.setenv("no_proxy", "127.0.0.1")
     with contextlib.ExitStack() as servers:
-        yield lambda responder=stub.default_responder: servers.enter_context(stub.OpenAIStubServer(responder))
+        yield lambda responder=stub.default_responder, **options: servers.enter_context(
+            stub.OpenAIStubServer(responder, **options)
+        )
 
 
 @pytest.fixture

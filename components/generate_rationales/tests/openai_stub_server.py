@@ -3,23 +3,44 @@
 The default answer is computed from the last user message: in explain mode ("The correct answer is: X")
 it explains X; otherwise it evaluates the first `a + b` (or -, *) it finds, and says "unknown" when
 there is none. A question containing NO_ANSWER gets a reply without an answer line. Every request body
-and Authorization header is recorded. `kill_client_on_request` SIGKILLs a client process when a given
-request arrives, so the requests before it have all been answered.
+and Authorization header is recorded, and so are the most requests ever in flight at once.
+`kill_client_on_request` SIGKILLs a client process when a given request arrives, so the requests before
+it have all been answered.
+
+Faults: a plan maps a question (the last message) to the faults its first attempts meet, one per attempt:
+"429" (with Retry-After), "500", "timeout" (no answer for `timeout_sleep_s`), "truncated" (a 200 whose
+body stops halfway) or "reset" (the connection is reset without a response). `seeded_fault_plan` draws one.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import os
+import random
 import re
 import signal
+import socket
+import struct
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import Callable, Iterable
 
 _EXPLAIN = re.compile(r"The correct answer is: (.+)")
 _SUM = re.compile(r"(\d+)\s*([-+*])\s*(\d+)")
 NO_ANSWER = "NO_ANSWER"
+FAULT_KINDS = ("429", "500", "timeout", "truncated", "reset")
+
+
+def seeded_fault_plan(questions: Iterable[str], rate: float = 0.2, seed: int = 0) -> dict[str, list[str]]:
+    """Faults for a seeded `rate` share of the questions, every kind in turn; the first question drawn
+    meets two faults in a row, so one request is retried twice."""
+    questions = list(questions)
+    chosen = random.Random(seed).sample(questions, k=max(1, round(rate * len(questions))))
+    plan = {question: [FAULT_KINDS[n % len(FAULT_KINDS)]] for n, question in enumerate(chosen)}
+    plan[chosen[0]].append(FAULT_KINDS[len(chosen) % len(FAULT_KINDS)])
+    return plan
 
 
 class StubHTTPError(Exception):
@@ -51,11 +72,22 @@ class OpenAIStubServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, responder: Callable[[list[dict]], str] = default_responder):
+    def __init__(
+        self,
+        responder: Callable[[list[dict]], str] = default_responder,
+        fault_plan: dict[str, list[str]] | None = None,
+        retry_after: str = "1",
+        timeout_sleep_s: float = 1.0,
+    ):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.responder = responder
+        self.fault_plan = fault_plan or {}
+        self.retry_after, self.timeout_sleep_s = retry_after, timeout_sleep_s
         self.requests: list[dict] = []
         self.authorizations: list[str | None] = []
+        self.faults_injected: list[str] = []
+        self.answered = collections.Counter()  # question -> completions sent in full
+        self.in_flight = self.max_in_flight = 0
         self._lock = threading.Lock()
         self._kill: tuple[int, int] | None = None
         self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
@@ -87,16 +119,46 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.rstrip("/") != "/v1/chat/completions":
             self.send_error(404)
             return
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        try:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        except (ValueError, ConnectionError):  # a client killed while sending
+            return
+        question = body["messages"][-1]["content"]
         with self.server._lock:
             self.server.requests.append(body)
             self.server.authorizations.append(self.headers.get("Authorization"))
             number = len(self.server.requests)
+            attempt = sum(b["messages"][-1]["content"] == question for b in self.server.requests) - 1
+            faults = self.server.fault_plan.get(question, [])
+            fault = faults[attempt] if attempt < len(faults) else None
+            if fault:
+                self.server.faults_injected.append(fault)
             kill = self.server._kill
             if kill is not None and number == kill[0]:
                 os.kill(kill[1], signal.SIGKILL)
                 self.close_connection = True
                 return
+            self.server.in_flight += 1
+            self.server.max_in_flight = max(self.server.max_in_flight, self.server.in_flight)
+        try:
+            self._answer(body, number, fault)
+        except ConnectionError:  # the client gave up (timeout fault)
+            pass
+        finally:
+            with self.server._lock:
+                self.server.in_flight -= 1
+
+    def _answer(self, body: dict, number: int, fault: str | None) -> None:
+        if fault == "reset":
+            # Linger 0: closing sends a TCP reset instead of a response.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            return
+        if fault in ("429", "500"):
+            self._send_json(int(fault), {"error": {"message": f"injected {fault}", "type": "injected"}})
+            return
+        if fault == "timeout":
+            time.sleep(self.server.timeout_sleep_s)
         try:
             text = self.server.responder(body["messages"])
         except StubHTTPError as error:
@@ -104,24 +166,33 @@ class _Handler(BaseHTTPRequestHandler):
             return
         prompt_tokens = sum(len(message["content"].split()) for message in body["messages"])
         completion_tokens = len(text.split())
-        payload = json.dumps(
-            {
-                "id": f"chatcmpl-{number}",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body["model"],
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
-            }
-        ).encode()
-        self.send_response(200)
+        payload = {
+            "id": f"chatcmpl-{number}",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+        self._send_json(200, payload, truncated=fault == "truncated")
+        if fault is None:
+            with self.server._lock:
+                self.server.answered[body["messages"][-1]["content"]] += 1
+
+    def _send_json(self, status: int, payload: dict, truncated: bool = False) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Content-Length", str(len(data)))
+        if status == 429:
+            self.send_header("Retry-After", self.server.retry_after)
         self.end_headers()
-        self.wfile.write(payload)
+        if truncated:  # announce the whole body, send half of it, hang up
+            self.wfile.write(data[: len(data) // 2])
+            self.close_connection = True
+            return
+        self.wfile.write(data)

@@ -1,0 +1,220 @@
+"""Asking the teacher: through the answer cache, several requests at once, within limits, with retries.
+
+Worker threads only talk to the teacher; the calling thread alone reads and writes the SQLite cache,
+writing each answer the moment its request returns, so a crash loses at most the requests in flight.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from .backends.base import Completion, DecodingSettings, TeacherBackend, TeacherRequestError
+from .cache import AnswerCache, answer_key
+from .rate_limit import RateLimiter, estimate_tokens
+from .retry import RetryPolicy, call_with_retries
+
+NOT_ASKED_BUDGET = "not asked: budget reached"
+
+
+class TeacherUnavailableError(RuntimeError):
+    """So many requests failed that too few rows can be answered; a re-run resumes from the cache."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A teacher answer, and how long the request that first got it took."""
+
+    completion: Completion
+    latency_s: float
+
+
+@dataclass(frozen=True)
+class Unanswered:
+    """Why a conversation got no answer: its request failed, or it was not asked."""
+
+    reason: str
+
+
+@dataclass
+class AskingStats:
+    """What asking cost, over every `ask_all` of one `Teacher`."""
+
+    requests: int = 0  # answers asked for now (not those from the cache)
+    cache_hits: int = 0
+    tokens_spent: int = 0  # prompt and completion tokens of the answers asked for now
+    request_errors: collections.Counter = field(default_factory=collections.Counter)  # failed attempts by kind
+    budget_reached: bool = False
+
+
+@dataclass(frozen=True)
+class _Reply:
+    completion: Completion | None  # None: every attempt failed
+    latency_s: float
+    errors: list[TeacherRequestError]
+
+
+class Teacher:
+    """Answers conversations, from the cache where it can, else from the backend.
+
+    Args:
+        backend: The teacher.
+        cache: The answer cache (used from the calling thread only).
+        settings: Decoding settings (part of the cache key).
+        max_concurrency: Requests in flight at once; 1 for backends that cannot run them at once.
+        retry_policy: Attempts and backoff per request.
+        rate_limiter: Client-side requests and tokens per minute; None: no limit.
+        max_total_tokens: Stop asking once this run's requests have used so many tokens; 0: no cap.
+        progress: A tqdm-like bar, advanced once per conversation.
+    """
+
+    def __init__(
+        self,
+        backend: TeacherBackend,
+        cache: AnswerCache,
+        settings: DecodingSettings,
+        max_concurrency: int = 8,
+        retry_policy: RetryPolicy = RetryPolicy(),
+        rate_limiter: RateLimiter | None = None,
+        max_total_tokens: int = 0,
+        progress=None,
+    ):
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        if max_total_tokens < 0:
+            raise ValueError(f"max_total_tokens must not be negative (0: no cap), got {max_total_tokens}")
+        self.backend, self.cache, self.settings = backend, cache, settings
+        self.concurrency = max_concurrency if getattr(backend, "supports_concurrency", False) else 1
+        self.retry_policy, self.rate_limiter = retry_policy, rate_limiter
+        self.max_total_tokens = max_total_tokens
+        self.progress = progress
+        self.stats = AskingStats()
+
+    def ask_all(
+        self, conversations: list[list[dict[str, str]]], min_answered_fraction: float = 0.0
+    ) -> list[Answer | Unanswered]:
+        """Answers every conversation; results in the order of `conversations`.
+
+        Conversations asked twice share one request. Once the token cap is reached, the conversations
+        the cache cannot answer are `Unanswered(NOT_ASKED_BUDGET)`.
+
+        Args:
+            conversations: Chat messages, one list per question.
+            min_answered_fraction: The least share of the conversations that must get an answer (those
+                not asked because of the budget are left out of the count).
+
+        Raises:
+            TeacherUnavailableError: The share can no longer be reached (raised as soon as that is certain,
+                after the requests in flight have returned and been cached).
+        """
+        results: list[Answer | Unanswered | None] = [None] * len(conversations)
+        keys = [answer_key(self.backend.identity, messages, self.settings) for messages in conversations]
+        pending = collections.deque(range(len(conversations)))
+        in_flight: dict[Future, tuple[str, int]] = {}  # request -> (cache key, estimated tokens)
+        waiting: dict[str, list[int]] = {}  # cache key in flight -> the conversations that wait for it
+        counts = {"failed": 0, "not_asked": 0}
+        shortfall = None
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="teacher") as pool:
+            while pending or in_flight:
+                while pending and shortfall is None:
+                    index, key = pending[0], keys[pending[0]]
+                    if key in waiting:  # the same question is in flight: share its answer
+                        waiting[key].append(index)
+                        pending.popleft()
+                        continue
+                    cached = self.cache.get(key)
+                    if cached is not None:
+                        self.stats.cache_hits += 1
+                        self._resolve([index], Answer(cached.completion, cached.latency_s), results)
+                    elif self.stats.budget_reached:
+                        counts["not_asked"] += 1
+                        self._resolve([index], Unanswered(NOT_ASKED_BUDGET), results)
+                    elif len(in_flight) >= self.concurrency:
+                        break
+                    elif self._budget_taken(in_flight):
+                        if in_flight:
+                            break  # what those requests really use decides whether another fits
+                        self.stats.budget_reached = True
+                        continue
+                    else:
+                        estimate = estimate_tokens(conversations[index], self.settings.max_new_tokens)
+                        in_flight[pool.submit(self._request, conversations[index], estimate)] = (key, estimate)
+                        waiting[key] = [index]
+                    pending.popleft()
+                if not in_flight:
+                    break
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    key, _ = in_flight.pop(future)
+                    counts["failed"] += self._settle(key, future.result(), waiting.pop(key), results)
+                if counts["failed"] and shortfall is None:
+                    shortfall = self._shortfall(len(conversations), counts, min_answered_fraction)
+        shortfall = shortfall or self._shortfall(len(conversations), counts, min_answered_fraction)
+        if shortfall:
+            raise TeacherUnavailableError(
+                f"{shortfall}; the {len(self.cache)} answers so far are kept in {self.cache.path}: run again to resume"
+            )
+        return results
+
+    def _budget_taken(self, in_flight: dict[Future, tuple[str, int]]) -> bool:
+        if not self.max_total_tokens:
+            return False
+        reserved = sum(estimate for _, estimate in in_flight.values())
+        return self.stats.tokens_spent + reserved >= self.max_total_tokens
+
+    def _request(self, messages: list[dict[str, str]], estimated_tokens: int) -> _Reply:
+        """One question, retried as the policy allows (runs in a worker thread)."""
+        errors: list[TeacherRequestError] = []
+
+        def attempt() -> tuple[Completion, float]:
+            grant = self.rate_limiter.acquire(estimated_tokens) if self.rate_limiter else None
+            started = time.perf_counter()
+            completion = self.backend.complete(messages, self.settings)
+            latency = time.perf_counter() - started
+            if grant is not None:
+                self.rate_limiter.settle(grant, completion.prompt_tokens + completion.completion_tokens)
+            return completion, latency
+
+        try:
+            completion, latency = call_with_retries(attempt, self.retry_policy, errors)
+        except TeacherRequestError:
+            return _Reply(None, 0.0, errors)
+        return _Reply(completion, latency, errors)
+
+    def _settle(self, key: str, reply: _Reply, indices: list[int], results: list) -> int:
+        """Caches and hands out one request's answer; returns how many conversations failed."""
+        self.stats.request_errors.update(error.kind for error in reply.errors)
+        if reply.completion is None:
+            attempts = len(reply.errors)
+            self._resolve(indices, Unanswered(f"request failed ({attempts} attempts): {reply.errors[-1]}"), results)
+            return len(indices)
+        self.cache.put(key, self.backend.identity, reply.completion, reply.latency_s)
+        self.stats.requests += 1
+        self.stats.cache_hits += len(indices) - 1
+        self.stats.tokens_spent += reply.completion.prompt_tokens + reply.completion.completion_tokens
+        self._resolve(indices, Answer(reply.completion, reply.latency_s), results)
+        return 0
+
+    def _resolve(self, indices: list[int], outcome: Answer | Unanswered, results: list) -> None:
+        for index in indices:
+            results[index] = outcome
+        if self.progress is not None:
+            self.progress.update(len(indices))
+
+    @staticmethod
+    def _shortfall(total: int, counts: dict[str, int], min_answered_fraction: float) -> str | None:
+        """Why the share of answered conversations is (or will certainly end) below the minimum, if it is.
+
+        Failures only grow and rows left out for the budget only shrink the base, so a share already too
+        low can only fall further.
+        """
+        asked = total - counts["not_asked"]
+        if not asked or (asked - counts["failed"]) / asked >= min_answered_fraction:
+            return None
+        return (
+            f"{counts['failed']} of {asked} teacher requests failed, so at most "
+            f"{(asked - counts['failed']) / asked:.1%} of the rows can be answered, below "
+            f"min_answered_fraction={min_answered_fraction}"
+        )
