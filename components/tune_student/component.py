@@ -33,7 +33,9 @@ def tune_student(
         student_model_reference: The student to tune.
         teacher_model_reference: The teacher that wrote the rationales (recorded in the model card).
         dataset_uri: The training dataset the job was given (recorded in the model card).
-        model: The tuned model directory (safetensors, tokenizer, README.md, kfp_distill.json).
+        model: The tuned model directory (safetensors, tokenizer, README.md, kfp_distill.json). Checkpoints are
+            written next to it, in `<model path>-checkpoints` (on Vertex AI a Cloud Storage folder that a retried
+            task finds again and resumes from), and removed once the model is written.
         tensorboard_logs: TensorBoard event files with the contract's training and evaluation scalars.
         metrics: Final training loss and token accuracy, evaluation accuracies, steps run, speed.
         train_steps: Tuning steps.
@@ -66,6 +68,7 @@ def tune_student(
         tensorboard_dir=tensorboard_logs.path,
         config=config,
         provenance={"teacher_model_reference": teacher_model_reference, "dataset_uri": dataset_uri},
+        checkpoint_dir=f"{model.path}-checkpoints",
     )
     for name, value in result.metrics.items():
         if value is not None:

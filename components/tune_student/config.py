@@ -28,7 +28,7 @@ class TuningConfig:
         enable_checkpoint_selection: Return the best evaluated checkpoint instead of the last one.
         tuning_method: "full" tunes every weight; "lora" tunes low-rank adapters, merged into the weights at the end.
         alpha: Weight of the label loss; the rationale loss gets 1 - alpha.
-        max_input_tokens: Longer prompts keep their first tokens (counted in the metrics).
+        max_input_tokens: Longer prompts keep their input's first tokens and the task marker (counted in the metrics).
         max_rationale_tokens: Longer rationales keep their first tokens (counted in the metrics).
         lora_rank: Rank of the LoRA updates.
         lora_alpha: LoRA scaling numerator (the update is scaled by lora_alpha / lora_rank).
@@ -68,8 +68,10 @@ class TuningConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.max_input_tokens < 2:
-            raise ValueError(f"max_input_tokens must be at least 2 (a prompt and its newline), got {self.max_input_tokens}")
+        if self.max_input_tokens < 16:
+            raise ValueError(
+                f"max_input_tokens must be at least 16 (room for an input and its task marker), got {self.max_input_tokens}"
+            )
         if not _is_number(self.learning_rate_multiplier) or self.learning_rate_multiplier <= 0:
             raise ValueError(f"learning_rate_multiplier must be a number above 0, got {self.learning_rate_multiplier!r}")
         if not _is_number(self.alpha) or not 0 <= self.alpha <= 1:

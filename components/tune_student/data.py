@@ -1,10 +1,14 @@
-"""Task-prefix data preparation: every training row teaches the student two tasks.
+"""Task-marker data preparation: every training row teaches the student two tasks.
 
-A distilled row becomes a label example (`[label] input` -> the answer) and a rationale example
-(`[rationale] input` -> the teacher's rationale). Each example is the prompt's tokens, exactly as
+A distilled row becomes a label example (`input [label]` -> the answer) and a rationale example
+(`input [rationale]` -> the teacher's rationale). Each example is the prompt's tokens, exactly as
 `StudentPredictor` tokenizes them at inference, then the target's tokens and the end-of-sequence token;
 the loss is taken on the target and the end-of-sequence token only. Evaluation rows give label examples
 only: the evaluation metrics are about the answers the distilled model will be asked for.
+
+The two examples of a row start with the same input tokens, so `SharedPrefixCollator` packs them into one
+sequence, `[input][label branch][rationale branch]`, with an attention mask and position ids under which
+each branch sees exactly what it would see alone: the model processes the input once for both tasks.
 """
 
 from __future__ import annotations
@@ -91,9 +95,11 @@ def encode_example(
     prompt_ids = tokenizer(student_prompt(input_text, task))["input_ids"]
     input_truncated = len(prompt_ids) > max_input_tokens
     if input_truncated:
-        # Keep the prompt's line break: it is where the student learned to start answering.
-        separator = tokenizer("\n", add_special_tokens=False)["input_ids"]
-        prompt_ids = prompt_ids[: max_input_tokens - len(separator)] + separator
+        # Cut the input, not the task marker after it: the marker is where the student learned to start answering.
+        marker = tokenizer(student_prompt("", task), add_special_tokens=False)["input_ids"]
+        if len(marker) >= max_input_tokens:
+            raise ValueError(f"max_input_tokens {max_input_tokens} leaves no room for an input before the {task} marker")
+        prompt_ids = prompt_ids[: max_input_tokens - len(marker)] + marker
     target_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
     target_truncated = max_target_tokens is not None and len(target_ids) > max_target_tokens
     if target_truncated:
@@ -153,4 +159,83 @@ class TaskPrefixCollator:
             "input_ids": torch.tensor(input_ids),
             "attention_mask": torch.tensor(attention_mask),
             "labels": torch.tensor(labels),
+        }
+
+
+def shared_prefix_length(first: Sequence[int], second: Sequence[int]) -> int:
+    """How many leading tokens two sequences have in common."""
+    length = 0
+    for a, b in zip(first, second):
+        if a != b:
+            break
+        length += 1
+    return length
+
+
+@dataclass
+class SharedPrefixCollator(TaskPrefixCollator):
+    """Packs each row's label and rationale examples into one sequence that shares their common prefix.
+
+    A row becomes `[prefix][label branch][rationale branch]` (then padding): the prefix is the tokens both
+    examples start with (the input), each branch the rest of one example (task marker, target, end of
+    sequence). The attention mask lets the label branch see the prefix and itself, the rationale branch
+    the prefix and itself (never the label branch), padding nothing but itself; position ids restart after
+    the prefix for each branch. Each branch's tokens thus get exactly the hidden states they would get alone.
+    Targets are aligned with the position whose logits predict them (no shift left to do), one tensor per
+    task, because the last prefix position predicts the first token of both branches.
+
+    Batches with label examples only (evaluation) are padded as `TaskPrefixCollator` pads them.
+
+    Returns:
+        {"shared_prefix": {"input_ids", "position_ids", "attention_mask" (bool, batch x 1 x length x length,
+        True where a query may attend to a key), "token_mask" (True on tokens, False on padding),
+        "label_targets", "rationale_targets"}}.
+    """
+
+    def __call__(self, features: Sequence[dict[str, dict[str, list[int]]]]) -> dict[str, dict[str, torch.Tensor]]:
+        if set(features[0]) != {"label", "rationale"}:
+            return super().__call__(features)
+        rows = [self._pack(feature["label"], feature["rationale"]) for feature in features]
+        length = max(len(row["input_ids"]) for row in rows)
+        batch = {
+            name: torch.full((len(rows), length), fill, dtype=torch.long)
+            for name, fill in (
+                ("input_ids", self.pad_token_id),
+                ("position_ids", 0),
+                ("label_targets", IGNORE_INDEX),
+                ("rationale_targets", IGNORE_INDEX),
+            )
+        }
+        # Padding attends to itself only, so no row of the mask is empty (an empty row makes NaNs in attention).
+        attention_mask = torch.eye(length, dtype=torch.bool).repeat(len(rows), 1, 1, 1)
+        token_mask = torch.zeros(len(rows), length, dtype=torch.bool)
+        for index, row in enumerate(rows):
+            used = len(row["input_ids"])
+            for name in batch:
+                batch[name][index, :used] = torch.tensor(row[name])
+            attention_mask[index, 0, :used, :used] = row["attention_mask"]
+            token_mask[index, :used] = True
+        return {"shared_prefix": {**batch, "attention_mask": attention_mask, "token_mask": token_mask}}
+
+    @staticmethod
+    def _pack(label: dict[str, list[int]], rationale: dict[str, list[int]]) -> dict:
+        prefix = shared_prefix_length(label["input_ids"], rationale["input_ids"])
+        label_length, rationale_length = len(label["input_ids"]), len(rationale["input_ids"])
+        length = label_length + rationale_length - prefix
+        # Causal attention everywhere, then the rationale branch is cut off from the label branch.
+        attention_mask = torch.ones(length, length, dtype=torch.bool).tril()
+        attention_mask[label_length:, prefix:label_length] = False
+        # The logits at position p predict the example's token p + 1; in the packed row the rationale
+        # branch's positions are shifted by the label branch's length.
+        rationale_positions = list(range(prefix)) + list(range(label_length, length))
+        rationale_targets = [IGNORE_INDEX] * length
+        for position, target in zip(rationale_positions, rationale["labels"][1:]):
+            if target != IGNORE_INDEX:
+                rationale_targets[position] = target
+        return {
+            "input_ids": label["input_ids"] + rationale["input_ids"][prefix:],
+            "position_ids": list(range(label_length)) + list(range(prefix, rationale_length)),
+            "attention_mask": attention_mask,
+            "label_targets": label["labels"][1:] + [IGNORE_INDEX] * (length - label_length + 1),
+            "rationale_targets": rationale_targets,
         }

@@ -1,11 +1,12 @@
 """The two-task trainer of distilling step-by-step, and the Hugging Face wiring around it.
 
 `TaskPrefixTrainer` is a Hugging Face `Trainer` whose only special part is the loss: each batch holds
-the same rows as label examples and as rationale examples, and the loss is
-`alpha * label_loss + (1 - alpha) * rationale_loss`, each the mean next-token cross-entropy over its
-task's target tokens. It also counts the target tokens it predicted and how many it got right, so the
-contract's token accuracy is measured on the very forward passes that train the model. Evaluation runs
-the label task only (evaluation rows carry gold labels, not rationales).
+the same rows as label examples and as rationale examples, packed by `SharedPrefixCollator` so that the
+input both tasks share is processed once, and the loss is `alpha * label_loss + (1 - alpha) * rationale_loss`,
+each the mean next-token cross-entropy over its task's target tokens. It also counts the target tokens it
+predicted and how many it got right, so the contract's token accuracy is measured on the very forward
+passes that train the model. Evaluation runs the label task only (evaluation rows carry gold labels, not
+rationales).
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from transformers import (
 )
 
 from kfp_distill.components.tune_student.config import TuningConfig
-from kfp_distill.components.tune_student.data import IGNORE_INDEX, TaskPrefixCollator
+from kfp_distill.components.tune_student.data import IGNORE_INDEX, SharedPrefixCollator
+
+# The attention implementations that take a custom 4D mask (the shared-prefix packing needs one).
+CUSTOM_MASK_ATTENTION = ("sdpa", "eager")
 
 TOKEN_ACCURACY = "fraction_of_correct_next_step_preds"
 NUM_PREDICTIONS = "num_predictions"
@@ -58,16 +62,27 @@ class TokenStatistics:
         return self.correct / max(self.predicted, 1)
 
 
-def next_token_statistics(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(summed cross-entropy, correct predictions, predicted tokens) over the positions whose label is a target."""
-    predicting = logits[:, :-1].float()
-    targets = labels[:, 1:]
+def target_statistics(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(summed cross-entropy, correct predictions, predicted tokens) where `targets[i]` is what `logits[i]` predicts.
+
+    Only the positions with a target are scored: most positions are prompt or padding.
+    """
     is_target = targets != IGNORE_INDEX
-    loss_sum = F.cross_entropy(
-        predicting.reshape(-1, predicting.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
-    )
-    correct = ((predicting.argmax(dim=-1) == targets) & is_target).sum()
+    predicting = logits[is_target].float()
+    expected = targets[is_target]
+    loss_sum = F.cross_entropy(predicting, expected, reduction="sum")
+    correct = (predicting.argmax(dim=-1) == expected).sum()
     return loss_sum, correct, is_target.sum()
+
+
+def next_token_statistics(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`target_statistics` of a sequence's logits for its own next tokens (`labels` as Hugging Face models take them)."""
+    return target_statistics(logits[:, :-1], labels[:, 1:])
+
+
+def additive_attention_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """0 where a query may attend to a key, the dtype's lowest value elsewhere (what both sdpa and eager attention add)."""
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
 class TaskPrefixTrainer(Trainer):
@@ -88,21 +103,29 @@ class TaskPrefixTrainer(Trainer):
         self._step_correct = torch.zeros((), dtype=torch.long)
         self._step_predicted = torch.zeros((), dtype=torch.long)
 
-    def _task_loss(self, model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, object]:
-        outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        loss_sum, correct, predicted = next_token_statistics(outputs.logits, batch["labels"])
+    def task_losses(self, model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, object]:
+        """(label loss, rationale loss, model outputs) of a `SharedPrefixCollator` batch, in one forward pass."""
+        outputs = model(
+            input_ids=batch["input_ids"],
+            position_ids=batch["position_ids"],
+            attention_mask=additive_attention_mask(batch["attention_mask"], model.dtype),
+        )
+        losses = []
+        for task in ("label", "rationale"):
+            loss_sum, correct, predicted = target_statistics(outputs.logits, batch[f"{task}_targets"])
+            losses.append(loss_sum / predicted.clamp(min=1))
+            if model.training:
+                self._step_correct = self._step_correct.to(correct.device) + correct.detach()
+                self._step_predicted = self._step_predicted.to(predicted.device) + predicted
         if model.training:
-            self._step_correct = self._step_correct.to(correct.device) + correct.detach()
-            self._step_predicted = self._step_predicted.to(predicted.device) + predicted
-            self.trained_tokens += int(batch["attention_mask"].sum())
-        return loss_sum / predicted.clamp(min=1), outputs
+            self.trained_tokens += int(batch["token_mask"].sum())
+        return losses[0], losses[1], outputs
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """alpha * label loss + (1 - alpha) * rationale loss; the outputs returned are the label task's."""
-        label_loss, label_outputs = self._task_loss(model, inputs["label"])
-        rationale_loss, _ = self._task_loss(model, inputs["rationale"])
+        """alpha * label loss + (1 - alpha) * rationale loss."""
+        label_loss, rationale_loss, outputs = self.task_losses(model, inputs["shared_prefix"])
         loss = self.alpha * label_loss + (1 - self.alpha) * rationale_loss
-        return (loss, label_outputs) if return_outputs else loss
+        return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Adds the token accuracy and predicted tokens of the steps since the last log to the training logs."""
@@ -114,7 +137,7 @@ class TaskPrefixTrainer(Trainer):
         super().log(logs, start_time)
 
     def floating_point_ops(self, inputs) -> int:
-        # Both tasks' tokens count: 6 FLOPs per parameter per token for a forward and backward pass.
+        # 6 FLOPs per parameter per token (shared input counted once) for a forward and backward pass.
         tokens = sum(batch["input_ids"].numel() for batch in inputs.values())
         return 6 * tokens * self.model.num_parameters(exclude_embeddings=True)
 
@@ -168,9 +191,11 @@ class ProgressCallback(TrainerCallback):
     def __init__(self, train_steps: int):
         self.print_every = max(1, train_steps // 20)
         self.started = time.perf_counter()
+        self.first_step = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.started = time.perf_counter()
+        self.first_step = state.global_step  # above 0 when resuming from a checkpoint
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
@@ -179,7 +204,7 @@ class ProgressCallback(TrainerCallback):
             elapsed = time.perf_counter() - self.started
             print(
                 f"step {step}/{state.max_steps}: loss {logs['loss']:.4f}, "
-                f"token accuracy {logs[TOKEN_ACCURACY]:.3f}, {elapsed / step:.2f} s/step",
+                f"token accuracy {logs[TOKEN_ACCURACY]:.3f}, {elapsed / max(step - self.first_step, 1):.2f} s/step",
                 flush=True,
             )
         if f"eval_{TOKEN_ACCURACY}" in logs:
@@ -202,10 +227,21 @@ def build_trainer(
     """A `TaskPrefixTrainer` set up as the config asks.
 
     With evaluation examples, the model is evaluated every `evaluation_interval` steps and at the last step,
-    early stopping watches the evaluation token accuracy, and checkpoint selection keeps checkpoints (in
-    `checkpoint_dir`) to load the best one at the end. Without them there is no evaluation, no early stopping
-    and the last step's model is the result.
+    early stopping watches the evaluation token accuracy, and checkpoint selection loads the best checkpoint
+    at the end. Without them there is no evaluation, no early stopping and the last step's model is the result.
+    Either way a full checkpoint (weights, optimizer, scheduler, RNG states, data position) is written to
+    `checkpoint_dir` every `evaluation_interval` steps (after the evaluation, when there is one) and at
+    the last step, for `trainer.train(resume_from_checkpoint=...)` to go on from.
+
+    Raises:
+        ValueError: The model's attention implementation cannot take the shared-prefix attention mask.
     """
+    attention = model.config._attn_implementation
+    if attention not in CUSTOM_MASK_ATTENTION:
+        raise ValueError(
+            f"the student uses {attention!r} attention; tuning needs one that takes a custom attention mask: "
+            f"{', '.join(CUSTOM_MASK_ATTENTION)}"
+        )
     evaluating = bool(evaluation_examples)
     selecting = evaluating and config.enable_checkpoint_selection
     use_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -227,10 +263,9 @@ def build_trainer(
         eval_steps=config.evaluation_interval if evaluating else None,
         metric_for_best_model=TOKEN_ACCURACY if evaluating else None,
         greater_is_better=True,
-        save_strategy="steps" if selecting else "no",
+        save_strategy="steps",
         save_steps=config.evaluation_interval,
-        save_only_model=True,
-        save_total_limit=2,  # the best checkpoint and the latest one
+        save_total_limit=2 if selecting else 1,  # the latest checkpoint, and the best one when selecting
         load_best_model_at_end=selecting,
         report_to="none",
         disable_tqdm=True,
@@ -249,7 +284,7 @@ def build_trainer(
     trainer = TaskPrefixTrainer(
         model=model,
         args=arguments,
-        data_collator=TaskPrefixCollator(pad_token_id),
+        data_collator=SharedPrefixCollator(pad_token_id),
         train_dataset=train_examples,
         eval_dataset=evaluation_examples or None,
         callbacks=callbacks,

@@ -2,8 +2,11 @@
 
 The model directory holds safetensors weights, the tokenizer, a model card (README.md) and
 `kfp_distill.json`, the same facts machine-readable for the model registry. LoRA adapters are merged into
-the weights before saving, so the directory loads like any causal LM. Intermediate checkpoints live in a
-scratch folder that is removed at the end.
+the weights before saving, so the directory loads like any causal LM.
+
+Checkpoints (weights, optimizer, scheduler, RNG states, data position) are written to a checkpoint folder
+every evaluation interval; a run that finds checkpoints there (a task retried after a preemption) resumes
+from the latest one and ends at the same step. The folder is removed once the model directory is written.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from transformers import TrainerState
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from kfp_distill import __version__
 from kfp_distill._implementation.models import CATALOG, load_causal_lm, load_tokenizer
@@ -41,8 +46,9 @@ class TuningResult:
         model_dir: The self-contained model directory.
         metrics: final_train_loss, final_train_token_accuracy, best_eval_token_accuracy and
             last_eval_token_accuracy (None without an evaluation set), steps_run, stopped_early, selected_step,
-            train_examples, evaluation_examples, truncated_inputs, truncated_rationales, wall_time_s,
-            seconds_per_step, tokens_per_s (non-padding tokens trained per second of the training loop).
+            train_examples, evaluation_examples, truncated_inputs, truncated_rationales, resumed_from_step
+            (0 for a fresh run), wall_time_s and seconds_per_step (of this run), tokens_per_s (non-padding tokens,
+            the shared input counted once, trained per second of this run's training loop).
     """
 
     model_dir: str
@@ -56,7 +62,7 @@ def tune_student(
     tensorboard_dir: str,
     config: TuningConfig,
     provenance: dict,
-    scratch_dir: str | None = None,
+    checkpoint_dir: str | None = None,
 ) -> TuningResult:
     """Tunes `config.student_model_reference` on the label and rationale tasks.
 
@@ -68,7 +74,9 @@ def tune_student(
         config: The tuning settings.
         provenance: Facts about the run for the model card and kfp_distill.json
             (e.g. teacher_model_reference, dataset_uri).
-        scratch_dir: Parent folder of the temporary checkpoint folder; the system's temporary folder if None.
+        checkpoint_dir: Where checkpoints are written and, if it holds some, resumed from; it must outlive a
+            crashed run (e.g. next to the model artifact) for a restarted run to resume. A temporary folder if
+            None (no resume). Removed after the model directory is written.
 
     Returns:
         The model directory and the run's metrics.
@@ -99,23 +107,24 @@ def tune_student(
             ),
         )
 
-    checkpoint_dir = tempfile.mkdtemp(prefix="kfp-distill-checkpoints-", dir=scratch_dir)
+    temporary_checkpoints = checkpoint_dir is None
+    checkpoint_dir = checkpoint_dir or tempfile.mkdtemp(prefix="kfp-distill-checkpoints-")
+    resume_from, resumed_from_step = latest_complete_checkpoint(checkpoint_dir)
+    if resume_from:
+        print(f"resuming from {resume_from} (step {resumed_from_step})", flush=True)
+    trainer = build_trainer(
+        model, config, training.examples, evaluation.examples, tokenizer.pad_token_id, checkpoint_dir, tensorboard_dir
+    )
+    started = time.perf_counter()
     try:
-        trainer = build_trainer(
-            model,
-            config,
-            training.examples,
-            evaluation.examples,
-            tokenizer.pad_token_id,
-            checkpoint_dir,
-            tensorboard_dir,
-        )
-        started = time.perf_counter()
-        trainer.train()
-        wall_time_s = time.perf_counter() - started
-        tuned = trainer.model.merge_and_unload() if config.tuning_method == "lora" else trainer.model
-    finally:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        trainer.train(resume_from_checkpoint=resume_from)
+    except BaseException:
+        if temporary_checkpoints:  # nothing could resume from them
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        raise
+    wall_time_s = time.perf_counter() - started
+    steps_this_run = trainer.state.global_step - resumed_from_step
+    tuned = trainer.model.merge_and_unload() if config.tuning_method == "lora" else trainer.model
 
     state = trainer.state
     train_logs = [entry for entry in state.log_history if "loss" in entry]
@@ -135,8 +144,9 @@ def tune_student(
         "evaluation_examples": len(evaluation_rows),
         "truncated_inputs": training.truncated_inputs + evaluation.truncated_inputs,
         "truncated_rationales": training.truncated_rationales,
+        "resumed_from_step": resumed_from_step,
         "wall_time_s": wall_time_s,
-        "seconds_per_step": wall_time_s / max(state.global_step, 1),
+        "seconds_per_step": wall_time_s / max(steps_this_run, 1),
         "tokens_per_s": trainer.trained_tokens / wall_time_s,
     }
     print(
@@ -153,7 +163,26 @@ def tune_student(
     facts = _model_facts(config, provenance, metrics)
     (Path(model_dir) / MODEL_FACTS_FILE).write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
     (Path(model_dir) / "README.md").write_text(_model_card(facts), encoding="utf-8")
+    # Only now is nothing lost without the checkpoints (they hold optimizer states, several times the model).
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return TuningResult(model_dir=str(model_dir), metrics=metrics)
+
+
+def latest_complete_checkpoint(checkpoint_dir: str) -> tuple[str | None, int]:
+    """(path, step) of the latest checkpoint in `checkpoint_dir` that was written to the end; (None, 0) if none.
+
+    The Trainer writes a checkpoint's trainer state last, so a checkpoint whose trainer state does not load
+    was cut short (the task was killed while saving it) and the one before it is used.
+    """
+    folder = Path(checkpoint_dir)
+    candidates = folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if folder.is_dir() else []
+    steps = sorted((int(path.name.rsplit("-", 1)[1]), path) for path in candidates if path.name.rsplit("-", 1)[1].isdigit())
+    for _, path in reversed(steps):
+        try:
+            return str(path), TrainerState.load_from_json(str(path / "trainer_state.json")).global_step
+        except (OSError, ValueError):  # missing, or a half-written JSON file
+            continue
+    return None, 0
 
 
 def _model_facts(config: TuningConfig, provenance: dict, metrics: dict) -> dict:
@@ -198,8 +227,9 @@ def _model_card(facts: dict) -> str:
         "| metric | value |\n|---|---|\n"
         f"{metric_rows}\n"
         "## Use\n\n"
-        "Prompt the model with `[label] ` + the input text + a newline, the same layout as the training examples; "
-        "it answers with the label. `[rationale] ` asks for the step-by-step explanation instead.\n"
+        f"Prompt the model with {json.dumps(facts['prompt_format']['label'])} (the input text, then the task marker), "
+        "the same layout as the training examples; it answers with the label. "
+        f"{json.dumps(facts['prompt_format']['rationale'])} asks for the step-by-step explanation instead.\n"
     )
 
 

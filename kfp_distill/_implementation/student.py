@@ -1,7 +1,9 @@
 """The student's text format and its predictor, shared by tuning, evaluation, the registry and `predict`.
 
-Distilling step-by-step trains one model on two tasks told apart by a task prefix: `[label]` asks for the
-answer alone, `[rationale]` for the step-by-step explanation. At inference only the label task is needed.
+Distilling step-by-step trains one model on two tasks told apart by a task marker: `[label]` asks for the
+answer alone, `[rationale]` for the step-by-step explanation. The marker comes after the input, so both tasks
+of a training row share the input's tokens and tuning processes them once. At inference only the label task
+is needed.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ Task = Literal["label", "rationale"]
 
 
 def student_prompt(input_text: str, task: Task = "label") -> str:
-    """The text the student sees before its target, for either task."""
-    return f"[{task}] {input_text}\n"
+    """The text the student sees before its target, for either task: the input, then the task marker."""
+    return f"{input_text}\n[{task}]\n"
 
 
 @dataclass

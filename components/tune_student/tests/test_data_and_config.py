@@ -36,7 +36,7 @@ def test_learning_rate_is_the_method_rate_times_the_multiplier():
         ({"alpha": 1.5}, "alpha must be between 0 and 1"),
         ({"tuning_method": "qlora"}, "tuning_method must be one of 'full', 'lora'"),
         ({"max_rationale_tokens": -1}, "max_rationale_tokens must be a positive integer"),
-        ({"max_input_tokens": 1}, "max_input_tokens must be at least 2"),
+        ({"max_input_tokens": 15}, "max_input_tokens must be at least 16"),
         ({"early_stopping_threshold": -0.1}, "early_stopping_threshold must be 0 or more"),
     ],
 )
@@ -71,7 +71,7 @@ def test_long_rationales_and_inputs_are_cut_and_counted(smollm2_tokenizer):
     long_label = prepared.examples[1]["label"]
     prompt = [token for token, label in zip(long_label["input_ids"], long_label["labels"]) if label == IGNORE_INDEX]
     assert len(prompt) == 20
-    assert tokenizer.decode(prompt).startswith("[label] word word") and tokenizer.decode(prompt).endswith("\n")
+    assert tokenizer.decode(prompt).startswith("word word") and tokenizer.decode(prompt).endswith("word\n[label]\n")
 
 
 def test_collator_pads_each_task_on_the_right(smollm2_tokenizer):

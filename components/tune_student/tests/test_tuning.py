@@ -9,9 +9,10 @@ from kfp_distill._implementation.models import load_causal_lm
 from kfp_distill._implementation.student import StudentPredictor
 from kfp_distill.components.tune_student.config import TuningConfig
 from kfp_distill.components.tune_student.data import (
+    SharedPrefixCollator,
     TaskPrefixCollator,
+    TrainingRow,
     prepare_training_examples,
-    read_training_rows,
 )
 from kfp_distill.components.tune_student.trainer import TaskPrefixTrainer, TokenStatistics, build_trainer
 from kfp_distill.components.tune_student.tuning import tune_student
@@ -31,9 +32,11 @@ def first_query_weight(model) -> torch.Tensor:
     return model.model.layers[0].self_attn.q_proj.weight.detach().clone()
 
 
-def run(tmp_path, student, train, evaluation, **settings):
+def run(tmp_path, student, train, evaluation, checkpoint_dir=None, **settings):
     config = TuningConfig(student, batch_size=4, learning_rate_multiplier=10.0, **settings)
-    result = tune_student(train, evaluation, str(tmp_path / "model"), str(tmp_path / "tensorboard"), config, PROVENANCE)
+    result = tune_student(
+        train, evaluation, str(tmp_path / "model"), str(tmp_path / "tensorboard"), config, PROVENANCE, checkpoint_dir
+    )
     return result, scalars(tmp_path / "tensorboard")
 
 
@@ -49,16 +52,47 @@ def by_hand_task_loss(model, batch) -> torch.Tensor:
     return torch.stack(losses).mean()
 
 
-def test_two_task_loss_is_alpha_weighted_label_and_rationale_losses(tiny_student_dir, smollm2_tokenizer, distilled_path, tmp_path):
-    model = load_causal_lm(tiny_student_dir).eval()
-    examples = prepare_training_examples(read_training_rows(distilled_path), smollm2_tokenizer, 1024, 128).examples
+# Inputs, labels and rationales of different lengths, so that both collators pad.
+UNEVEN_ROWS = [
+    TrainingRow("Sam has 3 apples.", "3", "He has three."),
+    TrainingRow(
+        "A farmer has 12 pears and 7 plums. How many fruits does the farmer have?",
+        "( 12 + 7 )",
+        "Twelve pears and seven plums make 12 + 7 fruits in all.",
+    ),
+    TrainingRow("What is 9 - 4?", "( 9 - 4 )", "Take four from nine."),
+]
+
+
+def gradients(model) -> dict[str, torch.Tensor]:
+    return {name: parameter.grad.clone() for name, parameter in model.named_parameters()}
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_the_shared_prefix_step_has_the_losses_and_gradients_of_two_separate_sequences(
+    tiny_student_dir, smollm2_tokenizer, tmp_path, attention
+):
+    model = load_causal_lm(tiny_student_dir, attn_implementation=attention)
+    examples = prepare_training_examples(UNEVEN_ROWS, smollm2_tokenizer, 1024, 128).examples
     config = TuningConfig(tiny_student_dir, alpha=0.3)
-    trainer = build_trainer(model, config, examples, [], smollm2_tokenizer.pad_token_id, str(tmp_path / "c"), str(tmp_path / "t"))
-    batch = TaskPrefixCollator(smollm2_tokenizer.pad_token_id)(examples[:4])
-    with torch.no_grad():
-        loss = trainer.compute_loss(model, batch)
-        expected = 0.3 * by_hand_task_loss(model, batch["label"]) + 0.7 * by_hand_task_loss(model, batch["rationale"])
-    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    pad = smollm2_tokenizer.pad_token_id
+    trainer = build_trainer(model, config, examples, [], pad, str(tmp_path / "c"), str(tmp_path / "t"))
+
+    separate = TaskPrefixCollator(pad)(examples)
+    label_alone, rationale_alone = by_hand_task_loss(model, separate["label"]), by_hand_task_loss(model, separate["rationale"])
+    (0.3 * label_alone + 0.7 * rationale_alone).backward()
+    expected_gradients = gradients(model)
+    model.zero_grad()
+
+    packed = SharedPrefixCollator(pad)(examples)["shared_prefix"]
+    # The input is in the packed sequence once: shorter than the two sequences side by side.
+    assert packed["input_ids"].shape[1] < separate["label"]["input_ids"].shape[1] + separate["rationale"]["input_ids"].shape[1]
+    label_loss, rationale_loss, _ = trainer.task_losses(model, packed)
+    assert label_loss.item() == pytest.approx(label_alone.item(), rel=1e-5)
+    assert rationale_loss.item() == pytest.approx(rationale_alone.item(), rel=1e-5)
+    trainer.compute_loss(model, {"shared_prefix": packed}).backward()
+    for name, gradient in gradients(model).items():
+        torch.testing.assert_close(gradient, expected_gradients[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_a_run_with_evaluation_trains_saves_a_self_contained_model_and_logs_six_scalars(
@@ -95,7 +129,7 @@ def test_a_run_with_evaluation_trains_saves_a_self_contained_model_and_logs_six_
     assert facts["student_model_reference"] == tiny_student_dir
     assert facts["tuning"]["train_steps"] == 8 and facts["tuning"]["learning_rate"] == pytest.approx(1e-3)
     assert facts["metrics"]["steps_run"] == 8 and facts["metrics"]["train_examples"] == 8
-    assert facts["prompt_format"]["label"] == "[label] {input_text}\n"
+    assert facts["prompt_format"]["label"] == "{input_text}\n[label]\n"
     card = (model_dir / "README.md").read_text()
     for fact in ("teacher-x", "gs://bucket/train.jsonl", tiny_student_dir, "steps: 8 of 8", "last_eval_token_accuracy"):
         assert fact in card
@@ -151,3 +185,42 @@ def test_early_stopping_and_checkpoint_selection_follow_the_evaluation_curve(
     saved = first_query_weight(load_causal_lm(result.model_dir))
     assert torch.equal(saved, weights_at_evaluation[selected_step])
     assert not torch.equal(saved, weights_at_evaluation[2])
+
+
+class Killed(Exception):
+    """Stands for the task being killed."""
+
+
+def test_a_run_killed_after_a_checkpoint_resumes_and_ends_like_an_uninterrupted_run(
+    tiny_student_dir, distilled_path, empty_evaluation_path, tmp_path, monkeypatch
+):
+    settings = {"train_steps": 7, "evaluation_interval": 3}  # checkpoints at steps 3, 6 and 7; step 3 is mid-epoch
+    uninterrupted, _ = run(tmp_path / "uninterrupted", tiny_student_dir, distilled_path, empty_evaluation_path, **settings)
+
+    checkpoint_dir = tmp_path / "checkpoints"
+    save_checkpoint = TaskPrefixTrainer._save_checkpoint
+
+    def save_then_die(trainer, *args, **kwargs):
+        save_checkpoint(trainer, *args, **kwargs)
+        if trainer.state.global_step == 3:
+            raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(TaskPrefixTrainer, "_save_checkpoint", save_then_die)
+        with pytest.raises(Killed):
+            run(tmp_path / "restarted", tiny_student_dir, distilled_path, empty_evaluation_path, str(checkpoint_dir), **settings)
+    assert (checkpoint_dir / "checkpoint-3").is_dir()
+    # A later checkpoint cut short by the kill: weights written, trainer state not yet.
+    (checkpoint_dir / "checkpoint-5").mkdir()
+    (checkpoint_dir / "checkpoint-5" / "model.safetensors").write_bytes(b"")
+
+    resumed, logged = run(tmp_path / "restarted", tiny_student_dir, distilled_path, empty_evaluation_path, str(checkpoint_dir), **settings)
+    assert resumed.metrics["resumed_from_step"] == 3 and resumed.metrics["steps_run"] == 7
+    assert [step for step, _ in logged["/train_total_loss"]][-4:] == [4, 5, 6, 7]
+    assert resumed.metrics["final_train_loss"] == pytest.approx(uninterrupted.metrics["final_train_loss"], rel=1e-5)
+    resumed_model, uninterrupted_model = load_causal_lm(resumed.model_dir), load_causal_lm(uninterrupted.model_dir)
+    for (name, resumed_weight), (_, uninterrupted_weight) in zip(
+        resumed_model.state_dict().items(), uninterrupted_model.state_dict().items()
+    ):
+        torch.testing.assert_close(resumed_weight, uninterrupted_weight, rtol=1e-4, atol=1e-6, msg=name)
+    assert not checkpoint_dir.exists()  # removed once the model is written
