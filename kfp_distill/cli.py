@@ -115,6 +115,45 @@ def predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def submit_request(args: argparse.Namespace) -> int:
+    """Checks a pipelineJobs request body; sends it to Vertex AI Pipelines unless --dry-run."""
+    import json
+
+    from kfp_distill.submitting import RequestError, submit
+
+    try:
+        request = json.loads(Path(args.request).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        print(f"kfp-distill submit: cannot read {args.request}: {error}", file=sys.stderr)
+        return 2
+    try:
+        result = submit(request, project=args.project, location=args.location, dry_run=args.dry_run)
+    except RequestError as error:
+        print(f"kfp-distill submit: {args.request}: {error}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(result.to_json())
+    else:
+        print(f"submitted: {result.resource_name}")
+    return 0
+
+
+def publish_template(args: argparse.Namespace) -> int:
+    """Uploads the compiled pipeline to a KFP registry and prints its template URIs."""
+    import requests
+
+    from kfp_distill.publishing import publish
+
+    try:
+        uris = publish(args.host, args.tag, args.template)
+    except (ValueError, FileNotFoundError, requests.RequestException) as error:
+        print(f"kfp-distill publish: {error}", file=sys.stderr)
+        return 2
+    for uri in uris:
+        print(uri)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kfp-distill", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -141,6 +180,21 @@ def main(argv: list[str] | None = None) -> int:
     predict_parser.add_argument("--rationale", action="store_true", help="also print the rationale")
     predict_parser.add_argument("--registry-uri", default="")
     predict_parser.set_defaults(handler=predict)
+
+    submit_parser = commands.add_parser(
+        "submit", help="check a pipelineJobs request body (request.json) and run it on Vertex AI Pipelines"
+    )
+    submit_parser.add_argument("request", help="the pipelineJobs request body, as JSON")
+    submit_parser.add_argument("--dry-run", action="store_true", help="check and print the request; send nothing")
+    submit_parser.add_argument("--project", default=None, help="Google Cloud project (default: gcloud's)")
+    submit_parser.add_argument("--location", default=None, help="pipeline job region (default: us-central1)")
+    submit_parser.set_defaults(handler=submit_request)
+
+    publish_parser = commands.add_parser("publish", help="upload the compiled pipeline to Artifact Registry")
+    publish_parser.add_argument("--host", required=True, help="https://REGION-kfp.pkg.dev/PROJECT/REPO")
+    publish_parser.add_argument("--tag", action="append", required=True, help="e.g. v0.1.0; repeat for more tags")
+    publish_parser.add_argument("--template", default="compiled/distillation.yaml", help="the compiled pipeline")
+    publish_parser.set_defaults(handler=publish_template)
 
     args = parser.parse_args(argv)
     return args.handler(args)

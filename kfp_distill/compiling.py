@@ -1,4 +1,4 @@
-"""Compiles the pipelines into `compiled/`, the YAML users upload or run."""
+"""Compiles the pipelines and components into `compiled/`, the YAML users upload, run or reuse."""
 
 from __future__ import annotations
 
@@ -6,18 +6,48 @@ from pathlib import Path
 
 from kfp import compiler
 
+from kfp_distill.components.evaluate.component import evaluate
+from kfp_distill.components.generate_rationales.component import generate_rationales
+from kfp_distill.components.tune_student.component import tune_student
+from kfp_distill.components.upload_model.component import upload_model
+from kfp_distill.components.validate_dataset.component import validate_dataset
 from kfp_distill.pipelines.distillation.pipeline import distillation
 
 PIPELINES = {"distillation.yaml": distillation}
 
+# Named after their folders in components/, so compiled/components/<name>.yaml sits beside its source's name.
+COMPONENTS = {
+    "validate_dataset.yaml": validate_dataset,
+    "generate_rationales.yaml": generate_rationales,
+    "tune_student.yaml": tune_student,
+    "evaluate.yaml": evaluate,
+    "upload_model.yaml": upload_model,
+}
+
+COMPONENTS_SUBDIRECTORY = "components"
+
 
 def compile_all(directory: str | Path = "compiled") -> list[Path]:
-    """Writes every pipeline's YAML into `directory` and returns the paths."""
+    """Writes every pipeline's and every component's YAML under `directory`.
+
+    Pipelines go to `directory/<pipeline>.yaml`, components to `directory/components/<component>.yaml`.
+
+    Args:
+        directory: Where the YAML files are written; created when missing.
+
+    Returns:
+        The paths written, pipelines first.
+    """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    components_directory = directory / COMPONENTS_SUBDIRECTORY
+    components_directory.mkdir(parents=True, exist_ok=True)
     written = []
     for file_name, pipeline in PIPELINES.items():
         path = directory / file_name
         compiler.Compiler().compile(pipeline, str(path))
+        written.append(path)
+    for file_name, component in COMPONENTS.items():
+        path = components_directory / file_name
+        compiler.Compiler().compile(component, str(path))
         written.append(path)
     return written

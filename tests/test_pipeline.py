@@ -13,9 +13,15 @@ COMPILED = ROOT / "compiled" / "distillation.yaml"
 CONTRACT = ROOT.parent / "shared" / "CONTRACT.md"
 
 
-def test_compiled_pipeline_is_fresh(tmp_path):
-    (fresh,) = compile_all(tmp_path)
-    assert fresh.read_text() == COMPILED.read_text(), "compiled/ is stale: run `make compile`"
+def test_compiled_pipeline_and_components_are_fresh(tmp_path):
+    written = compile_all(tmp_path)
+    fresh = {path.relative_to(tmp_path) for path in written}
+    assert {Path("distillation.yaml"), Path("components/tune_student.yaml")} <= fresh
+    assert len(fresh) == 6, "the pipeline and the five components"
+    committed = {path.relative_to(COMPILED.parent) for path in COMPILED.parent.rglob("*.yaml")}
+    assert committed == fresh, "compiled/ holds other files than compile_all writes: run `make compile`"
+    stale = [str(name) for name in sorted(fresh) if (tmp_path / name).read_text() != (COMPILED.parent / name).read_text()]
+    assert not stale, f"compiled/ is stale ({', '.join(stale)}): run `make compile`"
 
 
 def _pipeline_inputs() -> dict:
