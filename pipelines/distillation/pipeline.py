@@ -80,8 +80,8 @@ def distillation(
         student_model_reference=student_model_reference,
     ).set_display_name("validate-dataset")
 
-    teaching = generate_rationales(
-        dataset=validation.outputs["train_dataset"],
+    # The teacher labels the training rows and answers the evaluation rows with the same prompt and cache.
+    teacher_settings = dict(
         teacher_model_reference=teacher_model_reference,
         prompt_template=teacher_prompt_template,
         few_shot_uri=teacher_few_shot_uri,
@@ -89,6 +89,9 @@ def distillation(
         cache_uri=teacher_cache_uri,
         max_concurrency=teacher_max_concurrency,
         max_total_tokens=teacher_max_total_tokens,
+    )
+    teaching = generate_rationales(
+        dataset=validation.outputs["train_dataset"], **teacher_settings
     ).set_display_name("generate-rationales")
 
     tuning = tune_student(
@@ -109,15 +112,7 @@ def distillation(
 
     with dsl.If(evaluation_data_uri != "", name="evaluation-data-given"):
         teacher_on_evaluation = generate_rationales(
-            dataset=validation.outputs["evaluation_dataset"],
-            teacher_model_reference=teacher_model_reference,
-            use_gold_labels=False,
-            prompt_template=teacher_prompt_template,
-            few_shot_uri=teacher_few_shot_uri,
-            max_new_tokens=teacher_max_new_tokens,
-            cache_uri=teacher_cache_uri,
-            max_concurrency=teacher_max_concurrency,
-            max_total_tokens=teacher_max_total_tokens,
+            dataset=validation.outputs["evaluation_dataset"], use_gold_labels=False, **teacher_settings
         ).set_display_name("teacher-on-evaluation-data")
         evaluate(
             model=tuning.outputs["model"],
