@@ -6,6 +6,7 @@ Shared by the teacher (parsing its rationales) and evaluation (scoring every mod
 from __future__ import annotations
 
 import ast
+import collections
 import math
 import operator
 import re
@@ -109,6 +110,21 @@ def normalize_text(text: str) -> str:
     return " ".join(text.split())
 
 
+def token_f1(prediction: str, reference: str) -> float:
+    """SQuAD F1: the harmonic mean of word precision and recall after `normalize_text`.
+
+    Two empty answers agree (SQuAD v2.0's rule); an empty and a non-empty one do not.
+    """
+    predicted, expected = normalize_text(prediction).split(), normalize_text(reference).split()
+    if not predicted or not expected:
+        return float(predicted == expected)
+    same = sum((collections.Counter(predicted) & collections.Counter(expected)).values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(predicted), same / len(expected)
+    return 2 * precision * recall / (precision + recall)
+
+
 def extract_answer(prediction: str) -> str:
     """The answer in a model's output: after an answer marker if there is one, else the first line."""
     _, answer = split_completion(prediction)
@@ -119,11 +135,13 @@ def extract_answer(prediction: str) -> str:
 
 
 def answers_match(prediction: str, reference: str) -> bool:
-    """True when the answers are equal after normalisation, or, for numeric references, equal in value."""
-    if normalize_text(prediction) == normalize_text(reference):
-        return True
+    """True when numeric answers are equal in value, or other answers equal after normalisation.
+
+    A numeric reference is compared by value only: normalisation drops operators, so `( 12 + 30 )` and
+    `( 12 * 30 )` would read the same.
+    """
     expected = arithmetic_value(reference)
     if expected is None:
-        return False
+        return normalize_text(prediction) == normalize_text(reference)
     found = answer_value(prediction)
     return found is not None and math.isclose(found, expected, rel_tol=1e-6, abs_tol=1e-6)

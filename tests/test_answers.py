@@ -1,0 +1,35 @@
+"""Answer parsing and scoring, shared by the teacher, the evaluation and the benchmarks."""
+
+import pytest
+
+from kfp_distill._implementation.answers import answers_match, arithmetic_value, extract_answer, split_completion
+
+
+@pytest.mark.parametrize(
+    ("prediction", "reference", "expected"),
+    [
+        ("( 12 * 30 )", "( 12.0 * 30.0 )", True),
+        ("12*30", "( 12.0 * 30.0 )", True),
+        ("360 pencils", "( 12.0 * 30.0 )", True),  # the last number of a sentence
+        ("( 12 + 30 )", "( 12.0 * 30.0 )", False),  # same digits, another operator: normalised text would match
+        ("( 30 / 12 )", "( 12.0 / 30.0 )", False),
+        ("no idea", "( 12.0 * 30.0 )", False),
+        ("The Wooded Area.", "wooded area", True),
+        ("wooded areas", "wooded area", False),
+        ("neutral", "contradiction", False),
+    ],
+)
+def test_answers_match(prediction, reference, expected):
+    assert answers_match(prediction, reference) is expected
+
+
+@pytest.mark.parametrize("text", ["__import__('os').system('true')", "2 ** 1000", "1 / 0", "x + 1", "9" * 300])
+def test_arithmetic_value_refuses_what_is_not_small_arithmetic(text):
+    assert arithmetic_value(text) is None
+
+
+def test_split_completion_cuts_the_runaway_question_and_the_connective():
+    rationale, answer = split_completion("84 / 2 = 42. So the answer is (84 / 2).\n\nQ: Next?\nA: The answer is 3.")
+    assert (rationale, answer) == ("84 / 2 = 42.", "(84 / 2)")
+    assert split_completion("I cannot tell.") == ("I cannot tell.", None)
+    assert extract_answer("( 7 * 30 )\nmore text") == "( 7 * 30 )"
