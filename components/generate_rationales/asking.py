@@ -93,7 +93,10 @@ class Teacher:
         self.stats = AskingStats()
 
     def ask_all(
-        self, conversations: list[list[dict[str, str]]], min_answered_fraction: float = 0.0
+        self,
+        conversations: list[list[dict[str, str]]],
+        min_answered_fraction: float = 0.0,
+        settings: list[DecodingSettings] | None = None,
     ) -> list[Answer | Unanswered]:
         """Answers every conversation; results in the order of `conversations`.
 
@@ -104,13 +107,18 @@ class Teacher:
             conversations: Chat messages, one list per question.
             min_answered_fraction: The least share of the conversations that must get an answer (those
                 not asked because of the budget are left out of the count).
+            settings: Decoding settings per conversation (self-consistency samples differ in their seed);
+                None: the teacher's own settings for all.
 
         Raises:
             TeacherUnavailableError: The share can no longer be reached (raised as soon as that is certain,
                 after the requests in flight have returned and been cached).
         """
         results: list[Answer | Unanswered | None] = [None] * len(conversations)
-        keys = [answer_key(self.backend.identity, messages, self.settings) for messages in conversations]
+        settings = settings or [self.settings] * len(conversations)
+        keys = [
+            answer_key(self.backend.identity, messages, chosen) for messages, chosen in zip(conversations, settings)
+        ]
         pending = collections.deque(range(len(conversations)))
         in_flight: dict[Future, tuple[str, int]] = {}  # request -> (cache key, estimated tokens)
         waiting: dict[str, list[int]] = {}  # cache key in flight -> the conversations that wait for it
@@ -139,8 +147,9 @@ class Teacher:
                         self.stats.budget_reached = True
                         continue
                     else:
-                        estimate = estimate_tokens(conversations[index], self.settings.max_new_tokens)
-                        in_flight[pool.submit(self._request, conversations[index], estimate)] = (key, estimate)
+                        estimate = estimate_tokens(conversations[index], settings[index].max_new_tokens)
+                        request = pool.submit(self._request, conversations[index], settings[index], estimate)
+                        in_flight[request] = (key, estimate)
                         waiting[key] = [index]
                     pending.popleft()
                 if not in_flight:
@@ -164,14 +173,14 @@ class Teacher:
         reserved = sum(estimate for _, estimate in in_flight.values())
         return self.stats.tokens_spent + reserved >= self.max_total_tokens
 
-    def _request(self, messages: list[dict[str, str]], estimated_tokens: int) -> _Reply:
+    def _request(self, messages: list[dict[str, str]], settings: DecodingSettings, estimated_tokens: int) -> _Reply:
         """One question, retried as the policy allows (runs in a worker thread)."""
         errors: list[TeacherRequestError] = []
 
         def attempt() -> tuple[Completion, float]:
             grant = self.rate_limiter.acquire(estimated_tokens) if self.rate_limiter else None
             started = time.perf_counter()
-            completion = self.backend.complete(messages, self.settings)
+            completion = self.backend.complete(messages, settings)
             latency = time.perf_counter() - started
             if grant is not None:
                 self.rate_limiter.settle(grant, completion.prompt_tokens + completion.completion_tokens)

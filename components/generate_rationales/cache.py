@@ -2,6 +2,10 @@
 
 A run killed at any point loses at most the request in flight; the next run re-asks nothing already
 answered. The key is the sha256 of (teacher identity, full prompt messages, decoding settings).
+
+In a pipeline the cache lives under the pipeline root by default (`default_cache_uri`), so a retried task or
+a new run finds it; a remote cache (`gs://...`) is worked on as a local copy that is copied back every
+`SYNC_INTERVAL_S`, at the end, after an error and on SIGTERM (a cancelled or preempted task).
 """
 
 from __future__ import annotations
@@ -9,16 +13,28 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import posixpath
+import re
 import shutil
+import signal
 import sqlite3
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
 from .backends.base import Completion, DecodingSettings
+
+logger = logging.getLogger(__name__)
+
+# How often a remote cache is copied back while the task runs: a task killed outright (out of memory,
+# SIGKILL) loses at most the answers of the last interval.
+SYNC_INTERVAL_S = 60.0
+CACHE_FOLDER = "teacher-cache"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
@@ -106,13 +122,129 @@ class AnswerCache:
         self.close()
 
 
-@contextlib.contextmanager
-def local_cache_file(cache_uri: str) -> Iterator[Path]:
-    """A local path for a cache given by URI.
+def default_cache_uri(pipeline_root: str, teacher_model_reference: str) -> str:
+    """The answer cache kept under a pipeline root: `<pipeline_root>/teacher-cache/<teacher>-<digest>.sqlite`.
 
-    A local path (or `file://`) is used in place. A remote URI (`gs://...`) is copied down when it exists,
-    used locally (SQLite needs a local file), and copied back on the way out, even after an error.
+    The name depends on the teacher only, never on the job, so a retried task or a new run of the pipeline
+    with the same root finds the answers already paid for.
     """
+    reference = teacher_model_reference.strip()
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", reference).strip("-.")[:60] or "teacher"
+    digest = hashlib.sha256(reference.encode("utf-8")).hexdigest()[:12]
+    return f"{pipeline_root.rstrip('/')}/{CACHE_FOLDER}/{readable}-{digest}.sqlite"
+
+
+def resolve_cache_uri(cache_uri: str, pipeline_root: str, teacher_model_reference: str) -> str:
+    """`cache_uri` when given, else the default under `pipeline_root` when known, else "" (the local
+    kfp-distill cache folder)."""
+    if cache_uri:
+        return cache_uri
+    return default_cache_uri(pipeline_root, teacher_model_reference) if pipeline_root else ""
+
+
+class _RemoteCopy:
+    """Copies a local SQLite cache to its remote URI, merged with the answers the remote holds by then (the
+    training and evaluation teacher steps of one pipeline run at once and may share a cache)."""
+
+    def __init__(self, filesystem, remote_path: str, local: Path):
+        self.filesystem, self.remote_path, self.local = filesystem, remote_path, local
+        self._copied: tuple | None = None  # (answers, newest answer) when last copied down or up
+        self._lock = threading.Lock()
+
+    def _state(self) -> tuple | None:
+        if not self.local.exists():
+            return None
+        with contextlib.closing(sqlite3.connect(self.local, timeout=60)) as connection:
+            return connection.execute("SELECT COUNT(*), MAX(created_at) FROM answers").fetchone()
+
+    def download(self) -> None:
+        if not self.filesystem.exists(self.remote_path):
+            return
+        partial = self.local.with_name("download.partial")  # a broken download must never be copied back
+        self.filesystem.get(self.remote_path, str(partial))
+        partial.rename(self.local)
+        self._copied = self._state()
+
+    def upload(self) -> None:
+        """Copies the local answers up, unless nothing changed since the last copy."""
+        with self._lock:
+            state = self._state()
+            if state is None or state == self._copied:
+                return
+            snapshot, remote = self.local.with_name("upload.sqlite"), self.local.with_name("remote.sqlite")
+            with (
+                contextlib.closing(sqlite3.connect(self.local, timeout=60)) as source,
+                contextlib.closing(sqlite3.connect(snapshot)) as target,
+            ):
+                source.backup(target)  # a consistent copy while answers keep arriving, the WAL's included
+                if self.filesystem.exists(self.remote_path):
+                    self.filesystem.get(self.remote_path, str(remote))
+                    try:
+                        target.execute("ATTACH DATABASE ? AS remote", (str(remote),))
+                        with target:
+                            target.execute("INSERT OR IGNORE INTO answers SELECT * FROM remote.answers")
+                        target.execute("DETACH DATABASE remote")
+                    except sqlite3.DatabaseError as error:
+                        logger.warning("remote answer cache %s unreadable (%s): replaced", self.remote_path, error)
+                target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+            try:
+                self.filesystem.put(str(snapshot), self.remote_path)
+            except FileNotFoundError:  # a file system with real folders (buckets have none to make)
+                self.filesystem.makedirs(posixpath.dirname(self.remote_path), exist_ok=True)
+                self.filesystem.put(str(snapshot), self.remote_path)
+            self._copied = state
+            snapshot.unlink()
+            remote.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def every(self, interval_s: float) -> Iterator[None]:
+        """Uploads every `interval_s` seconds from a background thread while the block runs."""
+        stop = threading.Event()
+
+        def copy_periodically() -> None:
+            while not stop.wait(interval_s):
+                try:
+                    self.upload()
+                except Exception as error:  # a failed copy is tried again at the next tick and at the end
+                    logger.warning("copying the answer cache to %s failed: %s", self.remote_path, error)
+
+        thread = threading.Thread(target=copy_periodically, name="teacher-cache-copy", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+
+def _exit(signum: int, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _sigterm_exits() -> Iterator[None]:
+    """Turns SIGTERM into SystemExit while the block runs, so `finally` blocks (the last copy) still run."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def local_cache_file(cache_uri: str, sync_interval_s: float = SYNC_INTERVAL_S) -> Iterator[Path | None]:
+    """A local path for a cache given by URI (None for "": the caller's default).
+
+    A local path (or `file://`) is used in place. A remote URI (`gs://...`) is copied down when it exists and
+    used locally (SQLite needs a local file); it is copied back, merged with whatever the remote holds by
+    then, every `sync_interval_s` seconds, on the way out (also after an error), and on SIGTERM.
+    """
+    if not cache_uri:
+        yield None
+        return
     if "://" not in cache_uri or cache_uri.startswith("file://"):
         yield Path(cache_uri.removeprefix("file://"))
         return
@@ -120,15 +252,11 @@ def local_cache_file(cache_uri: str) -> Iterator[Path]:
 
     filesystem, remote_path = fsspec.core.url_to_fs(cache_uri)
     staging = Path(tempfile.mkdtemp(prefix="teacher-cache-"))
-    local = staging / "teacher_answers.sqlite"
+    copy = _RemoteCopy(filesystem, remote_path, staging / "teacher_answers.sqlite")
     try:
-        if filesystem.exists(remote_path):
-            filesystem.get(remote_path, str(local))
-        yield local
+        copy.download()
+        with _sigterm_exits(), copy.every(sync_interval_s):
+            yield copy.local
     finally:
-        if local.exists():
-            # Fold the write-ahead log into the main file so one file carries every answer.
-            with contextlib.closing(sqlite3.connect(local)) as connection:
-                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            filesystem.put(str(local), remote_path)
+        copy.upload()
         shutil.rmtree(staging, ignore_errors=True)

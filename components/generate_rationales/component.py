@@ -17,19 +17,29 @@ def generate_rationales(
     prompt_template: str = "",
     few_shot_uri: str = "",
     max_new_tokens: int = 256,
+    task_type: str = "auto",
+    self_consistency_samples: int = 1,
+    self_consistency_temperature: float = 0.7,
+    drop_contradicting_rationales: bool = False,
     cache_uri: str = "",
+    pipeline_root: str = "",
     max_concurrency: int = 8,
     requests_per_minute: int = 0,
     tokens_per_minute: int = 0,
     max_total_tokens: int = 0,
     min_answered_fraction: float = 0.9,
+    project: str = "",
+    location: str = "",
 ):
     """Asks the teacher for a rationale (and a label where missing) for every example.
 
     Args:
         dataset: Validated JSON Lines examples.
-        teacher_model_reference: `precomputed`, `<base_url>#<model>` (OpenAI-compatible endpoint; API key
-            from KFP_DISTILL_TEACHER_API_KEY or OPENAI_API_KEY), or a GGUF catalog name, path or URI.
+        teacher_model_reference: `gemini-<...>` or `vertex:<model>` (Vertex AI, in `project` and `location`;
+            credentials from the environment), `<base_url>#<model>` (OpenAI-compatible endpoint; API key from
+            KFP_DISTILL_TEACHER_API_KEY or OPENAI_API_KEY), `hf:<model>` (Hugging Face model run in-process,
+            batched, on a GPU when there is one), `precomputed`, or a GGUF catalog name, path or URI
+            (llama.cpp). See the component README.
         distilled_dataset: The examples with rationales, teacher labels and agreement with the gold labels.
         report: What was answered, left out and why, agreement, latency and tokens.
         metrics: The report's numbers.
@@ -37,20 +47,26 @@ def generate_rationales(
         prompt_template: The user turn, with {input_text} (and {output_text} when explaining labels).
         few_shot_uri: JSON Lines few-shot examples (input_text, rationale, output_text).
         max_new_tokens: The most tokens the teacher writes per answer.
-        cache_uri: The SQLite answer cache (a local path, or a gs:// URI copied down and back); empty: the
-            kfp-distill cache folder.
+        task_type: `classification`, `extractive_qa`, `summarization`, `math` or `free_text` (the teacher's
+            instruction and how answers are compared); `auto`: inferred from the examples.
+        self_consistency_samples: Answers sampled per example; above 1 the majority answer is the label.
+        self_consistency_temperature: The sampling temperature of those samples.
+        drop_contradicting_rationales: Leave out labeled examples whose teacher answer contradicts the label.
+        cache_uri: The SQLite answer cache (a local path, or a gs:// URI copied down and back as answers
+            arrive); empty: `<pipeline_root>/teacher-cache/<teacher>.sqlite`, else the kfp-distill cache folder.
+        pipeline_root: The pipeline root (pipelines pass `dsl.PIPELINE_ROOT_PLACEHOLDER`).
         max_concurrency: Requests in flight at once (HTTP endpoints; llama.cpp asks one at a time).
         requests_per_minute: Client-side limit on requests per minute, retries included; 0: none.
         tokens_per_minute: Client-side limit on prompt and completion tokens per minute; 0: none.
         max_total_tokens: Stop asking once this run's requests used so many tokens; 0: no cap.
         min_answered_fraction: Fail when a smaller share of the rows asked about got an answer.
+        project: Google Cloud project of a Vertex AI teacher (required for those; unused otherwise).
+        location: Vertex AI region of such a teacher; empty: the global endpoint.
     """
-    import contextlib
-
-    from kfp_distill.components.generate_rationales.cache import local_cache_file
+    from kfp_distill.components.generate_rationales.cache import local_cache_file, resolve_cache_uri
     from kfp_distill.components.generate_rationales.generation import generate_rationales as generate
 
-    with local_cache_file(cache_uri) if cache_uri else contextlib.nullcontext() as cache_path:
+    with local_cache_file(resolve_cache_uri(cache_uri, pipeline_root, teacher_model_reference)) as cache_path:
         result = generate(
             dataset_path=dataset.path,
             output_path=distilled_dataset.path,
@@ -60,12 +76,18 @@ def generate_rationales(
             prompt_template=prompt_template,
             few_shot_uri=few_shot_uri,
             max_new_tokens=max_new_tokens,
+            task_type=task_type,
+            self_consistency_samples=self_consistency_samples,
+            self_consistency_temperature=self_consistency_temperature,
+            drop_contradicting_rationales=drop_contradicting_rationales,
             cache_path=cache_path,
             max_concurrency=max_concurrency,
             requests_per_minute=requests_per_minute,
             tokens_per_minute=tokens_per_minute,
             max_total_tokens=max_total_tokens,
             min_answered_fraction=min_answered_fraction,
+            project=project,
+            location=location,
         )
     for name, value in result.metrics().items():
         metrics.log_metric(name, value)

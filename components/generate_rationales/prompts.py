@@ -4,6 +4,10 @@ PREDICT: the teacher answers the question itself (unlabeled rows; the evaluation
 not see). EXPLAIN: the teacher is shown the question and its correct answer and explains step by step how to
 reach it (labeled rows with use_gold_labels). Both end with "The answer is <answer>.", which
 `answers.split_completion` parses. Few-shot demonstrations are earlier user/assistant turns in the same mode.
+
+The system instruction depends on the task type (classification, extractive QA, summarization, math, free
+text); the user turn is the example's own text unless a template says otherwise, because the examples carry
+their task's instruction (the contract asks production traffic to be formatted like them).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import string
 from dataclasses import dataclass
 from typing import Iterable
 
+from kfp_distill._implementation.answers import answers_match, split_completion
 from kfp_distill._implementation.jsonl import DatasetError, read_jsonl
 
 
@@ -21,10 +26,45 @@ class Mode(str, enum.Enum):
     EXPLAIN = "explain"
 
 
+_ANSWER_LINE = "then end with a line of the form 'The answer is <answer>.', where <answer> is "
+# The general instruction, for math and free text: the demo's results (and its cached answers) were made
+# with it, and a task type inferred differently for unlabeled rows must not change the demo's prompts.
 SYSTEM_INSTRUCTION = (
     "You solve tasks carefully. Think step by step, briefly, then end with a line of the form "
     "'The answer is <answer>.', where <answer> is only the final answer, written the way the task asks for it."
 )
+# By task type (kfp_distill._implementation.tasks.TASK_TYPES).
+SYSTEM_INSTRUCTIONS = {
+    "math": SYSTEM_INSTRUCTION,
+    "free_text": SYSTEM_INSTRUCTION,
+    "classification": (
+        "You classify texts carefully. Think step by step, briefly, about the evidence for each class, "
+        + _ANSWER_LINE
+        + "only the name of the class, written exactly as the task writes it."
+    ),
+    "extractive_qa": (
+        "You answer questions from the context you are given. Think step by step, briefly, pointing to the "
+        "sentence of the context that answers the question, "
+        + _ANSWER_LINE
+        + "the shortest span that answers it, copied exactly from the context."
+    ),
+    "summarization": (
+        "You summarize texts faithfully. First note briefly, step by step, the main points the summary must "
+        "keep, " + _ANSWER_LINE + "the summary itself, written on that one line."
+    ),
+}
+# Classification prompts name the classes seen in the labels, unless there are too many to list.
+MAX_LISTED_CLASSES = 20
+
+
+def system_instruction(task_type: str, classes: Iterable[str] = ()) -> str:
+    """The system instruction for a task type; a classification prompt also names the known classes."""
+    classes = list(classes)
+    text = SYSTEM_INSTRUCTIONS[task_type]
+    if task_type == "classification" and 0 < len(classes) <= MAX_LISTED_CLASSES:
+        text += " The classes are: " + ", ".join(classes) + "."
+    return text
+
 DEFAULT_TEMPLATE = "{input_text}"
 # Added after the question in EXPLAIN mode, unless the template places {output_text} itself.
 EXPLAIN_REQUEST = (
@@ -108,9 +148,10 @@ def build_messages(
     output_text: str | None = None,
     demonstrations: Iterable[Demonstration] = (),
     template: str = DEFAULT_TEMPLATE,
+    system: str = SYSTEM_INSTRUCTION,
 ) -> list[dict[str, str]]:
     """The chat for one question: system instruction, few-shot turns in the same mode, then the question."""
-    messages = [{"role": "system", "content": SYSTEM_INSTRUCTION}]
+    messages = [{"role": "system", "content": system}]
     for example in demonstrations:
         messages.append({"role": "user", "content": user_turn(template, example.input_text, mode, example.output_text)})
         messages.append({"role": "assistant", "content": assistant_turn(example.rationale, example.output_text)})
@@ -121,8 +162,13 @@ def build_messages(
 def load_demonstrations(uri: str) -> list[Demonstration]:
     """Reads few-shot examples from JSON Lines with non-empty `input_text`, `rationale` and `output_text`.
 
+    Every example is checked the way the teacher's answers are read back: its assistant turn ("<rationale>
+    The answer is <output_text>.") must parse to its own output_text, or the teacher would learn to write
+    answers that cannot be read (a multi-line summary, a rationale that looks like the next question).
+
     Raises:
-        DatasetError: The file is unreadable or empty, or a line lacks a field (named with file and line).
+        DatasetError: The file is unreadable or empty, a line lacks a field, or an example's answer does not
+            survive parsing (named with file, line and field).
     """
     demonstrations = []
     for line, row in read_jsonl(uri):
@@ -133,6 +179,16 @@ def load_demonstrations(uri: str) -> list[Demonstration]:
                 problem = "is missing" if value is None else "must be a non-empty string"
                 raise DatasetError(uri, f"few-shot example: {field} {problem}", line, field)
             values[field] = value.strip()
+        rationale, parsed = split_completion(assistant_turn(values["rationale"], values["output_text"]))
+        if parsed is None or not rationale or not answers_match(parsed, values["output_text"]):
+            raise DatasetError(
+                uri,
+                f"few-shot example: its answer turn parses to {parsed!r} instead of its output_text (the teacher's "
+                "answers are read from the line after the last 'The answer is'; keep output_text on one line and "
+                "leave answer lines and new questions out of the rationale)",
+                line,
+                "output_text",
+            )
         demonstrations.append(Demonstration(**values))
     if not demonstrations:
         raise DatasetError(uri, "the few-shot file holds no examples")

@@ -2,7 +2,8 @@
 
 The default answer is computed from the last user message: in explain mode ("The correct answer is: X")
 it explains X; otherwise it evaluates the first `a + b` (or -, *) it finds, and says "unknown" when
-there is none. A question containing NO_ANSWER gets a reply without an answer line. Every request body
+there is none. A question containing NO_ANSWER gets a reply without an answer line. A `body_responder`
+answers from the whole request body instead (its seed, temperature, ...). Every request body
 and Authorization header is recorded, and so are the most requests ever in flight at once.
 `kill_client_on_request` SIGKILLs a client process when a given request arrives, so the requests before
 it have all been answered.
@@ -78,9 +79,10 @@ class OpenAIStubServer(ThreadingHTTPServer):
         fault_plan: dict[str, list[str]] | None = None,
         retry_after: str = "1",
         timeout_sleep_s: float = 1.0,
+        body_responder: Callable[[dict], str] | None = None,
     ):
         super().__init__(("127.0.0.1", 0), _Handler)
-        self.responder = responder
+        self.responder, self.body_responder = responder, body_responder
         self.fault_plan = fault_plan or {}
         self.retry_after, self.timeout_sleep_s = retry_after, timeout_sleep_s
         self.requests: list[dict] = []
@@ -160,7 +162,10 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "timeout":
             time.sleep(self.server.timeout_sleep_s)
         try:
-            text = self.server.responder(body["messages"])
+            if self.server.body_responder is not None:
+                text = self.server.body_responder(body)
+            else:
+                text = self.server.responder(body["messages"])
         except StubHTTPError as error:
             self.send_error(error.status)
             return

@@ -1,0 +1,218 @@
+"""Gemini on Vertex AI, through Google's `google-genai` SDK (`genai.Client(vertexai=True, ...)`)."""
+
+from __future__ import annotations
+
+import re
+
+from .base import Completion, DecodingSettings, TeacherRequestError
+
+VERTEX_PREFIX = "vertex:"
+GEMINI_PREFIX = "gemini-"
+# The global endpoint serves every current Gemini model; a region pins where requests are processed.
+DEFAULT_LOCATION = "global"
+TIMEOUT_S = 600.0
+CURRENT_MODELS = ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite")
+# PaLM 2 text and chat models: retired by Google (text-unicorn@001 was Vertex distillation's teacher).
+RETIRED_PREFIXES = ("text-unicorn", "text-bison", "chat-bison", "code-bison", "codechat-bison")
+# Models whose "thinking" can be switched off. Thinking tokens count against max_output_tokens, so a
+# thinking model may spend the whole budget before writing a word; the rationale is the reasoning we want.
+THINKING_OPTIONAL_PREFIXES = ("gemini-2.5-flash",)
+RETRYABLE_STATUSES = frozenset({408, 429})
+_SECONDS = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+
+
+class RetiredModelError(ValueError):
+    """A teacher reference that names a model Google has retired."""
+
+
+def is_vertex_reference(reference: str) -> bool:
+    """Whether a teacher reference names a model on Vertex AI (`gemini-...`, `vertex:<model>`, or a PaLM name)."""
+    return reference.startswith((VERTEX_PREFIX, GEMINI_PREFIX)) or _short_name(reference).startswith(RETIRED_PREFIXES)
+
+
+def model_name(reference: str) -> str:
+    """The model a Vertex AI reference names (`vertex:gemini-2.5-pro` -> `gemini-2.5-pro`).
+
+    Raises:
+        RetiredModelError: A PaLM model (`text-unicorn@001`, `text-bison@002`, `chat-bison`, ...).
+        ValueError: `vertex:` with no model.
+    """
+    model = reference.removeprefix(VERTEX_PREFIX).strip()
+    if not model:
+        raise ValueError(f"teacher_model_reference '{reference}': write 'vertex:<model>', e.g. 'vertex:gemini-2.5-pro'")
+    if _short_name(model).startswith(RETIRED_PREFIXES):
+        raise RetiredModelError(
+            f"teacher_model_reference '{reference}' is a PaLM model that Google has retired on Vertex AI "
+            f"(text-unicorn@001 was the managed distillation's teacher); use a current Gemini model instead, "
+            f"e.g. {', '.join(CURRENT_MODELS)}"
+        )
+    return model
+
+
+def _short_name(model: str) -> str:
+    # `publishers/google/models/text-bison@002` and `vertex:text-bison` are still PaLM.
+    return model.removeprefix(VERTEX_PREFIX).rsplit("/", 1)[-1].lower()
+
+
+def to_gemini_contents(messages: list[dict[str, str]]) -> tuple[str | None, list[dict]]:
+    """Splits chat messages into Gemini's system instruction and `contents` (assistant turns are "model")."""
+    system = "\n\n".join(message["content"] for message in messages if message["role"] == "system")
+    contents = [
+        {"role": "model" if message["role"] == "assistant" else "user", "parts": [{"text": message["content"]}]}
+        for message in messages
+        if message["role"] != "system"
+    ]
+    return system or None, contents
+
+
+def retry_after_s(error) -> float | None:
+    """How long Vertex AI asked to wait: the `Retry-After` header, else a `google.rpc.RetryInfo` detail."""
+    headers = getattr(getattr(error, "response", None), "headers", None)
+    value = headers.get("retry-after") if headers is not None else None
+    if value is not None:
+        try:
+            return float(value)
+        except ValueError:
+            pass  # the HTTP-date form: leave the wait to the backoff
+    body = error.details.get("error", error.details) if isinstance(error.details, dict) else None
+    for detail in (body.get("details") if isinstance(body, dict) else None) or []:
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            seconds = _SECONDS.match(str(detail.get("retryDelay", "")))
+            if seconds:
+                return float(seconds.group(1))
+    return None
+
+
+class GeminiBackend:
+    """A Gemini model on Vertex AI. The SDK's client is thread-safe, so requests may run at once.
+
+    The SDK's own retries stay off: the component's retry loop retries what this backend marks
+    retryable, honours the server's wait, and counts every error for the report. Credentials are
+    Application Default Credentials (a service account on Vertex AI Pipelines, `gcloud auth
+    application-default login` on a laptop), looked up at the first request, so a fully cached re-run
+    needs none.
+
+    Args:
+        reference: `gemini-<...>` (`gemini-2.5-flash`, `gemini-2.0-flash-001`) or `vertex:<model>` (any
+            model name or resource path the SDK accepts, e.g. `vertex:projects/P/locations/L/endpoints/E`).
+        project: The Google Cloud project billed for the requests (the pipeline's `project`).
+        location: The Vertex AI region (the pipeline's `location`); empty: the global endpoint.
+        timeout_s: Seconds one attempt may take before it counts as a (retryable) timeout.
+        base_url: Another Vertex AI endpoint (a Private Service Connect address, a test server); None: Google's.
+        credentials: `google.auth` credentials; None: Application Default Credentials.
+
+    Raises:
+        ValueError: No project, or a `vertex:` reference with no model.
+        RetiredModelError: A PaLM model name.
+    """
+
+    supports_concurrency = True
+
+    def __init__(
+        self,
+        reference: str,
+        project: str,
+        location: str = "",
+        timeout_s: float = TIMEOUT_S,
+        base_url: str | None = None,
+        credentials=None,
+    ):
+        from google import genai
+        from google.genai import types
+
+        self.model = model_name(reference)
+        if not project.strip():
+            raise ValueError(
+                f"teacher '{reference}' runs on Vertex AI and needs a Google Cloud project: set the pipeline's "
+                "`project` parameter (and `location`, else the global endpoint is used)"
+            )
+        if timeout_s <= 0:
+            raise ValueError(f"the request timeout must be positive, got {timeout_s}")
+        self.project, self.location = project.strip(), location.strip() or DEFAULT_LOCATION
+        self.identity = f"vertex-ai#{self.model}"  # '#<model>' lets pricing.py price it
+        self._where = f"{self.identity} ({self.project}/{self.location})"  # for error messages
+        self._thinking_off = _short_name(self.model).startswith(THINKING_OPTIONAL_PREFIXES)
+        self._client = genai.Client(
+            vertexai=True,
+            project=self.project,
+            location=self.location,
+            credentials=credentials,
+            http_options=types.HttpOptions(base_url=base_url, timeout=int(timeout_s * 1000)),  # milliseconds
+        )
+
+    def complete(self, messages: list[dict[str, str]], settings: DecodingSettings) -> Completion:
+        from google.genai import types
+
+        system, contents = to_gemini_contents(messages)
+        config = types.GenerateContentConfig(
+            system_instruction=system,
+            temperature=settings.temperature,
+            seed=settings.seed,
+            max_output_tokens=settings.max_new_tokens,
+            candidate_count=1,
+            thinking_config=types.ThinkingConfig(thinking_budget=0) if self._thinking_off else None,
+        )
+        try:
+            response = self._client.models.generate_content(model=self.model, contents=contents, config=config)
+        except Exception as error:
+            mapped = self._request_error(error)
+            if mapped is None:
+                raise
+            raise mapped from error
+        if not response.candidates:
+            feedback = response.prompt_feedback
+            reason = feedback.block_reason if feedback and feedback.block_reason else "no candidates"
+            raise TeacherRequestError(f"{self._where}: the prompt got no answer ({reason})", "blocked")
+        candidate = response.candidates[0]
+        parts = candidate.content.parts if candidate.content and candidate.content.parts else []
+        usage = response.usage_metadata
+        return Completion(
+            text="".join(part.text for part in parts if part.text and not part.thought),
+            prompt_tokens=(usage.prompt_token_count or 0) if usage else 0,
+            # Thinking tokens are billed as output tokens.
+            completion_tokens=((usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)) if usage else 0,
+            finish_reason=_finish_reason(candidate.finish_reason),
+        )
+
+    def _request_error(self, error: Exception) -> TeacherRequestError | None:
+        """The TeacherRequestError an SDK, HTTP or auth error stands for; None for any other error."""
+        import json
+
+        import httpx
+        import pydantic
+        from google.auth import exceptions as auth_errors
+        from google.genai import errors as genai_errors
+
+        where = self._where
+        if isinstance(error, genai_errors.APIError):
+            status = error.code
+            return TeacherRequestError(
+                f"{where}: {error}",
+                f"http {status}",
+                retryable=status in RETRYABLE_STATUSES or status >= 500,
+                retry_after_s=retry_after_s(error),
+            )
+        if isinstance(error, httpx.TimeoutException):
+            return TeacherRequestError(f"{where}: timed out: {error}", "timeout", retryable=True)
+        if isinstance(error, httpx.TransportError):  # refused, reset, or a body cut short
+            return TeacherRequestError(f"{where}: {error!r}", "connection", retryable=True)
+        if isinstance(error, auth_errors.DefaultCredentialsError):
+            return TeacherRequestError(
+                f"{where}: no Google Cloud credentials ({error}); on a laptop run "
+                "`gcloud auth application-default login`, in a pipeline give the job a service account",
+                "credentials",
+            )
+        if isinstance(error, (auth_errors.RefreshError, auth_errors.TransportError)):
+            retryable = bool(getattr(error, "retryable", isinstance(error, auth_errors.TransportError)))
+            return TeacherRequestError(f"{where}: credentials: {error}", "credentials", retryable=retryable)
+        if isinstance(error, (json.JSONDecodeError, pydantic.ValidationError)):  # a body cut short or garbled
+            return TeacherRequestError(f"{where}: bad response: {error}", "bad response", retryable=True)
+        return None
+
+
+def _finish_reason(reason) -> str | None:
+    """OpenAI's names for the two usual endings ("length" at max_new_tokens), Gemini's lowercased otherwise."""
+    if reason is None:
+        return None
+    name = getattr(reason, "value", str(reason)).upper()
+    return {"MAX_TOKENS": "length", "STOP": "stop"}.get(name, name.lower())
