@@ -1,9 +1,9 @@
 """Evaluation: the teacher, the untuned student and the distilled student, scored the same way.
 
 Both students answer every evaluation row with the label task, greedily and one request at a time, so each
-latency is a real per-request latency. The teacher is not run again: its answers and latencies come from the
-predictions generate-rationales wrote on the evaluation set. Every answer is scored against the row's gold
-`output_text` by `answers_match` (normalised text, or equal value for numeric and arithmetic answers).
+latency is a real per-request latency. The teacher is not run again: its answers and latencies come from
+the predictions generate-rationales wrote on the evaluation set. Every answer is scored against the row's
+gold `output_text` with the metrics of the task type (`task_metrics.py`), given or inferred from the rows.
 """
 
 from __future__ import annotations
@@ -14,11 +14,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import fmean
 
-from kfp_distill._implementation.answers import answers_match, extract_answer
+from kfp_distill._implementation.answers import cut_runaway, extract_answer
 from kfp_distill._implementation.jsonl import DatasetError, read_jsonl
 from kfp_distill._implementation.student import StudentPredictor
+from kfp_distill._implementation.tasks import TaskType, infer_task_type, resolve_task_type
+from kfp_distill.components.evaluate.task_metrics import (
+    METRIC_TITLES,
+    METRICS_BY_TASK,
+    TaskScores,
+    confusion_matrix,
+    score_answers,
+)
 
 WORST_EXAMPLES_SHOWN = 10
+MODEL_TITLES = {"teacher": "Teacher", "untuned_student": "Untuned student", "distilled_student": "Distilled student"}
 _CELL_CHARS = 160
 
 
@@ -40,7 +49,10 @@ class TeacherAnswer:
 
 @dataclass
 class ExampleComparison:
-    """What each model answered for one evaluation example; teacher_answer is None when it did not answer."""
+    """What each model answered for one evaluation example, and how it scored.
+
+    Scores are the task's per-example score, from 0 to 1; teacher_answer is None when the teacher did not answer.
+    """
 
     input_text: str
     gold: str
@@ -50,18 +62,37 @@ class ExampleComparison:
     teacher_correct: bool
     untuned_correct: bool
     distilled_correct: bool
+    teacher_score: float
+    untuned_score: float
+    distilled_score: float
+
+
+@dataclass
+class ModelResult:
+    """One model's scores on the task, and its latency on each example it answered."""
+
+    scores: TaskScores
+    latencies_s: list[float]
+
+    @property
+    def mean_latency_s(self) -> float | None:
+        return fmean(self.latencies_s) if self.latencies_s else None
+
+    @property
+    def examples_per_s(self) -> float | None:
+        """Examples answered per second, one request at a time."""
+        total = sum(self.latencies_s)
+        return len(self.latencies_s) / total if total > 0 else None
 
 
 @dataclass
 class EvaluationResult:
-    """Accuracies and mean per-example latencies of the three models, with every example compared."""
+    """The three models' scores and latencies on the task, with every example compared."""
 
-    teacher_accuracy: float
-    untuned_student_accuracy: float
-    distilled_student_accuracy: float
-    teacher_latency_s: float | None
-    untuned_student_latency_s: float
-    distilled_student_latency_s: float
+    task: TaskType
+    teacher: ModelResult
+    untuned_student: ModelResult
+    distilled_student: ModelResult
     teacher_unanswered: int
     student_model_reference: str
     comparisons: list[ExampleComparison] = field(default_factory=list)
@@ -73,48 +104,81 @@ class EvaluationResult:
     @property
     def speedup(self) -> float | None:
         """How many times faster the distilled student answers than the teacher did."""
-        if self.teacher_latency_s is None or self.distilled_student_latency_s <= 0:
+        teacher, distilled = self.teacher.mean_latency_s, self.distilled_student.mean_latency_s
+        if teacher is None or not distilled:
             return None
-        return self.teacher_latency_s / self.distilled_student_latency_s
+        return teacher / distilled
+
+    def speed_comparison(self) -> str | None:
+        """The distilled student's speed against the teacher's, in words; None when the teacher was not timed."""
+        if self.speedup is None:
+            return None
+        if self.speedup >= 1:
+            return f"The distilled student answers {self.speedup:.1f}x faster than the teacher did."
+        return f"The distilled student answers {1 / self.speedup:.1f}x slower than the teacher did."
+
+    def models(self) -> dict[str, ModelResult]:
+        """The three models by metric prefix: teacher, untuned_student, distilled_student."""
+        return {
+            "teacher": self.teacher,
+            "untuned_student": self.untuned_student,
+            "distilled_student": self.distilled_student,
+        }
+
+    def confusion_matrix(self) -> tuple[list[str], list[list[int]]] | None:
+        """The distilled student's confusion matrix (categories, rows of counts) on a classification task."""
+        if self.task.name != "classification":
+            return None
+        return confusion_matrix([c.distilled_answer for c in self.comparisons], [c.gold for c in self.comparisons])
 
     def metrics(self) -> dict[str, float]:
-        """The scalar metrics; the teacher's latency and the speedup are left out when the teacher answered none."""
-        values = {
-            "teacher_accuracy": self.teacher_accuracy,
-            "untuned_student_accuracy": self.untuned_student_accuracy,
-            "distilled_student_accuracy": self.distilled_student_accuracy,
-            "teacher_latency_s": self.teacher_latency_s,
-            "untuned_student_latency_s": self.untuned_student_latency_s,
-            "distilled_student_latency_s": self.distilled_student_latency_s,
-            "examples": float(self.examples),
-            "speedup": self.speedup,
-        }
+        """The scalar metrics, by name.
+
+        Per model: `<model>_accuracy`, the task's metrics, `<model>_latency_s` (mean) and
+        `<model>_examples_per_s`; then `examples` and `speedup`. The teacher's latency, throughput and the
+        speedup are left out when the teacher answered none.
+        """
+        values: dict[str, float | None] = {}
+        for prefix, model in self.models().items():
+            values[f"{prefix}_accuracy"] = model.scores.accuracy
+            values.update({f"{prefix}_{name}": value for name, value in model.scores.values.items()})
+            values[f"{prefix}_latency_s"] = model.mean_latency_s
+            values[f"{prefix}_examples_per_s"] = model.examples_per_s
+        values["examples"] = float(self.examples)
+        values["speedup"] = self.speedup
         return {name: float(value) for name, value in values.items() if value is not None}
 
     def worst_examples(self, limit: int = WORST_EXAMPLES_SHOWN) -> list[ExampleComparison]:
-        """Examples the distilled student got wrong, those the other models got right first."""
-        wrong = [c for c in self.comparisons if not c.distilled_correct]
-        return sorted(wrong, key=lambda c: -(int(c.teacher_correct) + int(c.untuned_correct)))[:limit]
+        """Examples where the distilled student scored below full marks, lowest score first.
+
+        Among equal scores, those the other models did best on come first.
+        """
+        missed = [c for c in self.comparisons if c.distilled_score < 1.0]
+        return sorted(missed, key=lambda c: (c.distilled_score, -(c.teacher_score + c.untuned_score)))[:limit]
 
     def to_markdown(self) -> str:
-        """The report: a results table, then the worst examples side by side."""
-        teacher_latency = "n/a" if self.teacher_latency_s is None else f"{self.teacher_latency_s:.3f}"
+        """The report: the task type, a results table, then the worst examples side by side."""
+        metric_names = METRICS_BY_TASK[self.task.name]
+        titles = " | ".join(METRIC_TITLES[name] for name in metric_names)
         lines = [
             "# Evaluation: teacher vs untuned student vs distilled student",
             "",
-            f"{self.examples} evaluation examples, scored by exact match after normalisation "
-            "(by value for numeric and arithmetic answers).",
+            f"{self.examples} evaluation examples. Task type: **{self.task.name}** ({self.task.reason}).",
             "",
-            "| Model | Accuracy | Mean latency (s) |",
-            "|---|---|---|",
-            f"| Teacher | {self.teacher_accuracy:.1%} | {teacher_latency} |",
-            f"| Untuned student (`{_cell(self.student_model_reference)}`) | {self.untuned_student_accuracy:.1%} "
-            f"| {self.untuned_student_latency_s:.3f} |",
-            f"| Distilled student | {self.distilled_student_accuracy:.1%} | {self.distilled_student_latency_s:.3f} |",
-            "",
+            f"| Model | {titles} | Mean latency (s) | Examples/s |",
+            "|---|" + "---|" * (len(metric_names) + 2),
         ]
-        if self.speedup is not None:
-            lines += [f"The distilled student answers {self.speedup:.1f}x faster than the teacher did.", ""]
+        for prefix, model in self.models().items():
+            title = MODEL_TITLES[prefix]
+            if prefix == "untuned_student":
+                title += f" (`{_cell(self.student_model_reference)}`)"
+            cells = [f"{model.scores.values[name]:.1%}" for name in metric_names]
+            cells += [_number(model.mean_latency_s, ".3f"), _number(model.examples_per_s, ".2f")]
+            lines.append(f"| {title} | " + " | ".join(cells) + " |")
+        lines.append("")
+        speed = self.speed_comparison()
+        if speed:
+            lines += [speed, ""]
         if self.teacher_unanswered:
             lines += [
                 f"The teacher's predictions miss {self.teacher_unanswered} of the {self.examples} evaluation "
@@ -128,7 +192,7 @@ class EvaluationResult:
             lines.append("The distilled student answered every example correctly.")
             return "\n".join(lines) + "\n"
         lines += [
-            f"{len(worst)} of the examples the distilled student got wrong "
+            f"{len(worst)} of the examples the distilled student did worst on "
             "(✓ marks a correct answer, a dash a missing one).",
             "",
             "| Input | Gold | Teacher | Distilled | Untuned |",
@@ -141,6 +205,10 @@ class EvaluationResult:
                 f"{_marked(c.distilled_answer, c.distilled_correct)} | {_marked(c.untuned_answer, c.untuned_correct)} |"
             )
         return "\n".join(lines) + "\n"
+
+
+def _number(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
 
 
 def _cell(text: str) -> str:
@@ -192,14 +260,18 @@ def load_teacher_answers(teacher_predictions_path: str) -> dict[str, TeacherAnsw
     return answers
 
 
-def _student_answers(model_reference: str, inputs: list[str], max_new_tokens: int) -> tuple[list[str], float]:
-    """The answers a student gives to the label task, and its mean latency per example."""
+def _student_answers(
+    model_reference: str, inputs: list[str], max_new_tokens: int, task_type: str
+) -> tuple[list[str], list[float]]:
+    """The answers a student gives to the label task, and its latency on each example."""
     predictor = StudentPredictor(model_reference, max_new_tokens=max_new_tokens)
     predictions = predictor.predict(inputs, task="label")
     # Only one model in memory at a time: free this one before the next is loaded.
     del predictor
     gc.collect()
-    return [extract_answer(p.text) for p in predictions], fmean(p.latency_s for p in predictions)
+    # A summary may run over several lines; every other task's answer is one line or follows an answer marker.
+    answer = (lambda text: cut_runaway(text).strip()) if task_type == "summarization" else extract_answer
+    return [answer(p.text) for p in predictions], [p.latency_s for p in predictions]
 
 
 def compare(
@@ -208,38 +280,54 @@ def compare(
     distilled_answers: list[str],
     untuned_answers: list[str],
     student_model_reference: str,
-    distilled_latency_s: float,
-    untuned_latency_s: float,
+    distilled_latencies_s: list[float],
+    untuned_latencies_s: list[float],
+    task: TaskType | None = None,
 ) -> EvaluationResult:
-    """Scores every model's answers against the gold labels; a row the teacher did not answer is wrong for it."""
-    comparisons = []
-    answered_latencies = []
-    for row, distilled, untuned in zip(rows, distilled_answers, untuned_answers, strict=True):
-        teacher = teacher_answers.get(row.input_text)
-        if teacher is not None:
-            answered_latencies.append(teacher.latency_s)
-        teacher_label = None if teacher is None else (teacher.label or "")
-        comparisons.append(
-            ExampleComparison(
-                input_text=row.input_text,
-                gold=row.gold,
-                teacher_answer=teacher_label,
-                untuned_answer=untuned,
-                distilled_answer=distilled,
-                teacher_correct=teacher_label is not None and answers_match(teacher_label, row.gold),
-                untuned_correct=answers_match(untuned, row.gold),
-                distilled_correct=answers_match(distilled, row.gold),
-            )
+    """Scores every model's answers against the gold labels; a row the teacher did not answer is wrong for it.
+
+    Args:
+        rows: The labeled evaluation rows.
+        teacher_answers: The teacher's answers, keyed by input_text.
+        distilled_answers: The distilled student's answers, aligned with rows.
+        untuned_answers: The untuned student's answers, aligned with rows.
+        student_model_reference: The student before tuning (named in the report).
+        distilled_latencies_s: The distilled student's latency on each row.
+        untuned_latencies_s: The untuned student's latency on each row.
+        task: The task type; None infers it from the rows.
+    """
+    if task is None:
+        task = infer_task_type([row.input_text for row in rows], [row.gold for row in rows])
+    golds = [row.gold for row in rows]
+    teacher_rows = [teacher_answers.get(row.input_text) for row in rows]
+    teacher_labels = [None if t is None else (t.label or "") for t in teacher_rows]
+    teacher = ModelResult(score_answers(task.name, teacher_labels, golds), [t.latency_s for t in teacher_rows if t])
+    untuned = ModelResult(score_answers(task.name, untuned_answers, golds), list(untuned_latencies_s))
+    distilled = ModelResult(score_answers(task.name, distilled_answers, golds), list(distilled_latencies_s))
+    comparisons = [
+        ExampleComparison(
+            input_text=row.input_text,
+            gold=row.gold,
+            teacher_answer=teacher_labels[i],
+            untuned_answer=untuned_answer,
+            distilled_answer=distilled_answer,
+            teacher_correct=teacher.scores.correct[i],
+            untuned_correct=untuned.scores.correct[i],
+            distilled_correct=distilled.scores.correct[i],
+            teacher_score=teacher.scores.example_scores[i],
+            untuned_score=untuned.scores.example_scores[i],
+            distilled_score=distilled.scores.example_scores[i],
         )
-    examples = len(comparisons)
+        for i, (row, distilled_answer, untuned_answer) in enumerate(
+            zip(rows, distilled_answers, untuned_answers, strict=True)
+        )
+    ]
     return EvaluationResult(
-        teacher_accuracy=sum(c.teacher_correct for c in comparisons) / examples,
-        untuned_student_accuracy=sum(c.untuned_correct for c in comparisons) / examples,
-        distilled_student_accuracy=sum(c.distilled_correct for c in comparisons) / examples,
-        teacher_latency_s=fmean(answered_latencies) if answered_latencies else None,
-        untuned_student_latency_s=untuned_latency_s,
-        distilled_student_latency_s=distilled_latency_s,
-        teacher_unanswered=examples - len(answered_latencies),
+        task=task,
+        teacher=teacher,
+        untuned_student=untuned,
+        distilled_student=distilled,
+        teacher_unanswered=sum(t is None for t in teacher_rows),
         student_model_reference=student_model_reference,
         comparisons=comparisons,
     )
@@ -252,6 +340,9 @@ def evaluate_student(
     student_model_reference: str,
     report_path: str,
     max_new_tokens: int = 64,
+    task_type: str = "auto",
+    html_report_path: str | None = None,
+    tensorboard_dir: str | None = None,
 ) -> EvaluationResult:
     """Compares the distilled student with the untuned student and the teacher on the evaluation set.
 
@@ -263,29 +354,45 @@ def evaluate_student(
         student_model_reference: The student before tuning (any model reference `models.py` resolves).
         report_path: Where the Markdown report is written.
         max_new_tokens: The most tokens a student may generate for one answer.
+        task_type: `auto` (inferred from the evaluation rows) or one of `tasks.TASK_TYPES`.
+        html_report_path: Where the HTML report (tables, plots, worst examples) is written; None: no HTML.
+        tensorboard_dir: tune-student's TensorBoard logs, plotted as training curves in the HTML report.
 
     Returns:
-        The accuracies, mean latencies and per-example comparisons; `metrics()` gives the scalar metrics.
+        The scores, latencies and per-example comparisons; `metrics()` gives the scalar metrics.
 
     Raises:
         DatasetError: An evaluation row has no gold label, or a teacher prediction row is malformed.
+        ValueError: task_type is not a known task type.
     """
-    # Read both files before loading any model, so bad input fails fast.
+    # Read both files and settle the task type before loading any model, so bad input fails fast.
     rows = load_evaluation_rows(evaluation_path)
     teacher_answers = load_teacher_answers(teacher_predictions_path)
     inputs = [row.input_text for row in rows]
-    distilled_answers, distilled_latency = _student_answers(model_dir, inputs, max_new_tokens)
-    untuned_answers, untuned_latency = _student_answers(student_model_reference, inputs, max_new_tokens)
+    task = resolve_task_type(task_type, inputs, [row.gold for row in rows])
+    distilled_answers, distilled_latencies = _student_answers(model_dir, inputs, max_new_tokens, task.name)
+    untuned_answers, untuned_latencies = _student_answers(student_model_reference, inputs, max_new_tokens, task.name)
     result = compare(
         rows,
         teacher_answers,
         distilled_answers,
         untuned_answers,
         student_model_reference,
-        distilled_latency_s=distilled_latency,
-        untuned_latency_s=untuned_latency,
+        distilled_latencies_s=distilled_latencies,
+        untuned_latencies_s=untuned_latencies,
+        task=task,
     )
-    report = Path(report_path)
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(result.to_markdown(), encoding="utf-8")
+    _write(report_path, result.to_markdown())
+    if html_report_path:
+        from kfp_distill.components.evaluate.html_report import render_html
+        from kfp_distill.components.evaluate.training_curves import read_scalars
+
+        scalars = read_scalars(tensorboard_dir) if tensorboard_dir else {}
+        _write(html_report_path, render_html(result, scalars, tensorboard_given=bool(tensorboard_dir)))
     return result
+
+
+def _write(path: str, text: str) -> None:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")

@@ -1,0 +1,155 @@
+"""Task-aware metrics: each task type scored the way its community scores it, every value between 0 and 1.
+
+| task type | metrics | per-example score (ranks the worst examples) |
+|---|---|---|
+| classification | accuracy, macro-F1 over the gold classes (scikit-learn) | 1 for the right class, else 0 |
+| extractive_qa | SQuAD exact match and F1 (the official v1.1 script's normalisation and token F1) | F1 |
+| summarization | ROUGE-L F-measure (rouge-score, Porter stemmer), the mean over examples | ROUGE-L F |
+| math | accuracy: equal value by the safe arithmetic evaluator (`answers_match`) | 1 when equal, else 0 |
+| free_text | exact match after SQuAD normalisation, corpus chrF (sacrebleu, divided by 100) | sentence chrF |
+
+A missing answer (the teacher skipped a row) counts as an empty answer: wrong, and scored 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from statistics import fmean
+
+from kfp_distill._implementation.answers import answers_match, normalize_text, token_f1
+
+METRICS_BY_TASK = {
+    "classification": ("accuracy", "macro_f1"),
+    "extractive_qa": ("exact_match", "f1"),
+    "summarization": ("rouge_l",),
+    "math": ("accuracy",),
+    "free_text": ("exact_match", "chrf"),
+}
+METRIC_TITLES = {
+    "accuracy": "Accuracy",
+    "macro_f1": "Macro-F1",
+    "exact_match": "Exact match",
+    "f1": "F1 (SQuAD)",
+    "rouge_l": "ROUGE-L F",
+    "chrf": "chrF",
+}
+# The per-example score each task ranks examples by, as named in the report.
+EXAMPLE_SCORE_TITLES = {
+    "classification": "Correct",
+    "extractive_qa": "F1 (SQuAD)",
+    "summarization": "ROUGE-L F",
+    "math": "Correct",
+    "free_text": "chrF",
+}
+# The confusion matrix's column for predictions that name none of the gold classes.
+OTHER_CLASS = "(other)"
+
+
+@dataclass
+class TaskScores:
+    """One model's answers scored for a task: the task's metrics, and per example a score and a verdict."""
+
+    values: dict[str, float]
+    example_scores: list[float]
+    correct: list[bool]
+
+    @property
+    def accuracy(self) -> float:
+        """The share of examples answered correctly (right class, equal value, or exact match)."""
+        return fmean(self.correct)
+
+
+def squad_exact_match(prediction: str, gold: str) -> float:
+    """SQuAD exact match: 1.0 when the answers are equal after the official normalisation, else 0.0."""
+    return float(normalize_text(prediction) == normalize_text(gold))
+
+
+def rouge_l(predictions: list[str], golds: list[str]) -> list[float]:
+    """ROUGE-L F-measure of each prediction against its gold (longest common subsequence of stemmed tokens)."""
+    from rouge_score.rouge_scorer import RougeScorer
+
+    scorer = RougeScorer(["rougeL"], use_stemmer=True)
+    return [scorer.score(gold, prediction)["rougeL"].fmeasure for prediction, gold in zip(predictions, golds)]
+
+
+def chrf(predictions: list[str], golds: list[str]) -> tuple[float, list[float]]:
+    """chrF (character 6-grams, beta 2, sacrebleu's defaults) of the corpus and of each sentence, from 0 to 1."""
+    from sacrebleu.metrics import CHRF
+
+    metric = CHRF()
+    corpus = metric.corpus_score(predictions, [golds]).score / 100
+    sentences = [metric.sentence_score(p, [g]).score / 100 for p, g in zip(predictions, golds)]
+    return corpus, sentences
+
+
+def class_names(golds: list[str]) -> dict[str, str]:
+    """The gold classes: normalised name -> the spelling first seen in the gold labels, sorted by name."""
+    names: dict[str, str] = {}
+    for gold in golds:
+        names.setdefault(normalize_text(gold), gold.strip())
+    return dict(sorted(names.items()))
+
+
+def _predicted_classes(predictions: list[str], classes: dict[str, str]) -> list[str]:
+    normalised = [normalize_text(p) for p in predictions]
+    return [p if p in classes else OTHER_CLASS for p in normalised]
+
+
+def confusion_matrix(predictions: list[str | None], golds: list[str]) -> tuple[list[str], list[list[int]]]:
+    """The confusion matrix of a classifier: rows are gold classes, columns predicted ones.
+
+    Predictions naming no gold class (or missing) fall in a last `(other)` column, added only when needed.
+
+    Returns:
+        The category names (the gold classes as spelled in the labels) and the square matrix of counts.
+    """
+    from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
+
+    classes = class_names(golds)
+    predicted = _predicted_classes([p or "" for p in predictions], classes)
+    labels = list(classes) + ([OTHER_CLASS] if OTHER_CLASS in predicted else [])
+    matrix = sklearn_confusion_matrix([normalize_text(g) for g in golds], predicted, labels=labels)
+    return [classes.get(label, OTHER_CLASS) for label in labels], matrix.tolist()
+
+
+def score_answers(task_type: str, predictions: list[str | None], golds: list[str]) -> TaskScores:
+    """Scores one model's answers against the gold labels with the task's metrics.
+
+    Args:
+        task_type: One of `METRICS_BY_TASK`.
+        predictions: The model's answers, aligned with golds; None where the model gave none.
+        golds: The gold labels.
+
+    Returns:
+        The task's metrics (`METRICS_BY_TASK[task_type]`), per-example scores and verdicts.
+    """
+    answers = [p or "" for p in predictions]
+    if task_type == "classification":
+        from sklearn.metrics import accuracy_score, f1_score
+
+        classes = class_names(golds)
+        expected = [normalize_text(g) for g in golds]
+        predicted = _predicted_classes(answers, classes)
+        correct = [p == e for p, e in zip(predicted, expected)]
+        values = {
+            "accuracy": float(accuracy_score(expected, predicted)),
+            # Over the gold classes only: an answer outside them is a miss of its row's class, not a new class.
+            "macro_f1": float(f1_score(expected, predicted, labels=list(classes), average="macro", zero_division=0)),
+        }
+        return TaskScores(values, [float(c) for c in correct], correct)
+    if task_type == "extractive_qa":
+        exact = [squad_exact_match(p, g) for p, g in zip(answers, golds)]
+        f1 = [token_f1(p, g) for p, g in zip(answers, golds)]
+        return TaskScores({"exact_match": fmean(exact), "f1": fmean(f1)}, f1, [e == 1.0 for e in exact])
+    if task_type == "summarization":
+        scores = rouge_l(answers, golds)
+        correct = [answers_match(p, g) for p, g in zip(answers, golds)]
+        return TaskScores({"rouge_l": fmean(scores)}, scores, correct)
+    if task_type == "math":
+        correct = [answers_match(p, g) for p, g in zip(answers, golds)]
+        return TaskScores({"accuracy": fmean(correct)}, [float(c) for c in correct], correct)
+    if task_type == "free_text":
+        exact = [squad_exact_match(p, g) for p, g in zip(answers, golds)]
+        corpus, sentences = chrf(answers, golds)
+        return TaskScores({"exact_match": fmean(exact), "chrf": corpus}, sentences, [e == 1.0 for e in exact])
+    raise ValueError(f"unknown task type {task_type!r}; expected one of {', '.join(METRICS_BY_TASK)}")
