@@ -16,31 +16,45 @@ def upload_model(
     location: str = "",
     registry_uri: str = "",
     encryption_spec_key_name: str = "",
+    staging_bucket: str = "",
+    serving_container_image_uri: str = "",
 ) -> NamedTuple("Outputs", [("model_resource_name", str)]):
-    """Registers the tuned student in MLflow's model registry.
+    """Registers the tuned student: in the Vertex AI Model Registry with a project, else in MLflow's.
 
     Args:
         model: The tuned student model directory.
         model_display_name: The registered model's name; empty: `distilled-<student>`.
-        project: A Google Cloud project: the Vertex AI Model Registry (not available yet); empty: MLflow.
-        location: The Vertex AI region to upload to (with project).
+        project: A Google Cloud project: upload to its Vertex AI Model Registry; empty: MLflow.
+        location: The Vertex AI region to upload to (with project); empty: the job's region, else us-central1.
         registry_uri: An MLflow tracking URI; empty: the embedded SQLite registry under `$KFP_DISTILL_HOME`.
-        encryption_spec_key_name: A Cloud KMS key for the Vertex AI upload (with project).
+        encryption_spec_key_name: A Cloud KMS key for the Vertex AI model (with project).
+        staging_bucket: A `gs://` folder for the model when it is not in Cloud Storage yet (with project).
+        serving_container_image_uri: The Vertex AI serving container; empty: Hugging Face's CPU inference one.
 
     Returns:
-        model_resource_name: `models:/<name>/<version>`.
+        model_resource_name: `projects/PROJECT/locations/LOCATION/models/ID`, or `models:/<name>/<version>`.
     """
     from collections import namedtuple
 
+    outputs = namedtuple("Outputs", ["model_resource_name"])
+    if project:
+        from kfp_distill.components.upload_model.vertex import register_vertex_model
+
+        return outputs(
+            register_vertex_model(
+                model.path,
+                model_display_name,
+                project=project,
+                location=location,
+                artifact_uri=model.uri if model.uri.startswith("gs://") else "",
+                staging_bucket=staging_bucket,
+                encryption_spec_key_name=encryption_spec_key_name,
+                serving_container_image_uri=serving_container_image_uri,
+            )
+        )
+
     from kfp_distill.components.upload_model.registry import register_model
 
-    if project:
-        raise NotImplementedError(
-            f"uploading to the Vertex AI Model Registry (project '{project}', location '{location or 'default'}') "
-            "is tracked in a later issue and not implemented yet; leave project empty to register the model "
-            "in MLflow (registry_uri, or the embedded registry)"
-        )
     if encryption_spec_key_name:
         print("encryption_spec_key_name applies to the Vertex AI upload only; the MLflow registry ignores it")
-    outputs = namedtuple("Outputs", ["model_resource_name"])
     return outputs(register_model(model.path, model_display_name, registry_uri=registry_uri))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import mlflow
 from mlflow.pyfunc import PythonModel
 
-from kfp_distill.components.upload_model.registry import STUDENT_ARTIFACT
+from kfp_distill.components.upload_model.registry import STUDENT_ARTIFACT, answer
 
 
 class DistilledStudentModel(PythonModel):
@@ -22,15 +22,9 @@ class DistilledStudentModel(PythonModel):
         self.predictor = StudentPredictor(context.artifacts[STUDENT_ARTIFACT])
 
     def predict(self, context, model_input, params=None):
-        from kfp_distill._implementation.answers import extract_answer
-
         # MLflow hands a list of strings over as a one-column DataFrame.
         texts = model_input.iloc[:, 0].tolist() if hasattr(model_input, "iloc") else list(model_input)
-        labels = [extract_answer(p.text) for p in self.predictor.predict(texts, task="label")]
-        if not (params or {}).get("with_rationale"):
-            return labels
-        rationales = [p.text for p in self.predictor.predict(texts, task="rationale")]
-        return [{"label": label, "rationale": rationale} for label, rationale in zip(labels, rationales)]
+        return answer(self.predictor, texts, with_rationale=bool((params or {}).get("with_rationale")))
 
 
 mlflow.models.set_model(DistilledStudentModel())

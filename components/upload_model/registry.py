@@ -1,4 +1,5 @@
-"""Registering distilled students in MLflow's model registry, listing them, and loading one by name.
+"""Registering distilled students in MLflow's model registry, listing them, and loading one by name; listing and
+loading also reach the Vertex AI Model Registry (`vertex.py`) when given a project or a Vertex AI resource name.
 
 By default the registry is embedded: an SQLite database at `<home>/mlflow.db` with the artifacts under
 `<home>/mlartifacts`, where home is `$KFP_DISTILL_HOME` or `~/.kfp-distill`. Any MLflow tracking URI (an
@@ -17,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from kfp_distill import __version__
 
@@ -112,7 +113,7 @@ def _run_metric_name(name: str) -> str:
     return re.sub(r"[^\w\-. :/]", "_", name).lstrip("/")
 
 
-def _description(record: Mapping[str, Any], metrics: Mapping[str, float]) -> str:
+def model_description(record: Mapping[str, Any], metrics: Mapping[str, float]) -> str:
     parts = ["Distilled step-by-step by kfp-distill"]
     if "teacher_model_reference" in record:
         parts.append(f"from teacher `{record['teacher_model_reference']}`")
@@ -187,7 +188,7 @@ def register_model(
             source=logged.model_uri,
             run_id=logged.run_id,
             tags=tags,
-            description=_description(record, all_metrics),
+            description=model_description(record, all_metrics),
             model_id=logged.model_id,
         )
     return f"models:/{name}/{version.version}"
@@ -197,6 +198,7 @@ def register_model(
 class RegisteredModelInfo:
     """One registered version of a distilled student."""
 
+    uri: str  # what load_model and `kfp-distill predict` take: `models:/NAME/VERSION` or a Vertex AI resource name
     name: str
     version: int
     teacher: str | None
@@ -204,13 +206,23 @@ class RegisteredModelInfo:
     created: datetime
     metrics: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def uri(self) -> str:
-        return f"models:/{self.name}/{self.version}"
 
+def list_models(registry_uri: str = "", project: str = "", location: str = "") -> list[RegisteredModelInfo]:
+    """The distilled models kfp-distill registered.
 
-def list_models(registry_uri: str = "") -> list[RegisteredModelInfo]:
-    """Every version of every model kfp-distill registered, by name then version."""
+    Args:
+        registry_uri: An MLflow tracking URI; empty: the embedded SQLite registry.
+        project: A Google Cloud project: list its Vertex AI Model Registry instead (each model's default
+            version, newest first).
+        location: The Vertex AI region (with project); empty: the SDK's default.
+
+    Returns:
+        From MLflow, every version of every model, by name then version.
+    """
+    if project:
+        from kfp_distill.components.upload_model.vertex import list_vertex_models
+
+        return list_vertex_models(project, location)
     with _mlflow_at(registry_uri) as client:
         versions = [v for v in client.search_model_versions() if VERSION_TAG in v.tags]
     models = []
@@ -221,6 +233,7 @@ def list_models(registry_uri: str = "") -> list[RegisteredModelInfo]:
             metrics = {}
         models.append(
             RegisteredModelInfo(
+                uri=f"models:/{version.name}/{version.version}",
                 name=version.name,
                 version=int(version.version),
                 teacher=version.tags.get("teacher_model_reference"),
@@ -232,12 +245,32 @@ def list_models(registry_uri: str = "") -> list[RegisteredModelInfo]:
     return sorted(models, key=lambda model: (model.name, model.version))
 
 
-class DistilledModel:
-    """A registered distilled student, loaded through MLflow, ready to answer."""
+def answer(predictor: Any, texts: Sequence[str], with_rationale: bool = False) -> list:
+    """A student's answers: the label task's answer per text, and with_rationale the rationale task's output too.
 
-    def __init__(self, uri: str, pyfunc_model: Any):
+    Args:
+        predictor: A `StudentPredictor` of the distilled model.
+        texts: Input texts, formatted like the training inputs.
+        with_rationale: Also generate each answer's rationale (a second generation per input).
+
+    Returns:
+        One label (str) per input, or with_rationale: one `{"label": ..., "rationale": ...}` dict per input.
+    """
+    from kfp_distill._implementation.answers import extract_answer
+
+    labels = [extract_answer(p.text) for p in predictor.predict(texts, task="label")]
+    if not with_rationale:
+        return labels
+    rationales = [p.text for p in predictor.predict(texts, task="rationale")]
+    return [{"label": label, "rationale": rationale} for label, rationale in zip(labels, rationales)]
+
+
+class DistilledModel:
+    """A registered distilled student, loaded and ready to answer."""
+
+    def __init__(self, uri: str, answer_texts: Callable[[list[str], bool], list]):
         self.uri = uri
-        self._pyfunc_model = pyfunc_model
+        self._answer_texts = answer_texts
 
     def predict(self, texts: str | Sequence[str], with_rationale: bool = False) -> list:
         """The student's answers, formatted like its training inputs.
@@ -250,7 +283,7 @@ class DistilledModel:
             One label (str) per input, or with_rationale: one `{"label": ..., "rationale": ...}` dict per input.
         """
         texts = [texts] if isinstance(texts, str) else list(texts)
-        return list(self._pyfunc_model.predict(texts, params={"with_rationale": with_rationale}))
+        return list(self._answer_texts(texts, with_rationale))
 
 
 def _resolve_version(client: Any, name_or_uri: str) -> tuple[str, str]:
@@ -275,7 +308,8 @@ def load_model(name_or_uri: str, registry_uri: str = "") -> DistilledModel:
     """Loads a registered distilled student.
 
     Args:
-        name_or_uri: A registered model name (its latest version is loaded) or a `models:/NAME/VERSION` URI.
+        name_or_uri: A registered model name (its latest version is loaded), a `models:/NAME/VERSION` URI, or
+            a Vertex AI model resource name (`projects/PROJECT/locations/LOCATION/models/ID[@VERSION]`).
         registry_uri: An MLflow tracking URI; empty: the embedded SQLite registry.
 
     Raises:
@@ -283,8 +317,16 @@ def load_model(name_or_uri: str, registry_uri: str = "") -> DistilledModel:
     """
     import mlflow
 
+    from kfp_distill.components.upload_model.vertex import is_resource_name, load_vertex_model
+
+    if is_resource_name(name_or_uri):
+        return load_vertex_model(name_or_uri)
     with _mlflow_at(registry_uri) as client:
         name, version = _resolve_version(client, name_or_uri)
         # Resolved with the client so that the registry asked is this one, whatever MLflow's registry URI is.
         location = client.get_model_version_download_uri(name, version)
-        return DistilledModel(f"models:/{name}/{version}", mlflow.pyfunc.load_model(location))
+        pyfunc_model = mlflow.pyfunc.load_model(location)
+    return DistilledModel(
+        f"models:/{name}/{version}",
+        lambda texts, with_rationale: pyfunc_model.predict(texts, params={"with_rationale": with_rationale}),
+    )

@@ -14,32 +14,6 @@ from kfp_distill.components.upload_model.registry import (
     register_model,
 )
 
-TRAINING_RECORD = {
-    "teacher_model_reference": "qwen2.5-coder-1.5b-instruct",
-    "student_model_reference": "smollm2-135m-instruct",
-    "dataset_uri": "gs://bucket/train.jsonl",
-    "tuning": {"train_steps": 20, "learning_rate": 0.001},
-    "metrics": {"final_train_loss": 1.25, "/eval_fraction_of_correct_next_step_preds": 0.5, "stopped_early": False},
-}
-
-
-@pytest.fixture
-def registry_home(tmp_path, monkeypatch):
-    home = tmp_path / "kfp-distill-home"
-    monkeypatch.setenv("KFP_DISTILL_HOME", str(home))
-    return home
-
-
-@pytest.fixture
-def recorded_student_dir(tiny_student_dir, tmp_path):
-    """The tiny student with the training record tune-student writes."""
-    import shutil
-
-    model_dir = tmp_path / "model"
-    shutil.copytree(tiny_student_dir, model_dir)
-    (model_dir / "kfp_distill.json").write_text(json.dumps(TRAINING_RECORD))
-    return model_dir
-
 
 def test_model_names_are_sanitised_and_default_to_the_student():
     assert model_name("My model: v1/final") == "My-model-v1-final"
@@ -48,14 +22,13 @@ def test_model_names_are_sanitised_and_default_to_the_student():
     assert model_name("", None) == "distilled-student"
 
 
-def test_training_record_is_read_defensively(tmp_path):
+def test_training_record_is_read_defensively(tmp_path, recorded_student_dir):
     assert read_training_record(tmp_path) == {}
     (tmp_path / "kfp_distill.json").write_text("{not json")
     assert read_training_record(tmp_path) == {}
     (tmp_path / "kfp_distill.json").write_text(json.dumps({"train_steps": 5, "dataset_uri": None, "metrics": [1]}))
     assert read_training_record(tmp_path) == {"train_steps": "5"}
-    (tmp_path / "kfp_distill.json").write_text(json.dumps(TRAINING_RECORD))
-    assert read_training_record(tmp_path) == {
+    assert read_training_record(recorded_student_dir) == {
         "teacher_model_reference": "qwen2.5-coder-1.5b-instruct",
         "student_model_reference": "smollm2-135m-instruct",
         "dataset_uri": "gs://bucket/train.jsonl",
@@ -121,10 +94,8 @@ def test_loading_an_unknown_name_says_what_is_registered(tiny_student_dir, regis
         load_model("unknown")
 
 
-def test_component_registers_in_mlflow_and_refuses_vertex_upload(tiny_student_dir, registry_home):
-    model = SimpleNamespace(path=tiny_student_dir)
-    with pytest.raises(NotImplementedError, match="Vertex AI Model Registry"):
-        upload_model.python_func(model=model, model_display_name="tiny", project="my-project")
+def test_component_registers_in_mlflow_without_a_project(tiny_student_dir, registry_home):
+    model = SimpleNamespace(path=tiny_student_dir, uri=tiny_student_dir)
     outputs = upload_model.python_func(model=model, model_display_name="tiny")
     assert outputs.model_resource_name == "models:/tiny/1"
     assert upload_model.component_spec.outputs.keys() == {"model_resource_name"}

@@ -1,0 +1,223 @@
+"""The Vertex AI Model Registry: uploading a distilled student, listing the distilled models, loading one.
+
+Every call goes through the Vertex AI SDK (`google.cloud.aiplatform`) with the project and region given, and
+otherwise the SDK's own settings: application-default credentials and the regional endpoint, unless
+`aiplatform.init(credentials=..., api_endpoint=..., api_transport=...)` set others before (a private endpoint,
+or the tests' loopback server).
+
+The uploaded model's artifact is the tuned model directory in Cloud Storage; its serving container is Hugging
+Face's PyTorch inference container for CPUs (see the README for why, and for the request format). Labels
+record the provenance and the metrics in the form GCP allows (lowercase, at most 63 characters of
+`[a-z0-9_-]`); the description keeps them verbatim.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+from kfp_distill import __version__
+from kfp_distill.components.upload_model.registry import (
+    DistilledModel,
+    RegisteredModelInfo,
+    answer,
+    model_description,
+    model_name,
+    read_training_record,
+)
+
+# Hugging Face's PyTorch inference Deep Learning Container for Google Cloud, CPU build: it reads the model
+# from AIP_STORAGE_URI (where Vertex AI copies artifact_uri) and serves transformers pipelines on Vertex AI's
+# predict route. Documented in https://huggingface.co/docs/google-cloud/containers/available and
+# https://cloud.google.com/deep-learning-containers/docs/choosing-container#hugging-face.
+DEFAULT_SERVING_IMAGE = (
+    "us-docker.pkg.dev/deeplearning-platform-release/gcr.io/"
+    "huggingface-pytorch-inference-cpu.2-3.transformers.4-48.ubuntu2204.py311"
+)
+SERVING_ENVIRONMENT = {"HF_TASK": "text-generation"}
+# Marks the models kfp-distill uploaded (value: the kfp-distill version); listing filters on it.
+MARKER_LABEL = "kfp_distill"
+PROVENANCE_LABELS = {
+    "teacher_model_reference": "teacher",
+    "student_model_reference": "student",
+    "dataset_uri": "dataset",
+    "train_steps": "train_steps",
+}
+METRIC_LABEL_PREFIX = "metric-"
+MAX_LABELS = 64
+MAX_LABEL_LENGTH = 63
+MAX_DISPLAY_NAME_LENGTH = 128
+RESOURCE_NAME = re.compile(r"^projects/[^/]+/locations/[^/]+/models/[^/@]+(@[^/]+)?$")
+_LABEL_UNSAFE = re.compile(r"[^a-z0-9_-]+")
+
+
+def is_resource_name(name: str) -> bool:
+    """Whether `name` is a Vertex AI model resource name, `projects/P/locations/L/models/ID[@VERSION]`."""
+    return bool(RESOURCE_NAME.match(name))
+
+
+def label_value(text: str) -> str:
+    """`text` as a GCP label value: lowercase, unsafe runs as `-`, its last 63 characters (a URI's most
+    telling part, the file or model name, is at its end)."""
+    return _LABEL_UNSAFE.sub("-", text.lower()).strip("-")[-MAX_LABEL_LENGTH:]
+
+
+def label_key(text: str) -> str:
+    """`text` as a GCP label key: like a label value, but starting with a letter and cut at its end."""
+    key = _LABEL_UNSAFE.sub("-", text.lower()).lstrip("0123456789_-")[:MAX_LABEL_LENGTH].rstrip("-")
+    return key or "unnamed"
+
+
+def metric_label_value(value: float) -> str:
+    """A number as a label value: four significant digits, the decimal point written as `_` (0.8125 -> 0_8125)."""
+    return f"{value:.4g}".replace(".", "_").replace("+", "")
+
+
+def parse_metric_label(value: str) -> float | None:
+    """The number a metric label holds; None when it holds none."""
+    try:
+        return float(value.replace("_", "."))
+    except ValueError:
+        return None
+
+
+def vertex_labels(record: Mapping[str, Any], metrics: Mapping[str, float]) -> dict[str, str]:
+    """The labels of an uploaded model: the kfp-distill marker, provenance, then metrics while there is room."""
+    labels = {MARKER_LABEL: label_value(__version__)}
+    labels.update({key: label_value(str(record[field])) for field, key in PROVENANCE_LABELS.items() if field in record})
+    for name, value in sorted(metrics.items()):
+        if len(labels) == MAX_LABELS:
+            break
+        if math.isfinite(value):
+            labels[label_key(METRIC_LABEL_PREFIX + name.lstrip("/"))] = metric_label_value(value)
+    return {key: value for key, value in labels.items() if value}
+
+
+def _quoted(text: str) -> str:
+    """`text` inside a double-quoted filter string."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def register_vertex_model(
+    model_dir: str,
+    display_name: str,
+    project: str,
+    location: str = "",
+    artifact_uri: str = "",
+    staging_bucket: str = "",
+    encryption_spec_key_name: str = "",
+    serving_container_image_uri: str = "",
+    metrics: Mapping[str, float] | None = None,
+) -> str:
+    """Uploads a tuned student to the Vertex AI Model Registry.
+
+    A model of the same display name that kfp-distill uploaded before gets a new version (made the default);
+    otherwise a new model is created.
+
+    Args:
+        model_dir: The tuned student directory, read for its `kfp_distill.json` (provenance, metrics) and
+            uploaded when artifact_uri is empty.
+        display_name: The model's display name; empty: `distilled-<student>`.
+        project: The Google Cloud project.
+        location: The region to upload to; empty: the SDK's default (`GOOGLE_CLOUD_REGION` or
+            `CLOUD_ML_REGION` when set, as on Vertex AI, else us-central1).
+        artifact_uri: The same directory already in Cloud Storage (`gs://...`, a pipeline output on Vertex AI).
+        staging_bucket: A `gs://` folder to copy model_dir into when artifact_uri is empty.
+        encryption_spec_key_name: A Cloud KMS key for the model (CMEK).
+        serving_container_image_uri: The serving container; empty: Hugging Face's CPU inference container.
+        metrics: More metrics to record; they override the training record's.
+
+    Returns:
+        The model resource name, `projects/PROJECT/locations/LOCATION/models/ID`.
+
+    Raises:
+        ValueError: The model is neither in Cloud Storage nor given a staging bucket.
+        FileNotFoundError: model_dir is not a model directory.
+    """
+    from google.cloud import aiplatform
+
+    if not (Path(model_dir) / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir} is not a Hugging Face model directory (no config.json)")
+    if not artifact_uri.startswith("gs://") and not staging_bucket.startswith("gs://"):
+        raise ValueError(
+            f"the model at '{artifact_uri or model_dir}' is not in Cloud Storage: give staging_bucket "
+            "(a gs:// folder) to copy it there for the Vertex AI upload"
+        )
+    record = read_training_record(model_dir)
+    all_metrics = {**record.get("metrics", {}), **{name: float(value) for name, value in (metrics or {}).items()}}
+    student = record.get("student_model_reference")
+    display_name = display_name.strip()[:MAX_DISPLAY_NAME_LENGTH] or model_name("", student)
+    location = location or None
+    earlier = aiplatform.Model.list(
+        filter=f'display_name="{_quoted(display_name)}" AND labels.{MARKER_LABEL}:*',
+        order_by="create_time desc",
+        project=project,
+        location=location,
+    )
+    model = aiplatform.Model.upload(
+        display_name=display_name,
+        parent_model=earlier[0].resource_name if earlier else None,
+        description=model_description(record, all_metrics),
+        artifact_uri=artifact_uri or str(Path(model_dir).resolve()),
+        staging_bucket=staging_bucket or None,
+        serving_container_image_uri=serving_container_image_uri or DEFAULT_SERVING_IMAGE,
+        serving_container_environment_variables=SERVING_ENVIRONMENT,
+        labels=vertex_labels(record, all_metrics),
+        encryption_spec_key_name=encryption_spec_key_name or None,
+        project=project,
+        location=location,
+    )
+    return model.resource_name
+
+
+def _model_info(model: Any) -> RegisteredModelInfo:
+    labels = dict(model.labels or {})
+    metrics = {
+        key.removeprefix(METRIC_LABEL_PREFIX): parsed
+        for key, value in labels.items()
+        if key.startswith(METRIC_LABEL_PREFIX) and (parsed := parse_metric_label(value)) is not None
+    }
+    return RegisteredModelInfo(
+        uri=model.resource_name,
+        name=model.display_name,
+        version=int(model.version_id) if str(model.version_id or "").isdigit() else 1,
+        teacher=labels.get("teacher"),
+        student=labels.get("student"),
+        created=model.create_time,
+        metrics=metrics,
+    )
+
+
+def list_vertex_models(project: str, location: str = "") -> list[RegisteredModelInfo]:
+    """The distilled models kfp-distill uploaded to one project and region (each model's default version),
+    newest first. Teacher, student and metrics are read back from the labels (so in their label form)."""
+    from google.cloud import aiplatform
+
+    models = aiplatform.Model.list(
+        filter=f"labels.{MARKER_LABEL}:*", order_by="create_time desc", project=project, location=location or None
+    )
+    return [_model_info(model) for model in models]
+
+
+def load_vertex_model(resource_name: str) -> DistilledModel:
+    """Loads a distilled model from the Vertex AI Model Registry by resource name, the equivalent of
+    `TextGenerationModel.get_tuned_model(TUNED_MODEL_NAME)`: its artifact is downloaded (once, into the
+    model cache) and run here.
+
+    Args:
+        resource_name: `projects/PROJECT/locations/LOCATION/models/ID`, optionally `@VERSION`.
+
+    Raises:
+        ValueError: The model has no artifact to download.
+    """
+    from google.cloud import aiplatform
+
+    from kfp_distill._implementation.student import StudentPredictor
+
+    model = aiplatform.Model(resource_name)
+    if not model.uri:
+        raise ValueError(f"Vertex AI model {resource_name} has no artifact URI to load the student from")
+    return DistilledModel(resource_name, functools.partial(answer, StudentPredictor(model.uri)))
