@@ -18,6 +18,7 @@ def tune_student(
     metrics: Output[Metrics],
     train_steps: int = 300,
     batch_size: int = 8,
+    micro_batch_size: int = 0,
     learning_rate_multiplier: float = 1.0,
     evaluation_interval: int = 20,
     enable_early_stopping: bool = True,
@@ -33,13 +34,17 @@ def tune_student(
         student_model_reference: The student to tune.
         teacher_model_reference: The teacher that wrote the rationales (recorded in the model card).
         dataset_uri: The training dataset the job was given (recorded in the model card).
-        model: The tuned model directory (safetensors, tokenizer, README.md, kfp_distill.json). Checkpoints are
+        model: The tuned model directory (safetensors, tokenizer, README.md model card, kfp_distill.json and
+            training_curves.png, loss and token accuracy by step, shown in the card). Checkpoints are
             written next to it, in `<model path>-checkpoints` (on Vertex AI a Cloud Storage folder that a retried
             task finds again and resumes from), and removed once the model is written.
         tensorboard_logs: TensorBoard event files with the contract's training and evaluation scalars.
-        metrics: Final training loss and token accuracy, evaluation accuracies, steps run, speed.
+        metrics: Final training loss and token accuracy, evaluation accuracies, steps run, speed (tokens/s),
+            peak memory, final learning rate.
         train_steps: Tuning steps.
         batch_size: Training rows per step.
+        micro_batch_size: Rows per forward and backward pass, a divisor of batch_size (gradients are accumulated
+            to the batch size: for devices with less memory); 0 for the whole batch at once.
         learning_rate_multiplier: Multiplies the recommended learning rate.
         evaluation_interval: Steps between evaluations.
         enable_early_stopping: Stop when the evaluation token accuracy stops improving.
@@ -54,6 +59,7 @@ def tune_student(
         student_model_reference=student_model_reference,
         train_steps=train_steps,
         batch_size=batch_size,
+        micro_batch_size=micro_batch_size or None,
         learning_rate_multiplier=learning_rate_multiplier,
         evaluation_interval=evaluation_interval,
         enable_early_stopping=enable_early_stopping,

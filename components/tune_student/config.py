@@ -11,6 +11,11 @@ TuningMethod = Literal["full", "lora"]
 # LoRA trains far fewer weights, from a zero-initialised update, and wants about 10x the full-tuning rate.
 RECOMMENDED_LEARNING_RATES: dict[str, float] = {"full": 1e-4, "lora": 1e-3}
 
+# LoRA rank by student size (parameters below the bound -> rank; alpha is twice the rank): small students
+# learn a new output format with rank 16; larger ones get more room, up to QLoRA's rank 64 on every linear
+# layer of 7B-65B models.
+LORA_RANK_BY_SIZE: tuple[tuple[float, int], ...] = ((1e9, 16), (10e9, 32), (float("inf"), 64))
+
 
 @dataclass
 class TuningConfig:
@@ -19,7 +24,10 @@ class TuningConfig:
     Attributes:
         student_model_reference: The student to tune (catalog name, local path, URI or Hub id).
         train_steps: Optimizer steps; each step sees `batch_size` rows, as a label and a rationale example.
-        batch_size: Training rows per step.
+        batch_size: Training rows per optimizer step (the contract's batch size).
+        micro_batch_size: Rows per forward and backward pass; None for `batch_size`. A smaller value (a divisor
+            of `batch_size`) accumulates gradients over `batch_size // micro_batch_size` passes to reach the
+            batch size on a device with less memory: same step, same losses, less memory, a little slower.
         learning_rate_multiplier: Multiplies the recommended learning rate of the tuning method.
         evaluation_interval: Steps between evaluations (only with an evaluation set).
         enable_early_stopping: Stop when the evaluation token accuracy stops improving.
@@ -29,15 +37,22 @@ class TuningConfig:
         tuning_method: "full" tunes every weight; "lora" tunes low-rank adapters, merged into the weights at the end.
         alpha: Weight of the label loss; the rationale loss gets 1 - alpha.
         max_input_tokens: Longer prompts keep their input's first tokens and the task marker (counted in the metrics).
-        max_rationale_tokens: Longer rationales keep their first tokens (counted in the metrics).
-        lora_rank: Rank of the LoRA updates.
-        lora_alpha: LoRA scaling numerator (the update is scaled by lora_alpha / lora_rank).
+        max_rationale_tokens: Longer rationales keep their first tokens (counted in the metrics). It bounds
+            what the rationale task costs: a step costs about its token count, and the rationale branch adds
+            its marker and up to this many target tokens to each row's input and label (SVAMP with PaLM's
+            rationales: 48 target tokens on average, 71 at the 90th percentile, 143 at most, so 128 keeps
+            nearly all of every rationale).
+        group_by_length: Batch rows of similar length together (Hugging Face's length-grouped sampling:
+            random mega-batches of 50 batches, each sorted by length), so that little of a batch is padding.
+        lora_rank: Rank of the LoRA updates; None for the default by student size (`LORA_RANK_BY_SIZE`).
+        lora_alpha: LoRA scaling numerator (the update is scaled by lora_alpha / lora_rank); None for twice the rank.
         seed: Seeds weight initialisation of the adapters and the order of the training rows.
     """
 
     student_model_reference: str
     train_steps: int = 300
     batch_size: int = 8
+    micro_batch_size: int | None = None
     learning_rate_multiplier: float = 1.0
     evaluation_interval: int = 20
     enable_early_stopping: bool = True
@@ -48,9 +63,10 @@ class TuningConfig:
     alpha: float = 0.5
     max_input_tokens: int = 1024
     max_rationale_tokens: int = 128
-    lora_rank: int = 16
-    lora_alpha: int = 32
+    lora_rank: int | None = None
+    lora_alpha: int | None = None
     seed: int = 0
+    group_by_length: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.student_model_reference, str) or not self.student_model_reference.strip():
@@ -66,8 +82,19 @@ class TuningConfig:
             "lora_alpha",
         ):
             value = getattr(self, name)
+            if value is None and name in ("lora_rank", "lora_alpha"):
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.micro_batch_size is not None and (
+            isinstance(self.micro_batch_size, bool)
+            or not isinstance(self.micro_batch_size, int)
+            or self.micro_batch_size < 1
+            or self.batch_size % self.micro_batch_size
+        ):
+            raise ValueError(
+                f"micro_batch_size must be a positive divisor of batch_size {self.batch_size}, got {self.micro_batch_size!r}"
+            )
         if self.max_input_tokens < 16:
             raise ValueError(
                 f"max_input_tokens must be at least 16 (room for an input and its task marker), got {self.max_input_tokens}"
@@ -85,6 +112,16 @@ class TuningConfig:
             )
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
+
+    def lora_settings(self, num_parameters: int) -> tuple[int, int]:
+        """(rank, alpha) of the LoRA updates for a student of `num_parameters`: the configured ones or the defaults by size."""
+        rank = self.lora_rank or next(rank for bound, rank in LORA_RANK_BY_SIZE if num_parameters < bound)
+        return rank, self.lora_alpha or 2 * rank
+
+    @property
+    def gradient_accumulation_steps(self) -> int:
+        """Forward and backward passes per optimizer step."""
+        return self.batch_size // (self.micro_batch_size or self.batch_size)
 
     @property
     def learning_rate(self) -> float:

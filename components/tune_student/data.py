@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from kfp_distill._implementation.jsonl import DatasetError, read_jsonl
 from kfp_distill._implementation.student import Task, student_prompt
 
 IGNORE_INDEX = -100  # the label value PyTorch's cross-entropy (and Hugging Face models) skip
+TASKS: tuple[Task, Task] = ("label", "rationale")
 
 
 @dataclass
@@ -113,13 +115,18 @@ def encode_example(
 
 
 def prepare_training_examples(
-    rows: Sequence[TrainingRow], tokenizer, max_input_tokens: int, max_rationale_tokens: int
+    rows: Sequence[TrainingRow], tokenizer, max_input_tokens: int, max_rationale_tokens: int, encode=encode_example
 ) -> PreparedExamples:
-    """One {"label": ..., "rationale": ...} example pair per training row."""
+    """One {"label": ..., "rationale": ...} example pair per training row.
+
+    Args:
+        encode: How one task example is tokenized: `encode_example` (causal LMs) or
+            `seq2seq.encode_seq2seq_example` (encoder-decoders).
+    """
     prepared = PreparedExamples()
     for row in rows:
-        label, label_input_cut, _ = encode_example(tokenizer, row.input_text, "label", row.output_text, max_input_tokens)
-        rationale, _, rationale_cut = encode_example(
+        label, label_input_cut, _ = encode(tokenizer, row.input_text, "label", row.output_text, max_input_tokens)
+        rationale, _, rationale_cut = encode(
             tokenizer, row.input_text, "rationale", row.rationale, max_input_tokens, max_rationale_tokens
         )
         prepared.examples.append({"label": label, "rationale": rationale})
@@ -128,11 +135,13 @@ def prepare_training_examples(
     return prepared
 
 
-def prepare_evaluation_examples(rows: Sequence[EvaluationRow], tokenizer, max_input_tokens: int) -> PreparedExamples:
-    """One {"label": ...} example per evaluation row, its target the gold label."""
+def prepare_evaluation_examples(
+    rows: Sequence[EvaluationRow], tokenizer, max_input_tokens: int, encode=encode_example
+) -> PreparedExamples:
+    """One {"label": ...} example per evaluation row, its target the gold label (`encode` as for training)."""
     prepared = PreparedExamples()
     for row in rows:
-        label, input_cut, _ = encode_example(tokenizer, row.input_text, "label", row.output_text, max_input_tokens)
+        label, input_cut, _ = encode(tokenizer, row.input_text, "label", row.output_text, max_input_tokens)
         prepared.examples.append({"label": label})
         prepared.truncated_inputs += input_cut
     return prepared
@@ -239,3 +248,27 @@ class SharedPrefixCollator(TaskPrefixCollator):
             "label_targets": label["labels"][1:] + [IGNORE_INDEX] * (length - label_length + 1),
             "rationale_targets": rationale_targets,
         }
+
+
+def packed_length(example: dict[str, dict[str, list[int]]]) -> int:
+    """Tokens of a training example pair as one step processes them (the shared input once)."""
+    label, rationale = example["label"], example["rationale"]
+    if "decoder_ids" in label:  # encoder-decoder: the input, then both decoders
+        return len(label["input_ids"]) + len(label["decoder_ids"]) + len(rationale["decoder_ids"])
+    return len(label["input_ids"]) + len(rationale["input_ids"]) - shared_prefix_length(label["input_ids"], rationale["input_ids"])
+
+
+class SeededLengthGroupedSampler(LengthGroupedSampler):
+    """Hugging Face's length-grouped order (random mega-batches, each sorted by length), drawn from seed + epoch.
+
+    The order of an epoch depends on nothing else, so a run resumed from a checkpoint goes through its
+    epoch's rows in the order the interrupted run did and skips exactly the batches it had trained on.
+    """
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(self.seed + epoch)

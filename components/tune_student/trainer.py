@@ -1,9 +1,10 @@
 """The two-task trainer of distilling step-by-step, and the Hugging Face wiring around it.
 
 `TaskPrefixTrainer` is a Hugging Face `Trainer` whose only special part is the loss: each batch holds
-the same rows as label examples and as rationale examples, packed by `SharedPrefixCollator` so that the
-input both tasks share is processed once, and the loss is `alpha * label_loss + (1 - alpha) * rationale_loss`,
-each the mean next-token cross-entropy over its task's target tokens. It also counts the target tokens it
+the same rows as label examples and as rationale examples, packed by `SharedPrefixCollator` (causal students)
+or `SharedEncoderCollator` (encoder-decoders) so that the input both tasks share is processed once, and the
+loss is `alpha * label_loss + (1 - alpha) * rationale_loss`, each the mean next-token cross-entropy over its
+task's target tokens in the optimizer step (micro-batches of gradient accumulation included). It also counts the target tokens it
 predicted and how many it got right, so the contract's token accuracy is measured on the very forward
 passes that train the model. Evaluation runs the label task only (evaluation rows carry gold labels, not
 rationales).
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -26,13 +28,23 @@ from transformers import (
 )
 
 from kfp_distill.components.tune_student.config import TuningConfig
-from kfp_distill.components.tune_student.data import IGNORE_INDEX, SharedPrefixCollator
+from kfp_distill.components.tune_student.data import (
+    IGNORE_INDEX,
+    TASKS,
+    SeededLengthGroupedSampler,
+    SharedPrefixCollator,
+    packed_length,
+)
+from kfp_distill.components.tune_student.seq2seq import SharedEncoderCollator, decoder_logits
 
 # The attention implementations that take a custom 4D mask (the shared-prefix packing needs one).
 CUSTOM_MASK_ATTENTION = ("sdpa", "eager")
 
 TOKEN_ACCURACY = "fraction_of_correct_next_step_preds"
 NUM_PREDICTIONS = "num_predictions"
+
+TOKENS_PER_SECOND = "tokens_per_second"
+PEAK_MEMORY_MB = "peak_memory_mb"
 
 # Trainer log keys -> the contract's TensorBoard scalar names.
 TENSORBOARD_SCALARS = {
@@ -42,6 +54,12 @@ TENSORBOARD_SCALARS = {
     "eval_loss": "/eval_total_loss",
     f"eval_{TOKEN_ACCURACY}": "/eval_fraction_of_correct_next_step_preds",
     f"eval_{NUM_PREDICTIONS}": "/eval_num_predictions",
+}
+# Our own scalars next to the contract's, about the run rather than the model.
+RUN_SCALARS = {
+    "learning_rate": "/train_learning_rate",
+    TOKENS_PER_SECOND: "/train_tokens_per_second",
+    PEAK_MEMORY_MB: "/train_peak_memory_mb",
 }
 
 
@@ -90,51 +108,140 @@ class TaskPrefixTrainer(Trainer):
 
     Args:
         alpha: Weight of the label loss; the rationale loss gets 1 - alpha.
+        group_by_length: Batch rows of similar packed length together (less padding) instead of at random.
         *args, **kwargs: As for `transformers.Trainer`.
     """
 
-    def __init__(self, *args, alpha: float, **kwargs):
+    # compute_loss divides by the target tokens of the whole optimizer step, micro-batches included.
+    loss_is_scaled_for_ga = True
+
+    def __init__(self, *args, alpha: float, group_by_length: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.alpha = alpha
+        self.group_by_length = group_by_length
         self.trained_tokens = 0
+        self._last_log: tuple[float, int] | None = None  # (time, trained tokens) at the last training log
         self._reset_step_statistics()
 
     def _reset_step_statistics(self) -> None:
         self._step_correct = torch.zeros((), dtype=torch.long)
         self._step_predicted = torch.zeros((), dtype=torch.long)
 
-    def task_losses(self, model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, object]:
-        """(label loss, rationale loss, model outputs) of a `SharedPrefixCollator` batch, in one forward pass."""
+    def task_losses(
+        self, model, batch: dict[str, torch.Tensor], num_targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, object]:
+        """(label loss, rationale loss, model outputs) of a `SharedPrefixCollator` batch, in one forward pass.
+
+        Logits are computed only where a target is predicted (`logits_to_keep`): prompt and padding positions
+        make no logits, which spares most of the output layer (49,152 x 576 for SmolLM2) and its softmax.
+
+        Args:
+            num_targets: Target tokens per task (label, rationale) of the whole optimizer step when it is
+                accumulated over several micro-batches; each loss is then this micro-batch's share of the
+                step's token mean. None: the means of this batch alone.
+        """
+        keep = (batch["label_targets"] != IGNORE_INDEX) | (batch["rationale_targets"] != IGNORE_INDEX)
         outputs = model(
             input_ids=batch["input_ids"],
             position_ids=batch["position_ids"],
-            attention_mask=additive_attention_mask(batch["attention_mask"], model.dtype),
+            attention_mask=additive_attention_mask(batch["attention_mask"], next(model.parameters()).dtype),
+            logits_to_keep=keep,
         )
-        losses = []
-        for task in ("label", "rationale"):
-            loss_sum, correct, predicted = target_statistics(outputs.logits, batch[f"{task}_targets"])
-            losses.append(loss_sum / predicted.clamp(min=1))
-            if model.training:
-                self._step_correct = self._step_correct.to(correct.device) + correct.detach()
-                self._step_predicted = self._step_predicted.to(predicted.device) + predicted
+        losses = self._mean_target_losses(
+            model, [(outputs.logits, batch[f"{task}_targets"][keep]) for task in TASKS], num_targets
+        )
         if model.training:
             self.trained_tokens += int(batch["token_mask"].sum())
         return losses[0], losses[1], outputs
 
+    def _mean_target_losses(
+        self, model, logits_and_targets: list[tuple[torch.Tensor, torch.Tensor]], num_targets: torch.Tensor | None
+    ) -> list[torch.Tensor]:
+        """Each task's mean next-token loss (over its own targets, or the whole step's `num_targets`); while
+        training, the correct and predicted target counts go into the step's token accuracy."""
+        losses = []
+        for index, (logits, targets) in enumerate(logits_and_targets):
+            loss_sum, correct, predicted = target_statistics(logits, targets)
+            denominator = predicted if num_targets is None else num_targets[index]
+            losses.append(loss_sum / denominator.clamp(min=1))
+            if model.training:
+                self._step_correct = self._step_correct.to(correct.device) + correct.detach()
+                self._step_predicted = self._step_predicted.to(predicted.device) + predicted
+        return losses
+
+    def encoder_decoder_task_losses(
+        self, model, batch: dict[str, torch.Tensor], num_targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """(label loss, rationale loss, logits by task) of a `SharedEncoderCollator` batch: one encoder pass."""
+        logits = decoder_logits(model, batch, TASKS)
+        losses = self._mean_target_losses(
+            model, [(logits[task], batch[f"{task}_targets"]) for task in TASKS], num_targets
+        )
+        if model.training:
+            self.trained_tokens += int(
+                batch["attention_mask"].sum() + sum(batch[f"{task}_decoder_attention_mask"].sum() for task in TASKS)
+            )
+        return losses[0], losses[1], logits
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """alpha * label loss + (1 - alpha) * rationale loss."""
-        label_loss, rationale_loss, outputs = self.task_losses(model, inputs["shared_prefix"])
+        """alpha * label loss + (1 - alpha) * rationale loss, token means over the whole optimizer step."""
+        if "shared_encoder" in inputs:
+            label_loss, rationale_loss, outputs = self.encoder_decoder_task_losses(
+                model, inputs["shared_encoder"], num_items_in_batch
+            )
+        else:
+            label_loss, rationale_loss, outputs = self.task_losses(model, inputs["shared_prefix"], num_items_in_batch)
         loss = self.alpha * label_loss + (1 - self.alpha) * rationale_loss
+        if num_items_in_batch is not None and self.accelerator.num_processes > 1:
+            loss = loss * self.accelerator.num_processes  # data-parallel averages gradients over the processes
         return (loss, outputs) if return_outputs else loss
 
+    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor | None:
+        """Target tokens per task over the micro-batches of one optimizer step (and over all processes).
+
+        With them each micro-batch's loss is its share of the step's loss, so accumulating gradients over
+        micro-batches gives the gradient of the whole batch in one go.
+        """
+        if not batch_samples or not {"shared_prefix", "shared_encoder"} & set(batch_samples[0]):
+            return None
+        layout = "shared_prefix" if "shared_prefix" in batch_samples[0] else "shared_encoder"
+        counts = torch.stack(
+            [sum((batch[layout][f"{task}_targets"] != IGNORE_INDEX).sum() for batch in batch_samples) for task in TASKS]
+        ).to(device)
+        if self.accelerator.num_processes > 1:
+            counts = self.accelerator.gather(counts).view(-1, len(TASKS)).sum(dim=0)
+        return counts
+
+    def _get_train_sampler(self, train_dataset=None):
+        """Rows grouped by packed length (less padding), in an order that depends on the seed and epoch only."""
+        if not self.group_by_length:
+            return super()._get_train_sampler(train_dataset)
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        return SeededLengthGroupedSampler(
+            self.args.train_batch_size * self.args.gradient_accumulation_steps,
+            lengths=[packed_length(example) for example in dataset],
+            seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
+        )
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Adds the token accuracy and predicted tokens of the steps since the last log to the training logs."""
+        """Adds token accuracy, predicted tokens, tokens/s and peak memory since the last log to the training logs."""
         if "loss" in logs:
             predicted = int(self._step_predicted)
             logs[TOKEN_ACCURACY] = int(self._step_correct) / max(predicted, 1)
             logs[NUM_PREDICTIONS] = predicted
             self._reset_step_statistics()
+            now = time.perf_counter()
+            if self._last_log is not None:
+                logged_at, tokens_then = self._last_log
+                logs[TOKENS_PER_SECOND] = (self.trained_tokens - tokens_then) / max(now - logged_at, 1e-9)
+            logs[PEAK_MEMORY_MB] = peak_memory_mb()
+            self._last_log = (now, self.trained_tokens)
         super().log(logs, start_time)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        if self._last_log is None:  # the first step's tokens/s counts from its start
+            self._last_log = (time.perf_counter(), self.trained_tokens)
+        return super().training_step(model, inputs, num_items_in_batch)
 
     def floating_point_ops(self, inputs) -> int:
         # 6 FLOPs per parameter per token (shared input counted once) for a forward and backward pass.
@@ -148,9 +255,15 @@ class TaskPrefixTrainer(Trainer):
         self.model.eval()
         totals = TokenStatistics()
         for inputs in dataloader:
-            batch = self._prepare_inputs(inputs)["label"]
-            outputs = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-            loss_sum, correct, predicted = next_token_statistics(outputs.logits, batch["labels"])
+            inputs = self._prepare_inputs(inputs)
+            if "shared_encoder" in inputs:
+                batch = inputs["shared_encoder"]
+                logits = decoder_logits(self.model, batch, ["label"])["label"]
+                loss_sum, correct, predicted = target_statistics(logits, batch["label_targets"])
+            else:
+                batch = inputs["label"]
+                outputs = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+                loss_sum, correct, predicted = next_token_statistics(outputs.logits, batch["labels"])
             totals.loss_sum += float(loss_sum)
             totals.correct += int(correct)
             totals.predicted += int(predicted)
@@ -171,13 +284,13 @@ class TaskPrefixTrainer(Trainer):
 
 
 class ContractTensorBoardCallback(TrainerCallback):
-    """Writes the contract's six TensorBoard scalars, and nothing else, at each logged step."""
+    """Writes the contract's six TensorBoard scalars at each logged step, and learning rate, tokens/s and peak memory."""
 
     def __init__(self, log_dir: str):
         self.writer = SummaryWriter(log_dir=log_dir, flush_secs=10)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        for key, name in TENSORBOARD_SCALARS.items():
+        for key, name in {**TENSORBOARD_SCALARS, **RUN_SCALARS}.items():
             if logs and key in logs:
                 self.writer.add_scalar(name, logs[key], global_step=state.global_step)
 
@@ -215,6 +328,30 @@ class ProgressCallback(TrainerCallback):
             )
 
 
+def peak_memory_mb() -> float:
+    """torch's peak allocated GPU memory, else this process's peak resident set size, in MiB."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    import resource  # POSIX only, like the peak it reads
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def bf16_supported() -> bool:
+    """Whether bf16 mixed precision speeds training here: a GPU with bf16, or a CPU with AVX512-BF16 or AMX.
+
+    (On such a CPU, autocast measured about 1.3x faster than float32; without the instructions bf16 is
+    emulated and slower.)
+    """
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
 def build_trainer(
     model,
     config: TuningConfig,
@@ -236,20 +373,22 @@ def build_trainer(
     Raises:
         ValueError: The model's attention implementation cannot take the shared-prefix attention mask.
     """
+    encoder_decoder = model.config.is_encoder_decoder
     attention = model.config._attn_implementation
-    if attention not in CUSTOM_MASK_ATTENTION:
+    if not encoder_decoder and attention not in CUSTOM_MASK_ATTENTION:
         raise ValueError(
             f"the student uses {attention!r} attention; tuning needs one that takes a custom attention mask: "
             f"{', '.join(CUSTOM_MASK_ATTENTION)}"
         )
     evaluating = bool(evaluation_examples)
     selecting = evaluating and config.enable_checkpoint_selection
-    use_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    use_bf16 = bf16_supported()
     arguments = TrainingArguments(
         output_dir=checkpoint_dir,
         max_steps=config.train_steps,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
+        per_device_train_batch_size=config.micro_batch_size or config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        per_device_eval_batch_size=config.micro_batch_size or config.batch_size,
         learning_rate=config.learning_rate,
         lr_scheduler_type="linear",
         warmup_steps=config.train_steps // 20,
@@ -257,6 +396,7 @@ def build_trainer(
         seed=config.seed,
         data_seed=config.seed,
         bf16=use_bf16,
+        use_cpu=use_bf16 and not torch.cuda.is_available(),  # Hugging Face's switch for CPU autocast
         logging_strategy="steps",
         logging_steps=1,  # the contract's training scalars are per step
         eval_strategy="steps" if evaluating else "no",
@@ -284,11 +424,14 @@ def build_trainer(
     trainer = TaskPrefixTrainer(
         model=model,
         args=arguments,
-        data_collator=SharedPrefixCollator(pad_token_id),
+        data_collator=SharedEncoderCollator(pad_token_id, model.config.decoder_start_token_id)
+        if encoder_decoder
+        else SharedPrefixCollator(pad_token_id),
         train_dataset=train_examples,
         eval_dataset=evaluation_examples or None,
         callbacks=callbacks,
         alpha=config.alpha,
+        group_by_length=config.group_by_length,
     )
     trainer.remove_callback(PrinterCallback)  # it prints every raw log dict; ProgressCallback prints a summary
     return trainer

@@ -2,7 +2,8 @@
 
 The model directory holds safetensors weights, the tokenizer, a model card (README.md) and
 `kfp_distill.json`, the same facts machine-readable for the model registry. LoRA adapters are merged into
-the weights before saving, so the directory loads like any causal LM.
+the weights before saving, so the directory loads like any causal LM (or, for an encoder-decoder student such
+as T5, any seq2seq LM).
 
 Checkpoints (weights, optimizer, scheduler, RNG states, data position) are written to a checkpoint folder
 every evaluation interval; a run that finds checkpoints there (a task retried after a preemption) resumes
@@ -11,6 +12,7 @@ from the latest one and ends at the same step. The folder is removed once the mo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -24,18 +26,22 @@ from transformers import TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from kfp_distill import __version__
-from kfp_distill._implementation.models import CATALOG, load_causal_lm, load_tokenizer
-from kfp_distill._implementation.student import student_prompt
+from kfp_distill._implementation.models import CATALOG, load_tokenizer
+from kfp_distill._implementation.student import is_encoder_decoder, load_student_model, student_prompt
 from kfp_distill.components.tune_student.config import TuningConfig
 from kfp_distill.components.tune_student.data import (
+    TASKS,
+    encode_example,
     prepare_evaluation_examples,
     prepare_training_examples,
     read_evaluation_rows,
     read_training_rows,
 )
-from kfp_distill.components.tune_student.trainer import NUM_PREDICTIONS, TOKEN_ACCURACY, build_trainer
+from kfp_distill.components.tune_student.seq2seq import encode_seq2seq_example
+from kfp_distill.components.tune_student.trainer import NUM_PREDICTIONS, TOKEN_ACCURACY, build_trainer, peak_memory_mb
 
 MODEL_FACTS_FILE = "kfp_distill.json"
+TRAINING_CURVES_FILE = "training_curves.png"
 
 
 @dataclass
@@ -48,7 +54,9 @@ class TuningResult:
             last_eval_token_accuracy (None without an evaluation set), steps_run, stopped_early, selected_step,
             train_examples, evaluation_examples, truncated_inputs, truncated_rationales, resumed_from_step
             (0 for a fresh run), wall_time_s and seconds_per_step (of this run), tokens_per_s (non-padding tokens,
-            the shared input counted once, trained per second of this run's training loop).
+            the shared input counted once, trained per second of this run's training loop), peak_memory_mb
+            (peak GPU memory allocated by torch, else the process's peak resident set size) and
+            final_learning_rate.
     """
 
     model_dir: str
@@ -87,8 +95,12 @@ def tune_student(
     train_rows = read_training_rows(train_path)
     evaluation_rows = read_evaluation_rows(evaluation_path)
     tokenizer = load_tokenizer(config.student_model_reference)
-    training = prepare_training_examples(train_rows, tokenizer, config.max_input_tokens, config.max_rationale_tokens)
-    evaluation = prepare_evaluation_examples(evaluation_rows, tokenizer, config.max_input_tokens)
+    encoder_decoder = is_encoder_decoder(config.student_model_reference)
+    encode = encode_seq2seq_example if encoder_decoder else encode_example
+    training = prepare_training_examples(
+        train_rows, tokenizer, config.max_input_tokens, config.max_rationale_tokens, encode
+    )
+    evaluation = prepare_evaluation_examples(evaluation_rows, tokenizer, config.max_input_tokens, encode)
     print(
         f"tuning {config.student_model_reference} ({config.tuning_method}, learning rate {config.learning_rate:g}) "
         f"for {config.train_steps} steps of {config.batch_size} rows on {len(train_rows)} training rows, "
@@ -96,14 +108,19 @@ def tune_student(
         flush=True,
     )
 
-    model = load_causal_lm(config.student_model_reference, dtype=torch.float32)
+    model = load_student_model(config.student_model_reference, dtype=torch.float32)
     if config.tuning_method == "lora":
         from peft import LoraConfig, get_peft_model
 
+        rank, alpha = config.lora_settings(model.num_parameters())
+        config = dataclasses.replace(config, lora_rank=rank, lora_alpha=alpha)  # the model card shows what ran
         model = get_peft_model(
             model,
             LoraConfig(
-                task_type="CAUSAL_LM", r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules="all-linear"
+                task_type="SEQ_2_SEQ_LM" if encoder_decoder else "CAUSAL_LM",
+                r=rank,
+                lora_alpha=alpha,
+                target_modules="all-linear",
             ),
         )
 
@@ -148,6 +165,8 @@ def tune_student(
         "wall_time_s": wall_time_s,
         "seconds_per_step": wall_time_s / max(steps_this_run, 1),
         "tokens_per_s": trainer.trained_tokens / wall_time_s,
+        "peak_memory_mb": peak_memory_mb(),
+        "final_learning_rate": train_logs[-1]["learning_rate"],
     }
     print(
         f"tuned {metrics['steps_run']} steps in {wall_time_s:.1f} s; selected step {metrics['selected_step']}"
@@ -160,12 +179,36 @@ def tune_student(
     tuned.generation_config.pad_token_id = tokenizer.pad_token_id
     tuned.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
-    facts = _model_facts(config, provenance, metrics)
+    facts = _model_facts(config, provenance, metrics, encoder_decoder)
     (Path(model_dir) / MODEL_FACTS_FILE).write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
+    write_training_curves(state.log_history, Path(model_dir) / TRAINING_CURVES_FILE)
     (Path(model_dir) / "README.md").write_text(_model_card(facts), encoding="utf-8")
     # Only now is nothing lost without the checkpoints (they hold optimizer states, several times the model).
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return TuningResult(model_dir=str(model_dir), metrics=metrics)
+
+
+def write_training_curves(log_history: list[dict], path: str | Path) -> None:
+    """A PNG of the training and evaluation loss and token accuracy by step, from the Trainer's log history."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 4), dpi=100)
+    FigureCanvasAgg(figure)
+    for axes, (title, train_key, eval_key) in zip(
+        figure.subplots(1, 2),
+        (("loss", "loss", "eval_loss"), ("token accuracy", TOKEN_ACCURACY, f"eval_{TOKEN_ACCURACY}")),
+    ):
+        for key, label, style in ((train_key, "training", "-"), (eval_key, "evaluation", "o-")):
+            points = [(entry["step"], entry[key]) for entry in log_history if key in entry]
+            if points:
+                axes.plot(*zip(*points), style, label=label, markersize=4)
+        axes.set_title(title)
+        axes.set_xlabel("step")
+        axes.grid(alpha=0.3)
+        axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
 
 
 def latest_complete_checkpoint(checkpoint_dir: str) -> tuple[str | None, int]:
@@ -185,13 +228,18 @@ def latest_complete_checkpoint(checkpoint_dir: str) -> tuple[str | None, int]:
     return None, 0
 
 
-def _model_facts(config: TuningConfig, provenance: dict, metrics: dict) -> dict:
+def _model_facts(config: TuningConfig, provenance: dict, metrics: dict, encoder_decoder: bool) -> dict:
+    if encoder_decoder:  # the input to the encoder; the decoder starts with the task marker
+        prompt_format = {task: {"encoder": "{input_text}", "decoder": student_prompt("", task)} for task in TASKS}
+    else:
+        prompt_format = {task: student_prompt("{input_text}", task) for task in TASKS}
     return {
         "kfp_distill_version": __version__,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **provenance,
         "student_model_reference": config.student_model_reference,
-        "prompt_format": {task: student_prompt("{input_text}", task) for task in ("label", "rationale")},
+        "architecture": "encoder-decoder" if encoder_decoder else "causal",
+        "prompt_format": prompt_format,
         "tuning": config.to_dict(),
         "metrics": metrics,
     }
@@ -203,7 +251,8 @@ def _model_card(facts: dict) -> str:
     provenance_lines = "".join(
         f"- {name}: `{value}`\n"
         for name, value in facts.items()
-        if name not in {"kfp_distill_version", "created_at", "student_model_reference", "prompt_format", "tuning", "metrics"}
+        if name
+        not in {"kfp_distill_version", "created_at", "student_model_reference", "architecture", "prompt_format", "tuning", "metrics"}
     )
     metric_rows = "".join(f"| {name} | {_shown(value)} |\n" for name, value in metrics.items())
     return (
@@ -226,10 +275,24 @@ def _model_card(facts: dict) -> str:
         "## Metrics\n\n"
         "| metric | value |\n|---|---|\n"
         f"{metric_rows}\n"
+        f"![Loss and token accuracy by step]({TRAINING_CURVES_FILE})\n\n"
         "## Use\n\n"
-        f"Prompt the model with {json.dumps(facts['prompt_format']['label'])} (the input text, then the task marker), "
+        f"{_usage(facts)}\n"
+    )
+
+
+def _usage(facts: dict) -> str:
+    prompts = facts["prompt_format"]
+    if facts["architecture"] == "encoder-decoder":
+        return (
+            "Give the encoder the input text and start the decoder (after its start token) with "
+            f"{json.dumps(prompts['label']['decoder'])}, the same layout as the training examples; it goes on with "
+            f"the label. {json.dumps(prompts['rationale']['decoder'])} asks for the step-by-step explanation instead."
+        )
+    return (
+        f"Prompt the model with {json.dumps(prompts['label'])} (the input text, then the task marker), "
         "the same layout as the training examples; it answers with the label. "
-        f"{json.dumps(facts['prompt_format']['rationale'])} asks for the step-by-step explanation instead.\n"
+        f"{json.dumps(prompts['rationale'])} asks for the step-by-step explanation instead."
     )
 
 

@@ -2,8 +2,9 @@
 
 Distilling step-by-step trains one model on two tasks told apart by a task marker: `[label]` asks for the
 answer alone, `[rationale]` for the step-by-step explanation. The marker comes after the input, so both tasks
-of a training row share the input's tokens and tuning processes them once. At inference only the label task
-is needed.
+of a training row share the input's tokens and tuning processes them once. An encoder-decoder student reads
+the input in its encoder and the marker at the start of its decoder (`decoder_prompt_ids`). At inference only
+the label task is needed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,39 @@ def student_prompt(input_text: str, task: Task = "label") -> str:
     return f"{input_text}\n[{task}]\n"
 
 
+def decoder_prompt_ids(tokenizer, task: Task = "label") -> list[int]:
+    """An encoder-decoder student's decoder prompt after its start token: the task marker alone.
+
+    (The encoder reads the input text alone, so both tasks of a training row share one encoder pass.)
+    """
+    return tokenizer(student_prompt("", task), add_special_tokens=False)["input_ids"]
+
+
+def is_encoder_decoder(model_reference: str) -> bool:
+    """Whether a student is an encoder-decoder (T5, Flan-T5) rather than a causal LM."""
+    from transformers import AutoConfig
+
+    from kfp_distill._implementation.models import resolve_hf_model
+
+    config = AutoConfig.from_pretrained(resolve_hf_model(model_reference), trust_remote_code=False)
+    return bool(getattr(config, "is_encoder_decoder", False))
+
+
+def load_student_model(model_reference: str, **kwargs):
+    """A causal LM or an encoder-decoder, from safetensors weights only and without remote code."""
+    if not is_encoder_decoder(model_reference):
+        from kfp_distill._implementation.models import load_causal_lm
+
+        return load_causal_lm(model_reference, **kwargs)
+    from transformers import AutoModelForSeq2SeqLM
+
+    from kfp_distill._implementation.models import resolve_hf_model
+
+    return AutoModelForSeq2SeqLM.from_pretrained(
+        resolve_hf_model(model_reference), use_safetensors=True, trust_remote_code=False, **kwargs
+    )
+
+
 @dataclass
 class Prediction:
     text: str
@@ -32,10 +66,10 @@ class StudentPredictor:
     def __init__(self, model_reference: str, max_new_tokens: int = 64):
         import torch
 
-        from kfp_distill._implementation.models import load_causal_lm, load_tokenizer
+        from kfp_distill._implementation.models import load_tokenizer
 
         self.tokenizer = load_tokenizer(model_reference)
-        self.model = load_causal_lm(model_reference, dtype=torch.float32).eval()
+        self.model = load_student_model(model_reference, dtype=torch.float32).eval()
         self.max_new_tokens = max_new_tokens
 
     def predict(self, input_texts: Sequence[str], task: Task = "label") -> list[Prediction]:
@@ -45,7 +79,14 @@ class StudentPredictor:
         predictions = []
         for input_text in input_texts:
             started = time.perf_counter()
-            encoded = self.tokenizer(student_prompt(input_text, task), return_tensors="pt")
+            if self.model.config.is_encoder_decoder:  # the input to the encoder, the task marker to the decoder
+                encoded = self.tokenizer(input_text, return_tensors="pt")
+                start = [self.model.generation_config.decoder_start_token_id or self.model.config.decoder_start_token_id]
+                encoded["decoder_input_ids"] = torch.tensor([start + decoder_prompt_ids(self.tokenizer, task)])
+                prompt_length = encoded["decoder_input_ids"].shape[1]
+            else:
+                encoded = self.tokenizer(student_prompt(input_text, task), return_tensors="pt")
+                prompt_length = encoded["input_ids"].shape[1]
             with torch.inference_mode():
                 output = self.model.generate(
                     **encoded,
@@ -53,6 +94,6 @@ class StudentPredictor:
                     do_sample=False,
                     pad_token_id=self.tokenizer.pad_token_id,
                 )
-            text = self.tokenizer.decode(output[0, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+            text = self.tokenizer.decode(output[0, prompt_length:], skip_special_tokens=True)
             predictions.append(Prediction(text.strip(), time.perf_counter() - started))
         return predictions

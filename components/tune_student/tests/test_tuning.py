@@ -17,7 +17,14 @@ from kfp_distill.components.tune_student.data import (
 from kfp_distill.components.tune_student.trainer import TaskPrefixTrainer, TokenStatistics, build_trainer
 from kfp_distill.components.tune_student.tuning import tune_student
 
-TRAIN_SCALARS = {"/train_total_loss", "/train_fraction_of_correct_next_step_preds", "/train_num_predictions"}
+TRAIN_SCALARS = {
+    "/train_total_loss",
+    "/train_fraction_of_correct_next_step_preds",
+    "/train_num_predictions",
+    "/train_learning_rate",
+    "/train_tokens_per_second",
+    "/train_peak_memory_mb",
+}
 EVAL_SCALARS = {"/eval_total_loss", "/eval_fraction_of_correct_next_step_preds", "/eval_num_predictions"}
 PROVENANCE = {"teacher_model_reference": "teacher-x", "dataset_uri": "gs://bucket/train.jsonl"}
 
@@ -115,11 +122,15 @@ def test_a_run_with_evaluation_trains_saves_a_self_contained_model_and_logs_six_
     assert metrics["steps_run"] == 8 and metrics["selected_step"] == 8 and metrics["stopped_early"] is False
     assert metrics["final_train_loss"] == pytest.approx(losses[-1], rel=1e-5)
     assert metrics["last_eval_token_accuracy"] == pytest.approx(logged["/eval_fraction_of_correct_next_step_preds"][-1][1], rel=1e-5)
-    assert metrics["tokens_per_s"] > 0
+    assert metrics["tokens_per_s"] > 0 and metrics["peak_memory_mb"] > 0
+    assert metrics["final_learning_rate"] == pytest.approx(logged["/train_learning_rate"][-1][1], rel=1e-5)
+    assert all(value > 0 for _, value in logged["/train_tokens_per_second"])
 
     model_dir = Path(result.model_dir)
     names = {path.name for path in model_dir.iterdir()}
-    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md", "kfp_distill.json"} <= names
+    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md", "kfp_distill.json", "training_curves.png"} <= names
+    assert not any(name.endswith((".bin", ".pt", ".pth", ".pkl")) for name in names)  # weights as safetensors only
+    assert (model_dir / "training_curves.png").read_bytes().startswith(b"\x89PNG")
     assert not any(name.startswith("checkpoint") or name.startswith("adapter") for name in names)
     predictions = StudentPredictor(str(model_dir), max_new_tokens=8).predict(["Sam has 4 apples and buys 2 more."])
     assert len(predictions) == 1 and isinstance(predictions[0].text, str)
@@ -195,7 +206,9 @@ def test_a_run_killed_after_a_checkpoint_resumes_and_ends_like_an_uninterrupted_
     tiny_student_dir, distilled_path, empty_evaluation_path, tmp_path, monkeypatch
 ):
     settings = {"train_steps": 7, "evaluation_interval": 3}  # checkpoints at steps 3, 6 and 7; step 3 is mid-epoch
-    uninterrupted, _ = run(tmp_path / "uninterrupted", tiny_student_dir, distilled_path, empty_evaluation_path, **settings)
+    uninterrupted, uninterrupted_logged = run(
+        tmp_path / "uninterrupted", tiny_student_dir, distilled_path, empty_evaluation_path, **settings
+    )
 
     checkpoint_dir = tmp_path / "checkpoints"
     save_checkpoint = TaskPrefixTrainer._save_checkpoint
@@ -217,6 +230,11 @@ def test_a_run_killed_after_a_checkpoint_resumes_and_ends_like_an_uninterrupted_
     resumed, logged = run(tmp_path / "restarted", tiny_student_dir, distilled_path, empty_evaluation_path, str(checkpoint_dir), **settings)
     assert resumed.metrics["resumed_from_step"] == 3 and resumed.metrics["steps_run"] == 7
     assert [step for step, _ in logged["/train_total_loss"]][-4:] == [4, 5, 6, 7]
+    # Same data position and RNG: each resumed step trains on the batch the uninterrupted run trained on then.
+    for name in ("/train_total_loss", "/train_num_predictions"):
+        assert [value for _, value in logged[name]][-4:] == pytest.approx(
+            [value for _, value in uninterrupted_logged[name]][-4:], rel=1e-5
+        ), name
     assert resumed.metrics["final_train_loss"] == pytest.approx(uninterrupted.metrics["final_train_loss"], rel=1e-5)
     resumed_model, uninterrupted_model = load_causal_lm(resumed.model_dir), load_causal_lm(uninterrupted.model_dir)
     for (name, resumed_weight), (_, uninterrupted_weight) in zip(

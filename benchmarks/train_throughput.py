@@ -1,0 +1,312 @@
+"""Tuning throughput: tune-student's trainer vs. a plain Hugging Face `Trainer` script, and the rationale's cost.
+
+Both tune the same student (float32 weights, full tuning, AdamW, learning rate 1e-4) on the same distilled
+rows (SVAMP with PaLM-540B's recorded rationales, read in place from ../shared/data/dsbs, or the demo's word
+problems), 8 rows a step, side by side in one run, each in its own process so that its peak memory is its own:
+
+- plain: what a user would write: every row gives two separate sequences, `input [label] -> label` and
+  `input [rationale] -> rationale`, shuffled together; a stock `Trainer` with `DataCollatorForSeq2Seq`
+  (padding to the longest sequence of each random batch) and the model's own loss, 16 sequences a step
+  (the two sequences of 8 rows);
+- ours: `build_trainer` of tune-student: each row packed once with its input shared by both tasks
+  (`SharedPrefixCollator`), batches grouped by length, logits only where a target is predicted, bf16 autocast
+  where the hardware has it (not on this machine's CPU), the same tokenized examples.
+
+Tokens/s counts real (non-padding) tokens of the label and rationale sequences trained, the same count for
+both (ours processes fewer: the input once; that is the point), over the measured steps after warm-up.
+Peak memory is the process's peak resident set size by the end of the last measured step (CPU), or torch's
+peak allocated memory (GPU). Then, on one fixed batch of 8 rows and in turns (so that other load on the
+machine slows them alike), it times a label-only step (the label sequences alone, logits only at targets),
+the straightforward two-task step (label and rationale sequences as two padded passes) and ours, in CPU
+seconds of this process (less distorted by other load than wall time), and prints each two-task step's cost
+relative to the label-only step (target: at most 1.3x). Throughput is shown per wall-clock and per CPU second.
+
+Usage (from the repository root; about 5 minutes on 2 CPU cores):
+    flock /tmp/kfp-distill-heavy.lock .venv/bin/python benchmarks/train_throughput.py \\
+        [--data svamp|demo] [--student smollm2-135m-instruct] [--warmup-steps 2] [--steps 8] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+from kfp_distill._implementation.models import load_causal_lm, load_tokenizer
+from kfp_distill.components.tune_student.config import TuningConfig
+from kfp_distill.components.tune_student.data import (
+    IGNORE_INDEX,
+    SharedPrefixCollator,
+    TaskPrefixCollator,
+    TrainingRow,
+    prepare_training_examples,
+)
+from kfp_distill.components.tune_student.trainer import (
+    bf16_supported,
+    build_trainer,
+    next_token_statistics,
+    peak_memory_mb,
+    target_statistics,
+)
+
+BATCH_ROWS = 8
+LEARNING_RATE = 1e-4  # tune-student's recommended full-tuning rate, for both
+_QUALITY_CONVERT = Path(__file__).resolve().parent / "quality" / "convert.py"
+
+
+def distilled_rows(data: str, count: int | None = None) -> list[TrainingRow]:
+    """SVAMP's 800 training rows with PaLM's rationales, or `count` demo word problems (default 200)."""
+    if data == "demo":
+        from kfp_distill.demo import make_problems
+
+        return [TrainingRow(p.input_text, p.expression, p.rationale) for p in make_problems(count or 200, seed=7)]
+    spec = importlib.util.spec_from_file_location("quality_convert", _QUALITY_CONVERT)
+    convert = sys.modules.setdefault("quality_convert", importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(convert)
+    rows = [
+        TrainingRow(row["input_text"], row["output_text"], row["rationale"])
+        for row in convert.converted_rows("svamp", "train")
+        if row["rationale"]
+    ]
+    return rows[:count] if count else rows
+
+
+class StepClock(TrainerCallback):
+    """Notes when each optimizer step ends, and the peak memory at the last measured one."""
+
+    def __init__(self, last_step: int):
+        self.ends: list[tuple[float, float]] = []  # (wall clock, this process's CPU time)
+        self.last_step = last_step
+        self.peak_memory_mb = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.ends.append((time.perf_counter(), time.process_time()))
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.ends.append((time.perf_counter(), time.process_time()))
+        if state.global_step == self.last_step:
+            self.peak_memory_mb = peak_memory_mb()
+
+
+class CountingCollator:
+    """Wraps a collator and notes, per batch, the real tokens of the label and rationale sequences in it."""
+
+    def __init__(self, collate):
+        self.collate = collate
+        self.tokens: list[int] = []
+
+    def __call__(self, features):
+        self.tokens.append(sum(len(example["input_ids"]) for feature in features for example in _sequences(feature)))
+        return self.collate(features)
+
+
+def _sequences(feature: dict) -> list[dict]:
+    """The sequences a dataset item holds: a pair {"label", "rationale"} (ours) or one sequence (plain)."""
+    return [feature] if "input_ids" in feature else list(feature.values())
+
+
+def measure(trainer, collator: CountingCollator, warmup_steps: int, steps: int) -> dict:
+    clock = StepClock(warmup_steps + steps)
+    trainer.add_callback(clock)
+    trainer.data_collator = collator
+    trainer.train()
+    measured = slice(warmup_steps, warmup_steps + steps)
+    durations = [end[0] - start[0] for start, end in zip(clock.ends, clock.ends[1:])][measured]
+    cpu_times = [end[1] - start[1] for start, end in zip(clock.ends, clock.ends[1:])][measured]
+    tokens = collator.tokens[measured]
+    return {
+        "tokens_per_s": sum(tokens) / sum(durations),
+        "tokens_per_cpu_s": sum(tokens) / sum(cpu_times),
+        "seconds_per_step": statistics.mean(durations),
+        "tokens_per_step": statistics.mean(tokens),
+        "peak_memory_mb": clock.peak_memory_mb,
+    }
+
+
+def run_plain(student: str, examples: list[dict], tokenizer, warmup_steps: int, steps: int, seed: int) -> dict:
+    """The stock `Trainer` on the label and rationale sequences as separate, shuffled examples."""
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    tokenizer.padding_side = "right"
+    sequences = [
+        {**example[task], "attention_mask": [1] * len(example[task]["input_ids"])}
+        for example in examples
+        for task in ("label", "rationale")
+    ]
+    model = load_causal_lm(student, dtype=torch.float32)
+    with tempfile.TemporaryDirectory() as scratch:
+        arguments = TrainingArguments(
+            output_dir=scratch,
+            max_steps=warmup_steps + steps + 1,  # the extra step absorbs the end of training
+            per_device_train_batch_size=2 * BATCH_ROWS,
+            learning_rate=LEARNING_RATE,
+            lr_scheduler_type="linear",
+            seed=seed,
+            logging_steps=1,
+            save_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+        )
+        collator = CountingCollator(DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=IGNORE_INDEX))
+        trainer = Trainer(model=model, args=arguments, train_dataset=sequences, data_collator=collator)
+        return measure(trainer, collator, warmup_steps, steps)
+
+
+def run_ours(
+    student: str, examples: list[dict], tokenizer, warmup_steps: int, steps: int, seed: int, repeats: int, alpha: float
+) -> dict:
+    """tune-student's trainer, then the step costs on one batch."""
+    train_steps = warmup_steps + steps + 1  # the extra step absorbs the end of training (its checkpoint)
+    config = TuningConfig(
+        student, train_steps=train_steps, evaluation_interval=train_steps, batch_size=BATCH_ROWS, seed=seed, alpha=alpha
+    )
+    model = load_causal_lm(student, dtype=torch.float32)
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer = build_trainer(model, config, examples, [], tokenizer.pad_token_id, scratch, scratch)
+        collator = CountingCollator(trainer.data_collator)
+        result = measure(trainer, collator, warmup_steps, steps)
+        result["step_costs"] = step_costs(trainer, examples, tokenizer.pad_token_id, repeats, alpha, seed)
+    return result
+
+
+def label_only_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Label-task loss of padded label sequences, logits computed only where a target is predicted (as ours)."""
+    predicts_target = torch.zeros_like(batch["labels"], dtype=torch.bool)
+    predicts_target[:, :-1] = batch["labels"][:, 1:] != IGNORE_INDEX
+    logits = model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=predicts_target
+    ).logits
+    loss_sum, _, predicted = target_statistics(logits, batch["labels"][:, 1:][predicts_target[:, :-1]])
+    return loss_sum / predicted
+
+
+def two_pass_loss(model, separate: dict, alpha: float) -> torch.Tensor:
+    """The straightforward two-task loss: each task's padded sequences in their own pass, full logits."""
+    losses = []
+    for task in ("label", "rationale"):
+        batch = separate[task]
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss_sum, _, predicted = next_token_statistics(logits, batch["labels"])
+        losses.append(loss_sum / predicted)
+    return alpha * losses[0] + (1 - alpha) * losses[1]
+
+
+def step_costs(trainer, examples: list[dict], pad_token_id: int, repeats: int, alpha: float, seed: int) -> dict:
+    """Seconds per step (median of `repeats`, after one warm-up each) of the three kinds of step on one batch."""
+    batch_examples = random.Random(seed).sample(examples, BATCH_ROWS)
+    separate = TaskPrefixCollator(pad_token_id)(batch_examples)
+    packed = SharedPrefixCollator(pad_token_id)(batch_examples)
+    model, optimizer = trainer.model, trainer.optimizer
+    model.train()
+    kinds = {
+        "label only": lambda: label_only_loss(model, separate["label"]),
+        "two passes": lambda: two_pass_loss(model, separate, alpha),
+        "shared prefix (ours)": lambda: trainer.compute_loss(model, packed),
+    }
+
+    def step(loss_of) -> float:
+        started = time.process_time()  # CPU time: other load on a shared machine distorts it less than wall time
+        with trainer.compute_loss_context_manager():  # ours autocasts where the hardware has bf16
+            loss = loss_of()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return time.process_time() - started
+
+    for loss_of in kinds.values():
+        step(loss_of)
+    timings: dict[str, list[float]] = {name: [] for name in kinds}
+    for _ in range(repeats):
+        for name, loss_of in kinds.items():
+            timings[name].append(step(loss_of))
+    processed = {
+        "label only": int(separate["label"]["attention_mask"].sum()),
+        "two passes": int(separate["label"]["attention_mask"].sum() + separate["rationale"]["attention_mask"].sum()),
+        "shared prefix (ours)": int(packed["shared_prefix"]["token_mask"].sum()),
+    }
+    return {name: {"seconds": timings[name], "tokens": processed[name]} for name in kinds}
+
+
+def worker(arguments) -> None:
+    torch.manual_seed(arguments.seed)
+    tokenizer = load_tokenizer(arguments.student)
+    rows = distilled_rows(arguments.data)
+    examples = prepare_training_examples(rows, tokenizer, 1024, arguments.max_rationale_tokens).examples
+    if arguments.worker == "plain":
+        result = run_plain(arguments.student, examples, tokenizer, arguments.warmup_steps, arguments.steps, arguments.seed)
+    else:
+        result = run_ours(
+            arguments.student, examples, tokenizer, arguments.warmup_steps, arguments.steps, arguments.seed,
+            arguments.repeats, arguments.alpha,
+        )
+    result["rows"] = len(rows)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", choices=("svamp", "demo"), default="svamp")
+    parser.add_argument("--student", default="smollm2-135m-instruct", help="the student model reference")
+    parser.add_argument("--warmup-steps", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=8, help="measured steps of 8 rows, after the warm-up")
+    parser.add_argument("--repeats", type=int, default=3, help="timed steps of each kind for the step-cost ratio")
+    parser.add_argument("--max-rationale-tokens", type=int, default=TuningConfig("m").max_rationale_tokens)
+    parser.add_argument("--alpha", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--worker", choices=("plain", "ours"), help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.worker:
+        worker(arguments)
+        return
+
+    print(
+        f"student {arguments.student}, {arguments.data} rows, batch {BATCH_ROWS} rows, rationales cut to "
+        f"{arguments.max_rationale_tokens} tokens, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"bf16 autocast for ours: {bf16_supported()}; {arguments.warmup_steps} warm-up + {arguments.steps} measured steps",
+        flush=True,
+    )
+    results = {}
+    for name in ("plain", "ours"):
+        completed = subprocess.run(
+            [sys.executable, __file__, *sys.argv[1:], "--worker", name], capture_output=True, text=True, check=False
+        )
+        lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
+        if completed.returncode or not lines:
+            sys.exit(f"the {name} run failed:\n{completed.stderr[-4000:]}")
+        results[name] = json.loads(lines[-1].removeprefix("RESULT "))
+        result = results[name]
+        print(
+            f"{name:>5}: {result['tokens_per_s']:.1f} tokens/s ({result['tokens_per_cpu_s']:.1f} per CPU second), "
+            f"{result['seconds_per_step']:.2f} s/step, "
+            f"{result['tokens_per_step']:.0f} tokens/step, peak memory {result['peak_memory_mb']:.0f} MiB",
+            flush=True,
+        )
+    plain, ours = results["plain"], results["ours"]
+    print(
+        f"ours / plain: {ours['tokens_per_s'] / plain['tokens_per_s']:.2f}x tokens/s (target >= 1.5x; "
+        f"{ours['tokens_per_cpu_s'] / plain['tokens_per_cpu_s']:.2f}x per CPU second), "
+        f"{ours['peak_memory_mb'] / plain['peak_memory_mb']:.2f}x peak memory (target <= 1.0x)"
+    )
+    costs = ours["step_costs"]
+    seconds = {name: statistics.median(cost["seconds"]) for name, cost in costs.items()}
+    for name, cost in costs.items():
+        print(
+            f"{name:>20}: {seconds[name]:.3f} CPU s/step (median of {', '.join(f'{s:.3f}' for s in cost['seconds'])}), "
+            f"{cost['tokens']} tokens processed"
+        )
+    for name in ("two passes", "shared prefix (ours)"):
+        print(f"{name} / label only: {seconds[name] / seconds['label only']:.2f}x (target <= 1.3x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""What speeds the step up keeps the step the same (gradient accumulation, length grouping); LoRA defaults; no remote code."""
+
+import pytest
+import torch
+
+from kfp_distill._implementation.models import load_causal_lm
+from kfp_distill.components.tune_student.config import TuningConfig
+from kfp_distill.components.tune_student.data import (
+    SeededLengthGroupedSampler,
+    TrainingRow,
+    packed_length,
+    prepare_training_examples,
+)
+from kfp_distill.components.tune_student.trainer import build_trainer
+
+ROWS = [
+    TrainingRow("Sam has 3 apples.", "3", "He has three."),
+    TrainingRow(
+        "A farmer has 12 pears and 7 plums. How many fruits does the farmer have?",
+        "( 12 + 7 )",
+        "Twelve pears and seven plums make 12 + 7 fruits in all.",
+    ),
+    TrainingRow("What is 9 - 4?", "( 9 - 4 )", "Take four from nine."),
+    TrainingRow("Ann reads 5 pages a day for 6 days. How many pages?", "( 5 * 6 )", "Five pages six times: 5 * 6."),
+]
+
+
+def one_step(model_dir, tokenizer, tmp_path, **settings):
+    torch.manual_seed(0)
+    model = load_causal_lm(model_dir)
+    examples = prepare_training_examples(ROWS, tokenizer, 1024, 128).examples
+    config = TuningConfig(model_dir, train_steps=1, batch_size=4, learning_rate_multiplier=10.0, alpha=0.3, **settings)
+    trainer = build_trainer(model, config, examples, [], tokenizer.pad_token_id, str(tmp_path / "c"), str(tmp_path / "t"))
+    trainer.train()
+    loss = next(entry["loss"] for entry in trainer.state.log_history if "loss" in entry)
+    return loss, {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
+
+
+def test_accumulating_micro_batches_makes_the_same_step_as_the_whole_batch(tiny_student_dir, smollm2_tokenizer, tmp_path):
+    whole_loss, whole_weights = one_step(tiny_student_dir, smollm2_tokenizer, tmp_path / "whole")
+    accumulated_loss, accumulated_weights = one_step(
+        tiny_student_dir, smollm2_tokenizer, tmp_path / "accumulated", micro_batch_size=1
+    )
+    # The loss is the token mean over the whole batch either way, not a mean of micro-batch means.
+    assert accumulated_loss == pytest.approx(whole_loss, rel=1e-5)
+    for name, weight in whole_weights.items():
+        torch.testing.assert_close(accumulated_weights[name], weight, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_micro_batch_size_must_divide_the_batch_size():
+    assert TuningConfig("m", batch_size=8, micro_batch_size=2).gradient_accumulation_steps == 4
+    assert TuningConfig("m", batch_size=8).gradient_accumulation_steps == 1
+    with pytest.raises(ValueError, match="micro_batch_size must be a positive divisor of batch_size 8"):
+        TuningConfig("m", batch_size=8, micro_batch_size=3)
+
+
+def test_length_grouped_order_depends_on_seed_and_epoch_only(smollm2_tokenizer):
+    lengths = [packed_length(example) for example in prepare_training_examples(ROWS * 25, smollm2_tokenizer, 1024, 128).examples]
+    sampler = SeededLengthGroupedSampler(4, lengths, seed=3)
+    first_epoch = list(sampler)
+    sampler.set_epoch(1)
+    second_epoch = list(sampler)
+    sampler.set_epoch(0)
+    assert list(sampler) == first_epoch == list(SeededLengthGroupedSampler(4, lengths, seed=3))
+    assert second_epoch != first_epoch and sorted(second_epoch) == list(range(len(lengths)))
+    # Batches hold rows of similar length: less padding than random batches.
+    shuffled = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(3)).tolist()
+    assert padding(first_epoch, lengths) < padding(shuffled, lengths) / 3
+
+
+def padding(order: list[int], lengths: list[int], batch_size: int = 4) -> int:
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    return sum(max(lengths[i] for i in batch) * len(batch) - sum(lengths[i] for i in batch) for batch in batches)
+
+
+@pytest.mark.parametrize(
+    "parameters, settings, expected",
+    [(135e6, {}, (16, 32)), (1.5e9, {}, (32, 64)), (70e9, {}, (64, 128)), (70e9, {"lora_rank": 8}, (8, 16)), (135e6, {"lora_alpha": 4}, (16, 4))],
+)
+def test_lora_rank_and_alpha_default_by_student_size(parameters, settings, expected):
+    assert TuningConfig("m", tuning_method="lora", **settings).lora_settings(int(parameters)) == expected
+
+
+def test_a_student_that_needs_remote_code_is_refused_without_running_it(tmp_path):
+    from kfp_distill._implementation.student import load_student_model
+
+    ran = tmp_path / "remote-code-ran"
+    (tmp_path / "configuration_custom.py").write_text(f"open({str(ran)!r}, 'w').close()\n")
+    (tmp_path / "config.json").write_text(
+        '{"model_type": "custom-student", "auto_map": {"AutoConfig": "configuration_custom.CustomConfig"}}'
+    )
+    with pytest.raises(ValueError):
+        load_student_model(str(tmp_path))
+    assert not ran.exists()

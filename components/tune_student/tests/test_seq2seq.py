@@ -1,0 +1,92 @@
+"""Encoder-decoder students: one encoder pass for both tasks, then train, save, reload and predict."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from kfp_distill._implementation.student import StudentPredictor, decoder_prompt_ids, load_student_model
+from kfp_distill.components.tune_student.config import TuningConfig
+from kfp_distill.components.tune_student.data import IGNORE_INDEX, TrainingRow, prepare_training_examples
+from kfp_distill.components.tune_student.seq2seq import SharedEncoderCollator, encode_seq2seq_example
+from kfp_distill.components.tune_student.trainer import build_trainer, target_statistics
+from kfp_distill.components.tune_student.tuning import tune_student
+
+ROWS = [
+    TrainingRow("Sam has 3 apples.", "3", "He has three."),
+    TrainingRow("A farmer has 12 pears and 7 plums. How many fruits?", "( 12 + 7 )", "Twelve and seven: 12 + 7."),
+    TrainingRow("What is 9 - 4?", "( 9 - 4 )", "Take four from nine."),
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_t5_dir(tmp_path_factory, smollm2_tokenizer):
+    """A randomly initialised 2-layer T5 with the SmolLM2 tokenizer as a generic tokenizer."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = T5Config(
+        vocab_size=len(smollm2_tokenizer),
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=4,
+        pad_token_id=smollm2_tokenizer.pad_token_id,
+        eos_token_id=smollm2_tokenizer.eos_token_id,
+        decoder_start_token_id=smollm2_tokenizer.pad_token_id,
+    )
+    model_dir = tmp_path_factory.mktemp("tiny-t5")
+    T5ForConditionalGeneration(config).save_pretrained(model_dir, safe_serialization=True)
+    smollm2_tokenizer.save_pretrained(model_dir)
+    return str(model_dir)
+
+
+def test_the_encoder_runs_once_for_both_tasks_with_the_losses_of_two_separate_passes(
+    tiny_t5_dir, smollm2_tokenizer, tmp_path, monkeypatch
+):
+    model = load_student_model(tiny_t5_dir)
+    examples = prepare_training_examples(ROWS, smollm2_tokenizer, 1024, 128, encode_seq2seq_example).examples
+    pad = smollm2_tokenizer.pad_token_id
+    trainer = build_trainer(model, TuningConfig(tiny_t5_dir, alpha=0.3), examples, [], pad, str(tmp_path / "c"), str(tmp_path / "t"))
+    batch = SharedEncoderCollator(pad, model.config.decoder_start_token_id)(examples)["shared_encoder"]
+
+    expected = []
+    for task in ("label", "rationale"):  # the plain way: a full forward pass (encoder included) per task
+        logits = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            decoder_input_ids=batch[f"{task}_decoder_input_ids"],
+            decoder_attention_mask=batch[f"{task}_decoder_attention_mask"],
+        ).logits
+        loss_sum, _, predicted = target_statistics(logits, batch[f"{task}_targets"])
+        expected.append((loss_sum / predicted).item())
+
+    encoder_calls = []
+    encoder = model.get_encoder()
+    monkeypatch.setattr(encoder, "forward", lambda *a, _forward=encoder.forward, **k: encoder_calls.append(1) or _forward(*a, **k))
+    label_loss, rationale_loss, _ = trainer.encoder_decoder_task_losses(model, batch)
+    assert len(encoder_calls) == 1
+    assert (label_loss.item(), rationale_loss.item()) == (pytest.approx(expected[0], rel=1e-5), pytest.approx(expected[1], rel=1e-5))
+    # The task marker starts the decoder and is not a target.
+    marker = decoder_prompt_ids(smollm2_tokenizer, "rationale")
+    assert batch["rationale_decoder_input_ids"][0, 1 : 1 + len(marker)].tolist() == marker
+    assert batch["rationale_targets"][0, : len(marker)].eq(IGNORE_INDEX).all()
+
+
+def test_a_t5_student_trains_saves_reloads_and_predicts(tiny_t5_dir, distilled_path, evaluation_path, tmp_path):
+    config = TuningConfig(tiny_t5_dir, train_steps=4, batch_size=4, micro_batch_size=2, evaluation_interval=2, learning_rate_multiplier=10.0)
+    provenance = {"teacher_model_reference": "teacher-x", "dataset_uri": "train.jsonl"}
+    result = tune_student(distilled_path, evaluation_path, str(tmp_path / "model"), str(tmp_path / "tb"), config, provenance)
+    assert result.metrics["steps_run"] == 4 and result.metrics["last_eval_token_accuracy"] is not None
+    names = {path.name for path in Path(result.model_dir).iterdir()}
+    assert "model.safetensors" in names and not any(name.endswith(".bin") for name in names)
+    facts = json.loads((Path(result.model_dir) / "kfp_distill.json").read_text())
+    assert facts["architecture"] == "encoder-decoder"
+    assert facts["prompt_format"]["label"] == {"encoder": "{input_text}", "decoder": "\n[label]\n"}
+    reloaded = load_student_model(result.model_dir)
+    assert reloaded.config.is_encoder_decoder
+    predictions = StudentPredictor(result.model_dir, max_new_tokens=6).predict(["Sam has 4 apples and buys 2 more."], task="rationale")
+    assert len(predictions) == 1 and isinstance(predictions[0].text, str)
