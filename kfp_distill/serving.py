@@ -1,0 +1,333 @@
+"""`kfp-distill serve`: an OpenAI-compatible HTTP endpoint for a distilled student.
+
+The student drops in where the teacher was: a client of any OpenAI-compatible server (the `openai` package,
+LangChain, curl) points its base URL at `http://HOST:PORT/v1` and sends the same requests. Endpoints:
+`POST /v1/chat/completions`, `POST /v1/completions`, `GET /v1/models`, and `GET /health`.
+
+What the student sees is what it was tuned on, `student_prompt(input_text, task)`: for a chat request the
+input text is the last user message (system and earlier turns are not part of the student's format); for a
+completion request it is the prompt. The task is `label` (the answer) unless the request asks for the
+rationale, by a model name ending in `:rationale` or by the extra body field `kfp_distill_task: "rationale"`.
+Any model name is accepted, so clients configured for the teacher need no change.
+
+Generation is greedy (temperature and other sampling settings are ignored: the student was tuned to answer
+one way) and one request at a time (one model object on the CPU); `max_tokens` (or `max_completion_tokens`)
+and `stop` are honoured; `usage` counts the prompt's and the answer's tokens. `stream: true` is answered as
+server-sent events carrying the whole answer in one chunk, so streaming clients work too.
+
+MODEL is a tuned model directory (served as above) or a registered model name (served through the
+registry's `predict`, as `kfp-distill predict` answers: the label extracted from the student's output, no
+token counts; see `RegisteredStudent`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from kfp_distill._implementation.student import Prediction, StudentPredictor, Task, student_prompt
+
+TASK_FIELD = "kfp_distill_task"
+RATIONALE_SUFFIX = ":rationale"
+TASKS: tuple[Task, ...] = ("label", "rationale")
+DEFAULT_MAX_TOKENS = 256
+_MAX_BODY_BYTES = 16 << 20
+
+
+class RequestError(Exception):
+    """A request the endpoint refuses, answered as an OpenAI-style error body."""
+
+    def __init__(self, message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST, param: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.param = param
+
+    def body(self) -> dict[str, Any]:
+        kind = "invalid_request_error" if self.status < 500 else "server_error"
+        return {"error": {"message": str(self), "type": kind, "param": self.param, "code": None}}
+
+
+@dataclass
+class Answer:
+    text: str
+    finish_reason: str
+    prompt_tokens: int | None = None  # None: not counted (a registered model, see RegisteredStudent)
+    completion_tokens: int | None = None
+
+
+class RegisteredStudent:
+    """A registered model, answered through the registry's own `predict` (what `kfp-distill predict` prints):
+    the label task's answer as extracted from the student's output, or the rationale. The registry exposes no
+    tokenizer or token limit, so these answers carry no token counts and `max_tokens` is the registry's.
+    """
+
+    tokenizer = None
+
+    def __init__(self, model):
+        self.model = model
+        self.max_new_tokens = None  # set per request by StudentService; the registry keeps its own limit
+
+    def predict(self, input_texts: list[str], task: Task = "label") -> list[Prediction]:
+        if task == "label":
+            return [Prediction(label, 0.0) for label in self.model.predict(input_texts)]
+        answers = self.model.predict(input_texts, with_rationale=True)
+        return [Prediction(answer["rationale"], 0.0) for answer in answers]
+
+
+@dataclass
+class StudentService:
+    """One loaded student answering requests one at a time.
+
+    Args:
+        predictor: The student: a StudentPredictor, or a RegisteredStudent (see `load_student`).
+        model_id: The name `/v1/models` lists.
+        max_tokens: Tokens generated when a request does not say.
+    """
+
+    predictor: StudentPredictor | RegisteredStudent
+    model_id: str
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    created: int = field(default_factory=lambda: int(time.time()))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def answer(self, input_text: str, task: Task, max_tokens: int | None = None, stop: list[str] = ()) -> Answer:
+        """The student's greedy answer to one input, cut at the first stop string, with token counts."""
+        tokenizer = self.predictor.tokenizer
+        limit = max_tokens or self.max_tokens
+        with self._lock:
+            # The predictor reads its token limit per call; the lock keeps each request's limit its own.
+            self.predictor.max_new_tokens = limit
+            (prediction,) = self.predictor.predict([input_text], task=task)
+        answer = Answer(text=prediction.text, finish_reason="stop")
+        if tokenizer is not None:
+            answer.prompt_tokens = len(tokenizer(student_prompt(input_text, task))["input_ids"])
+            # The predictor returns text, not token ids: the answer is counted by tokenizing it again, which
+            # can differ from the generated count by a token where a word was split differently.
+            answer.completion_tokens = min(len(tokenizer(answer.text, add_special_tokens=False)["input_ids"]), limit)
+            answer.finish_reason = "length" if answer.completion_tokens >= limit else "stop"
+        cut = min((answer.text.find(s) for s in stop if s and s in answer.text), default=-1)
+        if cut >= 0:
+            answer.text, answer.finish_reason = answer.text[:cut], "stop"
+        return answer
+
+    def models(self) -> dict[str, Any]:
+        ids = [self.model_id, self.model_id + RATIONALE_SUFFIX]
+        return {
+            "object": "list",
+            "data": [{"id": i, "object": "model", "created": self.created, "owned_by": "kfp-distill"} for i in ids],
+        }
+
+
+def load_student(model: str, registry_uri: str = "", max_tokens: int = DEFAULT_MAX_TOKENS) -> StudentService:
+    """Loads a student to serve.
+
+    Args:
+        model: A tuned model directory (tune-student's output), or a registered model, resolved as
+            `kfp-distill predict` resolves it (`registry.load_model`: a name for its latest version, or
+            `models:/NAME/VERSION`).
+        registry_uri: The MLflow registry for registered names; empty: the embedded one.
+        max_tokens: Tokens generated when a request does not say.
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        predictor = StudentPredictor(str(path), max_new_tokens=max_tokens)
+        return StudentService(predictor, model_id=path.resolve().name, max_tokens=max_tokens)
+    from kfp_distill.components.upload_model.registry import load_model
+
+    return StudentService(RegisteredStudent(load_model(model, registry_uri)), model_id=model, max_tokens=max_tokens)
+
+
+def _task(body: dict[str, Any]) -> Task:
+    task = body.get(TASK_FIELD)
+    if task is None:
+        task = "rationale" if str(body.get("model", "")).endswith(RATIONALE_SUFFIX) else "label"
+    if task not in TASKS:
+        raise RequestError(f"{TASK_FIELD} must be one of {', '.join(TASKS)}, got {task!r}", param=TASK_FIELD)
+    return task
+
+
+def _max_tokens(body: dict[str, Any]) -> int | None:
+    value = body.get("max_completion_tokens", body.get("max_tokens"))
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise RequestError(f"max_tokens must be a positive integer, got {value!r}", param="max_tokens")
+    return value
+
+
+def _stop(body: dict[str, Any]) -> list[str]:
+    stop = body.get("stop") or []
+    stop = [stop] if isinstance(stop, str) else stop
+    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+        raise RequestError("stop must be a string or a list of strings", param="stop")
+    return stop
+
+
+def _message_text(content: Any) -> str:
+    """A message's text: a string, or the text parts of a list of content parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
+    raise RequestError("a message's content must be a string or a list of content parts", param="messages")
+
+
+def _last_user_message(body: dict[str, Any]) -> str:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise RequestError("messages must be a non-empty list", param="messages")
+    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    if not users:
+        raise RequestError("messages hold no user message: the student answers the last one", param="messages")
+    return _message_text(users[-1].get("content"))
+
+
+def _prompts(body: dict[str, Any]) -> list[str]:
+    prompt = body.get("prompt")
+    prompts = [prompt] if isinstance(prompt, str) else prompt
+    if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
+        raise RequestError("prompt must be a string or a non-empty list of strings (token ids are not accepted)",
+                           param="prompt")
+    return prompts
+
+
+def _usage(answers: list[Answer]) -> dict[str, int] | None:
+    if any(a.prompt_tokens is None for a in answers):
+        return None
+    prompt = sum(a.prompt_tokens for a in answers)
+    completion = sum(a.completion_tokens for a in answers)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def chat_completion(service: StudentService, body: dict[str, Any]) -> dict[str, Any]:
+    """The `chat.completion` object answering one chat request."""
+    answer = service.answer(_last_user_message(body), _task(body), _max_tokens(body), _stop(body))
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model") or service.model_id,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": answer.text},
+            "logprobs": None,
+            "finish_reason": answer.finish_reason,
+        }],
+        "usage": _usage([answer]),
+    }
+
+
+def completion(service: StudentService, body: dict[str, Any]) -> dict[str, Any]:
+    """The `text_completion` object answering one completion request (one choice per prompt)."""
+    task, max_tokens, stop = _task(body), _max_tokens(body), _stop(body)
+    answers = [service.answer(prompt, task, max_tokens, stop) for prompt in _prompts(body)]
+    return {
+        "id": f"cmpl-{uuid.uuid4().hex}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": body.get("model") or service.model_id,
+        "choices": [
+            {"index": i, "text": a.text, "logprobs": None, "finish_reason": a.finish_reason} for i, a in enumerate(answers)
+        ],
+        "usage": _usage(answers),
+    }
+
+
+def stream_events(response: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
+    """A whole response as the chunks of a stream: the content, then the finish reason, then (asked) usage."""
+    chat = response["object"] == "chat.completion"
+    base = {key: response[key] for key in ("id", "created", "model")}
+    base["object"] = "chat.completion.chunk" if chat else "text_completion"
+    events = []
+    for choice in response["choices"]:
+        if chat:
+            delta = {"role": "assistant", "content": choice["message"]["content"]}
+            events.append({**base, "choices": [{"index": choice["index"], "delta": delta, "finish_reason": None}]})
+            last = {"index": choice["index"], "delta": {}, "finish_reason": choice["finish_reason"]}
+        else:
+            events.append({**base, "choices": [{**choice, "finish_reason": None}]})
+            last = {**choice, "text": ""}
+        events.append({**base, "choices": [last]})
+    if include_usage and response["usage"]:
+        events.append({**base, "choices": [], "usage": response["usage"]})
+    return events
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "kfp-distill"
+    service: StudentService  # set on the subclass create_server makes
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") == "/v1/models":
+            self._send_json(HTTPStatus.OK, self.service.models())
+        elif self.path.rstrip("/") == "/health":
+            self._send_json(HTTPStatus.OK, {"status": "ok"})
+        else:
+            self._send_error(RequestError(f"no such endpoint: GET {self.path}", HTTPStatus.NOT_FOUND))
+
+    def do_POST(self) -> None:
+        routes = {"/v1/chat/completions": chat_completion, "/v1/completions": completion}
+        route = routes.get(self.path.rstrip("/"))
+        try:
+            if route is None:
+                raise RequestError(f"no such endpoint: POST {self.path}", HTTPStatus.NOT_FOUND)
+            body = self._read_json()
+            response = route(self.service, body)
+        except RequestError as error:
+            self._send_error(error)
+            return
+        except Exception as error:  # the server keeps serving; the client learns what failed
+            self._send_error(RequestError(f"{type(error).__name__}: {error}", HTTPStatus.INTERNAL_SERVER_ERROR))
+            return
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            self._send_stream(stream_events(response, include_usage))
+        else:
+            self._send_json(HTTPStatus.OK, response)
+
+    def _read_json(self) -> dict[str, Any]:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > _MAX_BODY_BYTES:
+            raise RequestError(f"request body over {_MAX_BODY_BYTES} bytes", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+        try:
+            body = json.loads(self.rfile.read(length) or b"null")
+        except ValueError as error:
+            raise RequestError(f"the request body is not JSON: {error}") from None
+        if not isinstance(body, dict):
+            raise RequestError("the request body must be a JSON object")
+        return body
+
+    def _send_json(self, status: HTTPStatus, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_error(self, error: RequestError) -> None:
+        self._send_json(error.status, error.body())
+
+    def _send_stream(self, events: list[dict[str, Any]]) -> None:
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        for event in events:
+            self.wfile.write(f"data: {json.dumps(event)}\n\n".encode("utf-8"))
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.close_connection = True
+
+
+def create_server(service: StudentService, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
+    """An HTTP server for the service, bound and ready for `serve_forever()` (port 0: any free port)."""
+    handler = type("StudentHandler", (_Handler,), {"service": service})
+    return ThreadingHTTPServer((host, port), handler)
