@@ -1,0 +1,142 @@
+"""The results table and plot of `run.py`'s runs: each arm at equal steps, at convergence, at equal compute.
+
+- equal steps: test accuracy after the last step (every run of a benchmark has the same steps and batch);
+- at convergence: test accuracy where the validation accuracy was highest (the earliest such point);
+- equal compute: test accuracy at the last measurement within the training seconds the `standard` arm of
+  the same data share took for all its steps (two-task steps cost more, so the two-task arms get fewer).
+
+Mean and standard deviation over seeds. Writes `results.md` and `results.png` next to `runs.jsonl`.
+
+Usage (from the repository root):
+    .venv/bin/python benchmarks/quality/report.py results/svamp
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from kfp_distill._implementation.jsonl import load_rows
+
+RUNS_FILE = "runs.jsonl"
+ARM_NAMES = {
+    "standard": "standard fine-tuning (gold labels)",
+    "dss": "distilling step-by-step (gold labels + PaLM rationales)",
+    "label_distillation": "label-only distillation (PaLM labels)",
+    "dss_teacher_labels": "distilling step-by-step (PaLM labels + rationales)",
+}
+
+
+def at_equal_steps(run: dict) -> tuple[float, float]:
+    last = run["curve"][-1]
+    return last["test_accuracy"], last["step"]
+
+
+def at_convergence(run: dict) -> tuple[float, float]:
+    best = max(run["curve"], key=lambda point: (point["validation_accuracy"], -point["step"]))
+    return best["test_accuracy"], best["step"]
+
+
+def at_compute(run: dict, budget_s: float) -> tuple[float, float] | None:
+    within = [point for point in run["curve"] if point["train_s"] <= budget_s * 1.02]  # timing noise
+    return (within[-1]["test_accuracy"], within[-1]["step"]) if within else None
+
+
+def _mean_spread(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.fmean(values):.1f} ± {100 * spread:.1f}"
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+    """One row per (fraction, arm): the three comparisons' mean test accuracy, spread and steps."""
+    groups: dict[tuple[float, str], list[dict]] = defaultdict(list)
+    for run in runs:
+        groups[(run["fraction"], run["arm"])].append(run)
+    rows = []
+    for (fraction, arm), members in sorted(groups.items(), key=lambda item: (-item[0][0], list(ARM_NAMES).index(item[0][1]))):
+        standard = groups.get((fraction, "standard"), [])
+        budget = statistics.fmean(run["curve"][-1]["train_s"] for run in standard) if standard else None
+        equal_steps = [at_equal_steps(run) for run in members]
+        converged = [at_convergence(run) for run in members]
+        compute = [c for c in (at_compute(run, budget) for run in members) if c] if budget else []
+        rows.append({
+            "fraction": fraction,
+            "arm": arm,
+            "seeds": len(members),
+            "train_rows": members[0]["train_rows"],
+            "equal_steps": _mean_spread([a for a, _ in equal_steps]),
+            "steps": members[0]["steps"],
+            "convergence": _mean_spread([a for a, _ in converged]),
+            "convergence_step": statistics.fmean(s for _, s in converged),
+            "equal_compute": _mean_spread([a for a, _ in compute]),
+            "compute_step": statistics.fmean(s for _, s in compute) if compute else None,
+            "seconds_per_step": statistics.fmean(run["seconds_per_step"] for run in members),
+        })
+    return rows
+
+
+def to_markdown(rows: list[dict], runs: list[dict]) -> str:
+    first = runs[0]
+    lines = [
+        f"Dataset `{first['dataset']}`, student `{first['student']}`, {first['steps']} steps of batch "
+        f"{first['batch_size']}, alpha {first['alpha']}, learning rate {first['learning_rate']:g}; test accuracy "
+        f"(%) on {first['test_rows']} test rows, mean ± standard deviation over seeds.",
+        "",
+        "| data | arm | seeds | train rows | equal steps | at convergence (mean step) | equal compute (mean step) | s/step |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        compute_step = "" if row["compute_step"] is None else f" ({row['compute_step']:.0f})"
+        lines.append(
+            f"| {row['fraction']:.0%} | {ARM_NAMES[row['arm']]} | {row['seeds']} | {row['train_rows']} | "
+            f"{row['equal_steps']} ({row['steps']}) | {row['convergence']} ({row['convergence_step']:.0f}) | "
+            f"{row['equal_compute']}{compute_step} | {row['seconds_per_step']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(runs: list[dict], path: Path) -> None:
+    """Test accuracy against steps for every arm on all the data (mean over seeds), and against training
+    seconds, side by side."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(11, 4))
+    FigureCanvasAgg(figure)
+    by_steps, by_seconds = figure.subplots(1, 2)
+    by_arm: dict[str, list[dict]] = defaultdict(list)
+    for run in runs:
+        if run["fraction"] == 1.0:
+            by_arm[run["arm"]].append(run)
+    for arm, members in by_arm.items():
+        length = min(len(run["curve"]) for run in members)
+        steps = [members[0]["curve"][i]["step"] for i in range(length)]
+        accuracy = [100 * statistics.fmean(run["curve"][i]["test_accuracy"] for run in members) for i in range(length)]
+        seconds = [statistics.fmean(run["curve"][i]["train_s"] for run in members) for i in range(length)]
+        by_steps.plot(steps, accuracy, marker="o", label=ARM_NAMES[arm])
+        by_seconds.plot(seconds, accuracy, marker="o", label=ARM_NAMES[arm])
+    by_steps.set(xlabel="training steps", ylabel="test accuracy (%)", title="at equal steps")
+    by_seconds.set(xlabel="training seconds", ylabel="test accuracy (%)", title="at equal compute")
+    by_steps.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out_dir", type=Path, help="the folder run.py wrote runs.jsonl to")
+    args = parser.parse_args(argv)
+    runs = load_rows(args.out_dir / RUNS_FILE)
+    markdown = to_markdown(summarize(runs), runs)
+    (args.out_dir / "results.md").write_text(markdown, encoding="utf-8")
+    plot(runs, args.out_dir / "results.png")
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""Loads the quality benchmark's scripts (not an installed package) and fakes the paper's data layout."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1]
+
+
+def _load_script(name: str):
+    """The script `benchmarks/quality/<name>.py` as a module (registered, so its dataclasses work)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write_dataset(root: Path, name: str, split: str, examples: list[dict], completions: list[str]) -> None:
+    """One split in the dsbs layout; the completions in two shards numbered so a text sort misorders them."""
+    (root / name / "llm").mkdir(parents=True, exist_ok=True)
+    (root / name / f"{name}_{split}.json").write_text("".join(json.dumps(e) + "\n" for e in examples))
+    (root / name / "llm" / f"{split}_CoT_10.json").write_text(json.dumps(completions[1:]))
+    (root / name / "llm" / f"{split}_CoT_2.json").write_text(json.dumps(completions[:1]))
+
+
+@pytest.fixture
+def write_dataset():
+    return _write_dataset
+
+
+@pytest.fixture(scope="session")
+def convert():
+    return _load_script("convert")
+
+
+@pytest.fixture(scope="session")
+def report_script():
+    return _load_script("report")
