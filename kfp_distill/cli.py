@@ -44,9 +44,8 @@ def _latest_run(output_dir: Path) -> Path | None:
 
 def run(args: argparse.Namespace) -> int:
     """Runs the distillation pipeline locally through kfp.local, then says where everything is."""
-    from kfp import local
-
     from kfp_distill.pipelines.distillation.pipeline import distillation
+    from kfp_distill.pipelines.local_runner import init_local_runner
 
     output_dir = Path(args.output_dir).resolve()
     parameters = {name: getattr(args, name) for name in _pipeline_parameters() if getattr(args, name) is not None}
@@ -65,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         print("kfp-distill run: give --dataset-uri, or --demo for the built-in demo", file=sys.stderr)
         return 2
 
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(output_dir))
+    init_local_runner(output_dir)
     started = time.perf_counter()
     task = distillation(**parameters)
     elapsed = time.perf_counter() - started
@@ -91,16 +90,21 @@ def compile_pipelines(args: argparse.Namespace) -> int:
 def list_models(args: argparse.Namespace) -> int:
     from kfp_distill.components.upload_model.registry import list_models as registered
 
-    models = registered(args.registry_uri)
+    models = registered(args.registry_uri, project=args.project, location=args.location)
     if not models:
         print("No distilled models registered yet.")
         return 0
-    print(f"{'MODEL':32} {'CREATED':17} {'TEACHER':30} {'STUDENT':30} METRICS")
+    # Vertex AI resource names are longer than MLflow's models:/ URIs.
+    width = max(32, *(len(model.uri) for model in models))
+    print(f"{'MODEL':{width}} {'NAME':24} {'CREATED':17} {'TEACHER':30} {'STUDENT':30} METRICS")
     for model in models:
         metrics = ", ".join(
             f"{name}={model.metrics[name]:.3g}" for name in LISTED_METRICS if name in model.metrics
         )
-        print(f"{model.uri:32} {model.created:%Y-%m-%d %H:%M} {model.teacher or '-':30} {model.student or '-':30} {metrics}")
+        print(
+            f"{model.uri:{width}} {model.name:24} {model.created:%Y-%m-%d %H:%M} {model.teacher or '-':30} "
+            f"{model.student or '-':30} {metrics}"
+        )
     return 0
 
 
@@ -154,6 +158,38 @@ def publish_template(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve(args: argparse.Namespace) -> int:
+    """Serves a distilled student on an OpenAI-compatible HTTP endpoint until interrupted."""
+    from kfp_distill.serving import create_server, load_student
+
+    service = load_student(args.model, args.registry_uri, max_tokens=args.max_tokens)
+    server = create_server(service, args.host, args.port)
+    host, port = server.server_address[:2]
+    print(f"Serving {service.model_id} at http://{host}:{port}/v1 (OpenAI-compatible; Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def export_gguf(args: argparse.Namespace) -> int:
+    """Writes a tuned student as one GGUF file for llama.cpp."""
+    from kfp_distill.gguf_export import GGUFExportError, describe, export_gguf as export
+
+    try:
+        path = export(args.model_dir, args.output, args.type)
+    except GGUFExportError as error:
+        print(f"kfp-distill export-gguf: {error}", file=sys.stderr)
+        return 2
+    facts = describe(path)
+    print(f"{path} ({facts['size_mb']} MB, {args.type}, {facts['architecture']}, "
+          f"pre-tokenizer {facts['pre_tokenizer']}, {facts['tensors']} tensors)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kfp-distill", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -171,11 +207,17 @@ def main(argv: list[str] | None = None) -> int:
     models_parser = commands.add_parser("models", help="distilled models in the registry")
     models_commands = models_parser.add_subparsers(dest="models_command", required=True)
     list_parser = models_commands.add_parser("list", help="list distilled models")
-    list_parser.add_argument("--registry-uri", default="")
+    list_parser.add_argument("--registry-uri", default="", help="an MLflow tracking URI (default: the embedded one)")
+    list_parser.add_argument("--project", default="", help="list this project's Vertex AI Model Registry instead")
+    list_parser.add_argument("--location", default="", help="the Vertex AI region (default: us-central1)")
     list_parser.set_defaults(handler=list_models)
 
     predict_parser = commands.add_parser("predict", help="answer a prompt with a registered model")
-    predict_parser.add_argument("model", help="a registered name, name/version, or models:/NAME/VERSION")
+    predict_parser.add_argument(
+        "model",
+        help="a registered name, models:/NAME/VERSION, or a Vertex AI model resource name "
+        "(projects/PROJECT/locations/LOCATION/models/ID)",
+    )
     predict_parser.add_argument("text")
     predict_parser.add_argument("--rationale", action="store_true", help="also print the rationale")
     predict_parser.add_argument("--registry-uri", default="")
@@ -195,6 +237,20 @@ def main(argv: list[str] | None = None) -> int:
     publish_parser.add_argument("--tag", action="append", required=True, help="e.g. v0.1.0; repeat for more tags")
     publish_parser.add_argument("--template", default="compiled/distillation.yaml", help="the compiled pipeline")
     publish_parser.set_defaults(handler=publish_template)
+
+    serve_parser = commands.add_parser("serve", help="serve a distilled model on an OpenAI-compatible endpoint")
+    serve_parser.add_argument("model", help="a tuned model directory, or a registered model (as for predict)")
+    serve_parser.add_argument("--host", default="127.0.0.1")
+    serve_parser.add_argument("--port", type=int, default=8000)
+    serve_parser.add_argument("--max-tokens", type=int, default=256, help="tokens per answer when a request does not say")
+    serve_parser.add_argument("--registry-uri", default="", help="an MLflow tracking URI (default: the embedded one)")
+    serve_parser.set_defaults(handler=serve)
+
+    gguf_parser = commands.add_parser("export-gguf", help="export a tuned model directory to GGUF for llama.cpp")
+    gguf_parser.add_argument("model_dir", help="a tuned model directory (tune-student's output)")
+    gguf_parser.add_argument("output", help="the .gguf file to write")
+    gguf_parser.add_argument("--type", default="f16", choices=["f16", "f32", "q8_0"], help="weight type (default f16)")
+    gguf_parser.set_defaults(handler=export_gguf)
 
     args = parser.parse_args(argv)
     return args.handler(args)

@@ -1,5 +1,6 @@
 """The whole pipeline, loaded back from compiled/distillation.yaml and run locally: a real GGUF teacher
-(SmolLM2-135M through llama.cpp) labels and explains, a tiny student is tuned, evaluated and registered."""
+(SmolLM2-135M through llama.cpp) labels and explains, a tiny student is tuned in-process (no project, so the
+Vertex AI custom-job branch is skipped), evaluated and registered."""
 
 import json
 from pathlib import Path
@@ -22,11 +23,13 @@ def _task_dir(run_dir: Path, task: str) -> Path:
 
 @pytest.mark.slow
 def test_compiled_pipeline_runs_locally_end_to_end(tmp_path, tiny_student_dir, monkeypatch, capsys):
-    from kfp import components, local
+    from kfp import components
+
+    from kfp_distill.pipelines.local_runner import init_local_runner
 
     monkeypatch.setenv("KFP_DISTILL_HOME", str(tmp_path / "home"))
     files = write_demo_data(tmp_path / "data", train_size=12, evaluation_size=10)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "runs"))
+    init_local_runner(tmp_path / "runs")  # kfp.local's SubprocessRunner(use_venv=False)
     pipeline = components.load_component_from_file(str(COMPILED))
 
     task = pipeline(
@@ -51,6 +54,7 @@ def test_compiled_pipeline_runs_locally_end_to_end(tmp_path, tiny_student_dir, m
     report = (_task_dir(run_dir, "evaluate") / "report").read_text()
     assert "distilled" in report.lower() and "teacher" in report.lower()
     assert list((_task_dir(run_dir, "tune-student") / "tensorboard_logs").rglob("events.out.tfevents.*"))
+    assert not (run_dir / "tune-student-on-vertex-ai").exists(), "no project: the Vertex AI custom job is skipped"
 
     assert cli.main(["models", "list"]) == 0
     assert "e2e-test" in capsys.readouterr().out

@@ -5,7 +5,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kfp import dsl
+from kfp.dsl import Input, Model, Output
 
+from kfp_distill._implementation.settings import IMAGE
 from kfp_distill.compiling import compile_all
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,3 +59,148 @@ def test_upload_task_is_named_as_the_vertex_sdk_expects():
     tasks = spec["root"]["dag"]["tasks"]
     assert "upload-model" in tasks
     assert "model_resource_name" in spec["components"]["comp-upload-model"]["outputDefinitions"]["parameters"]
+
+
+def _spec() -> dict:
+    return yaml.safe_load(COMPILED.read_text())
+
+
+def _branch_running(spec: dict, component_name: str) -> tuple[str, str]:
+    """The tuning branch (condition component) whose DAG holds a task of `component_name`, and its condition."""
+    branches = spec["components"]["comp-condition-branches-1"]["dag"]["tasks"]
+    for branch in branches.values():
+        tasks = spec["components"][branch["componentRef"]["name"]]["dag"]["tasks"]
+        if any(task["componentRef"]["name"] == component_name for task in tasks.values()):
+            return branch["componentRef"]["name"], branch["triggerPolicy"]["condition"]
+    raise AssertionError(f"no tuning branch runs {component_name}")
+
+
+def _task_names(spec: dict, name: str, task: dict) -> set[str]:
+    """The name of `task` and those of every task inside it, at any depth (conditions are DAGs of tasks)."""
+    inner = spec["components"][task["componentRef"]["name"]].get("dag", {}).get("tasks", {})
+    return {name}.union(*(_task_names(spec, *subtask) for subtask in inner.items()))
+
+
+def test_gpu_tuning_with_a_project_is_a_vertex_ai_custom_job_on_8_a100s():
+    spec = _spec()
+    job = spec["components"]["comp-tune-student-on-vertex-ai"]
+    (pool,) = job["inputDefinitions"]["parameters"]["worker_pool_specs"]["defaultValue"]
+    assert pool["machine_spec"] == {
+        "machine_type": "a2-ultragpu-8g",
+        "accelerator_type": "NVIDIA_A100_80GB",
+        "accelerator_count": 8,
+    }
+    assert pool["replica_count"] == 1
+    # The job runs our tune-student code in our image.
+    assert pool["container_spec"]["args"][-1] == "tune_student"
+    in_process = spec["deploymentSpec"]["executors"]["exec-tune-student"]["container"]
+    assert pool["container_spec"]["image_uri"] == in_process["image"]
+    launcher = spec["deploymentSpec"]["executors"]["exec-tune-student-on-vertex-ai"]["container"]
+    assert "google_cloud_pipeline_components.container.v1.custom_job.launcher" in launcher["command"]
+
+    branch, condition = _branch_running(spec, "comp-tune-student-on-vertex-ai")
+    assert condition == "!(inputs.parameter_values['pipelinechannel--project'] == '')"
+    inputs = spec["components"][branch]["dag"]["tasks"]["tune-student-on-vertex-ai"]["inputs"]["parameters"]
+    assert inputs["project"] == {"componentInputParameter": "pipelinechannel--project"}
+    cmek = inputs["encryption_spec_key_name"]
+    assert cmek == {"componentInputParameter": "pipelinechannel--encryption_spec_key_name"}
+
+
+def test_without_a_project_tuning_runs_in_process_and_one_model_reaches_evaluate_and_upload():
+    spec = _spec()
+    _, condition = _branch_running(spec, "comp-tune-student")
+    assert condition == "inputs.parameter_values['pipelinechannel--project'] == ''"
+    picked = spec["components"]["comp-condition-branches-1"]["dag"]["outputs"]["artifacts"]
+    # dsl.OneOf over the two branches' models, and over their training logs (for the evaluation report).
+    selected = {
+        name: sorted(selector["outputArtifactKey"] for selector in one_of["artifactSelectors"])
+        for name, one_of in picked.items()
+    }
+    assert sorted(selected.values()) == [
+        ["pipelinechannel--tune-student-model", "pipelinechannel--tune-student-on-vertex-ai-model"],
+        [
+            "pipelinechannel--tune-student-on-vertex-ai-tensorboard_logs",
+            "pipelinechannel--tune-student-tensorboard_logs",
+        ],
+    ]
+    tasks = spec["root"]["dag"]["tasks"]
+    upload = tasks["upload-model"]["inputs"]["artifacts"]["model"]
+    one_of = upload["taskOutputArtifact"]["outputArtifactKey"]
+    assert selected[one_of][0] == "pipelinechannel--tune-student-model"
+    assert upload["taskOutputArtifact"]["producerTask"] == "condition-branches-1"
+    (evaluation_branch,) = [task for name, task in tasks.items() if "evaluate" in _task_names(spec, name, task)]
+    handed_on = evaluation_branch["inputs"]["artifacts"]
+    assert {"outputArtifactKey": one_of, "producerTask": "condition-branches-1"} in [
+        artifact.get("taskOutputArtifact") for artifact in handed_on.values()
+    ]
+
+
+def test_accelerator_type_is_checked_before_any_teacher_task():
+    spec = _spec()
+    tasks = spec["root"]["dag"]["tasks"]
+    assert tasks["validate-dataset"]["inputs"]["parameters"]["accelerator_type"] == {
+        "componentInputParameter": "accelerator_type"
+    }
+
+    teacher_tasks = [
+        name
+        for name, task in tasks.items()
+        if any(inner.startswith("generate-rationales") for inner in _task_names(spec, name, task))
+    ]
+    assert len(teacher_tasks) == 2, "the training teacher and the evaluation branch"
+    for name in teacher_tasks:
+        assert "validate-dataset" in tasks[name]["dependentTasks"], name
+
+
+def test_tpu_stops_the_compiled_pipeline_at_validation_before_the_teacher_is_asked(tmp_path, stub_teacher, capfd):
+    from kfp import components
+
+    from kfp_distill.demo import write_demo_data
+    from kfp_distill.pipelines.local_runner import init_local_runner
+
+    files = write_demo_data(tmp_path / "data", train_size=12, evaluation_size=10)
+    init_local_runner(tmp_path / "runs")
+    pipeline = components.load_component_from_file(str(COMPILED))
+
+    with pytest.raises(RuntimeError, match="validate-dataset"):
+        pipeline(
+            dataset_uri=files["train"],
+            evaluation_data_uri=files["evaluation"],
+            project="my-project",
+            accelerator_type="TPU",
+            teacher_model_reference=f"{stub_teacher.base_url}#stub-teacher",
+            teacher_cache_uri=str(tmp_path / "teacher.sqlite"),
+        )
+    assert "NotImplementedError: accelerator_type 'TPU' is not supported yet" in capfd.readouterr().out
+    assert stub_teacher.requests == []
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert sorted(path.name for path in run_dir.iterdir()) == ["validate-dataset"]
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def _write_model(text: str, model: Output[Model]):
+    with open(model.path, "w") as file:
+        file.write(text)
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def _read_model(model: Input[Model]) -> str:
+    with open(model.path) as file:
+        return file.read()
+
+
+@dsl.pipeline
+def _one_of_two_models(where: str) -> str:
+    with dsl.If(where == "here"):
+        here = _write_model(text="tuned here")
+    with dsl.Else():
+        there = _write_model(text="tuned there")
+    return _read_model(model=dsl.OneOf(here.outputs["model"], there.outputs["model"])).output
+
+
+@pytest.mark.parametrize("where, expected", [("here", "tuned here"), ("there", "tuned there")])
+def test_the_local_runner_hands_on_the_model_of_the_branch_that_ran(tmp_path, where, expected):
+    from kfp_distill.pipelines.local_runner import init_local_runner
+
+    init_local_runner(tmp_path)
+    assert _one_of_two_models(where=where).output == expected

@@ -18,6 +18,7 @@ from typing import Any
 
 from kfp_distill._implementation.jsonl import DatasetError, read_jsonl, write_jsonl
 from kfp_distill._implementation.models import load_tokenizer
+from kfp_distill._implementation.tasks import AUTO, TaskType, resolve_task_type
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class ValidationReport:
     max_output_tokens: int
     train: SplitSummary
     evaluation: SplitSummary | None
+    task_type: TaskType
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -112,6 +114,7 @@ class ValidationReport:
             f"- Evaluation data: `{self.evaluation_data_uri}`" if self.evaluation else "- Evaluation data: none",
             f"- Student tokenizer: `{self.student_model_reference}`",
             f"- Kind: **{self.kind}**",
+            f"- Task type: **{self.task_type.name}** ({self.task_type.reason})",
             "",
             "| | training | evaluation |",
             "|---|---:|---:|",
@@ -342,6 +345,27 @@ def _write_outputs(outputs: list[tuple[Path, Any]]) -> None:
         raise
 
 
+def check_accelerator_type(accelerator_type: str) -> None:
+    """Stops a job whose `accelerator_type` the tuning step cannot use, before the teacher is paid for anything.
+
+    Args:
+        accelerator_type: The job's `accelerator_type` parameter; `GPU` is the one supported today.
+
+    Raises:
+        NotImplementedError: `TPU`, which the contract names but the tuning step does not support yet.
+        ValueError: Anything else, `gpu` included: with a project the pipeline tunes on its GPU machine whatever
+            value this lets through, so only the contract's exact spelling passes.
+    """
+    if accelerator_type == "GPU":
+        return
+    if accelerator_type == "TPU":
+        raise NotImplementedError(
+            "accelerator_type 'TPU' is not supported yet: the student is tuned on GPUs (on Vertex AI, one machine "
+            "with 8 x NVIDIA A100 80GB); set accelerator_type to 'GPU'"
+        )
+    raise ValueError(f"accelerator_type must be 'GPU' or 'TPU' ('TPU' is not supported yet), got {accelerator_type!r}")
+
+
 def validate_dataset(
     dataset_uri: str,
     evaluation_data_uri: str,
@@ -353,6 +377,7 @@ def validate_dataset(
     max_input_tokens: int = MAX_INPUT_TOKENS,
     max_output_tokens: int = MAX_OUTPUT_TOKENS,
     max_train_examples: int = MAX_TRAIN_EXAMPLES,
+    task_type: str = AUTO,
 ) -> ValidationReport:
     """Validates the training (and evaluation) data and writes normalized copies and a Markdown report.
 
@@ -366,6 +391,8 @@ def validate_dataset(
         max_input_tokens: Token limit for `input_text`; longer texts are truncated.
         max_output_tokens: Token limit for `output_text`; longer texts are truncated.
         max_train_examples: The most training examples accepted.
+        task_type: One of `tasks.TASK_TYPES`, or `auto` to infer it from both datasets' inputs and labels;
+            decided once here so that the teacher steps and the evaluation use the same one.
 
     Returns:
         The validation report (also written to `report_path`).
@@ -387,6 +414,10 @@ def validate_dataset(
                 f"{MIN_EVALUATION_EXAMPLES} to {MAX_EVALUATION_EXAMPLES}",
             )
 
+    all_rows = train_rows + evaluation_rows
+    resolved_task_type = resolve_task_type(
+        task_type, [row.input_text for row in all_rows], [row.output_text for row in all_rows]
+    )
     tokenizer = load_tokenizer(student_model_reference)
     train_normalized, train_summary = _normalize(train_rows, tokenizer, max_input_tokens, max_output_tokens)
     evaluation_normalized, evaluation_summary = [], None
@@ -402,6 +433,7 @@ def validate_dataset(
         max_output_tokens=max_output_tokens,
         train=train_summary,
         evaluation=evaluation_summary,
+        task_type=resolved_task_type,
     )
     report.warnings = _warnings(train_rows, evaluation_rows, report)
     for warning in report.warnings:

@@ -1,5 +1,7 @@
 """The `distillation` pipeline: validate, teach, tune, evaluate, register."""
 
+from google_cloud_pipeline_components import _placeholders as google_cloud_placeholders
+from google_cloud_pipeline_components.v1.custom_job import create_custom_training_job_from_component
 from kfp import dsl
 
 from kfp_distill._implementation.models import DEFAULT_STUDENT, DEFAULT_TEACHER
@@ -8,6 +10,20 @@ from kfp_distill.components.generate_rationales.component import generate_ration
 from kfp_distill.components.tune_student.component import tune_student
 from kfp_distill.components.upload_model.component import upload_model
 from kfp_distill.components.validate_dataset.component import validate_dataset
+
+# accelerator_type "GPU" on Vertex AI: the contract's tuning machine, one node with 8 x NVIDIA A100 80GB.
+VERTEX_AI_GPU_MACHINE = {
+    "machine_type": "a2-ultragpu-8g",
+    "accelerator_type": "NVIDIA_A100_80GB",
+    "accelerator_count": 8,
+}
+
+# The same tune-student component, run as a Vertex AI custom job on that machine. Named apart from the in-process
+# task so the compiled YAML and the Vertex AI console tell the two branches apart.
+tune_student_on_vertex_ai = create_custom_training_job_from_component(
+    tune_student, display_name="kfp-distill-tune-student", **VERTEX_AI_GPU_MACHINE
+)
+tune_student_on_vertex_ai.component_spec.name = "tune-student-on-vertex-ai"
 
 
 @dsl.pipeline(
@@ -39,18 +55,25 @@ def distillation(
     teacher_cache_uri: str = "",
     teacher_max_concurrency: int = 8,
     teacher_max_total_tokens: int = 0,
+    teacher_self_consistency_samples: int = 1,
+    drop_contradicting_rationales: bool = False,
     registry_uri: str = "",
+    task_type: str = "auto",
 ) -> str:
     """Distils a teacher into a student and registers the result.
 
     Args:
         dataset_uri: JSON Lines training data (`input_text`, optional `output_text`).
         project: Google Cloud project; empty keeps everything off Google Cloud.
-        location: Region the distilled model is uploaded to.
+        location: Region the distilled model is uploaded to, and where a Vertex AI teacher runs.
         model_display_name: Display name of the distilled model.
-        accelerator_type: `GPU` or `TPU` on Vertex AI; local runs use the machine's own device.
+        accelerator_type: `GPU`: with a project, tuning runs as a Vertex AI custom job on 8 x NVIDIA A100 80GB;
+            without one, in the pipeline's own process or pod, on its devices. `TPU` is not supported yet:
+            validate-dataset stops the run before the teacher is asked anything.
         teacher_model_reference: The teacher: a catalog name, a GGUF path or URI, `<base_url>#<model>` for
-            an OpenAI-compatible server, or `precomputed` when the data carries rationales.
+            an OpenAI-compatible server, `gemini-<...>` or `vertex:<model>` for Vertex AI (in `project` and
+            `location`), `hf:<model>` for a Hugging Face model run on the task's GPU, or `precomputed` when
+            the data carries rationales.
         student_model_reference: The student: a catalog name, a Hugging Face id, a local path or a URI.
         train_steps: Tuning steps; examples seen = steps x batch size.
         learning_rate_multiplier: Multiplies the recommended learning rate.
@@ -66,10 +89,18 @@ def distillation(
         teacher_prompt_template: Overrides the teacher's user-turn template (`{input_text}`, `{output_text}`).
         teacher_few_shot_uri: JSON Lines of worked examples (`input_text`, `rationale`, `output_text`).
         teacher_max_new_tokens: Longest teacher completion.
-        teacher_cache_uri: Where the teacher's answers are kept, so a re-run re-asks nothing.
+        teacher_cache_uri: Where the teacher's answers are kept, so a re-run re-asks nothing; empty:
+            `<pipeline root>/teacher-cache/<teacher>.sqlite`, found again by retried tasks and later runs.
         teacher_max_concurrency: Teacher requests in flight at once (HTTP endpoints).
         teacher_max_total_tokens: Token budget of each teacher step's requests; 0: no cap.
+        teacher_self_consistency_samples: Answers sampled per example (temperature 0.7, one seed each); above
+            1 the majority answer becomes the teacher's label.
+        drop_contradicting_rationales: Leave out of the training data the labeled examples whose teacher
+            answer contradicts the label (the evaluation step keeps them, to score the teacher fairly).
         registry_uri: An MLflow tracking URI; empty uses the embedded SQLite registry.
+        task_type: `classification`, `extractive_qa`, `summarization`, `math` or `free_text`: the teacher's
+            instruction, how answers are compared and which metrics the evaluation reports; `auto`: inferred
+            once by validate-dataset from the training and evaluation data.
 
     Returns:
         The registered model's resource name.
@@ -78,6 +109,8 @@ def distillation(
         dataset_uri=dataset_uri,
         evaluation_data_uri=evaluation_data_uri,
         student_model_reference=student_model_reference,
+        accelerator_type=accelerator_type,
+        task_type=task_type,
     ).set_display_name("validate-dataset")
 
     # The teacher labels the training rows and answers the evaluation rows with the same prompt and cache.
@@ -89,12 +122,19 @@ def distillation(
         cache_uri=teacher_cache_uri,
         max_concurrency=teacher_max_concurrency,
         max_total_tokens=teacher_max_total_tokens,
+        task_type=validation.outputs["Output"],
+        self_consistency_samples=teacher_self_consistency_samples,
+        pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
+        project=project,
+        location=location,
     )
     teaching = generate_rationales(
-        dataset=validation.outputs["train_dataset"], **teacher_settings
+        dataset=validation.outputs["train_dataset"],
+        drop_contradicting_rationales=drop_contradicting_rationales,
+        **teacher_settings,
     ).set_display_name("generate-rationales")
 
-    tuning = tune_student(
+    tuning_settings = dict(
         distilled_dataset=teaching.outputs["distilled_dataset"],
         evaluation_dataset=validation.outputs["evaluation_dataset"],
         student_model_reference=student_model_reference,
@@ -108,21 +148,42 @@ def distillation(
         enable_checkpoint_selection=enable_checkpoint_selection,
         tuning_method=tuning_method,
         alpha=alpha,
-    ).set_display_name("tune-student")
+    )
+    # Without a project nothing goes to Google Cloud: kfp.local and Kubeflow tune in the task's own process.
+    with dsl.If(project == "", name="no-google-cloud-project"):
+        tuning_here = tune_student(**tuning_settings).set_display_name("tune-student")
+    # validate-dataset has stopped every accelerator_type but GPU by now, so this branch is the GPU machine.
+    with dsl.Else(name="vertex-ai-custom-job"):
+        tuning_on_vertex_ai = tune_student_on_vertex_ai(
+            **tuning_settings,
+            # `location` is where the model is uploaded; the job runs in the pipeline job's region (the default).
+            project=project,
+            encryption_spec_key_name=encryption_spec_key_name,
+            # The job runs as the pipeline job's service account, so it reads and writes what the pipeline can.
+            service_account=google_cloud_placeholders.SERVICE_ACCOUNT_PLACEHOLDER,
+            # Vertex AI's AIP_MODEL_DIR, AIP_CHECKPOINT_DIR and AIP_TENSORBOARD_LOG_DIR, inside the pipeline root.
+            base_output_directory=f"{dsl.PIPELINE_ROOT_PLACEHOLDER}/{dsl.PIPELINE_JOB_ID_PLACEHOLDER}/tune-student",
+        ).set_display_name("tune-student")
+    tuned_model = dsl.OneOf(tuning_here.outputs["model"], tuning_on_vertex_ai.outputs["model"])
+    training_logs = dsl.OneOf(
+        tuning_here.outputs["tensorboard_logs"], tuning_on_vertex_ai.outputs["tensorboard_logs"]
+    )
 
     with dsl.If(evaluation_data_uri != "", name="evaluation-data-given"):
         teacher_on_evaluation = generate_rationales(
             dataset=validation.outputs["evaluation_dataset"], use_gold_labels=False, **teacher_settings
         ).set_display_name("teacher-on-evaluation-data")
         evaluate(
-            model=tuning.outputs["model"],
+            model=tuned_model,
             evaluation_dataset=validation.outputs["evaluation_dataset"],
             teacher_predictions=teacher_on_evaluation.outputs["distilled_dataset"],
             student_model_reference=student_model_reference,
+            tensorboard_logs=training_logs,
+            task_type=validation.outputs["Output"],
         ).set_display_name("evaluate")
 
     upload = upload_model(
-        model=tuning.outputs["model"],
+        model=tuned_model,
         model_display_name=model_display_name,
         project=project,
         location=location,

@@ -13,7 +13,7 @@ import pytest
 
 from kfp_distill._implementation.jsonl import DatasetError, load_rows
 from kfp_distill._implementation.models import load_tokenizer
-from kfp_distill.components.validate_dataset.validation import validate_dataset
+from kfp_distill.components.validate_dataset.validation import check_accelerator_type, validate_dataset
 
 STUDENT = "smollm2-135m-instruct"
 
@@ -353,4 +353,35 @@ def test_missing_http_file_is_reported(http_root, outputs):
 
     with pytest.raises(DatasetError, match=f"^{re.escape(base_url)}/absent.jsonl: file not found$"):
         outputs.run(f"{base_url}/absent.jsonl")
+    assert outputs.left_behind() == []
+
+
+def test_gpu_is_the_supported_accelerator_type():
+    check_accelerator_type("GPU")
+    with pytest.raises(NotImplementedError, match="accelerator_type 'TPU' is not supported yet"):
+        check_accelerator_type("TPU")
+    with pytest.raises(ValueError, match="must be 'GPU' or 'TPU'.*got 'gpu'"):
+        check_accelerator_type("gpu")
+
+
+def test_task_type_is_decided_once_from_both_datasets(tmp_path, outputs, tokenizer):
+    # Unlabeled training questions say nothing; the evaluation labels (expressions) decide: math.
+    dataset, evaluation = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
+    dataset.write_bytes(jsonl(*({"input_text": f"How many apples are {i} and {i + 1}?"} for i in range(5))))
+    evaluation.write_bytes(
+        jsonl(*({"input_text": f"What is {i} times 3?", "output_text": f"( {i}.0 * 3.0 )"} for i in range(10)))
+    )
+
+    report = outputs.run(str(dataset), str(evaluation))
+
+    assert report.task_type.name == "math"
+    assert "- Task type: **math** (every label is a number or an arithmetic expression" in outputs.report.read_text()
+    assert outputs.run(str(dataset), str(evaluation), task_type="classification").task_type.name == "classification"
+
+
+def test_unknown_task_type_stops_before_anything_is_written(tmp_path, outputs):
+    dataset = tmp_path / "train.jsonl"
+    dataset.write_bytes(labeled(3))
+    with pytest.raises(ValueError, match=r"task_type must be 'auto' or one of classification, .*; got 'maths'"):
+        outputs.run(str(dataset), task_type="maths")
     assert outputs.left_behind() == []

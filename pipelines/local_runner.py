@@ -1,0 +1,49 @@
+"""Runs our pipelines on this machine with `kfp.local`, including the artifact that `dsl.OneOf` picks.
+
+The distillation pipeline tunes in one of two branches (in-process, or a Vertex AI custom job) and hands the
+model that the branch which ran produced to evaluate and upload-model through `dsl.OneOf`. Vertex AI and
+Kubeflow resolve that; kfp.local 2.17.3 resolves a `dsl.OneOf` of parameters but stops at one of artifacts
+("Expected 1 artifact in ArtifactSelectorSpec. Got: 2"). `init_local_runner` teaches it the artifact case,
+the same way it already handles parameters, and then calls `kfp.local.init`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kfp import local
+from kfp.local import io
+from kfp.local.orchestrator.orchestrator_utils import OrchestratorUtils
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+
+def _dag_output_artifacts(
+    cls: type[OrchestratorUtils], dag_outputs_spec: pipeline_spec_pb2.DagOutputsSpec, io_store: io.IOStore
+) -> dict[str, Any]:
+    """`OrchestratorUtils.get_dag_output_artifacts`, picking the one branch that produced a `dsl.OneOf` artifact."""
+    outputs = {}
+    for output_key, selector_spec in dag_outputs_spec.artifacts.items():
+        produced = []
+        for selector in selector_spec.artifact_selectors:
+            try:
+                produced.append(io_store.get_task_output(selector.producer_subtask, selector.output_artifact_key))
+            except ValueError:  # the branch holding this producer did not run
+                continue
+        if len(produced) != 1:
+            raise ValueError(
+                f"dag output artifact '{output_key}': {len(produced)} of "
+                f"{len(selector_spec.artifact_selectors)} producers ran; expected exactly one"
+            )
+        outputs[output_key] = produced[0]
+    return outputs
+
+
+def init_local_runner(pipeline_root: str | Path) -> None:
+    """Initializes kfp.local to run each task as a subprocess of this Python environment (no container, no venv).
+
+    Args:
+        pipeline_root: Where each run's task outputs are written (one folder per run, one per task).
+    """
+    OrchestratorUtils.get_dag_output_artifacts = classmethod(_dag_output_artifacts)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))

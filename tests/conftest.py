@@ -1,0 +1,48 @@
+"""Fixtures for the serving, GGUF export and pipeline tests."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+STUB_SERVER = Path(__file__).resolve().parents[1] / "components/generate_rationales/tests/openai_stub_server.py"
+# Tests run with --import-mode=importlib, so the server module is loaded by path, under a name of its own.
+_STUB_MODULE = "pipeline_tests_openai_stub_server"
+
+
+@pytest.fixture(scope="session")
+def varied_student_dir(tmp_path_factory, tiny_student_dir):
+    """The tiny student with its matrices redrawn from N(0, 0.5): its greedy output is varied text (the
+    fixture's small initialisation answers with a run of newlines), and its top logits stand far enough
+    apart for two runtimes' greedy choices to be compared.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from kfp_distill._implementation.models import load_tokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_student_dir)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() > 1:
+                parameter.normal_(std=0.5)
+    model_dir = tmp_path_factory.mktemp("varied-student")
+    model.save_pretrained(model_dir, safe_serialization=True)
+    load_tokenizer(tiny_student_dir).save_pretrained(model_dir)
+    return str(model_dir)
+
+
+@pytest.fixture
+def stub_teacher(monkeypatch):
+    """generate-rationales' loopback OpenAI-compatible test server, running (`base_url`, recorded `requests`);
+    it answers `a + b` sums."""
+    if _STUB_MODULE not in sys.modules:
+        spec = importlib.util.spec_from_file_location(_STUB_MODULE, STUB_SERVER)
+        sys.modules[_STUB_MODULE] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[_STUB_MODULE])
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the pipeline's task subprocesses inherit these
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    with sys.modules[_STUB_MODULE].OpenAIStubServer() as server:
+        yield server
