@@ -56,7 +56,6 @@ from kfp_distill.components.tune_student.trainer import (
     build_trainer,
     next_token_statistics,
     peak_memory_mb,
-    target_statistics,
 )
 
 BATCH_ROWS = 8
@@ -179,17 +178,6 @@ def run_ours(
     return result
 
 
-def label_only_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Label-task loss of padded label sequences, logits computed only where a target is predicted (as ours)."""
-    predicts_target = torch.zeros_like(batch["labels"], dtype=torch.bool)
-    predicts_target[:, :-1] = batch["labels"][:, 1:] != IGNORE_INDEX
-    logits = model(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=predicts_target
-    ).logits
-    loss_sum, _, predicted = target_statistics(logits, batch["labels"][:, 1:][predicts_target[:, :-1]])
-    return loss_sum / predicted
-
-
 def two_pass_loss(model, separate: dict, alpha: float) -> torch.Tensor:
     """The straightforward two-task loss: each task's padded sequences in their own pass, full logits."""
     losses = []
@@ -209,7 +197,7 @@ def step_costs(trainer, examples: list[dict], pad_token_id: int, repeats: int, a
     model, optimizer = trainer.model, trainer.optimizer
     model.train()
     kinds = {
-        "label only": lambda: label_only_loss(model, separate["label"]),
+        "label only": lambda: trainer.label_task_loss(model, separate["label"])[0],
         "two passes": lambda: two_pass_loss(model, separate, alpha),
         "shared prefix (ours)": lambda: trainer.compute_loss(model, packed),
     }

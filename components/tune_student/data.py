@@ -4,7 +4,9 @@ A distilled row becomes a label example (`input [label]` -> the answer) and a ra
 (`input [rationale]` -> the teacher's rationale). Each example is the prompt's tokens, exactly as
 `StudentPredictor` tokenizes them at inference, then the target's tokens and the end-of-sequence token;
 the loss is taken on the target and the end-of-sequence token only. Evaluation rows give label examples
-only: the evaluation metrics are about the answers the distilled model will be asked for.
+only: the evaluation metrics are about the answers the distilled model will be asked for. A training set
+without rationales (no row has one) gives label examples only too: standard fine-tuning, the baseline that
+distilling step-by-step is measured against.
 
 The two examples of a row start with the same input tokens, so `SharedPrefixCollator` packs them into one
 sequence, `[input][label branch][rationale branch]`, with an attention mask and position ids under which
@@ -30,7 +32,7 @@ TASKS: tuple[Task, Task] = ("label", "rationale")
 class TrainingRow:
     input_text: str
     output_text: str
-    rationale: str
+    rationale: str | None = None  # None in a label-only training set
 
 
 @dataclass
@@ -59,15 +61,28 @@ def _text_field(path: str, line: int, row: dict, name: str) -> str:
 def read_training_rows(path: str) -> list[TrainingRow]:
     """Reads generate-rationales' output: rows with `input_text`, `output_text` and `rationale`.
 
+    A file whose rows all lack `rationale` is a label-only training set (standard fine-tuning).
+
     Raises:
-        DatasetError: A row lacks one of those fields, or the file holds no rows.
+        DatasetError: A row lacks `input_text` or `output_text`, some rows have a rationale and another
+            lacks it, or the file holds no rows.
     """
-    rows = [
-        TrainingRow(*(_text_field(path, line, row, name) for name in ("input_text", "output_text", "rationale")))
-        for line, row in read_jsonl(path)
-    ]
-    if not rows:
+    records = list(read_jsonl(path))
+    if not records:
         raise DatasetError(path, "holds no training rows")
+    with_rationales = any("rationale" in row for _, row in records)
+    rows = []
+    for line, row in records:
+        if with_rationales and "rationale" not in row:
+            raise DatasetError(
+                path, "is missing while other rows have one (a label-only training set has none in any row)",
+                line, "rationale",
+            )
+        rows.append(TrainingRow(
+            _text_field(path, line, row, "input_text"),
+            _text_field(path, line, row, "output_text"),
+            _text_field(path, line, row, "rationale") if with_rationales else None,
+        ))
     return rows
 
 
@@ -117,7 +132,7 @@ def encode_example(
 def prepare_training_examples(
     rows: Sequence[TrainingRow], tokenizer, max_input_tokens: int, max_rationale_tokens: int, encode=encode_example
 ) -> PreparedExamples:
-    """One {"label": ..., "rationale": ...} example pair per training row.
+    """One {"label": ..., "rationale": ...} example pair per training row ({"label": ...} for a row without one).
 
     Args:
         encode: How one task example is tokenized: `encode_example` (causal LMs) or
@@ -126,11 +141,14 @@ def prepare_training_examples(
     prepared = PreparedExamples()
     for row in rows:
         label, label_input_cut, _ = encode(tokenizer, row.input_text, "label", row.output_text, max_input_tokens)
+        prepared.truncated_inputs += label_input_cut
+        if row.rationale is None:
+            prepared.examples.append({"label": label})
+            continue
         rationale, _, rationale_cut = encode(
             tokenizer, row.input_text, "rationale", row.rationale, max_input_tokens, max_rationale_tokens
         )
         prepared.examples.append({"label": label, "rationale": rationale})
-        prepared.truncated_inputs += label_input_cut
         prepared.truncated_rationales += rationale_cut
     return prepared
 
@@ -193,7 +211,7 @@ class SharedPrefixCollator(TaskPrefixCollator):
     Targets are aligned with the position whose logits predict them (no shift left to do), one tensor per
     task, because the last prefix position predicts the first token of both branches.
 
-    Batches with label examples only (evaluation) are padded as `TaskPrefixCollator` pads them.
+    Batches with label examples only (evaluation, label-only tuning) are padded as `TaskPrefixCollator` pads them.
 
     Returns:
         {"shared_prefix": {"input_ids", "position_ids", "attention_mask" (bool, batch x 1 x length x length,
@@ -252,7 +270,9 @@ class SharedPrefixCollator(TaskPrefixCollator):
 
 def packed_length(example: dict[str, dict[str, list[int]]]) -> int:
     """Tokens of a training example pair as one step processes them (the shared input once)."""
-    label, rationale = example["label"], example["rationale"]
+    label, rationale = example["label"], example.get("rationale")
+    if rationale is None:  # a label-only example
+        return len(label["input_ids"]) + len(label.get("decoder_ids", ()))
     if "decoder_ids" in label:  # encoder-decoder: the input, then both decoders
         return len(label["input_ids"]) + len(label["decoder_ids"]) + len(rationale["decoder_ids"])
     return len(label["input_ids"]) + len(rationale["input_ids"]) - shared_prefix_length(label["input_ids"], rationale["input_ids"])

@@ -7,7 +7,7 @@ loss is `alpha * label_loss + (1 - alpha) * rationale_loss`, each the mean next-
 task's target tokens in the optimizer step (micro-batches of gradient accumulation included). It also counts the target tokens it
 predicted and how many it got right, so the contract's token accuracy is measured on the very forward
 passes that train the model. Evaluation runs the label task only (evaluation rows carry gold labels, not
-rationales).
+rationales). A label-only training set (no rationales) is standard fine-tuning: the loss is the label loss.
 """
 
 from __future__ import annotations
@@ -98,6 +98,11 @@ def next_token_statistics(logits: torch.Tensor, labels: torch.Tensor) -> tuple[t
     return target_statistics(logits[:, :-1], labels[:, 1:])
 
 
+def present_tasks(batch: dict[str, torch.Tensor]) -> list[str]:
+    """The tasks a packed batch has targets for, in `TASKS` order."""
+    return [task for task in TASKS if f"{task}_targets" in batch]
+
+
 def additive_attention_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """0 where a query may attend to a key, the dtype's lowest value elsewhere (what both sdpa and eager attention add)."""
     return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
@@ -169,29 +174,53 @@ class TaskPrefixTrainer(Trainer):
                 self._step_predicted = self._step_predicted.to(predicted.device) + predicted
         return losses
 
+    def label_task_loss(
+        self, model, batch: dict[str, torch.Tensor], num_targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, object]:
+        """(label loss, model outputs) of padded label sequences (label-only tuning), logits only at targets."""
+        predicts_target = torch.zeros_like(batch["labels"], dtype=torch.bool)
+        predicts_target[:, :-1] = batch["labels"][:, 1:] != IGNORE_INDEX
+        outputs = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=predicts_target
+        )
+        targets = batch["labels"][:, 1:][predicts_target[:, :-1]]
+        (loss,) = self._mean_target_losses(model, [(outputs.logits, targets)], num_targets)
+        if model.training:
+            self.trained_tokens += int(batch["attention_mask"].sum())
+        return loss, outputs
+
     def encoder_decoder_task_losses(
         self, model, batch: dict[str, torch.Tensor], num_targets: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        """(label loss, rationale loss, logits by task) of a `SharedEncoderCollator` batch: one encoder pass."""
-        logits = decoder_logits(model, batch, TASKS)
+    ) -> tuple[list[torch.Tensor], dict]:
+        """(each task's loss, logits by task) of a `SharedEncoderCollator` batch: one encoder pass.
+
+        The losses are of the tasks the batch holds, in `TASKS` order (the label task alone in label-only tuning).
+        """
+        tasks = present_tasks(batch)
+        logits = decoder_logits(model, batch, tasks)
         losses = self._mean_target_losses(
-            model, [(logits[task], batch[f"{task}_targets"]) for task in TASKS], num_targets
+            model, [(logits[task], batch[f"{task}_targets"]) for task in tasks], num_targets
         )
         if model.training:
             self.trained_tokens += int(
-                batch["attention_mask"].sum() + sum(batch[f"{task}_decoder_attention_mask"].sum() for task in TASKS)
+                batch["attention_mask"].sum() + sum(batch[f"{task}_decoder_attention_mask"].sum() for task in tasks)
             )
-        return losses[0], losses[1], logits
+        return losses, logits
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """alpha * label loss + (1 - alpha) * rationale loss, token means over the whole optimizer step."""
+        """alpha * label loss + (1 - alpha) * rationale loss, token means over the whole optimizer step.
+
+        Without rationales (label-only tuning) the loss is the label loss.
+        """
         if "shared_encoder" in inputs:
-            label_loss, rationale_loss, outputs = self.encoder_decoder_task_losses(
-                model, inputs["shared_encoder"], num_items_in_batch
-            )
-        else:
+            losses, outputs = self.encoder_decoder_task_losses(model, inputs["shared_encoder"], num_items_in_batch)
+        elif "shared_prefix" in inputs:
             label_loss, rationale_loss, outputs = self.task_losses(model, inputs["shared_prefix"], num_items_in_batch)
-        loss = self.alpha * label_loss + (1 - self.alpha) * rationale_loss
+            losses = [label_loss, rationale_loss]
+        else:
+            label_loss, outputs = self.label_task_loss(model, inputs["label"], num_items_in_batch)
+            losses = [label_loss]
+        loss = losses[0] if len(losses) == 1 else self.alpha * losses[0] + (1 - self.alpha) * losses[1]
         if num_items_in_batch is not None and self.accelerator.num_processes > 1:
             loss = loss * self.accelerator.num_processes  # data-parallel averages gradients over the processes
         return (loss, outputs) if return_outputs else loss
@@ -202,14 +231,19 @@ class TaskPrefixTrainer(Trainer):
         With them each micro-batch's loss is its share of the step's loss, so accumulating gradients over
         micro-batches gives the gradient of the whole batch in one go.
         """
-        if not batch_samples or not {"shared_prefix", "shared_encoder"} & set(batch_samples[0]):
+        if not batch_samples:
             return None
-        layout = "shared_prefix" if "shared_prefix" in batch_samples[0] else "shared_encoder"
-        counts = torch.stack(
-            [sum((batch[layout][f"{task}_targets"] != IGNORE_INDEX).sum() for batch in batch_samples) for task in TASKS]
-        ).to(device)
+        if "label" in batch_samples[0]:  # label-only tuning: each label token after the first is a target
+            counts = torch.stack([sum((batch["label"]["labels"][:, 1:] != IGNORE_INDEX).sum() for batch in batch_samples)])
+        else:
+            layout = "shared_prefix" if "shared_prefix" in batch_samples[0] else "shared_encoder"
+            counts = torch.stack([
+                sum((batch[layout][f"{task}_targets"] != IGNORE_INDEX).sum() for batch in batch_samples)
+                for task in present_tasks(batch_samples[0][layout])
+            ])
+        counts = counts.to(device)
         if self.accelerator.num_processes > 1:
-            counts = self.accelerator.gather(counts).view(-1, len(TASKS)).sum(dim=0)
+            counts = self.accelerator.gather(counts).view(-1, len(counts)).sum(dim=0)
         return counts
 
     def _get_train_sampler(self, train_dataset=None):

@@ -20,14 +20,15 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
 import torch
-from transformers import TrainerState
+from transformers import TrainerCallback, TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from kfp_distill import __version__
 from kfp_distill._implementation.models import CATALOG, load_tokenizer
-from kfp_distill._implementation.student import is_encoder_decoder, load_student_model, student_prompt
+from kfp_distill._implementation.student import Task, is_encoder_decoder, load_student_model, student_prompt
 from kfp_distill.components.tune_student.config import TuningConfig
 from kfp_distill.components.tune_student.data import (
     TASKS,
@@ -71,11 +72,13 @@ def tune_student(
     config: TuningConfig,
     provenance: dict,
     checkpoint_dir: str | None = None,
+    extra_callbacks: Sequence[TrainerCallback] = (),
 ) -> TuningResult:
     """Tunes `config.student_model_reference` on the label and rationale tasks.
 
     Args:
-        train_path: generate-rationales' output (JSON Lines with input_text, output_text, rationale).
+        train_path: generate-rationales' output (JSON Lines with input_text, output_text, rationale). Without
+            a rationale in any row, the student is tuned on the labels alone (standard fine-tuning; alpha 1).
         evaluation_path: The labeled evaluation set; None or an empty file for none.
         model_dir: Where the tuned model directory is written.
         tensorboard_dir: Where the TensorBoard event files are written (the contract's six scalars).
@@ -85,6 +88,7 @@ def tune_student(
         checkpoint_dir: Where checkpoints are written and, if it holds some, resumed from; it must outlive a
             crashed run (e.g. next to the model artifact) for a restarted run to resume. A temporary folder if
             None (no resume). Removed after the model directory is written.
+        extra_callbacks: More Hugging Face `TrainerCallback`s for the run (e.g. to measure the model as it trains).
 
     Returns:
         The model directory and the run's metrics.
@@ -93,6 +97,8 @@ def tune_student(
         DatasetError: A row of either dataset lacks a field the tuning needs, or there are no training rows.
     """
     train_rows = read_training_rows(train_path)
+    if train_rows[0].rationale is None:
+        config = dataclasses.replace(config, alpha=1.0)  # the label loss is all there is; the model card says so
     evaluation_rows = read_evaluation_rows(evaluation_path)
     tokenizer = load_tokenizer(config.student_model_reference)
     encoder_decoder = is_encoder_decoder(config.student_model_reference)
@@ -132,6 +138,8 @@ def tune_student(
     trainer = build_trainer(
         model, config, training.examples, evaluation.examples, tokenizer.pad_token_id, checkpoint_dir, tensorboard_dir
     )
+    for callback in extra_callbacks:
+        trainer.add_callback(callback)
     started = time.perf_counter()
     try:
         trainer.train(resume_from_checkpoint=resume_from)
@@ -179,7 +187,8 @@ def tune_student(
     tuned.generation_config.pad_token_id = tokenizer.pad_token_id
     tuned.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
-    facts = _model_facts(config, provenance, metrics, encoder_decoder)
+    tasks = TASKS if train_rows[0].rationale is not None else ("label",)
+    facts = _model_facts(config, provenance, metrics, encoder_decoder, tasks)
     (Path(model_dir) / MODEL_FACTS_FILE).write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
     write_training_curves(state.log_history, Path(model_dir) / TRAINING_CURVES_FILE)
     (Path(model_dir) / "README.md").write_text(_model_card(facts), encoding="utf-8")
@@ -228,11 +237,13 @@ def latest_complete_checkpoint(checkpoint_dir: str) -> tuple[str | None, int]:
     return None, 0
 
 
-def _model_facts(config: TuningConfig, provenance: dict, metrics: dict, encoder_decoder: bool) -> dict:
+def _model_facts(
+    config: TuningConfig, provenance: dict, metrics: dict, encoder_decoder: bool, tasks: Sequence[Task]
+) -> dict:
     if encoder_decoder:  # the input to the encoder; the decoder starts with the task marker
-        prompt_format = {task: {"encoder": "{input_text}", "decoder": student_prompt("", task)} for task in TASKS}
+        prompt_format = {task: {"encoder": "{input_text}", "decoder": student_prompt("", task)} for task in tasks}
     else:
-        prompt_format = {task: student_prompt("{input_text}", task) for task in TASKS}
+        prompt_format = {task: student_prompt("{input_text}", task) for task in tasks}
     return {
         "kfp_distill_version": __version__,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -240,6 +251,7 @@ def _model_facts(config: TuningConfig, provenance: dict, metrics: dict, encoder_
         "student_model_reference": config.student_model_reference,
         "architecture": "encoder-decoder" if encoder_decoder else "causal",
         "prompt_format": prompt_format,
+        "trained_tasks": list(tasks),
         "tuning": config.to_dict(),
         "metrics": metrics,
     }
@@ -252,9 +264,18 @@ def _model_card(facts: dict) -> str:
         f"- {name}: `{value}`\n"
         for name, value in facts.items()
         if name
-        not in {"kfp_distill_version", "created_at", "student_model_reference", "architecture", "prompt_format", "tuning", "metrics"}
+        not in {
+            "kfp_distill_version", "created_at", "student_model_reference", "architecture", "prompt_format",
+            "trained_tasks", "tuning", "metrics",
+        }
     )
     metric_rows = "".join(f"| {name} | {_shown(value)} |\n" for name, value in metrics.items())
+    method = (
+        "with distilling step-by-step: the student learned the teacher's labels and rationales together "
+        f"(label loss weight {tuning['alpha']})"
+        if "rationale" in facts["trained_tasks"]
+        else "on labels alone (standard fine-tuning: the training set had no rationales)"
+    )
     return (
         "---\n"
         "library_name: transformers\n"
@@ -262,8 +283,7 @@ def _model_card(facts: dict) -> str:
         "tags: [distillation, distilling-step-by-step, kfp-distill]\n"
         "---\n\n"
         f"# Distilled {facts['student_model_reference']}\n\n"
-        f"Tuned by kfp-distill {facts['kfp_distill_version']} on {facts['created_at']} with distilling step-by-step: "
-        f"the student learned the teacher's labels and rationales together (label loss weight {tuning['alpha']}).\n\n"
+        f"Tuned by kfp-distill {facts['kfp_distill_version']} on {facts['created_at']} {method}.\n\n"
         "## Provenance\n\n"
         f"- student_model_reference: `{facts['student_model_reference']}`\n"
         f"{provenance_lines}\n"
@@ -283,17 +303,22 @@ def _model_card(facts: dict) -> str:
 
 def _usage(facts: dict) -> str:
     prompts = facts["prompt_format"]
-    if facts["architecture"] == "encoder-decoder":
-        return (
+    encoder_decoder = facts["architecture"] == "encoder-decoder"
+    if encoder_decoder:
+        usage = (
             "Give the encoder the input text and start the decoder (after its start token) with "
             f"{json.dumps(prompts['label']['decoder'])}, the same layout as the training examples; it goes on with "
-            f"the label. {json.dumps(prompts['rationale']['decoder'])} asks for the step-by-step explanation instead."
+            "the label."
         )
-    return (
-        f"Prompt the model with {json.dumps(prompts['label'])} (the input text, then the task marker), "
-        "the same layout as the training examples; it answers with the label. "
-        f"{json.dumps(prompts['rationale'])} asks for the step-by-step explanation instead."
-    )
+    else:
+        usage = (
+            f"Prompt the model with {json.dumps(prompts['label'])} (the input text, then the task marker), "
+            "the same layout as the training examples; it answers with the label."
+        )
+    if "rationale" in prompts:
+        rationale_prompt = prompts["rationale"]["decoder"] if encoder_decoder else prompts["rationale"]
+        usage += f" {json.dumps(rationale_prompt)} asks for the step-by-step explanation instead."
+    return usage
 
 
 def _hub_id(model_reference: str) -> str:

@@ -42,3 +42,23 @@ def convert():
 @pytest.fixture(scope="session")
 def report_script():
     return _load_script("report")
+@pytest.fixture
+def svamp_like(tmp_path) -> Path:
+    """A small SVAMP in the dsbs layout: products of two numbers, PaLM right on all but every fifth row."""
+    root = tmp_path / "dsbs"
+    for split, count in (("train", 24), ("test", 6)):
+        examples, completions = [], []
+        for i in range(count):
+            a, b = i + 2, i % 5 + 3
+            examples.append({"input": f"There are {a} boxes with {b} pens each. How many pens?", "label": f"( {a}.0 * {b}.0 )"})
+            stated = f"({a} * {b})" if i % 5 else f"({a} + {b})"
+            completions.append(f"{a} boxes of {b} pens is {a} * {b} pens. The answer is {stated}.\n\nQ: more?")
+        _write_dataset(root, "svamp", split, examples, completions)
+    return root
+
+
+
+
+@pytest.fixture(scope="session")
+def run_script():
+    return _load_script("run")

@@ -4,7 +4,7 @@
 def test_report_reads_each_comparison_off_the_curves(report_script):
     def run(arm, curve):
         return {"arm": arm, "fraction": 1.0, "train_rows": 8, "steps": 30, "seconds_per_step": 1.0, "curve": [
-            {"step": s, "train_s": t, "validation_accuracy": v, "test_accuracy": a} for s, t, v, a in curve
+            {"step": s, "train_cpu_s": t, "validation_accuracy": v, "test_accuracy": a} for s, t, v, a in curve
         ]}
 
     standard = run("standard", [(10, 10.0, 0.2, 0.1), (20, 20.0, 0.5, 0.4), (30, 30.0, 0.4, 0.45)])

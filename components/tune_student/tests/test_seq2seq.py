@@ -6,7 +6,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from kfp_distill._implementation.student import StudentPredictor, decoder_prompt_ids, load_student_model
+from kfp_distill._implementation.jsonl import write_jsonl
+from kfp_distill._implementation.models import load_tokenizer
+from kfp_distill._implementation.student import (
+    StudentPredictor,
+    decoder_prompt_ids,
+    generate_batched,
+    load_student_model,
+)
 from kfp_distill.components.tune_student.config import TuningConfig
 from kfp_distill.components.tune_student.data import IGNORE_INDEX, TrainingRow, prepare_training_examples
 from kfp_distill.components.tune_student.seq2seq import SharedEncoderCollator, encode_seq2seq_example
@@ -67,7 +74,7 @@ def test_the_encoder_runs_once_for_both_tasks_with_the_losses_of_two_separate_pa
     encoder_calls = []
     encoder = model.get_encoder()
     monkeypatch.setattr(encoder, "forward", lambda *a, _forward=encoder.forward, **k: encoder_calls.append(1) or _forward(*a, **k))
-    label_loss, rationale_loss, _ = trainer.encoder_decoder_task_losses(model, batch)
+    (label_loss, rationale_loss), _ = trainer.encoder_decoder_task_losses(model, batch)
     assert len(encoder_calls) == 1
     assert (label_loss.item(), rationale_loss.item()) == (pytest.approx(expected[0], rel=1e-5), pytest.approx(expected[1], rel=1e-5))
     # The task marker starts the decoder and is not a target.
@@ -90,3 +97,20 @@ def test_a_t5_student_trains_saves_reloads_and_predicts(tiny_t5_dir, distilled_p
     assert reloaded.config.is_encoder_decoder
     predictions = StudentPredictor(result.model_dir, max_new_tokens=6).predict(["Sam has 4 apples and buys 2 more."], task="rationale")
     assert len(predictions) == 1 and isinstance(predictions[0].text, str)
+
+
+def test_a_t5_student_tunes_on_labels_alone(tiny_t5_dir, empty_evaluation_path, tmp_path):
+    train = tmp_path / "labels.jsonl"
+    write_jsonl(train, [{"input_text": row.input_text, "output_text": row.output_text} for row in ROWS])
+    config = TuningConfig(tiny_t5_dir, train_steps=3, batch_size=2, learning_rate_multiplier=10.0)
+    result = tune_student(str(train), empty_evaluation_path, str(tmp_path / "model"), str(tmp_path / "tb"), config, {})
+    assert result.metrics["steps_run"] == 3 and result.metrics["final_train_loss"] > 0
+    facts = json.loads((Path(result.model_dir) / "kfp_distill.json").read_text())
+    assert facts["trained_tasks"] == ["label"]
+
+
+def test_batched_generation_answers_as_one_at_a_time(tiny_t5_dir):
+    inputs = [row.input_text for row in ROWS]
+    alone = [p.text for p in StudentPredictor(tiny_t5_dir, max_new_tokens=5).predict(inputs)]
+    model = load_student_model(tiny_t5_dir).eval()
+    assert generate_batched(model, load_tokenizer(tiny_t5_dir), inputs, "label", 5, batch_size=2) == alone

@@ -4,7 +4,9 @@ from pathlib import Path
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from transformers import TrainerCallback
 
+from kfp_distill._implementation.jsonl import DatasetError, write_jsonl
 from kfp_distill._implementation.models import load_causal_lm
 from kfp_distill._implementation.student import StudentPredictor
 from kfp_distill.components.tune_student.config import TuningConfig
@@ -13,6 +15,7 @@ from kfp_distill.components.tune_student.data import (
     TaskPrefixCollator,
     TrainingRow,
     prepare_training_examples,
+    read_training_rows,
 )
 from kfp_distill.components.tune_student.trainer import TaskPrefixTrainer, TokenStatistics, build_trainer
 from kfp_distill.components.tune_student.tuning import tune_student
@@ -242,3 +245,54 @@ def test_a_run_killed_after_a_checkpoint_resumes_and_ends_like_an_uninterrupted_
     ):
         torch.testing.assert_close(resumed_weight, uninterrupted_weight, rtol=1e-4, atol=1e-6, msg=name)
     assert not checkpoint_dir.exists()  # removed once the model is written
+
+
+def test_label_only_rows_train_on_the_label_loss_alone(tiny_student_dir, smollm2_tokenizer, tmp_path):
+    """Standard fine-tuning, the baseline distilling step-by-step is compared with: no rationale branch at all."""
+    model = load_causal_lm(tiny_student_dir)
+    rows = [TrainingRow(row.input_text, row.output_text) for row in UNEVEN_ROWS]
+    examples = prepare_training_examples(rows, smollm2_tokenizer, 1024, 128).examples
+    assert all(set(example) == {"label"} for example in examples)
+    pad = smollm2_tokenizer.pad_token_id
+    trainer = build_trainer(model, TuningConfig(tiny_student_dir, alpha=0.3), examples, [], pad, str(tmp_path / "c"), str(tmp_path / "t"))
+    batch = SharedPrefixCollator(pad)(examples)
+    assert set(batch) == {"label"}
+    expected = by_hand_task_loss(model, batch["label"])
+    assert trainer.compute_loss(model, batch).item() == pytest.approx(expected.item(), rel=1e-5)
+    counts = trainer._get_num_items_in_batch([batch], torch.device("cpu"))
+    assert counts.tolist() == [int((batch["label"]["labels"] != -100).sum())]
+
+
+class StepRecorder(TrainerCallback):
+    def __init__(self):
+        self.steps = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps.append(state.global_step)
+
+
+def test_a_label_only_file_tunes_with_alpha_one_and_says_so(tiny_student_dir, empty_evaluation_path, tmp_path):
+    train = tmp_path / "labels.jsonl"
+    write_jsonl(train, [{"input_text": row.input_text, "output_text": row.output_text} for row in UNEVEN_ROWS])
+    recorder = StepRecorder()
+    config = TuningConfig(tiny_student_dir, batch_size=2, train_steps=3, alpha=0.3)
+    result = tune_student(
+        str(train), empty_evaluation_path, str(tmp_path / "model"), str(tmp_path / "tb"), config, PROVENANCE,
+        extra_callbacks=[recorder],
+    )
+    assert recorder.steps == [1, 2, 3] and result.metrics["truncated_rationales"] == 0
+    facts = json.loads((Path(result.model_dir) / "kfp_distill.json").read_text())
+    assert facts["trained_tasks"] == ["label"] and facts["tuning"]["alpha"] == 1.0
+    assert set(facts["prompt_format"]) == {"label"}
+    card = (Path(result.model_dir) / "README.md").read_text()
+    assert "standard fine-tuning" in card and "[rationale]" not in card
+
+
+def test_a_row_without_a_rationale_among_rows_with_one_is_named(tmp_path):
+    train = tmp_path / "mixed.jsonl"
+    write_jsonl(train, [
+        {"input_text": "q1", "output_text": "1", "rationale": "r1"},
+        {"input_text": "q2", "output_text": "2"},
+    ])
+    with pytest.raises(DatasetError, match=r"mixed.jsonl.*line 2.*rationale"):
+        read_training_rows(str(train))

@@ -1,0 +1,245 @@
+"""Does training on rationales beat labels alone? The paper's comparison, run with our components.
+
+For one dataset of the paper (converted by `convert.py`), each run goes the pipeline's way with the
+pipeline's code: validate-dataset checks its training file; for the arms with rationales, generate-rationales
+replays PaLM-540B's recorded rationales through the `precomputed` teacher; tune-student tunes the student;
+the evaluation's task metrics score held-out answers. The arms, same student, steps and batch:
+
+- `standard`: standard fine-tuning on the gold labels;
+- `dss`: distilling step-by-step, gold labels plus PaLM's rationales;
+- `label_distillation`: PaLM's labels, no rationales;
+- `dss_teacher_labels`: distilling step-by-step without gold labels, PaLM's labels and rationales;
+
+each for several seeds and training-data fractions. Every `--eval-interval` steps a run generates the label
+task greedily on a validation split (held out from the training split) and on the test split, and records
+the accuracies with the steps and the training CPU seconds so far (the process's CPU time, which other load
+on a shared machine distorts less than wall time; these measurements excluded). So each run gives one
+curve, from which `report.py` reads the comparisons at equal steps, at convergence (the best validation
+accuracy) and at equal compute (training CPU seconds).
+
+Runs append to `<out-dir>/runs.jsonl` as each finishes; a re-run skips the runs already there, so a long
+benchmark can be stopped and resumed.
+
+Usage (from the repository root):
+    .venv/bin/python benchmarks/quality/run.py --dataset svamp --out-dir results/svamp \\
+        [--arms standard dss label_distillation dss_teacher_labels] [--seeds 0 1 2] [--fractions 1.0] \\
+        [--steps 300] [--eval-interval 50] [--train-limit N] [--test-limit N]
+    .venv/bin/python benchmarks/quality/report.py results/svamp
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from convert import DATASETS, DEFAULT_DATA_DIR, converted_rows  # noqa: E402
+
+from kfp_distill._implementation.jsonl import load_rows, write_jsonl  # noqa: E402
+from kfp_distill._implementation.models import load_tokenizer  # noqa: E402
+from kfp_distill._implementation.student import generate_batched  # noqa: E402
+from kfp_distill.components.evaluate.task_metrics import score_answers  # noqa: E402
+from kfp_distill.components.generate_rationales.generation import generate_rationales  # noqa: E402
+from kfp_distill.components.tune_student.config import TuningConfig  # noqa: E402
+from kfp_distill.components.tune_student.tuning import tune_student  # noqa: E402
+from kfp_distill.components.validate_dataset.validation import validate_dataset  # noqa: E402
+
+ARMS = ("standard", "dss", "label_distillation", "dss_teacher_labels")
+RATIONALE_ARMS = ("dss", "dss_teacher_labels")
+# How each dataset is scored: SVAMP by value; CQA answers are free text matched exactly (after SQuAD
+# normalisation); the NLI sets are three-way classification.
+TASK_TYPES = {"svamp": "math", "cqa": "free_text", "anli1": "classification", "esnli": "classification"}
+RUNS_FILE = "runs.jsonl"
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """What makes one run: its dataset, arm, share of the training rows and seed."""
+
+    dataset: str
+    arm: str
+    fraction: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """The accuracies after `step` optimizer steps and `train_cpu_s` CPU seconds of training."""
+
+    step: int
+    train_cpu_s: float
+    validation_accuracy: float
+    test_accuracy: float
+
+
+def arm_rows(rows: list[dict], arm: str) -> list[dict]:
+    """Training rows of one arm: whose label (gold or PaLM's) and whether the rationale is kept.
+
+    Rows PaLM gave no answer for are left out of the arms that train on its labels.
+    """
+    teacher_labels = arm in ("label_distillation", "dss_teacher_labels")
+    with_rationale = arm in RATIONALE_ARMS
+    chosen = []
+    for row in rows:
+        label = row["teacher_label"] if teacher_labels else row["output_text"]
+        if not label:
+            continue
+        chosen.append({"input_text": row["input_text"], "output_text": label,
+                       **({"rationale": row["rationale"]} if with_rationale else {})})
+    return chosen
+
+
+def split_rows(rows: list[dict], validation_size: int, fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """(training rows, validation rows): the validation rows are the same for every run of a dataset; the
+    training rows are a seeded `fraction` of the rest."""
+    shuffled = rows[:]
+    random.Random(0).shuffle(shuffled)
+    validation, rest = shuffled[:validation_size], shuffled[validation_size:]
+    random.Random(seed).shuffle(rest)
+    return rest[: max(1, round(len(rest) * fraction))], validation
+
+
+class HeldOutAccuracy(TrainerCallback):
+    """Every `interval` steps and at the last one, the label-task accuracy on the validation and test rows.
+
+    Its own CPU time is kept out of the training CPU seconds it records.
+    """
+
+    def __init__(self, interval: int, tokenizer, validation: list[dict], test: list[dict], task_type: str,
+                 max_new_tokens: int):
+        self.interval, self.tokenizer, self.task_type = interval, tokenizer, task_type
+        self.validation, self.test, self.max_new_tokens = validation, test, max_new_tokens
+        self.points: list[CurvePoint] = []
+        self._started = 0.0
+        self._measuring_s = 0.0
+
+    def _accuracy(self, model, rows: list[dict]) -> float:
+        answers = generate_batched(model, self.tokenizer, [r["input_text"] for r in rows], "label", self.max_new_tokens)
+        return score_answers(self.task_type, answers, [r["output_text"] for r in rows]).accuracy
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._started = time.process_time()
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.interval and state.global_step < state.max_steps:
+            return
+        measuring = time.process_time()
+        was_training = model.training
+        model.eval()
+        validation, test = self._accuracy(model, self.validation), self._accuracy(model, self.test)
+        model.train(was_training)
+        train_cpu_s = measuring - self._started - self._measuring_s
+        self._measuring_s += time.process_time() - measuring
+        self.points.append(CurvePoint(state.global_step, train_cpu_s, validation, test))
+        print(f"  step {state.global_step}: validation {validation:.3f}, test {test:.3f} ({train_cpu_s:.0f} CPU s)",
+              flush=True)
+
+
+def run_one(key: RunKey, rows: list[dict], test: list[dict], args: argparse.Namespace) -> dict:
+    """Validates, tunes and measures one run; returns its record for runs.jsonl."""
+    train, validation = split_rows(arm_rows(rows, key.arm), args.validation_size, key.fraction, key.seed)
+    task_type = TASK_TYPES[key.dataset]
+    with tempfile.TemporaryDirectory(prefix="kfp-distill-quality-") as work:
+        work_dir = Path(work)
+        write_jsonl(work_dir / "train.jsonl", train)
+        validated = validate_dataset(
+            str(work_dir / "train.jsonl"), "", args.student, work_dir / "validated.jsonl",
+            work_dir / "no-evaluation.jsonl", work_dir / "validation.md", task_type=task_type,
+        )
+        tuning_rows = work_dir / "validated.jsonl"
+        if key.arm in RATIONALE_ARMS:  # the teacher step, PaLM's recorded rationales replayed
+            tuning_rows = work_dir / "distilled.jsonl"
+            generate_rationales(
+                str(work_dir / "validated.jsonl"), tuning_rows, work_dir / "teacher.md", "precomputed",
+                task_type=task_type,
+            )
+        config = TuningConfig(
+            student_model_reference=args.student, train_steps=args.steps, batch_size=args.batch_size,
+            learning_rate_multiplier=args.learning_rate_multiplier, alpha=args.alpha, seed=key.seed,
+            evaluation_interval=args.eval_interval,
+        )
+        measure = HeldOutAccuracy(args.eval_interval, load_tokenizer(args.student), validation, test, task_type,
+                                  args.max_new_tokens)
+        result = tune_student(
+            str(tuning_rows), None, str(work_dir / "model"), str(work_dir / "tensorboard"),
+            config, provenance={"dataset_uri": f"dsbs/{key.dataset}"}, extra_callbacks=[measure],
+        )
+    return {
+        **asdict(key),
+        "train_rows": validated.train.examples,
+        "validation_rows": len(validation),
+        "test_rows": len(test),
+        "student": args.student,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "alpha": args.alpha,
+        "learning_rate": config.learning_rate,
+        "seconds_per_step": result.metrics["seconds_per_step"],
+        "curve": [asdict(point) for point in measure.points],
+    }
+
+
+def completed_runs(out_dir: Path) -> set[RunKey]:
+    path = out_dir / RUNS_FILE
+    if not path.exists():
+        return set()
+    return {RunKey(r["dataset"], r["arm"], r["fraction"], r["seed"]) for r in load_rows(path)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True, choices=list(DATASETS))
+    parser.add_argument("--out-dir", type=Path, required=True)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--fractions", nargs="+", type=float, default=[1.0],
+                        help="shares of the training rows; below 1 only for the standard and dss arms")
+    parser.add_argument("--student", default="smollm2-135m-instruct")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--learning-rate-multiplier", type=float, default=0.5)
+    parser.add_argument("--alpha", type=float, default=0.5, help="label-loss weight of the two-task arms")
+    parser.add_argument("--eval-interval", type=int, default=50)
+    parser.add_argument("--validation-size", type=int, default=80)
+    parser.add_argument("--train-limit", type=int, help="use the first N training rows (a quick run)")
+    parser.add_argument("--test-limit", type=int, help="score the first N test rows (a quick run)")
+    parser.add_argument("--max-new-tokens", type=int, default=24)
+    args = parser.parse_args(argv)
+
+    spec = DATASETS[args.dataset]
+    rows = list(converted_rows(args.dataset, spec.train_split, args.data_dir))[: args.train_limit]
+    test = [
+        {"input_text": r["input_text"], "output_text": r["output_text"]}
+        for r in converted_rows(args.dataset, spec.test_split, args.data_dir)
+    ][: args.test_limit]
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    done = completed_runs(args.out_dir)
+    keys = [
+        RunKey(args.dataset, arm, fraction, seed)
+        for fraction in sorted(args.fractions, reverse=True)
+        for seed in args.seeds
+        for arm in args.arms
+        if fraction == 1.0 or arm in ("standard", "dss")
+    ]
+    for key in keys:
+        if key in done:
+            print(f"{key}: done already", flush=True)
+            continue
+        print(f"{key}: tuning", flush=True)
+        record = run_one(key, rows, test, args)
+        with (args.out_dir / RUNS_FILE).open("a", encoding="utf-8") as runs:
+            runs.write(json.dumps(record) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,60 @@
+"""The quality benchmark end to end on a tiny SVAMP-like set with a tiny student: it runs, resumes, reports."""
+
+
+from kfp_distill._implementation.jsonl import load_rows
+
+
+def test_arms_choose_labels_and_rationales(run_script):
+    rows = [
+        {"input_text": "q1", "output_text": "gold1", "rationale": "because1", "teacher_label": "palm1"},
+        {"input_text": "q2", "output_text": "gold2", "rationale": "because2", "teacher_label": None},
+    ]
+    assert run_script.arm_rows(rows, "standard") == [
+        {"input_text": "q1", "output_text": "gold1"}, {"input_text": "q2", "output_text": "gold2"}
+    ]
+    assert run_script.arm_rows(rows, "dss")[1] == {"input_text": "q2", "output_text": "gold2", "rationale": "because2"}
+    # PaLM gave no answer to q2: the arms on its labels leave that row out.
+    assert run_script.arm_rows(rows, "label_distillation") == [{"input_text": "q1", "output_text": "palm1"}]
+    assert run_script.arm_rows(rows, "dss_teacher_labels") == [
+        {"input_text": "q1", "output_text": "palm1", "rationale": "because1"}
+    ]
+
+
+def test_validation_rows_stay_put_and_fractions_nest_by_seed(run_script):
+    rows = [{"input_text": str(i)} for i in range(100)]
+    train_all, validation = run_script.split_rows(rows, 10, 1.0, seed=0)
+    train_half, validation_again = run_script.split_rows(rows, 10, 0.5, seed=1)
+    assert validation == validation_again and len(train_all) == 90 and len(train_half) == 45
+    assert not {r["input_text"] for r in validation} & {r["input_text"] for r in train_all}
+
+
+def test_runs_resume_and_report(run_script, report_script, svamp_like, tmp_path, tiny_student_dir):
+    out = tmp_path / "results"
+    arguments = [
+        "--dataset", "svamp", "--data-dir", str(svamp_like), "--out-dir", str(out), "--student", tiny_student_dir,
+        "--seeds", "0", "1", "--fractions", "1.0", "0.5", "--steps", "4", "--eval-interval", "2",
+        "--batch-size", "2", "--validation-size", "4", "--max-new-tokens", "4",
+    ]
+    assert run_script.main(arguments + ["--arms", "standard", "dss"]) == 0
+    runs = load_rows(out / "runs.jsonl")
+    assert sorted((r["arm"], r["fraction"], r["seed"]) for r in runs) == sorted(
+        (arm, fraction, seed) for arm in ("standard", "dss") for fraction in (1.0, 0.5) for seed in (0, 1)
+    )
+    for run in runs:
+        assert [point["step"] for point in run["curve"]] == [2, 4]
+        assert all(0 <= point["test_accuracy"] <= 1 and point["train_cpu_s"] > 0 for point in run["curve"])
+        assert run["train_rows"] == (20 if run["fraction"] == 1.0 else 10) and run["test_rows"] == 6
+
+    # Resuming runs only what is missing: the label-distillation arms, on all the data only.
+    assert run_script.main(arguments + ["--arms", "standard", "dss", "label_distillation"]) == 0
+    runs = load_rows(out / "runs.jsonl")
+    added = [(r["arm"], r["fraction"]) for r in runs[8:]]
+    assert added == [("label_distillation", 1.0), ("label_distillation", 1.0)]
+    # PaLM's label is wrong on every fifth row (rows 0, 5, ... of the shuffled training rows stay in).
+    assert runs[8]["train_rows"] == 20
+
+    assert report_script.main([str(out)]) == 0
+    table = (out / "results.md").read_text()
+    assert "| 100% | distilling step-by-step (gold labels + PaLM rationales) | 2 | 20 |" in table
+    assert "| 50% | standard fine-tuning (gold labels) | 2 | 10 |" in table
+    assert (out / "results.png").read_bytes().startswith(b"\x89PNG")
