@@ -18,6 +18,7 @@ def evaluate(
     classification_metrics: Output[ClassificationMetrics],
     tensorboard_logs: Input[Artifact] = None,
     task_type: str = "auto",
+    trust_remote_code: bool = False,
 ):
     """Scores the teacher, the untuned student and the distilled student on the evaluation set.
 
@@ -35,6 +36,7 @@ def evaluate(
         tensorboard_logs: tune-student's TensorBoard logs, plotted as training curves in the HTML report.
         task_type: `auto` (inferred from the evaluation set), classification, extractive_qa, summarization,
             math or free_text.
+        trust_remote_code: Run the student repository's own Python code, if it has some (off: refused).
     """
     from kfp_distill.components.evaluate.evaluation import evaluate_student
 
@@ -47,6 +49,7 @@ def evaluate(
         task_type=task_type,
         html_report_path=html_report.path,
         tensorboard_dir=tensorboard_logs.path if tensorboard_logs is not None else None,
+        trust_remote_code=trust_remote_code,
     )
     for name, value in result.metrics().items():
         metrics.log_metric(name, value)

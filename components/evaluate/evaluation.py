@@ -261,10 +261,10 @@ def load_teacher_answers(teacher_predictions_path: str) -> dict[str, TeacherAnsw
 
 
 def _student_answers(
-    model_reference: str, inputs: list[str], max_new_tokens: int, task_type: str
+    model_reference: str, inputs: list[str], max_new_tokens: int, task_type: str, trust_remote_code: bool
 ) -> tuple[list[str], list[float]]:
     """The answers a student gives to the label task, and its latency on each example."""
-    predictor = StudentPredictor(model_reference, max_new_tokens=max_new_tokens)
+    predictor = StudentPredictor(model_reference, max_new_tokens=max_new_tokens, trust_remote_code=trust_remote_code)
     predictions = predictor.predict(inputs, task="label")
     # Only one model in memory at a time: free this one before the next is loaded.
     del predictor
@@ -343,6 +343,7 @@ def evaluate_student(
     task_type: str = "auto",
     html_report_path: str | None = None,
     tensorboard_dir: str | None = None,
+    trust_remote_code: bool = False,
 ) -> EvaluationResult:
     """Compares the distilled student with the untuned student and the teacher on the evaluation set.
 
@@ -357,6 +358,7 @@ def evaluate_student(
         task_type: `auto` (inferred from the evaluation rows) or one of `tasks.TASK_TYPES`.
         html_report_path: Where the HTML report (tables, plots, worst examples) is written; None: no HTML.
         tensorboard_dir: tune-student's TensorBoard logs, plotted as training curves in the HTML report.
+        trust_remote_code: Run the student repository's own Python code, if it has some (off: refused).
 
     Returns:
         The scores, latencies and per-example comparisons; `metrics()` gives the scalar metrics.
@@ -370,8 +372,12 @@ def evaluate_student(
     teacher_answers = load_teacher_answers(teacher_predictions_path)
     inputs = [row.input_text for row in rows]
     task = resolve_task_type(task_type, inputs, [row.gold for row in rows])
-    distilled_answers, distilled_latencies = _student_answers(model_dir, inputs, max_new_tokens, task.name)
-    untuned_answers, untuned_latencies = _student_answers(student_model_reference, inputs, max_new_tokens, task.name)
+    distilled_answers, distilled_latencies = _student_answers(
+        model_dir, inputs, max_new_tokens, task.name, trust_remote_code
+    )
+    untuned_answers, untuned_latencies = _student_answers(
+        student_model_reference, inputs, max_new_tokens, task.name, trust_remote_code
+    )
     result = compare(
         rows,
         teacher_answers,

@@ -25,6 +25,7 @@ def tune_student(
     enable_checkpoint_selection: bool = False,
     tuning_method: str = "full",
     alpha: float = 0.5,
+    trust_remote_code: bool = False,
 ):
     """Tunes the student on the teacher's labels and rationales (two tasks, one model).
 
@@ -51,9 +52,10 @@ def tune_student(
         enable_checkpoint_selection: Return the best evaluated checkpoint, else the last one.
         tuning_method: "full" or "lora".
         alpha: Weight of the label loss; the rationale loss gets 1 - alpha.
+        trust_remote_code: Run the student repository's own Python code, if it has some (off: refused).
     """
     from kfp_distill.components.tune_student.config import TuningConfig
-    from kfp_distill.components.tune_student.tuning import tune_student as run_tuning
+    from kfp_distill.components.tune_student.distributed import tune_on_every_device
 
     config = TuningConfig(
         student_model_reference=student_model_reference,
@@ -66,8 +68,9 @@ def tune_student(
         enable_checkpoint_selection=enable_checkpoint_selection,
         tuning_method=tuning_method,
         alpha=alpha,
+        trust_remote_code=trust_remote_code,
     )
-    result = run_tuning(
+    result = tune_on_every_device(  # one process per GPU when there are several
         train_path=distilled_dataset.path,
         evaluation_path=evaluation_dataset.path,
         model_dir=model.path,

@@ -47,6 +47,8 @@ class TuningConfig:
         lora_rank: Rank of the LoRA updates; None for the default by student size (`LORA_RANK_BY_SIZE`).
         lora_alpha: LoRA scaling numerator (the update is scaled by lora_alpha / lora_rank); None for twice the rank.
         seed: Seeds weight initialisation of the adapters and the order of the training rows.
+        trust_remote_code: Allow a student whose repository brings its own Python code (auto_map) to run that
+            code; off, such a student is refused with an error saying so.
     """
 
     student_model_reference: str
@@ -67,6 +69,7 @@ class TuningConfig:
     lora_alpha: int | None = None
     seed: int = 0
     group_by_length: bool = True
+    trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.student_model_reference, str) or not self.student_model_reference.strip():

@@ -12,6 +12,7 @@ rationales). A label-only training set (no rationales) is standard fine-tuning: 
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,7 +253,8 @@ class TaskPrefixTrainer(Trainer):
             return super()._get_train_sampler(train_dataset)
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         return SeededLengthGroupedSampler(
-            self.args.train_batch_size * self.args.gradient_accumulation_steps,
+            # The whole optimizer step's rows over all processes: the same order whatever the process count.
+            self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size,
             lengths=[packed_length(example) for example in dataset],
             seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
         )
@@ -260,21 +262,33 @@ class TaskPrefixTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Adds token accuracy, predicted tokens, tokens/s and peak memory since the last log to the training logs."""
         if "loss" in logs:
-            predicted = int(self._step_predicted)
-            logs[TOKEN_ACCURACY] = int(self._step_correct) / max(predicted, 1)
+            correct, predicted = (int(count) for count in self.summed_over_processes(self._step_correct, self._step_predicted))
+            logs[TOKEN_ACCURACY] = correct / max(predicted, 1)
             logs[NUM_PREDICTIONS] = predicted
             self._reset_step_statistics()
             now = time.perf_counter()
+            trained_tokens = self.trained_tokens_all_processes()
             if self._last_log is not None:
                 logged_at, tokens_then = self._last_log
-                logs[TOKENS_PER_SECOND] = (self.trained_tokens - tokens_then) / max(now - logged_at, 1e-9)
+                logs[TOKENS_PER_SECOND] = (trained_tokens - tokens_then) / max(now - logged_at, 1e-9)
             logs[PEAK_MEMORY_MB] = peak_memory_mb()
-            self._last_log = (now, self.trained_tokens)
+            self._last_log = (now, trained_tokens)
         super().log(logs, start_time)
+
+    def summed_over_processes(self, *counts: torch.Tensor | int) -> list[torch.Tensor]:
+        """Each count summed over the data-parallel processes (as it is with one process)."""
+        stacked = torch.stack([torch.as_tensor(count, dtype=torch.long).cpu() for count in counts])
+        if self.accelerator.num_processes > 1:
+            stacked = self.accelerator.reduce(stacked.to(self.accelerator.device), reduction="sum").cpu()
+        return list(stacked)
+
+    def trained_tokens_all_processes(self) -> int:
+        """Tokens trained so far by all data-parallel processes together."""
+        return int(self.summed_over_processes(self.trained_tokens)[0])
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         if self._last_log is None:  # the first step's tokens/s counts from its start
-            self._last_log = (time.perf_counter(), self.trained_tokens)
+            self._last_log = (time.perf_counter(), self.trained_tokens_all_processes())
         return super().training_step(model, inputs, num_items_in_batch)
 
     def floating_point_ops(self, inputs) -> int:
@@ -302,6 +316,10 @@ class TaskPrefixTrainer(Trainer):
             totals.correct += int(correct)
             totals.predicted += int(predicted)
         self.model.train(was_training)
+        if self.accelerator.num_processes > 1:  # each process evaluated its share of the rows
+            loss_sum = self.accelerator.reduce(torch.tensor([totals.loss_sum], device=self.accelerator.device), "sum")
+            totals.loss_sum = float(loss_sum)
+            totals.correct, totals.predicted = (int(c) for c in self.summed_over_processes(totals.correct, totals.predicted))
         return totals
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
@@ -321,15 +339,20 @@ class ContractTensorBoardCallback(TrainerCallback):
     """Writes the contract's six TensorBoard scalars at each logged step, and learning rate, tokens/s and peak memory."""
 
     def __init__(self, log_dir: str):
-        self.writer = SummaryWriter(log_dir=log_dir, flush_secs=10)
+        self.log_dir = log_dir
+        self.writer: SummaryWriter | None = None  # opened by the first process only, at its first log
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        self.writer = self.writer or SummaryWriter(log_dir=self.log_dir, flush_secs=10)
         for key, name in {**TENSORBOARD_SCALARS, **RUN_SCALARS}.items():
             if logs and key in logs:
                 self.writer.add_scalar(name, logs[key], global_step=state.global_step)
 
     def on_train_end(self, args, state, control, **kwargs):
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
 
 
 class ProgressCallback(TrainerCallback):
@@ -345,6 +368,8 @@ class ProgressCallback(TrainerCallback):
         self.first_step = state.global_step  # above 0 when resuming from a checkpoint
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero:
+            return
         logs = logs or {}
         step = state.global_step
         if "loss" in logs and (step % self.print_every == 0 or step == 1 or step == state.max_steps):
@@ -405,7 +430,8 @@ def build_trainer(
     the last step, for `trainer.train(resume_from_checkpoint=...)` to go on from.
 
     Raises:
-        ValueError: The model's attention implementation cannot take the shared-prefix attention mask.
+        ValueError: The model's attention implementation cannot take the shared-prefix attention mask, or the
+            batch does not split evenly over the data-parallel processes (and their micro-batches).
     """
     encoder_decoder = model.config.is_encoder_decoder
     attention = model.config._attn_implementation
@@ -417,12 +443,23 @@ def build_trainer(
     evaluating = bool(evaluation_examples)
     selecting = evaluating and config.enable_checkpoint_selection
     use_bf16 = bf16_supported()
+    # Under torchrun each of the WORLD_SIZE processes takes its share of every step's batch_size rows.
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if config.batch_size % processes:
+        raise ValueError(f"batch_size {config.batch_size} must be a multiple of the {processes} data-parallel processes")
+    rows_per_process = config.batch_size // processes
+    micro_batch_size = min(config.micro_batch_size or rows_per_process, rows_per_process)
+    if rows_per_process % micro_batch_size:
+        raise ValueError(
+            f"micro_batch_size {micro_batch_size} must divide the {rows_per_process} rows each of the {processes} "
+            "data-parallel processes takes per step"
+        )
     arguments = TrainingArguments(
         output_dir=checkpoint_dir,
         max_steps=config.train_steps,
-        per_device_train_batch_size=config.micro_batch_size or config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        per_device_eval_batch_size=config.micro_batch_size or config.batch_size,
+        per_device_train_batch_size=micro_batch_size,
+        gradient_accumulation_steps=rows_per_process // micro_batch_size,
+        per_device_eval_batch_size=micro_batch_size,
         learning_rate=config.learning_rate,
         lr_scheduler_type="linear",
         warmup_steps=config.train_steps // 20,
@@ -430,7 +467,8 @@ def build_trainer(
         seed=config.seed,
         data_seed=config.seed,
         bf16=use_bf16,
-        use_cpu=use_bf16 and not torch.cuda.is_available(),  # Hugging Face's switch for CPU autocast
+        # Hugging Face's switch for CPU autocast, and for gloo data parallelism on CPUs (tests, CPU clusters).
+        use_cpu=not torch.cuda.is_available() and (use_bf16 or processes > 1),
         logging_strategy="steps",
         logging_steps=1,  # the contract's training scalars are per step
         eval_strategy="steps" if evaluating else "no",

@@ -100,8 +100,8 @@ def tune_student(
     if train_rows[0].rationale is None:
         config = dataclasses.replace(config, alpha=1.0)  # the label loss is all there is; the model card says so
     evaluation_rows = read_evaluation_rows(evaluation_path)
-    tokenizer = load_tokenizer(config.student_model_reference)
-    encoder_decoder = is_encoder_decoder(config.student_model_reference)
+    tokenizer = load_tokenizer(config.student_model_reference, config.trust_remote_code)
+    encoder_decoder = is_encoder_decoder(config.student_model_reference, config.trust_remote_code)
     encode = encode_seq2seq_example if encoder_decoder else encode_example
     training = prepare_training_examples(
         train_rows, tokenizer, config.max_input_tokens, config.max_rationale_tokens, encode
@@ -114,7 +114,7 @@ def tune_student(
         flush=True,
     )
 
-    model = load_student_model(config.student_model_reference, dtype=torch.float32)
+    model = load_student_model(config.student_model_reference, config.trust_remote_code, dtype=torch.float32)
     if config.tuning_method == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -172,10 +172,12 @@ def tune_student(
         "resumed_from_step": resumed_from_step,
         "wall_time_s": wall_time_s,
         "seconds_per_step": wall_time_s / max(steps_this_run, 1),
-        "tokens_per_s": trainer.trained_tokens / wall_time_s,
+        "tokens_per_s": trainer.trained_tokens_all_processes() / wall_time_s,
         "peak_memory_mb": peak_memory_mb(),
         "final_learning_rate": train_logs[-1]["learning_rate"],
     }
+    if not trainer.is_world_process_zero():  # data-parallel: the first process writes the results
+        return TuningResult(model_dir=str(model_dir), metrics=metrics)
     print(
         f"tuned {metrics['steps_run']} steps in {wall_time_s:.1f} s; selected step {metrics['selected_step']}"
         + (" (stopped early)" if metrics["stopped_early"] else ""),

@@ -10,6 +10,7 @@ A reference is one of:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import os
@@ -202,20 +203,41 @@ def resolve_hf_model(reference: str) -> str:
     return str(_converted_from_gguf(local) if local.suffix == ".gguf" else local)
 
 
-def load_tokenizer(reference: str):
-    """Loads the tokenizer of a student model reference, with a pad token set."""
+@contextlib.contextmanager
+def remote_code_refusal_explained(reference: str):
+    """Turns transformers' refusal to run a model's own Python code into an error that says how to allow it."""
+    try:
+        yield
+    except ValueError as error:
+        if "trust_remote_code" not in str(error):
+            raise
+        raise ModelReferenceError(
+            f"{reference} needs its own Python code (auto_map) to load; kfp-distill runs it only with "
+            "trust_remote_code=True (tune-student's and the pipeline's parameter): turn it on only for a source "
+            f"you trust. ({error})"
+        ) from error
+
+
+def load_tokenizer(reference: str, trust_remote_code: bool = False):
+    """Loads the tokenizer of a student model reference, with a pad token set.
+
+    Args:
+        trust_remote_code: Allow a model repository's own Python code (off: such a model is refused).
+    """
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_hf_model(reference), trust_remote_code=False)
+    with remote_code_refusal_explained(reference):
+        tokenizer = AutoTokenizer.from_pretrained(resolve_hf_model(reference), trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
-def load_causal_lm(reference: str, **kwargs):
-    """Loads a causal LM from safetensors weights only."""
+def load_causal_lm(reference: str, trust_remote_code: bool = False, **kwargs):
+    """Loads a causal LM from safetensors weights only (its own Python code only with `trust_remote_code`)."""
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(
-        resolve_hf_model(reference), use_safetensors=True, trust_remote_code=False, **kwargs
-    )
+    with remote_code_refusal_explained(reference):
+        return AutoModelForCausalLM.from_pretrained(
+            resolve_hf_model(reference), use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs
+        )

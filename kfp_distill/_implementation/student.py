@@ -29,29 +29,35 @@ def decoder_prompt_ids(tokenizer, task: Task = "label") -> list[int]:
     return tokenizer(student_prompt("", task), add_special_tokens=False)["input_ids"]
 
 
-def is_encoder_decoder(model_reference: str) -> bool:
+def is_encoder_decoder(model_reference: str, trust_remote_code: bool = False) -> bool:
     """Whether a student is an encoder-decoder (T5, Flan-T5) rather than a causal LM."""
     from transformers import AutoConfig
 
-    from kfp_distill._implementation.models import resolve_hf_model
+    from kfp_distill._implementation.models import remote_code_refusal_explained, resolve_hf_model
 
-    config = AutoConfig.from_pretrained(resolve_hf_model(model_reference), trust_remote_code=False)
+    with remote_code_refusal_explained(model_reference):
+        config = AutoConfig.from_pretrained(resolve_hf_model(model_reference), trust_remote_code=trust_remote_code)
     return bool(getattr(config, "is_encoder_decoder", False))
 
 
-def load_student_model(model_reference: str, **kwargs):
-    """A causal LM or an encoder-decoder, from safetensors weights only and without remote code."""
-    if not is_encoder_decoder(model_reference):
+def load_student_model(model_reference: str, trust_remote_code: bool = False, **kwargs):
+    """A causal LM or an encoder-decoder, from safetensors weights only.
+
+    Args:
+        trust_remote_code: Allow the model repository's own Python code (off: such a model is refused).
+    """
+    if not is_encoder_decoder(model_reference, trust_remote_code):
         from kfp_distill._implementation.models import load_causal_lm
 
-        return load_causal_lm(model_reference, **kwargs)
+        return load_causal_lm(model_reference, trust_remote_code=trust_remote_code, **kwargs)
     from transformers import AutoModelForSeq2SeqLM
 
-    from kfp_distill._implementation.models import resolve_hf_model
+    from kfp_distill._implementation.models import remote_code_refusal_explained, resolve_hf_model
 
-    return AutoModelForSeq2SeqLM.from_pretrained(
-        resolve_hf_model(model_reference), use_safetensors=True, trust_remote_code=False, **kwargs
-    )
+    with remote_code_refusal_explained(model_reference):
+        return AutoModelForSeq2SeqLM.from_pretrained(
+            resolve_hf_model(model_reference), use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs
+        )
 
 
 def _decoder_start(model, tokenizer, task: Task) -> list[int]:
@@ -103,13 +109,13 @@ class Prediction:
 class StudentPredictor:
     """Greedy generation from a student model (a tuned model directory or any model reference)."""
 
-    def __init__(self, model_reference: str, max_new_tokens: int = 64):
+    def __init__(self, model_reference: str, max_new_tokens: int = 64, trust_remote_code: bool = False):
         import torch
 
         from kfp_distill._implementation.models import load_tokenizer
 
-        self.tokenizer = load_tokenizer(model_reference)
-        self.model = load_student_model(model_reference, dtype=torch.float32).eval()
+        self.tokenizer = load_tokenizer(model_reference, trust_remote_code)
+        self.model = load_student_model(model_reference, trust_remote_code, dtype=torch.float32).eval()
         self.max_new_tokens = max_new_tokens
 
     def predict(self, input_texts: Sequence[str], task: Task = "label") -> list[Prediction]:

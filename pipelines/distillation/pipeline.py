@@ -59,6 +59,7 @@ def distillation(
     drop_contradicting_rationales: bool = False,
     registry_uri: str = "",
     task_type: str = "auto",
+    trust_remote_code: bool = False,
 ) -> str:
     """Distils a teacher into a student and registers the result.
 
@@ -101,6 +102,8 @@ def distillation(
         task_type: `classification`, `extractive_qa`, `summarization`, `math` or `free_text`: the teacher's
             instruction, how answers are compared and which metrics the evaluation reports; `auto`: inferred
             once by validate-dataset from the training and evaluation data.
+        trust_remote_code: Let tuning and evaluation run a student repository's own Python code (auto_map);
+            off, such a student is refused. Turn it on only for a source you trust.
 
     Returns:
         The registered model's resource name.
@@ -148,6 +151,7 @@ def distillation(
         enable_checkpoint_selection=enable_checkpoint_selection,
         tuning_method=tuning_method,
         alpha=alpha,
+        trust_remote_code=trust_remote_code,
     )
     # Without a project nothing goes to Google Cloud: kfp.local and Kubeflow tune in the task's own process.
     with dsl.If(project == "", name="no-google-cloud-project"):
@@ -180,6 +184,7 @@ def distillation(
             student_model_reference=student_model_reference,
             tensorboard_logs=training_logs,
             task_type=validation.outputs["Output"],
+            trust_remote_code=trust_remote_code,
         ).set_display_name("evaluate")
 
     upload = upload_model(

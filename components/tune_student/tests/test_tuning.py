@@ -1,4 +1,5 @@
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from transformers import TrainerCallback
 
 from kfp_distill._implementation.jsonl import DatasetError, write_jsonl
-from kfp_distill._implementation.models import load_causal_lm
+from kfp_distill._implementation.models import ModelReferenceError, load_causal_lm
 from kfp_distill._implementation.student import StudentPredictor
 from kfp_distill.components.tune_student.config import TuningConfig
 from kfp_distill.components.tune_student.data import (
@@ -296,3 +297,38 @@ def test_a_row_without_a_rationale_among_rows_with_one_is_named(tmp_path):
     ])
     with pytest.raises(DatasetError, match=r"mixed.jsonl.*line 2.*rationale"):
         read_training_rows(str(train))
+
+
+@pytest.fixture
+def remote_code_student_dir(tmp_path, tiny_student_dir):
+    """The tiny student as a repository that brings its own model class (auto_map), as some Hub models do."""
+    model_dir = tmp_path / "remote-code-student"
+    shutil.copytree(tiny_student_dir, model_dir)
+    (model_dir / "configuration_tiny.py").write_text(
+        "from transformers import LlamaConfig\n\n\nclass TinyRemoteConfig(LlamaConfig):\n    model_type = 'tiny_remote'\n"
+    )
+    (model_dir / "modeling_tiny.py").write_text(
+        "from transformers import LlamaForCausalLM\n\nfrom .configuration_tiny import TinyRemoteConfig\n\n\n"
+        "class TinyRemoteForCausalLM(LlamaForCausalLM):\n    config_class = TinyRemoteConfig\n"
+    )
+    config = json.loads((model_dir / "config.json").read_text())
+    config.update(model_type="tiny_remote", auto_map={
+        "AutoConfig": "configuration_tiny.TinyRemoteConfig",
+        "AutoModelForCausalLM": "modeling_tiny.TinyRemoteForCausalLM",
+    })
+    (model_dir / "config.json").write_text(json.dumps(config))
+    return str(model_dir)
+
+
+def test_a_student_with_its_own_code_is_refused_unless_trusted(
+    remote_code_student_dir, distilled_path, empty_evaluation_path, tmp_path
+):
+    with pytest.raises(ModelReferenceError, match="trust_remote_code=True"):
+        run(tmp_path / "refused", remote_code_student_dir, distilled_path, empty_evaluation_path, train_steps=1)
+    result, _ = run(
+        tmp_path / "trusted", remote_code_student_dir, distilled_path, empty_evaluation_path, train_steps=2,
+        trust_remote_code=True,
+    )
+    assert result.metrics["steps_run"] == 2
+    predictor = StudentPredictor(result.model_dir, max_new_tokens=4, trust_remote_code=True)
+    assert type(predictor.model).__name__ == "TinyRemoteForCausalLM"
