@@ -3,6 +3,22 @@
 import pytest
 
 from kfp_distill._implementation.jsonl import write_jsonl
+from kfp_distill.components.tune_student.data import TrainingRow
+
+
+@pytest.fixture(scope="session")
+def uneven_rows() -> list[TrainingRow]:
+    """Inputs, labels and rationales of different lengths, so that every collator pads."""
+    return [
+        TrainingRow("Sam has 3 apples.", "3", "He has three."),
+        TrainingRow(
+            "A farmer has 12 pears and 7 plums. How many fruits does the farmer have?",
+            "( 12 + 7 )",
+            "Twelve pears and seven plums make 12 + 7 fruits in all.",
+        ),
+        TrainingRow("What is 9 - 4?", "( 9 - 4 )", "Take four from nine."),
+        TrainingRow("Ann reads 5 pages a day for 6 days. How many pages?", "( 5 * 6 )", "Five pages six times: 5 * 6."),
+    ]
 
 
 def word_problem(index: int) -> dict:

@@ -7,28 +7,15 @@ from kfp_distill._implementation.models import load_causal_lm
 from kfp_distill.components.tune_student.config import TuningConfig
 from kfp_distill.components.tune_student.data import (
     SeededLengthGroupedSampler,
-    TrainingRow,
     packed_length,
     prepare_training_examples,
 )
 from kfp_distill.components.tune_student.trainer import build_trainer
 
-ROWS = [
-    TrainingRow("Sam has 3 apples.", "3", "He has three."),
-    TrainingRow(
-        "A farmer has 12 pears and 7 plums. How many fruits does the farmer have?",
-        "( 12 + 7 )",
-        "Twelve pears and seven plums make 12 + 7 fruits in all.",
-    ),
-    TrainingRow("What is 9 - 4?", "( 9 - 4 )", "Take four from nine."),
-    TrainingRow("Ann reads 5 pages a day for 6 days. How many pages?", "( 5 * 6 )", "Five pages six times: 5 * 6."),
-]
-
-
-def one_step(model_dir, tokenizer, tmp_path, **settings):
+def one_step(model_dir, tokenizer, rows, tmp_path, **settings):
     torch.manual_seed(0)
     model = load_causal_lm(model_dir)
-    examples = prepare_training_examples(ROWS, tokenizer, 1024, 128).examples
+    examples = prepare_training_examples(rows, tokenizer, 1024, 128).examples
     config = TuningConfig(model_dir, train_steps=1, batch_size=4, learning_rate_multiplier=10.0, alpha=0.3, **settings)
     trainer = build_trainer(model, config, examples, [], tokenizer.pad_token_id, str(tmp_path / "c"), str(tmp_path / "t"))
     trainer.train()
@@ -36,10 +23,12 @@ def one_step(model_dir, tokenizer, tmp_path, **settings):
     return loss, {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
 
 
-def test_accumulating_micro_batches_makes_the_same_step_as_the_whole_batch(tiny_student_dir, smollm2_tokenizer, tmp_path):
-    whole_loss, whole_weights = one_step(tiny_student_dir, smollm2_tokenizer, tmp_path / "whole")
+def test_accumulating_micro_batches_makes_the_same_step_as_the_whole_batch(
+    tiny_student_dir, smollm2_tokenizer, uneven_rows, tmp_path
+):
+    whole_loss, whole_weights = one_step(tiny_student_dir, smollm2_tokenizer, uneven_rows, tmp_path / "whole")
     accumulated_loss, accumulated_weights = one_step(
-        tiny_student_dir, smollm2_tokenizer, tmp_path / "accumulated", micro_batch_size=1
+        tiny_student_dir, smollm2_tokenizer, uneven_rows, tmp_path / "accumulated", micro_batch_size=1
     )
     # The loss is the token mean over the whole batch either way, not a mean of micro-batch means.
     assert accumulated_loss == pytest.approx(whole_loss, rel=1e-5)
@@ -54,8 +43,8 @@ def test_micro_batch_size_must_divide_the_batch_size():
         TuningConfig("m", batch_size=8, micro_batch_size=3)
 
 
-def test_length_grouped_order_depends_on_seed_and_epoch_only(smollm2_tokenizer):
-    lengths = [packed_length(example) for example in prepare_training_examples(ROWS * 25, smollm2_tokenizer, 1024, 128).examples]
+def test_length_grouped_order_depends_on_seed_and_epoch_only(smollm2_tokenizer, uneven_rows):
+    lengths = [packed_length(example) for example in prepare_training_examples(uneven_rows * 25, smollm2_tokenizer, 1024, 128).examples]
     sampler = SeededLengthGroupedSampler(4, lengths, seed=3)
     first_epoch = list(sampler)
     sampler.set_epoch(1)

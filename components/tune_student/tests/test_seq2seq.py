@@ -15,17 +15,10 @@ from kfp_distill._implementation.student import (
     load_student_model,
 )
 from kfp_distill.components.tune_student.config import TuningConfig
-from kfp_distill.components.tune_student.data import IGNORE_INDEX, TrainingRow, prepare_training_examples
+from kfp_distill.components.tune_student.data import IGNORE_INDEX, prepare_training_examples
 from kfp_distill.components.tune_student.seq2seq import SharedEncoderCollator, encode_seq2seq_example
 from kfp_distill.components.tune_student.trainer import build_trainer, target_statistics
 from kfp_distill.components.tune_student.tuning import tune_student
-
-ROWS = [
-    TrainingRow("Sam has 3 apples.", "3", "He has three."),
-    TrainingRow("A farmer has 12 pears and 7 plums. How many fruits?", "( 12 + 7 )", "Twelve and seven: 12 + 7."),
-    TrainingRow("What is 9 - 4?", "( 9 - 4 )", "Take four from nine."),
-]
-
 
 @pytest.fixture(scope="session")
 def tiny_t5_dir(tmp_path_factory, smollm2_tokenizer):
@@ -52,10 +45,10 @@ def tiny_t5_dir(tmp_path_factory, smollm2_tokenizer):
 
 
 def test_the_encoder_runs_once_for_both_tasks_with_the_losses_of_two_separate_passes(
-    tiny_t5_dir, smollm2_tokenizer, tmp_path, monkeypatch
+    tiny_t5_dir, smollm2_tokenizer, uneven_rows, tmp_path, monkeypatch
 ):
     model = load_student_model(tiny_t5_dir)
-    examples = prepare_training_examples(ROWS, smollm2_tokenizer, 1024, 128, encode_seq2seq_example).examples
+    examples = prepare_training_examples(uneven_rows, smollm2_tokenizer, 1024, 128, encode_seq2seq_example).examples
     pad = smollm2_tokenizer.pad_token_id
     trainer = build_trainer(model, TuningConfig(tiny_t5_dir, alpha=0.3), examples, [], pad, str(tmp_path / "c"), str(tmp_path / "t"))
     batch = SharedEncoderCollator(pad, model.config.decoder_start_token_id)(examples)["shared_encoder"]
@@ -99,9 +92,9 @@ def test_a_t5_student_trains_saves_reloads_and_predicts(tiny_t5_dir, distilled_p
     assert len(predictions) == 1 and isinstance(predictions[0].text, str)
 
 
-def test_a_t5_student_tunes_on_labels_alone(tiny_t5_dir, empty_evaluation_path, tmp_path):
+def test_a_t5_student_tunes_on_labels_alone(tiny_t5_dir, uneven_rows, empty_evaluation_path, tmp_path):
     train = tmp_path / "labels.jsonl"
-    write_jsonl(train, [{"input_text": row.input_text, "output_text": row.output_text} for row in ROWS])
+    write_jsonl(train, [{"input_text": row.input_text, "output_text": row.output_text} for row in uneven_rows])
     config = TuningConfig(tiny_t5_dir, train_steps=3, batch_size=2, learning_rate_multiplier=10.0)
     result = tune_student(str(train), empty_evaluation_path, str(tmp_path / "model"), str(tmp_path / "tb"), config, {})
     assert result.metrics["steps_run"] == 3 and result.metrics["final_train_loss"] > 0
@@ -109,8 +102,8 @@ def test_a_t5_student_tunes_on_labels_alone(tiny_t5_dir, empty_evaluation_path, 
     assert facts["trained_tasks"] == ["label"]
 
 
-def test_batched_generation_answers_as_one_at_a_time(tiny_t5_dir):
-    inputs = [row.input_text for row in ROWS]
+def test_batched_generation_answers_as_one_at_a_time(tiny_t5_dir, uneven_rows):
+    inputs = [row.input_text for row in uneven_rows]
     alone = [p.text for p in StudentPredictor(tiny_t5_dir, max_new_tokens=5).predict(inputs)]
     model = load_student_model(tiny_t5_dir).eval()
     assert generate_batched(model, load_tokenizer(tiny_t5_dir), inputs, "label", 5, batch_size=2) == alone

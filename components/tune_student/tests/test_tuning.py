@@ -63,28 +63,16 @@ def by_hand_task_loss(model, batch) -> torch.Tensor:
     return torch.stack(losses).mean()
 
 
-# Inputs, labels and rationales of different lengths, so that both collators pad.
-UNEVEN_ROWS = [
-    TrainingRow("Sam has 3 apples.", "3", "He has three."),
-    TrainingRow(
-        "A farmer has 12 pears and 7 plums. How many fruits does the farmer have?",
-        "( 12 + 7 )",
-        "Twelve pears and seven plums make 12 + 7 fruits in all.",
-    ),
-    TrainingRow("What is 9 - 4?", "( 9 - 4 )", "Take four from nine."),
-]
-
-
 def gradients(model) -> dict[str, torch.Tensor]:
     return {name: parameter.grad.clone() for name, parameter in model.named_parameters()}
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 def test_the_shared_prefix_step_has_the_losses_and_gradients_of_two_separate_sequences(
-    tiny_student_dir, smollm2_tokenizer, tmp_path, attention
+    tiny_student_dir, smollm2_tokenizer, uneven_rows, tmp_path, attention
 ):
     model = load_causal_lm(tiny_student_dir, attn_implementation=attention)
-    examples = prepare_training_examples(UNEVEN_ROWS, smollm2_tokenizer, 1024, 128).examples
+    examples = prepare_training_examples(uneven_rows, smollm2_tokenizer, 1024, 128).examples
     config = TuningConfig(tiny_student_dir, alpha=0.3)
     pad = smollm2_tokenizer.pad_token_id
     trainer = build_trainer(model, config, examples, [], pad, str(tmp_path / "c"), str(tmp_path / "t"))
@@ -248,10 +236,10 @@ def test_a_run_killed_after_a_checkpoint_resumes_and_ends_like_an_uninterrupted_
     assert not checkpoint_dir.exists()  # removed once the model is written
 
 
-def test_label_only_rows_train_on_the_label_loss_alone(tiny_student_dir, smollm2_tokenizer, tmp_path):
+def test_label_only_rows_train_on_the_label_loss_alone(tiny_student_dir, smollm2_tokenizer, uneven_rows, tmp_path):
     """Standard fine-tuning, the baseline distilling step-by-step is compared with: no rationale branch at all."""
     model = load_causal_lm(tiny_student_dir)
-    rows = [TrainingRow(row.input_text, row.output_text) for row in UNEVEN_ROWS]
+    rows = [TrainingRow(row.input_text, row.output_text) for row in uneven_rows]
     examples = prepare_training_examples(rows, smollm2_tokenizer, 1024, 128).examples
     assert all(set(example) == {"label"} for example in examples)
     pad = smollm2_tokenizer.pad_token_id
@@ -272,9 +260,9 @@ class StepRecorder(TrainerCallback):
         self.steps.append(state.global_step)
 
 
-def test_a_label_only_file_tunes_with_alpha_one_and_says_so(tiny_student_dir, empty_evaluation_path, tmp_path):
+def test_a_label_only_file_tunes_with_alpha_one_and_says_so(tiny_student_dir, uneven_rows, empty_evaluation_path, tmp_path):
     train = tmp_path / "labels.jsonl"
-    write_jsonl(train, [{"input_text": row.input_text, "output_text": row.output_text} for row in UNEVEN_ROWS])
+    write_jsonl(train, [{"input_text": row.input_text, "output_text": row.output_text} for row in uneven_rows])
     recorder = StepRecorder()
     config = TuningConfig(tiny_student_dir, batch_size=2, train_steps=3, alpha=0.3)
     result = tune_student(
