@@ -15,9 +15,8 @@ one way) and one request at a time (one model object on the CPU); `max_tokens` (
 and `stop` are honoured; `usage` counts the prompt's and the answer's tokens. `stream: true` is answered as
 server-sent events carrying the whole answer in one chunk, so streaming clients work too.
 
-MODEL is a tuned model directory (served as above) or a registered model name (served through the
-registry's `predict`, as `kfp-distill predict` answers: the label extracted from the student's output, no
-token counts; see `RegisteredStudent`).
+MODEL is a tuned model directory or a registered model (MLflow name or Vertex AI resource name), served
+alike: the registered model's own `StudentPredictor`, with token counts.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from kfp_distill._implementation.student import Prediction, StudentPredictor, Task, student_prompt
+from kfp_distill._implementation.student import StudentPredictor, Task, student_prompt
 
 TASK_FIELD = "kfp_distill_task"
 RATIONALE_SUFFIX = ":rationale"
@@ -58,27 +57,8 @@ class RequestError(Exception):
 class Answer:
     text: str
     finish_reason: str
-    prompt_tokens: int | None = None  # None: not counted (a registered model, see RegisteredStudent)
-    completion_tokens: int | None = None
-
-
-class RegisteredStudent:
-    """A registered model, answered through the registry's own `predict` (what `kfp-distill predict` prints):
-    the label task's answer as extracted from the student's output, or the rationale. The registry exposes no
-    tokenizer or token limit, so these answers carry no token counts and `max_tokens` is the registry's.
-    """
-
-    tokenizer = None
-
-    def __init__(self, model):
-        self.model = model
-        self.max_new_tokens = None  # set per request by StudentService; the registry keeps its own limit
-
-    def predict(self, input_texts: list[str], task: Task = "label") -> list[Prediction]:
-        if task == "label":
-            return [Prediction(label, 0.0) for label in self.model.predict(input_texts)]
-        answers = self.model.predict(input_texts, with_rationale=True)
-        return [Prediction(answer["rationale"], 0.0) for answer in answers]
+    prompt_tokens: int
+    completion_tokens: int
 
 
 @dataclass
@@ -86,12 +66,12 @@ class StudentService:
     """One loaded student answering requests one at a time.
 
     Args:
-        predictor: The student: a StudentPredictor, or a RegisteredStudent (see `load_student`).
+        predictor: The student.
         model_id: The name `/v1/models` lists.
         max_tokens: Tokens generated when a request does not say.
     """
 
-    predictor: StudentPredictor | RegisteredStudent
+    predictor: StudentPredictor
     model_id: str
     max_tokens: int = DEFAULT_MAX_TOKENS
     created: int = field(default_factory=lambda: int(time.time()))
@@ -105,13 +85,15 @@ class StudentService:
             # The predictor reads its token limit per call; the lock keeps each request's limit its own.
             self.predictor.max_new_tokens = limit
             (prediction,) = self.predictor.predict([input_text], task=task)
-        answer = Answer(text=prediction.text, finish_reason="stop")
-        if tokenizer is not None:
-            answer.prompt_tokens = len(tokenizer(student_prompt(input_text, task))["input_ids"])
-            # The predictor returns text, not token ids: the answer is counted by tokenizing it again, which
-            # can differ from the generated count by a token where a word was split differently.
-            answer.completion_tokens = min(len(tokenizer(answer.text, add_special_tokens=False)["input_ids"]), limit)
-            answer.finish_reason = "length" if answer.completion_tokens >= limit else "stop"
+        # The predictor returns text, not token ids: the answer is counted by tokenizing it again, which
+        # can differ from the generated count by a token where a word was split differently.
+        completion_tokens = min(len(tokenizer(prediction.text, add_special_tokens=False)["input_ids"]), limit)
+        answer = Answer(
+            text=prediction.text,
+            finish_reason="length" if completion_tokens >= limit else "stop",
+            prompt_tokens=len(tokenizer(student_prompt(input_text, task))["input_ids"]),
+            completion_tokens=completion_tokens,
+        )
         cut = min((answer.text.find(s) for s in stop if s and s in answer.text), default=-1)
         if cut >= 0:
             answer.text, answer.finish_reason = answer.text[:cut], "stop"
@@ -130,8 +112,8 @@ def load_student(model: str, registry_uri: str = "", max_tokens: int = DEFAULT_M
 
     Args:
         model: A tuned model directory (tune-student's output), or a registered model, resolved as
-            `kfp-distill predict` resolves it (`registry.load_model`: a name for its latest version, or
-            `models:/NAME/VERSION`).
+            `kfp-distill predict` resolves it (`registry.load_model`: a name for its latest version,
+            `models:/NAME/VERSION`, or a Vertex AI model resource name).
         registry_uri: The MLflow registry for registered names; empty: the embedded one.
         max_tokens: Tokens generated when a request does not say.
     """
@@ -141,7 +123,7 @@ def load_student(model: str, registry_uri: str = "", max_tokens: int = DEFAULT_M
         return StudentService(predictor, model_id=path.resolve().name, max_tokens=max_tokens)
     from kfp_distill.components.upload_model.registry import load_model
 
-    return StudentService(RegisteredStudent(load_model(model, registry_uri)), model_id=model, max_tokens=max_tokens)
+    return StudentService(load_model(model, registry_uri).predictor, model_id=model, max_tokens=max_tokens)
 
 
 def _task(body: dict[str, Any]) -> Task:
@@ -198,9 +180,7 @@ def _prompts(body: dict[str, Any]) -> list[str]:
     return prompts
 
 
-def _usage(answers: list[Answer]) -> dict[str, int] | None:
-    if any(a.prompt_tokens is None for a in answers):
-        return None
+def _usage(answers: list[Answer]) -> dict[str, int]:
     prompt = sum(a.prompt_tokens for a in answers)
     completion = sum(a.completion_tokens for a in answers)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
@@ -255,7 +235,7 @@ def stream_events(response: dict[str, Any], include_usage: bool) -> list[dict[st
             events.append({**base, "choices": [{**choice, "finish_reason": None}]})
             last = {**choice, "text": ""}
         events.append({**base, "choices": [last]})
-    if include_usage and response["usage"]:
+    if include_usage:
         events.append({**base, "choices": [], "usage": response["usage"]})
     return events
 

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from kfp_distill import __version__
 
@@ -266,11 +266,17 @@ def answer(predictor: Any, texts: Sequence[str], with_rationale: bool = False) -
 
 
 class DistilledModel:
-    """A registered distilled student, loaded and ready to answer."""
+    """A registered distilled student, loaded and ready to answer.
 
-    def __init__(self, uri: str, answer_texts: Callable[[list[str], bool], list]):
+    Attributes:
+        uri: The registry's name for it (`models:/NAME/VERSION` or a Vertex AI resource name).
+        predictor: Its `StudentPredictor`: raw generations with their tokenizer (what `kfp-distill serve`
+            answers with, token counts included), for when `predict`'s extracted labels are not what is wanted.
+    """
+
+    def __init__(self, uri: str, predictor: Any):
         self.uri = uri
-        self._answer_texts = answer_texts
+        self.predictor = predictor
 
     def predict(self, texts: str | Sequence[str], with_rationale: bool = False) -> list:
         """The student's answers, formatted like its training inputs.
@@ -283,7 +289,7 @@ class DistilledModel:
             One label (str) per input, or with_rationale: one `{"label": ..., "rationale": ...}` dict per input.
         """
         texts = [texts] if isinstance(texts, str) else list(texts)
-        return list(self._answer_texts(texts, with_rationale))
+        return answer(self.predictor, texts, with_rationale)
 
 
 def _resolve_version(client: Any, name_or_uri: str) -> tuple[str, str]:
@@ -326,7 +332,5 @@ def load_model(name_or_uri: str, registry_uri: str = "") -> DistilledModel:
         # Resolved with the client so that the registry asked is this one, whatever MLflow's registry URI is.
         location = client.get_model_version_download_uri(name, version)
         pyfunc_model = mlflow.pyfunc.load_model(location)
-    return DistilledModel(
-        f"models:/{name}/{version}",
-        lambda texts, with_rationale: pyfunc_model.predict(texts, params={"with_rationale": with_rationale}),
-    )
+    # The pyfunc model's own predictor (the model as MLflow loaded it), used without the pyfunc wrapper.
+    return DistilledModel(f"models:/{name}/{version}", pyfunc_model.unwrap_python_model().predictor)

@@ -13,7 +13,6 @@ record the provenance and the metrics in the form GCP allows (lowercase, at most
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from pathlib import Path
@@ -23,7 +22,6 @@ from kfp_distill import __version__
 from kfp_distill.components.upload_model.registry import (
     DistilledModel,
     RegisteredModelInfo,
-    answer,
     model_description,
     model_name,
     read_training_record,
@@ -220,4 +218,4 @@ def load_vertex_model(resource_name: str) -> DistilledModel:
     model = aiplatform.Model(resource_name)
     if not model.uri:
         raise ValueError(f"Vertex AI model {resource_name} has no artifact URI to load the student from")
-    return DistilledModel(resource_name, functools.partial(answer, StudentPredictor(model.uri)))
+    return DistilledModel(resource_name, StudentPredictor(model.uri))
