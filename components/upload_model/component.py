@@ -3,7 +3,7 @@
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Input, Model
+from kfp.dsl import Artifact, Input, Model
 
 from kfp_distill._implementation.settings import IMAGE
 
@@ -18,8 +18,12 @@ def upload_model(
     encryption_spec_key_name: str = "",
     staging_bucket: str = "",
     serving_container_image_uri: str = "",
+    tensorboard_logs: Input[Artifact] = None,
+    tensorboard_resource_id: str = "",
+    pipeline_job_name: str = "",
 ) -> NamedTuple("Outputs", [("model_resource_name", str)]):
-    """Registers the tuned student: in the Vertex AI Model Registry with a project, else in MLflow's.
+    """Registers the tuned student: in the Vertex AI Model Registry with a project, else in MLflow's; with a
+    project and a Vertex AI TensorBoard, copies the tuning scalars there too.
 
     Args:
         model: The tuned student model directory.
@@ -30,6 +34,11 @@ def upload_model(
         encryption_spec_key_name: A Cloud KMS key for the Vertex AI model (with project).
         staging_bucket: A `gs://` folder for the model when it is not in Cloud Storage yet (with project).
         serving_container_image_uri: The Vertex AI serving container; empty: Hugging Face's CPU inference one.
+        tensorboard_logs: tune-student's TensorBoard event files, copied to tensorboard_resource_id.
+        tensorboard_resource_id: A Vertex AI TensorBoard instance (with project; without one nothing is sent):
+            `projects/P/locations/L/tensorboards/ID`, or the bare ID of one in project and the job's region.
+        pipeline_job_name: The pipeline job's name, the TensorBoard experiment's; empty: model_display_name (or
+            `kfp-distill` when that is empty too).
 
     Returns:
         model_resource_name: `projects/PROJECT/locations/LOCATION/models/ID`, or `models:/<name>/<version>`.
@@ -40,6 +49,19 @@ def upload_model(
     if project:
         from kfp_distill.components.upload_model.vertex import register_vertex_model
 
+        if tensorboard_resource_id and tensorboard_logs is not None:
+            from kfp_distill.components.upload_model.tensorboard import upload_tensorboard_scalars
+
+            # Before the model: a retry after a TensorBoard failure then registers the model once. Rewriting
+            # the scalars is idempotent. A bare TensorBoard ID is looked up in the job's region (the SDK's
+            # default), as the contract places the instance there; `location` is where the model goes.
+            experiment = upload_tensorboard_scalars(
+                tensorboard_logs.path,
+                tensorboard_resource_id,
+                pipeline_job_name or model_display_name,
+                project=project,
+            )
+            print(f"tuning metrics in Vertex AI TensorBoard experiment {experiment}")
         return outputs(
             register_vertex_model(
                 model.path,
@@ -57,4 +79,6 @@ def upload_model(
 
     if encryption_spec_key_name:
         print("encryption_spec_key_name applies to the Vertex AI upload only; the MLflow registry ignores it")
+    if tensorboard_resource_id:
+        print("tensorboard_resource_id needs a project (without one nothing is sent to Google Cloud): not uploaded")
     return outputs(register_model(model.path, model_display_name, registry_uri=registry_uri))

@@ -82,7 +82,10 @@ def distillation(
         evaluation_interval: Tuning steps between evaluations.
         enable_early_stopping: Stop when evaluation token accuracy stops improving.
         enable_checkpoint_selection: Return the best evaluated checkpoint instead of the last.
-        tensorboard_resource_id: A Vertex AI TensorBoard instance for the metrics.
+        tensorboard_resource_id: A Vertex AI TensorBoard instance (same region as the job) to receive the
+            tuning metrics, `projects/P/locations/L/tensorboards/ID` or a bare ID in `project`: upload-model
+            copies tune-student's scalars into an experiment named after the pipeline job (run `tune-student`).
+            Needs `project`; without one nothing is sent.
         encryption_spec_key_name: A customer-managed encryption key.
         batch_size: Examples per tuning step.
         tuning_method: `full` or `lora`.
@@ -194,5 +197,8 @@ def distillation(
         location=location,
         registry_uri=registry_uri,
         encryption_spec_key_name=encryption_spec_key_name,
+        tensorboard_logs=training_logs,
+        tensorboard_resource_id=tensorboard_resource_id,
+        pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
     ).set_display_name("upload-model")
     return upload.outputs["model_resource_name"]

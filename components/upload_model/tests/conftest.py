@@ -1,5 +1,5 @@
 """Fixtures of the upload-model tests: a student with a training record, an isolated MLflow home, and a
-loopback server standing in for Vertex AI's model service and Cloud Storage."""
+loopback server standing in for Vertex AI's model and TensorBoard services and Cloud Storage."""
 
 import http.server
 import json
@@ -38,13 +38,18 @@ def recorded_student_dir(tiny_student_dir, tmp_path):
 
 @dataclass
 class FakeGoogleCloud:
-    """What the fake remembers: Cloud Storage objects, Vertex AI models, and every model request received."""
+    """What the fake remembers: Cloud Storage objects, Vertex AI models and TensorBoard resources (experiments,
+    runs, time series by resource name), every model and TensorBoard request received, and the TensorBoard data
+    points in the order written."""
 
     objects: dict[tuple[str, str], bytes] = field(default_factory=dict)
     models: dict[str, dict] = field(default_factory=dict)
     operations: dict[str, dict] = field(default_factory=dict)
     upload_requests: list[dict] = field(default_factory=list)
     list_filters: list[str] = field(default_factory=list)
+    tensorboard_resources: dict[str, dict] = field(default_factory=dict)
+    tensorboard_requests: list[dict] = field(default_factory=list)
+    tensorboard_points: list[dict] = field(default_factory=list)
 
     def object_resource(self, bucket: str, name: str) -> dict:
         return {
@@ -92,9 +97,54 @@ class FakeGoogleCloud:
             found = [model for model in found if model["displayName"] == display_name.group(1)]
         return {"models": found}
 
+    def tensorboard(self, method: str, path: str, query: dict, body: dict) -> tuple[dict, int]:
+        """Vertex AI's TensorBoard service: creating, getting and listing experiments, runs and time series, and
+        writing a run's data. Answers the document and the HTTP status."""
+        self.tensorboard_requests.append({"method": method, "path": path, "query": query, "body": body})
+        name = path.removeprefix("/v1/")
+        resources = self.tensorboard_resources
+        created = None
+        if method == "POST" and (write := re.fullmatch(r"(.+/runs/[^/]+):write", name)):
+            for series in body["timeSeriesData"]:
+                series_name = f"{write.group(1)}/timeSeries/{series['tensorboardTimeSeriesId']}"
+                if series_name not in resources:
+                    return _error(404, "NOT_FOUND", f"{series_name} not found")
+                self.tensorboard_points += [{"time_series": series_name, **point} for point in series["values"]]
+            return {}, 200
+        if method == "POST" and name.endswith("/timeSeries"):
+            # Vertex AI refuses a second time series of the same display name in a run.
+            siblings = [r for key, r in resources.items() if key.startswith(name + "/")]
+            if any(series["displayName"] == body["displayName"] for series in siblings):
+                return _error(400, "INVALID_ARGUMENT", f"a time series named {body['displayName']} already exists")
+            created = f"{name}/{len(resources) + 1}"
+        elif method == "POST" and name.endswith(("/experiments", "/runs")):
+            resource_id = query["tensorboardExperimentId" if name.endswith("/experiments") else "tensorboardRunId"]
+            created = f"{name}/{resource_id}"
+            if created in resources:
+                return _error(409, "ALREADY_EXISTS", f"{created} already exists")
+        if created:
+            resources[created] = {**body, "name": created}
+            return resources[created], 200
+        if method == "GET" and name.endswith("/timeSeries"):
+            found = [r for key, r in resources.items() if key.rsplit("/", 1)[0] == name]
+            return {"tensorboardTimeSeries": found}, 200
+        if method == "GET" and name in resources:
+            return resources[name], 200
+        return _error(404, "NOT_FOUND", f"{path} not found")
+
+
+def _error(code: int, status: str, message: str) -> tuple[dict, int]:
+    """A Google API error document, and its HTTP status."""
+    return {"error": {"code": code, "message": message, "status": status}}, code
+
+
+def _query(query: str) -> dict[str, str]:
+    return {key: values[0] for key, values in parse_qs(query).items()}
+
 
 class FakeGoogleCloudHandler(http.server.BaseHTTPRequestHandler):
-    """Vertex AI's REST model service and Cloud Storage's JSON API, as far as the Google SDKs use them here."""
+    """Vertex AI's REST model and TensorBoard services and Cloud Storage's JSON API, as far as the Google SDKs
+    use them here."""
 
     state: FakeGoogleCloud
 
@@ -117,6 +167,8 @@ class FakeGoogleCloudHandler(http.server.BaseHTTPRequestHandler):
         path = unquote(url.path)
         if path.endswith("/models:upload"):
             self._json(self.state.upload_model(path, json.loads(body)))
+        elif "/tensorboards/" in path:
+            self._json(*self.state.tensorboard("POST", path, _query(url.query), json.loads(body or b"{}")))
         elif upload := re.fullmatch(r"/upload/storage/v1/b/([^/]+)/o", path):
             # A multipart upload: the object's metadata as JSON, then its bytes.
             boundary = re.search(r'boundary="?([^";]+)"?', self.headers["Content-Type"]).group(1).encode()
@@ -130,13 +182,15 @@ class FakeGoogleCloudHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         url = urlsplit(self.path)
         path = unquote(url.path)
-        query = {key: values[0] for key, values in parse_qs(url.query).items()}
+        query = _query(url.query)
         objects = self.state.objects
         # The REST operations client polls under the first of its URL patterns that fits, `/ui/...` here.
         if (operation := re.fullmatch(r"/\w+/(projects/.+/operations/\d+)", path)) and (
             operation.group(1) in self.state.operations
         ):
             self._json(self.state.operations[operation.group(1)])
+        elif "/tensorboards/" in path:
+            self._json(*self.state.tensorboard("GET", path, query, {}))
         elif listing := re.fullmatch(r"/v1/(projects/[^/]+/locations/[^/]+)/models", path):
             self._json(self.state.list_models(listing.group(1), query.get("filter", "")))
         elif model := re.fullmatch(r"/v1/(projects/[^/]+/locations/[^/]+/models/[^/@]+)(@\w+)?", path):
