@@ -2,8 +2,8 @@
 
 - equal steps: test accuracy after the last step (every run of a benchmark has the same steps and batch);
 - at convergence: test accuracy where the validation accuracy was highest (the earliest such point);
-- equal compute: test accuracy at the last measurement within the training CPU seconds the `standard` arm of
-  the same data share took for all its steps (two-task steps cost more, so the two-task arms get fewer).
+- equal compute: test accuracy at the last measurement within the training FLOPs the `standard` arm of the
+  same data share used for all its steps (two-task steps cost more, so the two-task arms get fewer).
 
 Mean and standard deviation over seeds. Writes `results.md` and `results.png` next to `runs.jsonl`.
 
@@ -39,8 +39,8 @@ def at_convergence(run: dict) -> tuple[float, float]:
     return best["test_accuracy"], best["step"]
 
 
-def at_compute(run: dict, budget_s: float) -> tuple[float, float] | None:
-    within = [point for point in run["curve"] if point["train_cpu_s"] <= budget_s * 1.02]  # timing noise
+def at_compute(run: dict, budget_flops: float) -> tuple[float, float] | None:
+    within = [point for point in run["curve"] if point["train_flops"] <= budget_flops]
     return (within[-1]["test_accuracy"], within[-1]["step"]) if within else None
 
 
@@ -59,7 +59,7 @@ def summarize(runs: list[dict]) -> list[dict]:
     rows = []
     for (fraction, arm), members in sorted(groups.items(), key=lambda item: (-item[0][0], list(ARM_NAMES).index(item[0][1]))):
         standard = groups.get((fraction, "standard"), [])
-        budget = statistics.fmean(run["curve"][-1]["train_cpu_s"] for run in standard) if standard else None
+        budget = statistics.fmean(run["curve"][-1]["train_flops"] for run in standard) if standard else None
         equal_steps = [at_equal_steps(run) for run in members]
         converged = [at_convergence(run) for run in members]
         compute = [c for c in (at_compute(run, budget) for run in members) if c] if budget else []
@@ -74,6 +74,7 @@ def summarize(runs: list[dict]) -> list[dict]:
             "convergence_step": statistics.fmean(s for _, s in converged),
             "equal_compute": _mean_spread([a for a, _ in compute]),
             "compute_step": statistics.fmean(s for _, s in compute) if compute else None,
+            "tflops_per_step": statistics.fmean(run["curve"][-1]["train_flops"] / run["curve"][-1]["step"] for run in members) / 1e12,
             "cpu_seconds_per_step": statistics.fmean(run["curve"][-1]["train_cpu_s"] / run["curve"][-1]["step"] for run in members),
         })
     return rows
@@ -86,28 +87,28 @@ def to_markdown(rows: list[dict], runs: list[dict]) -> str:
         f"{first['batch_size']}, alpha {first['alpha']}, learning rate {first['learning_rate']:g}; test accuracy "
         f"(%) on {first['test_rows']} test rows, mean ± standard deviation over seeds.",
         "",
-        "| data | arm | seeds | train rows | equal steps | at convergence (mean step) | equal compute (mean step) | CPU s/step |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| data | arm | seeds | train rows | equal steps | at convergence (mean step) | equal compute (mean step) | TFLOPs/step | CPU s/step |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         compute_step = "" if row["compute_step"] is None else f" ({row['compute_step']:.0f})"
         lines.append(
             f"| {row['fraction']:.0%} | {ARM_NAMES[row['arm']]} | {row['seeds']} | {row['train_rows']} | "
             f"{row['equal_steps']} ({row['steps']}) | {row['convergence']} ({row['convergence_step']:.0f}) | "
-            f"{row['equal_compute']}{compute_step} | {row['cpu_seconds_per_step']:.2f} |"
+            f"{row['equal_compute']}{compute_step} | {row['tflops_per_step']:.2f} | {row['cpu_seconds_per_step']:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def plot(runs: list[dict], path: Path) -> None:
     """Test accuracy against steps for every arm on all the data (mean over seeds), and against training
-    seconds, side by side."""
+    FLOPs, side by side."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(11, 4))
     FigureCanvasAgg(figure)
-    by_steps, by_seconds = figure.subplots(1, 2)
+    by_steps, by_flops = figure.subplots(1, 2)
     by_arm: dict[str, list[dict]] = defaultdict(list)
     for run in runs:
         if run["fraction"] == 1.0:
@@ -116,11 +117,11 @@ def plot(runs: list[dict], path: Path) -> None:
         length = min(len(run["curve"]) for run in members)
         steps = [members[0]["curve"][i]["step"] for i in range(length)]
         accuracy = [100 * statistics.fmean(run["curve"][i]["test_accuracy"] for run in members) for i in range(length)]
-        seconds = [statistics.fmean(run["curve"][i]["train_cpu_s"] for run in members) for i in range(length)]
+        flops = [statistics.fmean(run["curve"][i]["train_flops"] for run in members) / 1e15 for i in range(length)]
         by_steps.plot(steps, accuracy, marker="o", label=ARM_NAMES[arm])
-        by_seconds.plot(seconds, accuracy, marker="o", label=ARM_NAMES[arm])
+        by_flops.plot(flops, accuracy, marker="o", label=ARM_NAMES[arm])
     by_steps.set(xlabel="training steps", ylabel="test accuracy (%)", title="at equal steps")
-    by_seconds.set(xlabel="training CPU seconds", ylabel="test accuracy (%)", title="at equal compute")
+    by_flops.set(xlabel="training PFLOPs", ylabel="test accuracy (%)", title="at equal compute")
     by_steps.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)

@@ -12,10 +12,11 @@ the evaluation's task metrics score held-out answers. The arms, same student, st
 
 each for several seeds and training-data fractions. Every `--eval-interval` steps a run generates the label
 task greedily on a validation split (held out from the training split) and on the test split, and records
-the accuracies with the steps and the training CPU seconds so far (the process's CPU time, which other load
-on a shared machine distorts less than wall time; these measurements excluded). So each run gives one
-curve, from which `report.py` reads the comparisons at equal steps, at convergence (the best validation
-accuracy) and at equal compute (training CPU seconds).
+the accuracies with the steps, the training FLOPs and the training CPU seconds so far (these measurements
+excluded). So each run gives one curve, from which `report.py` reads the comparisons at equal steps, at
+convergence (the best validation accuracy) and at equal compute. Compute is counted in training FLOPs
+(tune-student's count: the model's body at every position processed, the output layer where logits are
+computed), which other load on this shared machine cannot distort; CPU seconds are recorded beside them.
 
 Runs append to `<out-dir>/runs.jsonl` as each finishes; a re-run skips the runs already there, so a long
 benchmark can be stopped and resumed.
@@ -72,9 +73,10 @@ class RunKey:
 
 @dataclass(frozen=True)
 class CurvePoint:
-    """The accuracies after `step` optimizer steps and `train_cpu_s` CPU seconds of training."""
+    """The accuracies after `step` optimizer steps, `train_flops` FLOPs and `train_cpu_s` CPU seconds of training."""
 
     step: int
+    train_flops: float
     train_cpu_s: float
     validation_accuracy: float
     test_accuracy: float
@@ -108,10 +110,9 @@ def split_rows(rows: list[dict], validation_size: int, fraction: float, seed: in
 
 
 class HeldOutAccuracy(TrainerCallback):
-    """Every `interval` steps and at the last one, the label-task accuracy on the validation and test rows.
-
-    Its own CPU time is kept out of the training CPU seconds it records.
-    """
+    """Every `interval` steps and at the last one, the label-task accuracy on the validation and test rows,
+    with the training FLOPs so far (the Trainer's count, up to date at each training log) and the training
+    CPU seconds (its own CPU time kept out)."""
 
     def __init__(self, interval: int, tokenizer, validation: list[dict], test: list[dict], task_type: str,
                  max_new_tokens: int):
@@ -128,8 +129,8 @@ class HeldOutAccuracy(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self._started = time.process_time()
 
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        if state.global_step % self.interval and state.global_step < state.max_steps:
+    def on_log(self, args, state, control, model=None, logs=None, **kwargs):
+        if "loss" not in (logs or {}) or (state.global_step % self.interval and state.global_step < state.max_steps):
             return
         measuring = time.process_time()
         was_training = model.training
@@ -138,9 +139,9 @@ class HeldOutAccuracy(TrainerCallback):
         model.train(was_training)
         train_cpu_s = measuring - self._started - self._measuring_s
         self._measuring_s += time.process_time() - measuring
-        self.points.append(CurvePoint(state.global_step, train_cpu_s, validation, test))
-        print(f"  step {state.global_step}: validation {validation:.3f}, test {test:.3f} ({train_cpu_s:.0f} CPU s)",
-              flush=True)
+        self.points.append(CurvePoint(state.global_step, state.total_flos, train_cpu_s, validation, test))
+        print(f"  step {state.global_step}: validation {validation:.3f}, test {test:.3f} "
+              f"({state.total_flos:.3g} FLOPs, {train_cpu_s:.0f} CPU s)", flush=True)
 
 
 def run_one(key: RunKey, rows: list[dict], test: list[dict], args: argparse.Namespace) -> dict:

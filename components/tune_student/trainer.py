@@ -292,9 +292,28 @@ class TaskPrefixTrainer(Trainer):
         return super().training_step(model, inputs, num_items_in_batch)
 
     def floating_point_ops(self, inputs) -> int:
-        # 6 FLOPs per parameter per token (shared input counted once) for a forward and backward pass.
-        tokens = sum(batch["input_ids"].numel() for batch in inputs.values())
-        return 6 * tokens * self.model.num_parameters(exclude_embeddings=True)
+        """Training FLOPs of a batch (the Trainer sums them into `state.total_flos`, a compute measure that
+        other load on the machine does not distort).
+
+        6 FLOPs per parameter per token for a forward and backward pass: every position processed (padding
+        too, it is computed; the shared input once) goes through the model's body, and the output layer runs
+        only where logits are computed: target positions (all decoder positions of an encoder-decoder).
+        """
+        positions = targets = 0
+        for batch in inputs.values():
+            decoder_inputs = [tensor for name, tensor in batch.items() if name.endswith("decoder_input_ids")]
+            positions += batch["input_ids"].numel() + sum(tensor.numel() for tensor in decoder_inputs)
+            if decoder_inputs:
+                targets += sum(tensor.numel() for tensor in decoder_inputs)
+            elif "labels" in batch:  # padded label sequences: each label token after the first is a target
+                targets += int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+            else:  # shared prefix: logits where either task has a target
+                targets += int(((batch["label_targets"] != IGNORE_INDEX) | (batch["rationale_targets"] != IGNORE_INDEX)).sum())
+        model = self.accelerator.unwrap_model(self.model)
+        output_layer = model.get_output_embeddings().weight
+        tied = output_layer is model.get_input_embeddings().weight  # then not among the non-embedding parameters
+        body = model.num_parameters(exclude_embeddings=True) - (0 if tied else output_layer.numel())
+        return 6 * (positions * body + targets * output_layer.numel())
 
     @torch.no_grad()
     def evaluation_statistics(self, dataloader) -> TokenStatistics:

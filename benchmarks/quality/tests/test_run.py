@@ -42,8 +42,11 @@ def test_runs_resume_and_report(run_script, report_script, svamp_like, tmp_path,
     )
     for run in runs:
         assert [point["step"] for point in run["curve"]] == [2, 4]
-        assert all(0 <= point["test_accuracy"] <= 1 and point["train_cpu_s"] > 0 for point in run["curve"])
+        assert all(0 <= point["test_accuracy"] <= 1 and point["train_cpu_s"] > 0 and point["train_flops"] > 0 for point in run["curve"])
         assert run["train_rows"] == (20 if run["fraction"] == 1.0 else 10) and run["test_rows"] == 6
+
+    flops = {(r["arm"], r["fraction"], r["seed"]): r["curve"][-1]["train_flops"] for r in runs}
+    assert all(flops[("dss", f, s)] > flops[("standard", f, s)] for _, f, s in flops)  # the rationale task costs
 
     # Resuming runs only what is missing: the label-distillation arms, on all the data only.
     assert run_script.main(arguments + ["--arms", "standard", "dss", "label_distillation"]) == 0

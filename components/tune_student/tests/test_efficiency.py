@@ -81,3 +81,26 @@ def test_a_student_that_needs_remote_code_is_refused_without_running_it(tmp_path
     with pytest.raises(ValueError):
         load_student_model(str(tmp_path))
     assert not ran.exists()
+
+
+def test_training_flops_count_the_body_at_every_position_and_the_output_layer_at_targets(
+    tiny_student_dir, smollm2_tokenizer, uneven_rows, tmp_path
+):
+    model = load_causal_lm(tiny_student_dir)
+    examples = prepare_training_examples(uneven_rows, smollm2_tokenizer, 1024, 128).examples
+    pad = smollm2_tokenizer.pad_token_id
+    trainer = build_trainer(model, TuningConfig(tiny_student_dir), examples, [], pad, str(tmp_path / "c"), str(tmp_path / "t"))
+    packed = trainer.data_collator(examples)["shared_prefix"]
+    output_layer = model.lm_head.weight.numel()
+    body = sum(p.numel() for p in model.parameters()) - model.model.embed_tokens.weight.numel()
+    if model.lm_head.weight is not model.model.embed_tokens.weight:
+        body -= output_layer
+    targets = int(((packed["label_targets"] != -100) | (packed["rationale_targets"] != -100)).sum())
+    expected = 6 * (packed["input_ids"].numel() * body + targets * output_layer)
+    assert trainer.floating_point_ops({"shared_prefix": packed}) == expected
+    # Label-only batches: the output layer at each label token after the first.
+    label_only = trainer.data_collator([{"label": example["label"]} for example in examples])
+    label_targets = int((label_only["label"]["labels"][:, 1:] != -100).sum())
+    assert trainer.floating_point_ops(label_only) == 6 * (
+        label_only["label"]["input_ids"].numel() * body + label_targets * output_layer
+    )
