@@ -175,6 +175,7 @@ def run_ours(
         collator = CountingCollator(trainer.data_collator)
         result = measure(trainer, collator, warmup_steps, steps)
         result["step_costs"] = step_costs(trainer, examples, tokenizer.pad_token_id, repeats, alpha, seed)
+        result["flops_ratio"] = flops_ratio(trainer, examples)
     return result
 
 
@@ -222,7 +223,21 @@ def step_costs(trainer, examples: list[dict], pad_token_id: int, repeats: int, a
         "two passes": int(separate["label"]["attention_mask"].sum() + separate["rationale"]["attention_mask"].sum()),
         "shared prefix (ours)": int(packed["shared_prefix"]["token_mask"].sum()),
     }
-    return {name: {"seconds": timings[name], "tokens": processed[name]} for name in kinds}
+    flops = {  # the two-pass step computes logits everywhere; its FLOPs are not tune-student's to count
+        "label only": trainer.floating_point_ops({"label": separate["label"]}),
+        "two passes": None,
+        "shared prefix (ours)": trainer.floating_point_ops(packed),
+    }
+    return {name: {"seconds": timings[name], "tokens": processed[name], "flops": flops[name]} for name in kinds}
+
+
+def flops_ratio(trainer, examples: list[dict]) -> float:
+    """Two-task / label-only training FLOPs over all the examples, each unpadded: what the rationale task
+    adds to the compute of any implementation that keeps the losses (the floor of the step-cost ratio)."""
+    collate = trainer.data_collator
+    two_task = sum(trainer.floating_point_ops(collate([example])) for example in examples)
+    label_only = sum(trainer.floating_point_ops(collate([{"label": example["label"]}])) for example in examples)
+    return two_task / label_only
 
 
 def worker(arguments) -> None:
@@ -294,6 +309,10 @@ def main() -> None:
         )
     for name in ("two passes", "shared prefix (ours)"):
         print(f"{name} / label only: {seconds[name] / seconds['label only']:.2f}x (target <= 1.3x)")
+    print(
+        f"training FLOPs, shared prefix / label only: {costs['shared prefix (ours)']['flops'] / costs['label only']['flops']:.2f}x "
+        f"on this batch, {ours['flops_ratio']:.2f}x over all {ours['rows']} rows (the floor of the ratio at equal losses)"
+    )
 
 
 if __name__ == "__main__":
