@@ -189,6 +189,7 @@ def tune_student(
     tuned.generation_config.pad_token_id = tokenizer.pad_token_id
     tuned.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
+    name_tokenizer_class_for_older_transformers(model_dir)
     tasks = TASKS if train_rows[0].rationale is not None else ("label",)
     facts = _model_facts(config, provenance, metrics, encoder_decoder, tasks)
     (Path(model_dir) / MODEL_FACTS_FILE).write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
@@ -197,6 +198,20 @@ def tune_student(
     # Only now is nothing lost without the checkpoints (they hold optimizer states, several times the model).
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return TuningResult(model_dir=str(model_dir), metrics=metrics)
+
+
+def name_tokenizer_class_for_older_transformers(model_dir: str | Path) -> None:
+    """Names the saved tokenizer's class as transformers 4.x knows it, so serving containers that ship
+    transformers 4 (the default Vertex AI one has 4.48) load the model directory.
+
+    transformers 5 saves a fast tokenizer as `TokenizersBackend`, a class transformers 4 does not have; its
+    `PreTrainedTokenizerFast` reads the same tokenizer.json, and transformers 5 loads either name.
+    """
+    path = Path(model_dir) / "tokenizer_config.json"
+    settings = json.loads(path.read_text(encoding="utf-8"))
+    if settings.get("tokenizer_class") == "TokenizersBackend":
+        settings["tokenizer_class"] = "PreTrainedTokenizerFast"
+        path.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def write_training_curves(log_history: list[dict], path: str | Path) -> None:

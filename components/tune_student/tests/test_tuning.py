@@ -8,7 +8,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from transformers import TrainerCallback
 
 from kfp_distill._implementation.jsonl import DatasetError, write_jsonl
-from kfp_distill._implementation.models import ModelReferenceError, load_causal_lm
+from kfp_distill._implementation.models import ModelReferenceError, load_causal_lm, load_tokenizer
 from kfp_distill._implementation.student import StudentPredictor
 from kfp_distill.components.tune_student.config import TuningConfig
 from kfp_distill.components.tune_student.data import (
@@ -126,6 +126,11 @@ def test_a_run_with_evaluation_trains_saves_a_self_contained_model_and_logs_six_
     assert not any(name.startswith("checkpoint") or name.startswith("adapter") for name in names)
     predictions = StudentPredictor(str(model_dir), max_new_tokens=8).predict(["Sam has 4 apples and buys 2 more."])
     assert len(predictions) == 1 and isinstance(predictions[0].text, str)
+    # A tokenizer class transformers 4.x has (the default Vertex AI serving container runs 4.48), and the
+    # reloaded tokenizer tokenizes as the original does.
+    assert json.loads((model_dir / "tokenizer_config.json").read_text())["tokenizer_class"] == "PreTrainedTokenizerFast"
+    text = "Sam has 4 apples and buys 2 more.\n[label]\n"
+    assert load_tokenizer(str(model_dir))(text)["input_ids"] == load_tokenizer(tiny_student_dir)(text)["input_ids"]
 
     facts = json.loads((model_dir / "kfp_distill.json").read_text())
     assert facts["teacher_model_reference"] == "teacher-x" and facts["dataset_uri"] == "gs://bucket/train.jsonl"
