@@ -19,7 +19,9 @@ convergence (the best validation accuracy) and at equal compute. Compute is coun
 computed), which other load on this shared machine cannot distort; CPU seconds are recorded beside them.
 
 Runs append to `<out-dir>/runs.jsonl` as each finishes; a re-run skips the runs already there, so a long
-benchmark can be stopped and resumed.
+benchmark can be stopped and resumed. A run stopped midway resumes too: its checkpoints (tune-student's, one
+per evaluation interval) and its curve so far wait in `<out-dir>/unfinished/`, so at most one interval's steps
+are trained again.
 
 Usage (from the repository root):
     .venv/bin/python benchmarks/quality/run.py --dataset svamp --out-dir results/svamp \\
@@ -33,8 +35,8 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -112,13 +114,19 @@ def split_rows(rows: list[dict], validation_size: int, fraction: float, seed: in
 class HeldOutAccuracy(TrainerCallback):
     """Every `interval` steps and at the last one, the label-task accuracy on the validation and test rows,
     with the training FLOPs so far (the Trainer's count, up to date at each training log) and the training
-    CPU seconds (its own CPU time kept out)."""
+    CPU seconds (its own CPU time kept out).
+
+    Each point is appended to `curve_file` as it is measured, so a run resumed from a checkpoint keeps the
+    points up to that checkpoint and goes on counting CPU seconds from there.
+    """
 
     def __init__(self, interval: int, tokenizer, validation: list[dict], test: list[dict], task_type: str,
-                 max_new_tokens: int):
+                 max_new_tokens: int, curve_file: Path):
         self.interval, self.tokenizer, self.task_type = interval, tokenizer, task_type
         self.validation, self.test, self.max_new_tokens = validation, test, max_new_tokens
+        self.curve_file = curve_file
         self.points: list[CurvePoint] = []
+        self._cpu_s_before = 0.0
         self._started = 0.0
         self._measuring_s = 0.0
 
@@ -127,6 +135,11 @@ class HeldOutAccuracy(TrainerCallback):
         return score_answers(self.task_type, answers, [r["output_text"] for r in rows]).accuracy
 
     def on_train_begin(self, args, state, control, **kwargs):
+        # The steps after the checkpoint resumed from (if any) are trained again, so their points go.
+        recorded = [CurvePoint(**row) for row in load_rows(self.curve_file)] if self.curve_file.exists() else []
+        self.points = [point for point in recorded if point.step <= state.global_step]
+        write_jsonl(self.curve_file, [asdict(point) for point in self.points])
+        self._cpu_s_before = self.points[-1].train_cpu_s if self.points else 0.0
         self._started = time.process_time()
 
     def on_log(self, args, state, control, model=None, logs=None, **kwargs):
@@ -137,42 +150,46 @@ class HeldOutAccuracy(TrainerCallback):
         model.eval()
         validation, test = self._accuracy(model, self.validation), self._accuracy(model, self.test)
         model.train(was_training)
-        train_cpu_s = measuring - self._started - self._measuring_s
+        train_cpu_s = self._cpu_s_before + measuring - self._started - self._measuring_s
         self._measuring_s += time.process_time() - measuring
-        self.points.append(CurvePoint(state.global_step, state.total_flos, train_cpu_s, validation, test))
+        point = CurvePoint(state.global_step, state.total_flos, train_cpu_s, validation, test)
+        self.points.append(point)
+        with self.curve_file.open("a", encoding="utf-8") as curve:
+            curve.write(json.dumps(asdict(point)) + "\n")
         print(f"  step {state.global_step}: validation {validation:.3f}, test {test:.3f} "
               f"({state.total_flos:.3g} FLOPs, {train_cpu_s:.0f} CPU s)", flush=True)
 
 
-def run_one(key: RunKey, rows: list[dict], test: list[dict], args: argparse.Namespace) -> dict:
-    """Validates, tunes and measures one run; returns its record for runs.jsonl."""
+def run_one(key: RunKey, rows: list[dict], test: list[dict], args: argparse.Namespace, work_dir: Path) -> dict:
+    """Validates, tunes and measures one run in `work_dir`, resuming from what a stopped attempt left there;
+    returns its record for runs.jsonl."""
     train, validation = split_rows(arm_rows(rows, key.arm), args.validation_size, key.fraction, key.seed)
     task_type = TASK_TYPES[key.dataset]
-    with tempfile.TemporaryDirectory(prefix="kfp-distill-quality-") as work:
-        work_dir = Path(work)
-        write_jsonl(work_dir / "train.jsonl", train)
-        validated = validate_dataset(
-            str(work_dir / "train.jsonl"), "", args.student, work_dir / "validated.jsonl",
-            work_dir / "no-evaluation.jsonl", work_dir / "validation.md", task_type=task_type,
+    work_dir.mkdir(parents=True, exist_ok=True)
+    write_jsonl(work_dir / "train.jsonl", train)
+    validated = validate_dataset(
+        str(work_dir / "train.jsonl"), "", args.student, work_dir / "validated.jsonl",
+        work_dir / "no-evaluation.jsonl", work_dir / "validation.md", task_type=task_type,
+    )
+    tuning_rows = work_dir / "validated.jsonl"
+    if key.arm in RATIONALE_ARMS:  # the teacher step, PaLM's recorded rationales replayed
+        tuning_rows = work_dir / "distilled.jsonl"
+        generate_rationales(
+            str(work_dir / "validated.jsonl"), tuning_rows, work_dir / "teacher.md", "precomputed",
+            task_type=task_type,
         )
-        tuning_rows = work_dir / "validated.jsonl"
-        if key.arm in RATIONALE_ARMS:  # the teacher step, PaLM's recorded rationales replayed
-            tuning_rows = work_dir / "distilled.jsonl"
-            generate_rationales(
-                str(work_dir / "validated.jsonl"), tuning_rows, work_dir / "teacher.md", "precomputed",
-                task_type=task_type,
-            )
-        config = TuningConfig(
-            student_model_reference=args.student, train_steps=args.steps, batch_size=args.batch_size,
-            learning_rate_multiplier=args.learning_rate_multiplier, alpha=args.alpha, seed=key.seed,
-            evaluation_interval=args.eval_interval,
-        )
-        measure = HeldOutAccuracy(args.eval_interval, load_tokenizer(args.student), validation, test, task_type,
-                                  args.max_new_tokens)
-        result = tune_student(
-            str(tuning_rows), None, str(work_dir / "model"), str(work_dir / "tensorboard"),
-            config, provenance={"dataset_uri": f"dsbs/{key.dataset}"}, extra_callbacks=[measure],
-        )
+    config = TuningConfig(
+        student_model_reference=args.student, train_steps=args.steps, batch_size=args.batch_size,
+        learning_rate_multiplier=args.learning_rate_multiplier, alpha=args.alpha, seed=key.seed,
+        evaluation_interval=args.eval_interval,
+    )
+    measure = HeldOutAccuracy(args.eval_interval, load_tokenizer(args.student), validation, test, task_type,
+                              args.max_new_tokens, work_dir / "curve.jsonl")
+    result = tune_student(
+        str(tuning_rows), None, str(work_dir / "model"), str(work_dir / "tensorboard"),
+        config, provenance={"dataset_uri": f"dsbs/{key.dataset}"}, extra_callbacks=[measure],
+        checkpoint_dir=str(work_dir / "checkpoints"),
+    )
     return {
         **asdict(key),
         "train_rows": validated.train.examples,
@@ -236,9 +253,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{key}: done already", flush=True)
             continue
         print(f"{key}: tuning", flush=True)
-        record = run_one(key, rows, test, args)
+        work_dir = args.out_dir / "unfinished" / f"{key.arm}-{key.fraction}-seed{key.seed}"
+        record = run_one(key, rows, test, args, work_dir)
         with (args.out_dir / RUNS_FILE).open("a", encoding="utf-8") as runs:
             runs.write(json.dumps(record) + "\n")
+        shutil.rmtree(work_dir)  # the model and what it was tuned on: the record holds all that is measured
     return 0
 
 

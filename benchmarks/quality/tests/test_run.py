@@ -61,3 +61,49 @@ def test_runs_resume_and_report(run_script, report_script, svamp_like, tmp_path,
     assert "| 100% | distilling step-by-step (gold labels + PaLM rationales) | 2 | 20 |" in table
     assert "| 50% | standard fine-tuning (gold labels) | 2 | 10 |" in table
     assert (out / "results.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_run_stopped_midway_resumes_from_its_checkpoint(run_script, svamp_like, tmp_path, tiny_student_dir,
+                                                           monkeypatch, capsys):
+    def arguments(out):
+        return [
+            "--dataset", "svamp", "--data-dir", str(svamp_like), "--out-dir", str(out), "--student",
+            tiny_student_dir, "--arms", "dss", "--seeds", "0", "--steps", "6", "--eval-interval", "2",
+            "--batch-size", "2", "--validation-size", "4", "--max-new-tokens", "4",
+        ]
+
+    assert run_script.main(arguments(tmp_path / "whole")) == 0
+    (whole,) = load_rows(tmp_path / "whole" / "runs.jsonl")
+
+    class Preempted(Exception):
+        pass
+
+    class StoppedAfterStep3(run_script.HeldOutAccuracy):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise Preempted  # step 2's checkpoint is written, step 3's work is lost
+
+    stopped = tmp_path / "stopped"
+    with monkeypatch.context() as patch:
+        patch.setattr(run_script, "HeldOutAccuracy", StoppedAfterStep3)
+        try:
+            run_script.main(arguments(stopped))
+        except Preempted:
+            pass
+        else:
+            raise AssertionError("the run was not stopped")
+    assert not (stopped / "runs.jsonl").exists()
+    assert [row["step"] for row in load_rows(stopped / "unfinished" / "dss-1.0-seed0" / "curve.jsonl")] == [2]
+    capsys.readouterr()
+
+    assert run_script.main(arguments(stopped)) == 0
+    assert "resuming from" in capsys.readouterr().out
+    (resumed,) = load_rows(stopped / "runs.jsonl")
+    assert not (stopped / "unfinished" / "dss-1.0-seed0").exists()
+    # The same curve as the run that was never stopped, CPU seconds aside (they keep adding up).
+    assert [point["step"] for point in resumed["curve"]] == [2, 4, 6]
+    for kept, again in zip(whole["curve"], resumed["curve"]):
+        assert again["train_flops"] == kept["train_flops"]
+        assert (again["validation_accuracy"], again["test_accuracy"]) == (kept["validation_accuracy"], kept["test_accuracy"])
+    cpu_seconds = [point["train_cpu_s"] for point in resumed["curve"]]
+    assert cpu_seconds == sorted(cpu_seconds) and cpu_seconds[0] > 0
