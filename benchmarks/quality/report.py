@@ -5,7 +5,11 @@
 - equal compute: test accuracy at the last measurement within the training FLOPs the `standard` arm of the
   same data share used for all its steps (two-task steps cost more, so the two-task arms get fewer).
 
-Mean and standard deviation over seeds. Writes `results.md` and `results.png` next to `runs.jsonl`.
+Mean and standard deviation over seeds; a run whose validation accuracy was highest at its last measurement
+had not converged, and the table counts those. Below the table, the paper's claims as differences in test
+accuracy paired by seed: distilling step-by-step against standard fine-tuning on the same data and on twice
+the data, and without gold labels against label-only distillation. Writes `results.md` and `results.png`
+next to `runs.jsonl`.
 
 Usage (from the repository root):
     .venv/bin/python benchmarks/quality/report.py results/svamp
@@ -44,11 +48,24 @@ def at_compute(run: dict, budget_flops: float) -> tuple[float, float] | None:
     return (within[-1]["test_accuracy"], within[-1]["step"]) if within else None
 
 
-def _mean_spread(values: list[float]) -> str:
+def still_rising(run: dict) -> bool:
+    """Whether the validation accuracy was highest at the last measurement (so not yet converged)."""
+    return at_convergence(run)[1] == run["curve"][-1]["step"]
+
+
+# The paper's claims, (arm, data share) against (baseline arm, data share).
+CLAIMS = (
+    (("dss", 1.0), ("standard", 1.0)),
+    (("dss", 0.5), ("standard", 1.0)),
+    (("dss_teacher_labels", 1.0), ("label_distillation", 1.0)),
+)
+
+
+def _mean_spread(values: list[float], signed: bool = False) -> str:
     if not values:
         return "n/a"
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.fmean(values):.1f} ± {100 * spread:.1f}"
+    return f"{100 * statistics.fmean(values):{'+' if signed else ''}.1f} ± {100 * spread:.1f}"
 
 
 def summarize(runs: list[dict]) -> list[dict]:
@@ -72,12 +89,39 @@ def summarize(runs: list[dict]) -> list[dict]:
             "steps": members[0]["steps"],
             "convergence": _mean_spread([a for a, _ in converged]),
             "convergence_step": statistics.fmean(s for _, s in converged),
+            "still_rising": sum(still_rising(run) for run in members),
             "equal_compute": _mean_spread([a for a, _ in compute]),
             "compute_step": statistics.fmean(s for _, s in compute) if compute else None,
             "tflops_per_step": statistics.fmean(run["curve"][-1]["train_flops"] / run["curve"][-1]["step"] for run in members) / 1e12,
             "cpu_seconds_per_step": statistics.fmean(run["curve"][-1]["train_cpu_s"] / run["curve"][-1]["step"] for run in members),
         })
     return rows
+
+
+def paired_differences(runs: list[dict]) -> list[dict]:
+    """For each claim whose arms both ran: test accuracy of the arm minus its baseline's, seed by seed, at equal
+    steps, at convergence, and at equal compute (the arm within the FLOPs of the baseline's whole run)."""
+    by_key = {(run["arm"], run["fraction"], run["seed"]): run for run in runs}
+    differences = []
+    for (arm, fraction), (baseline_arm, baseline_fraction) in CLAIMS:
+        pairs = [
+            (run, by_key[(baseline_arm, baseline_fraction, run["seed"])])
+            for run in runs
+            if (run["arm"], run["fraction"]) == (arm, fraction) and (baseline_arm, baseline_fraction, run["seed"]) in by_key
+        ]
+        if not pairs:
+            continue
+        within_compute = [
+            (at_compute(run, baseline["curve"][-1]["train_flops"]), at_equal_steps(baseline)[0]) for run, baseline in pairs
+        ]
+        differences.append({
+            "arm": arm, "fraction": fraction, "baseline_arm": baseline_arm, "baseline_fraction": baseline_fraction,
+            "seeds": len(pairs),
+            "equal_steps": _mean_spread([at_equal_steps(run)[0] - at_equal_steps(baseline)[0] for run, baseline in pairs], signed=True),
+            "convergence": _mean_spread([at_convergence(run)[0] - at_convergence(baseline)[0] for run, baseline in pairs], signed=True),
+            "equal_compute": _mean_spread([found[0] - baseline for found, baseline in within_compute if found], signed=True),
+        })
+    return differences
 
 
 def to_markdown(rows: list[dict], runs: list[dict]) -> str:
@@ -87,16 +131,32 @@ def to_markdown(rows: list[dict], runs: list[dict]) -> str:
         f"{first['batch_size']}, alpha {first['alpha']}, learning rate {first['learning_rate']:g}; test accuracy "
         f"(%) on {first['test_rows']} test rows, mean ± standard deviation over seeds.",
         "",
-        "| data | arm | seeds | train rows | equal steps | at convergence (mean step) | equal compute (mean step) | TFLOPs/step | CPU s/step |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| data | arm | seeds | train rows | equal steps | at convergence (mean step) | still rising | equal compute (mean step) | TFLOPs/step | CPU s/step |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         compute_step = "" if row["compute_step"] is None else f" ({row['compute_step']:.0f})"
         lines.append(
             f"| {row['fraction']:.0%} | {ARM_NAMES[row['arm']]} | {row['seeds']} | {row['train_rows']} | "
             f"{row['equal_steps']} ({row['steps']}) | {row['convergence']} ({row['convergence_step']:.0f}) | "
-            f"{row['equal_compute']}{compute_step} | {row['tflops_per_step']:.2f} | {row['cpu_seconds_per_step']:.2f} |"
+            f"{row['still_rising']}/{row['seeds']} | {row['equal_compute']}{compute_step} | "
+            f"{row['tflops_per_step']:.2f} | {row['cpu_seconds_per_step']:.2f} |"
         )
+    differences = paired_differences(runs)
+    if differences:
+        lines += [
+            "",
+            "The paper's claims: test accuracy of an arm minus its baseline's (points), paired by seed.",
+            "",
+            "| arm | against | seeds | equal steps | at convergence | equal compute |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for difference in differences:
+            lines.append(
+                f"| {ARM_NAMES[difference['arm']]}, {difference['fraction']:.0%} of the data | "
+                f"{ARM_NAMES[difference['baseline_arm']]}, {difference['baseline_fraction']:.0%} | {difference['seeds']} | "
+                f"{difference['equal_steps']} | {difference['convergence']} | {difference['equal_compute']} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -18,3 +18,28 @@ def test_report_reads_each_comparison_off_the_curves(report_script):
     assert (rows["dss"]["equal_compute"], rows["dss"]["compute_step"]) == ("50.0 ± 0.0", 20)
     assert rows["dss"]["equal_steps"] == "70.0 ± 0.0"
     assert rows["dss"]["tflops_per_step"] == 1.5 and rows["standard"]["tflops_per_step"] == 1.0
+
+
+def test_claims_are_paired_by_seed(report_script):
+    def run(arm, fraction, seed, curve):
+        return {"arm": arm, "fraction": fraction, "seed": seed, "curve": [
+            {"step": s, "train_flops": f, "validation_accuracy": v, "test_accuracy": a} for s, f, v, a in curve
+        ]}
+
+    runs = [
+        run("standard", 1.0, 0, [(10, 10e12, 0.2, 0.30), (20, 20e12, 0.3, 0.40)]),
+        run("standard", 1.0, 1, [(10, 10e12, 0.4, 0.50), (20, 20e12, 0.3, 0.45)]),
+        run("dss", 1.0, 0, [(10, 15e12, 0.3, 0.35), (20, 30e12, 0.2, 0.50)]),
+        run("dss", 1.0, 1, [(10, 15e12, 0.3, 0.40), (20, 30e12, 0.5, 0.65)]),
+        run("dss", 0.5, 1, [(10, 15e12, 0.3, 0.40), (20, 30e12, 0.2, 0.60)]),  # seed 0 missing: one pair
+    ]
+    (same_data, half_data) = report_script.paired_differences(runs)
+    # Seed 0: +10 at step 20; -5 at convergence (dss's best validation at step 10, 35%, standard's at 20, 40%);
+    # -5 at equal compute (dss's step 10 is within standard's 20 TFLOPs, 35% against standard's last, 40%).
+    # Seed 1: +20; +15 (dss at 20, 65%, standard at 10, 50%); -5 (40% against 45%).
+    assert (same_data["arm"], same_data["fraction"], same_data["seeds"]) == ("dss", 1.0, 2)
+    assert same_data["equal_steps"] == "+15.0 ± 7.1"
+    assert same_data["convergence"] == "+5.0 ± 14.1"
+    assert same_data["equal_compute"] == "-5.0 ± 0.0"
+    assert (half_data["fraction"], half_data["seeds"], half_data["equal_steps"]) == (0.5, 1, "+15.0 ± 0.0")
+    assert report_script.still_rising(runs[3]) and not report_script.still_rising(runs[2])
