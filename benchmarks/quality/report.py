@@ -11,8 +11,11 @@ accuracy paired by seed: distilling step-by-step against standard fine-tuning on
 the data, and without gold labels against label-only distillation. Writes `results.md` and `results.png`
 next to `runs.jsonl`.
 
+With `--readme`, the table also replaces the one between `<!-- quality:<dataset> -->` and
+`<!-- /quality:<dataset> -->` in that Markdown file, so the README shows what the last report computed.
+
 Usage (from the repository root):
-    .venv/bin/python benchmarks/quality/report.py results/svamp
+    .venv/bin/python benchmarks/quality/report.py results/svamp [--readme README.md]
 """
 
 from __future__ import annotations
@@ -187,14 +190,27 @@ def plot(runs: list[dict], path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
+def replace_marked_table(markdown_file: Path, dataset: str, table: str) -> None:
+    """Puts `table` between the file's `<!-- quality:<dataset> -->` markers (which must be there)."""
+    start, end = f"<!-- quality:{dataset} -->\n", f"<!-- /quality:{dataset} -->"
+    text = markdown_file.read_text(encoding="utf-8")
+    if start not in text or end not in text:
+        raise ValueError(f"{markdown_file}: no '{start.strip()}' ... '{end}' markers to put the {dataset} table between")
+    before, rest = text.split(start, 1)
+    markdown_file.write_text(before + start + table + end + rest.split(end, 1)[1], encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", type=Path, help="the folder run.py wrote runs.jsonl to")
+    parser.add_argument("--readme", type=Path, help="a Markdown file whose marked table to replace")
     args = parser.parse_args(argv)
     runs = load_rows(args.out_dir / RUNS_FILE)
     markdown = to_markdown(summarize(runs), runs)
     (args.out_dir / "results.md").write_text(markdown, encoding="utf-8")
     plot(runs, args.out_dir / "results.png")
+    if args.readme:
+        replace_marked_table(args.readme, runs[0]["dataset"], markdown)
     print(markdown)
     return 0
 

@@ -56,8 +56,11 @@ def test_runs_resume_and_report(run_script, report_script, svamp_like, tmp_path,
     # PaLM's label is wrong on every fifth row (rows 0, 5, ... of the shuffled training rows stay in).
     assert runs[8]["train_rows"] == 20
 
-    assert report_script.main([str(out)]) == 0
+    readme = tmp_path / "README.md"
+    readme.write_text("# Results\n<!-- quality:svamp -->\nold table\n<!-- /quality:svamp -->\nafter\n")
+    assert report_script.main([str(out), "--readme", str(readme)]) == 0
     table = (out / "results.md").read_text()
+    assert readme.read_text() == f"# Results\n<!-- quality:svamp -->\n{table}<!-- /quality:svamp -->\nafter\n"
     assert "| 100% | distilling step-by-step (gold labels + PaLM rationales) | 2 | 20 |" in table
     assert "| 50% | standard fine-tuning (gold labels) | 2 | 10 |" in table
     assert (out / "results.png").read_bytes().startswith(b"\x89PNG")
