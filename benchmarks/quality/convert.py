@@ -30,6 +30,7 @@ DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 _CHOICE_LETTERS = "abcde"
 _LETTERED_ANSWER = re.compile(r"^\(?([a-e])\)\s*(.*)$", re.I)
+_CHOICE_MENTION = re.compile(r"\([a-e]\)", re.I)
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,11 @@ def _cqa_input(row: dict) -> str:
     return f"{row['question']}\nAnswer Choices:\n{choices}"
 
 
-def _cqa_teacher_label(answer: str, row: dict) -> str:
-    """"(d) math problem" -> "math problem"; a letter alone is looked up among the row's choices."""
+def _cqa_teacher_label(answer: str, row: dict) -> str | None:
+    """"(d) math problem" -> "math problem"; a letter alone is looked up among the row's choices; None for
+    a hedge naming several choices ("either (a) aquarium or (e) pond"): PaLM gave no one answer."""
+    if len(_CHOICE_MENTION.findall(answer)) > 1:
+        return None
     match = _LETTERED_ANSWER.match(answer.strip())
     if not match:
         return answer

@@ -2,8 +2,8 @@
 
 - equal steps: test accuracy after the last step (every run of a benchmark has the same steps and batch);
 - at convergence: test accuracy where the validation accuracy was highest (the earliest such point);
-- equal compute: test accuracy at the last measurement within the training FLOPs the `standard` arm of the
-  same data share used for all its steps (two-task steps cost more, so the two-task arms get fewer).
+- equal compute: test accuracy at the last measurement within the training FLOPs the `standard` run of the
+  same data share and seed used for all its steps (two-task steps cost more, so the two-task arms get fewer).
 
 Mean and standard deviation over seeds; a run whose validation accuracy was highest at its last measurement
 had not converged, and the table counts those. Below the table, the paper's claims as differences in test
@@ -65,10 +65,20 @@ CLAIMS = (
 
 
 def _mean_spread(values: list[float], signed: bool = False) -> str:
+    """The mean in percent (points), ± the standard deviation when there are several values."""
     if not values:
         return "n/a"
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.fmean(values):{'+' if signed else ''}.1f} ± {100 * spread:.1f}"
+    mean = f"{100 * statistics.fmean(values):{'+' if signed else ''}.1f}"
+    return f"{mean} ± {100 * statistics.stdev(values):.1f}" if len(values) > 1 else mean
+
+
+def compute_budget(runs: list[dict], fraction: float, seed: int) -> float | None:
+    """The training FLOPs of the `standard` run of this data share and seed (the mean over its seeds when that
+    seed's is missing); None without any standard run of this share."""
+    standard = [run for run in runs if (run["arm"], run["fraction"]) == ("standard", fraction)]
+    same_seed = [run for run in standard if run["seed"] == seed]
+    chosen = same_seed or standard
+    return statistics.fmean(run["curve"][-1]["train_flops"] for run in chosen) if chosen else None
 
 
 def summarize(runs: list[dict]) -> list[dict]:
@@ -78,11 +88,10 @@ def summarize(runs: list[dict]) -> list[dict]:
         groups[(run["fraction"], run["arm"])].append(run)
     rows = []
     for (fraction, arm), members in sorted(groups.items(), key=lambda item: (-item[0][0], list(ARM_NAMES).index(item[0][1]))):
-        standard = groups.get((fraction, "standard"), [])
-        budget = statistics.fmean(run["curve"][-1]["train_flops"] for run in standard) if standard else None
+        budgets = [compute_budget(runs, fraction, run["seed"]) for run in members]
         equal_steps = [at_equal_steps(run) for run in members]
         converged = [at_convergence(run) for run in members]
-        compute = [c for c in (at_compute(run, budget) for run in members) if c] if budget else []
+        compute = [c for c in (at_compute(run, b) for run, b in zip(members, budgets) if b) if c]
         rows.append({
             "fraction": fraction,
             "arm": arm,
@@ -103,7 +112,8 @@ def summarize(runs: list[dict]) -> list[dict]:
 
 def paired_differences(runs: list[dict]) -> list[dict]:
     """For each claim whose arms both ran: test accuracy of the arm minus its baseline's, seed by seed, at equal
-    steps, at convergence, and at equal compute (the arm within the FLOPs of the baseline's whole run)."""
+    steps, at convergence, and at equal compute (both within the FLOPs of the baseline share's standard run
+    of that seed, as in the table)."""
     by_key = {(run["arm"], run["fraction"], run["seed"]): run for run in runs}
     differences = []
     for (arm, fraction), (baseline_arm, baseline_fraction) in CLAIMS:
@@ -114,15 +124,18 @@ def paired_differences(runs: list[dict]) -> list[dict]:
         ]
         if not pairs:
             continue
-        within_compute = [
-            (at_compute(run, baseline["curve"][-1]["train_flops"]), at_equal_steps(baseline)[0]) for run, baseline in pairs
-        ]
+        within_compute = []
+        for run, baseline in pairs:
+            budget = compute_budget(runs, baseline_fraction, run["seed"])
+            found, found_baseline = at_compute(run, budget), at_compute(baseline, budget)
+            if found and found_baseline:
+                within_compute.append(found[0] - found_baseline[0])
         differences.append({
             "arm": arm, "fraction": fraction, "baseline_arm": baseline_arm, "baseline_fraction": baseline_fraction,
             "seeds": len(pairs),
             "equal_steps": _mean_spread([at_equal_steps(run)[0] - at_equal_steps(baseline)[0] for run, baseline in pairs], signed=True),
             "convergence": _mean_spread([at_convergence(run)[0] - at_convergence(baseline)[0] for run, baseline in pairs], signed=True),
-            "equal_compute": _mean_spread([found[0] - baseline for found, baseline in within_compute if found], signed=True),
+            "equal_compute": _mean_spread(within_compute, signed=True),
         })
     return differences
 

@@ -45,6 +45,7 @@ from transformers import TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from convert import DATASETS, DEFAULT_DATA_DIR, converted_rows  # noqa: E402
+from report import ARM_NAMES, RUNS_FILE  # noqa: E402
 
 from kfp_distill._implementation.jsonl import load_rows, write_jsonl  # noqa: E402
 from kfp_distill._implementation.models import load_tokenizer  # noqa: E402
@@ -55,12 +56,11 @@ from kfp_distill.components.tune_student.config import TuningConfig  # noqa: E40
 from kfp_distill.components.tune_student.tuning import tune_student  # noqa: E402
 from kfp_distill.components.validate_dataset.validation import validate_dataset  # noqa: E402
 
-ARMS = ("standard", "dss", "label_distillation", "dss_teacher_labels")
+ARMS = tuple(ARM_NAMES)
 RATIONALE_ARMS = ("dss", "dss_teacher_labels")
 # How each dataset is scored: SVAMP by value; CQA answers are free text matched exactly (after SQuAD
 # normalisation); the NLI sets are three-way classification.
 TASK_TYPES = {"svamp": "math", "cqa": "free_text", "anli1": "classification", "esnli": "classification"}
-RUNS_FILE = "runs.jsonl"
 
 
 @dataclass(frozen=True)
@@ -102,8 +102,13 @@ def arm_rows(rows: list[dict], arm: str) -> list[dict]:
 
 
 def split_rows(rows: list[dict], validation_size: int, fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """(training rows, validation rows): the validation rows are the same for every run of a dataset; the
-    training rows are a seeded `fraction` of the rest."""
+    """(training rows, validation rows): the validation rows are the same for every run on the same `rows`;
+    the training rows are a seeded `fraction` of the rest.
+
+    The arms on gold labels share all their rows and so their validation rows; the arms on PaLM's labels,
+    which lack the rows PaLM gave no answer for, share theirs, scored against PaLM's labels: with no gold
+    labels, that is how their user would pick a checkpoint.
+    """
     shuffled = rows[:]
     random.Random(0).shuffle(shuffled)
     validation, rest = shuffled[:validation_size], shuffled[validation_size:]
@@ -160,12 +165,46 @@ class HeldOutAccuracy(TrainerCallback):
               f"({state.total_flos:.3g} FLOPs, {train_cpu_s:.0f} CPU s)", flush=True)
 
 
+def tuning_config(args: argparse.Namespace, seed: int) -> TuningConfig:
+    return TuningConfig(
+        student_model_reference=args.student, train_steps=args.steps, batch_size=args.batch_size,
+        learning_rate_multiplier=args.learning_rate_multiplier, alpha=args.alpha, seed=seed,
+        evaluation_interval=args.eval_interval,
+    )
+
+
+def run_settings(args: argparse.Namespace, test_rows: int) -> dict:
+    """What the runs of one results folder share, so that their records compare."""
+    return {
+        "student": args.student, "steps": args.steps, "batch_size": args.batch_size, "alpha": args.alpha,
+        "learning_rate": tuning_config(args, 0).learning_rate, "validation_rows": args.validation_size,
+        "test_rows": test_rows, "eval_interval": args.eval_interval, "max_new_tokens": args.max_new_tokens,
+        "train_limit": args.train_limit,
+    }
+
+
+def check_same_settings(path: Path, settings: dict) -> None:
+    """Stops before any run when a record of `path` (runs.jsonl, or an unfinished run's settings) was made
+    with other settings than this command's: resuming would mix them."""
+    for line, record in enumerate(load_rows(path), start=1):
+        for field, value in settings.items():
+            if field in record and record[field] != value:
+                raise SystemExit(
+                    f"{path}:{line}: field {field} is {record[field]!r} there but {value!r} in this command; "
+                    "run with the same settings to resume, or give another --out-dir"
+                )
+
+
 def run_one(key: RunKey, rows: list[dict], test: list[dict], args: argparse.Namespace, work_dir: Path) -> dict:
     """Validates, tunes and measures one run in `work_dir`, resuming from what a stopped attempt left there;
     returns its record for runs.jsonl."""
     train, validation = split_rows(arm_rows(rows, key.arm), args.validation_size, key.fraction, key.seed)
     task_type = TASK_TYPES[key.dataset]
     work_dir.mkdir(parents=True, exist_ok=True)
+    settings_file = work_dir / "settings.jsonl"
+    if settings_file.exists():
+        check_same_settings(settings_file, run_settings(args, len(test)))
+    write_jsonl(settings_file, [run_settings(args, len(test))])
     write_jsonl(work_dir / "train.jsonl", train)
     validated = validate_dataset(
         str(work_dir / "train.jsonl"), "", args.student, work_dir / "validated.jsonl",
@@ -178,11 +217,7 @@ def run_one(key: RunKey, rows: list[dict], test: list[dict], args: argparse.Name
             str(work_dir / "validated.jsonl"), tuning_rows, work_dir / "teacher.md", "precomputed",
             task_type=task_type,
         )
-    config = TuningConfig(
-        student_model_reference=args.student, train_steps=args.steps, batch_size=args.batch_size,
-        learning_rate_multiplier=args.learning_rate_multiplier, alpha=args.alpha, seed=key.seed,
-        evaluation_interval=args.eval_interval,
-    )
+    config = tuning_config(args, key.seed)
     measure = HeldOutAccuracy(args.eval_interval, load_tokenizer(args.student), validation, test, task_type,
                               args.max_new_tokens, work_dir / "curve.jsonl")
     result = tune_student(
@@ -193,13 +228,7 @@ def run_one(key: RunKey, rows: list[dict], test: list[dict], args: argparse.Name
     return {
         **asdict(key),
         "train_rows": validated.train.examples,
-        "validation_rows": len(validation),
-        "test_rows": len(test),
-        "student": args.student,
-        "steps": args.steps,
-        "batch_size": args.batch_size,
-        "alpha": args.alpha,
-        "learning_rate": config.learning_rate,
+        **run_settings(args, len(test)),
         "seconds_per_step": result.metrics["seconds_per_step"],
         "curve": [asdict(point) for point in measure.points],
     }
@@ -232,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-limit", type=int, help="score the first N test rows (a quick run)")
     parser.add_argument("--max-new-tokens", type=int, default=24)
     args = parser.parse_args(argv)
+    if args.train_limit is not None and args.train_limit <= args.validation_size:
+        parser.error(f"--train-limit {args.train_limit} leaves no training rows beside --validation-size {args.validation_size}")
 
     spec = DATASETS[args.dataset]
     rows = list(converted_rows(args.dataset, spec.train_split, args.data_dir))[: args.train_limit]
@@ -240,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         for r in converted_rows(args.dataset, spec.test_split, args.data_dir)
     ][: args.test_limit]
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    if (args.out_dir / RUNS_FILE).exists():
+        check_same_settings(args.out_dir / RUNS_FILE, run_settings(args, len(test)))
     done = completed_runs(args.out_dir)
     keys = [
         RunKey(args.dataset, arm, fraction, seed)

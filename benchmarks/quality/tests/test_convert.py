@@ -18,8 +18,9 @@ def test_cqa_completion_is_cut_before_the_invented_question_and_its_letter_mappe
     completions = [
         "The answer must be a place with wood. So the answer is (b) wooded area.\n\nQ: What is big?\nA: x",
         "Only the second choice fits. So the answer is (b).",
+        "Beavers live by water. So the answer is either (b) wooded area or (a) a.",
     ]
-    write_dataset(tmp_path, "cqa", "train", [example, example], completions)
+    write_dataset(tmp_path, "cqa", "train", [example, example, example], completions)
     rows = list(convert.converted_rows("cqa", "train", tmp_path))
     assert rows[0] == {
         "input_text": "Where do beavers get supplies?\nAnswer Choices:\n(a) a\n(b) wooded area\n(c) c\n(d) d\n(e) e",
@@ -28,6 +29,7 @@ def test_cqa_completion_is_cut_before_the_invented_question_and_its_letter_mappe
         "teacher_label": "wooded area",
     }
     assert rows[1]["teacher_label"] == "wooded area"  # the letter alone, looked up among the choices
+    assert rows[2]["teacher_label"] is None  # a hedge between two choices is no answer
 
 
 def test_nli_and_svamp_labels(tmp_path, convert, write_dataset):

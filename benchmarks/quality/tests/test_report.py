@@ -2,8 +2,8 @@
 
 
 def test_report_reads_each_comparison_off_the_curves(report_script):
-    def run(arm, curve):
-        return {"arm": arm, "fraction": 1.0, "train_rows": 8, "steps": 30, "seconds_per_step": 1.0, "curve": [
+    def run(arm, curve, seed=0):
+        return {"arm": arm, "fraction": 1.0, "seed": seed, "train_rows": 8, "steps": 30, "seconds_per_step": 1.0, "curve": [
             {"step": s, "train_flops": f, "train_cpu_s": f / 1e12, "validation_accuracy": v, "test_accuracy": a}
             for s, f, v, a in curve
         ]}
@@ -11,13 +11,21 @@ def test_report_reads_each_comparison_off_the_curves(report_script):
     standard = run("standard", [(10, 10e12, 0.2, 0.1), (20, 20e12, 0.5, 0.4), (30, 30e12, 0.4, 0.45)])
     dss = run("dss", [(10, 15e12, 0.3, 0.3), (20, 30e12, 0.6, 0.5), (30, 45e12, 0.6, 0.7)])
     rows = {row["arm"]: row for row in report_script.summarize([standard, dss])}
-    assert rows["standard"]["equal_steps"] == "45.0 ± 0.0"
-    assert (rows["standard"]["convergence"], rows["standard"]["convergence_step"]) == ("40.0 ± 0.0", 20)
+    assert rows["standard"]["equal_steps"] == "45.0"  # one seed: no spread to show
+    assert (rows["standard"]["convergence"], rows["standard"]["convergence_step"]) == ("40.0", 20)
     # Best validation reached first at step 20; the standard arm's 30 TFLOPs buy dss 20 steps.
-    assert (rows["dss"]["convergence"], rows["dss"]["convergence_step"]) == ("50.0 ± 0.0", 20)
-    assert (rows["dss"]["equal_compute"], rows["dss"]["compute_step"]) == ("50.0 ± 0.0", 20)
-    assert rows["dss"]["equal_steps"] == "70.0 ± 0.0"
+    assert (rows["dss"]["convergence"], rows["dss"]["convergence_step"]) == ("50.0", 20)
+    assert (rows["dss"]["equal_compute"], rows["dss"]["compute_step"]) == ("50.0", 20)
+    assert rows["dss"]["equal_steps"] == "70.0"
     assert rows["dss"]["tflops_per_step"] == 1.5 and rows["standard"]["tflops_per_step"] == 1.0
+
+    # Each run's budget is its own seed's standard run: a standard seed that used more FLOPs than another
+    # is still measured at its last step, and so is dss within that seed's budget.
+    standard_costlier = run("standard", [(10, 11e12, 0.2, 0.2), (20, 22e12, 0.5, 0.3), (30, 33e12, 0.4, 0.35)], seed=1)
+    dss_again = run("dss", [(10, 15e12, 0.3, 0.3), (20, 30e12, 0.6, 0.6), (30, 45e12, 0.6, 0.7)], seed=1)
+    rows = {row["arm"]: row for row in report_script.summarize([standard, dss, standard_costlier, dss_again])}
+    assert (rows["standard"]["equal_compute"], rows["standard"]["compute_step"]) == ("40.0 ± 7.1", 30)
+    assert (rows["dss"]["equal_compute"], rows["dss"]["compute_step"]) == ("55.0 ± 7.1", 20)
 
 
 def test_claims_are_paired_by_seed(report_script):
@@ -41,5 +49,6 @@ def test_claims_are_paired_by_seed(report_script):
     assert same_data["equal_steps"] == "+15.0 ± 7.1"
     assert same_data["convergence"] == "+5.0 ± 14.1"
     assert same_data["equal_compute"] == "-5.0 ± 0.0"
-    assert (half_data["fraction"], half_data["seeds"], half_data["equal_steps"]) == (0.5, 1, "+15.0 ± 0.0")
+    assert (half_data["fraction"], half_data["seeds"], half_data["equal_steps"]) == (0.5, 1, "+15.0")
+    assert half_data["equal_compute"] == "-5.0"  # within standard's 20 TFLOPs on all the data: 40% against 45%
     assert report_script.still_rising(runs[3]) and not report_script.still_rising(runs[2])

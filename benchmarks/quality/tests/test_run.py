@@ -1,5 +1,6 @@
 """The quality benchmark end to end on a tiny SVAMP-like set with a tiny student: it runs, resumes, reports."""
 
+import pytest
 
 from kfp_distill._implementation.jsonl import load_rows
 
@@ -47,6 +48,10 @@ def test_runs_resume_and_report(run_script, report_script, svamp_like, tmp_path,
 
     flops = {(r["arm"], r["fraction"], r["seed"]): r["curve"][-1]["train_flops"] for r in runs}
     assert all(flops[("dss", f, s)] > flops[("standard", f, s)] for _, f, s in flops)  # the rationale task costs
+
+    # Other settings in the same folder would mix incomparable runs: refused before any run.
+    with pytest.raises(SystemExit, match=r"runs.jsonl:1: field steps is 4 there but 6 in this command"):
+        run_script.main([*arguments, "--steps", "6", "--arms", "standard"])  # the last --steps counts
 
     # Resuming runs only what is missing: the label-distillation arms, on all the data only.
     assert run_script.main(arguments + ["--arms", "standard", "dss", "label_distillation"]) == 0
