@@ -28,6 +28,16 @@ def device_count() -> int:
     return max(torch.cuda.device_count(), 1)
 
 
+def usable_processes(devices: int, config: TuningConfig) -> int:
+    """The most of `devices` processes that can share every step's `batch_size` rows evenly, in whole
+    micro-batches (e.g. batch 12 on 8 GPUs: 6)."""
+    for processes in range(devices, 1, -1):
+        rows_per_process, uneven = divmod(config.batch_size, processes)
+        if not uneven and rows_per_process % min(config.micro_batch_size or rows_per_process, rows_per_process) == 0:
+            return processes
+    return 1
+
+
 def tune_on_every_device(
     train_path: str,
     evaluation_path: str | None,
@@ -38,16 +48,20 @@ def tune_on_every_device(
     checkpoint_dir: str | None = None,
     processes: int | None = None,
 ) -> TuningResult:
-    """`tune_student` (same arguments and result) over `processes` data-parallel processes.
+    """`tune_student` (its arguments but `extra_callbacks`, and its result) over `processes` data-parallel processes.
 
     Args:
-        processes: How many processes; None: one per GPU. With 1, or inside a process torchrun started,
-            `tune_student` runs here.
+        processes: How many processes; None: one per GPU, or as many GPUs as share the batch evenly
+            (`usable_processes`). With 1, or inside a process torchrun started, `tune_student` runs here.
 
     Raises:
         RuntimeError: A tuning process failed (its output, above, says why).
     """
-    processes = device_count() if processes is None else processes
+    if processes is None:
+        processes = usable_processes(device_count(), config)
+        if processes < device_count():
+            print(f"batch_size {config.batch_size} splits evenly over {processes} of the {device_count()} GPUs: "
+                  f"tuning in {processes} processes", flush=True)
     if processes <= 1 or "LOCAL_RANK" in os.environ:
         return tune_student(train_path, evaluation_path, model_dir, tensorboard_dir, config, provenance, checkpoint_dir)
     with tempfile.TemporaryDirectory(prefix="kfp-distill-data-parallel-") as scratch:

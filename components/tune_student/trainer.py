@@ -343,7 +343,15 @@ class TaskPrefixTrainer(Trainer):
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Evaluates the label task and reports loss, token accuracy and predicted tokens to the callbacks."""
-        statistics = self.evaluation_statistics(self.get_eval_dataloader(eval_dataset))
+        # Each row counted once: with several processes accelerate would pad the shards to even batches with
+        # repeated rows. Uneven shards are safe here: the forward passes use the model without its
+        # DistributedDataParallel wrapper, so no process waits for another.
+        even_batches, self.accelerator.even_batches = self.accelerator.even_batches, False
+        try:
+            dataloader = self.get_eval_dataloader(eval_dataset)
+        finally:
+            self.accelerator.even_batches = even_batches
+        statistics = self.evaluation_statistics(dataloader)
         metrics = {
             f"{metric_key_prefix}_loss": statistics.mean_loss,
             f"{metric_key_prefix}_{TOKEN_ACCURACY}": statistics.accuracy,

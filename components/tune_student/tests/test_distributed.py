@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from kfp_distill._implementation.jsonl import load_rows, write_jsonl
 from kfp_distill.components.tune_student.config import TuningConfig
-from kfp_distill.components.tune_student.distributed import tune_on_every_device
+from kfp_distill.components.tune_student.distributed import tune_on_every_device, usable_processes
 
 
 def logged(tensorboard_dir) -> dict[str, list[tuple[int, float]]]:
@@ -15,8 +16,22 @@ def logged(tensorboard_dir) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
+def test_the_batch_is_shared_by_as_many_gpus_as_split_it_evenly(tiny_student_dir):
+    assert usable_processes(8, TuningConfig(tiny_student_dir, batch_size=64)) == 8
+    assert usable_processes(8, TuningConfig(tiny_student_dir, batch_size=12)) == 6
+    assert usable_processes(8, TuningConfig(tiny_student_dir, batch_size=7)) == 7
+    assert usable_processes(8, TuningConfig(tiny_student_dir, batch_size=5)) == 5
+    # On 8 processes each one's 3 rows would not make whole micro-batches of 2; 6 processes take 4 each.
+    assert usable_processes(8, TuningConfig(tiny_student_dir, batch_size=24, micro_batch_size=2)) == 6
+    assert usable_processes(1, TuningConfig(tiny_student_dir, batch_size=24)) == 1
+
+
 def test_two_processes_take_the_steps_of_one(tiny_student_dir, distilled_path, evaluation_path, tmp_path):
-    # 8 rows, 4 per step: two epochs, so the second epoch's order is checked too; evaluation at steps 2 and 4.
+    # 8 rows, 4 per step: two epochs, so the second epoch's order is checked too; evaluation at steps 2 and 4,
+    # on 5 rows, which two processes cannot share evenly (each row must still count once).
+    five_rows = tmp_path / "evaluation.jsonl"
+    rows = load_rows(evaluation_path)
+    write_jsonl(five_rows, rows + rows[:1])
     config = TuningConfig(
         tiny_student_dir, train_steps=4, batch_size=4, evaluation_interval=2, learning_rate_multiplier=10.0,
         enable_early_stopping=False,
@@ -25,7 +40,7 @@ def test_two_processes_take_the_steps_of_one(tiny_student_dir, distilled_path, e
     for processes in (1, 2):
         out = tmp_path / f"processes-{processes}"
         result = tune_on_every_device(
-            distilled_path, evaluation_path, str(out / "model"), str(out / "tensorboard"), config, {},
+            distilled_path, str(five_rows), str(out / "model"), str(out / "tensorboard"), config, {},
             processes=processes,
         )
         runs[processes] = (result, logged(out / "tensorboard"))
