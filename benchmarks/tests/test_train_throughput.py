@@ -1,0 +1,57 @@
+"""The tuning throughput benchmark runs end to end on a tiny student and prints ratios it measured."""
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+_SCRIPT = Path(__file__).parents[1] / "train_throughput.py"
+_DATA_DIR = Path(__file__).parents[3] / "shared" / "data" / "dsbs"
+
+
+@pytest.fixture(scope="module")
+def train_throughput():
+    if "train_throughput" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("train_throughput", _SCRIPT)
+        sys.modules["train_throughput"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules["train_throughput"])
+    return sys.modules["train_throughput"]
+
+
+def _tokens_processed(output: str) -> dict[str, int]:
+    return {
+        name.strip(): int(tokens)
+        for name, tokens in re.findall(r"^\s*(label only|two passes|shared prefix \(ours\)): .*, (\d+) tokens processed$", output, re.M)
+    }
+
+
+def test_both_trainers_and_the_step_costs_on_demo_rows(train_throughput, tiny_student_dir, capsys):
+    train_throughput.main(
+        ["--data", "demo", "--student", tiny_student_dir, "--warmup-steps", "1", "--steps", "1", "--repeats", "1"]
+    )
+    output = capsys.readouterr().out
+    assert re.search(r"^plain: [\d.]+ tokens/s", output, re.M)
+    assert re.search(r"^ ours: [\d.]+ tokens/s", output, re.M)
+    assert re.search(r"^ours / plain: [\d.]+x tokens/s .* [\d.]+x peak memory", output, re.M)
+    tokens = _tokens_processed(output)
+    # The shared prefix processes each input once: fewer tokens than the two passes, more than the label alone.
+    assert tokens["label only"] < tokens["shared prefix (ours)"] < tokens["two passes"]
+    # The rationale task adds compute (this tiny model's output layer dominates its FLOPs, so by a lot).
+    assert float(re.search(r"([\d.]+)x over all 200 rows", output).group(1)) > 1.0
+
+
+def test_step_costs_only_leaves_the_plain_script_out(train_throughput, tiny_student_dir, capsys):
+    train_throughput.main(["--data", "demo", "--student", tiny_student_dir, "--repeats", "1", "--step-costs-only"])
+    output = capsys.readouterr().out
+    assert "plain" not in output and "tokens/s" not in output
+    assert re.search(r"^shared prefix \(ours\) / label only: [\d.]+x \(target <= 1.3x\)$", output, re.M)
+
+
+@pytest.mark.skipif(not _DATA_DIR.is_dir(), reason=f"the paper's data is not at {_DATA_DIR} (outside this repository)")
+@pytest.mark.parametrize("dataset", ["svamp", "cqa", "anli1", "esnli"])
+def test_the_papers_training_rows_come_with_rationales(train_throughput, dataset):
+    rows = train_throughput.distilled_rows(dataset)
+    assert len(rows) > 300
+    assert all(row.input_text and row.output_text and row.rationale for row in rows)
