@@ -40,6 +40,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import get_args
 
 from transformers import TrainerCallback
 
@@ -52,7 +53,7 @@ from kfp_distill._implementation.models import load_tokenizer  # noqa: E402
 from kfp_distill._implementation.student import generate_batched  # noqa: E402
 from kfp_distill.components.evaluate.task_metrics import score_answers  # noqa: E402
 from kfp_distill.components.generate_rationales.generation import generate_rationales  # noqa: E402
-from kfp_distill.components.tune_student.config import TuningConfig  # noqa: E402
+from kfp_distill.components.tune_student.config import MixedPrecision, TuningConfig  # noqa: E402
 from kfp_distill.components.tune_student.tuning import tune_student  # noqa: E402
 from kfp_distill.components.validate_dataset.validation import validate_dataset  # noqa: E402
 
@@ -169,7 +170,7 @@ def tuning_config(args: argparse.Namespace, seed: int) -> TuningConfig:
     return TuningConfig(
         student_model_reference=args.student, train_steps=args.steps, batch_size=args.batch_size,
         learning_rate_multiplier=args.learning_rate_multiplier, alpha=args.alpha, seed=seed,
-        evaluation_interval=args.eval_interval,
+        evaluation_interval=args.eval_interval, mixed_precision=args.mixed_precision,
     )
 
 
@@ -179,7 +180,7 @@ def run_settings(args: argparse.Namespace, test_rows: int) -> dict:
         "student": args.student, "steps": args.steps, "batch_size": args.batch_size, "alpha": args.alpha,
         "learning_rate": tuning_config(args, 0).learning_rate, "validation_rows": args.validation_size,
         "test_rows": test_rows, "eval_interval": args.eval_interval, "max_new_tokens": args.max_new_tokens,
-        "train_limit": args.train_limit,
+        "train_limit": args.train_limit, "mixed_precision": args.mixed_precision,
     }
 
 
@@ -260,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-limit", type=int, help="use the first N training rows (a quick run)")
     parser.add_argument("--test-limit", type=int, help="score the first N test rows (a quick run)")
     parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument(
+        "--mixed-precision", choices=get_args(MixedPrecision), default="no",
+        help="bf16 autocast in training; 'no' (float32) by default, so that runs on machines with and without bf16 compare",
+    )
     args = parser.parse_args(argv)
     if args.train_limit is not None and args.train_limit <= args.validation_size:
         parser.error(f"--train-limit {args.train_limit} leaves no training rows beside --validation-size {args.validation_size}")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 TuningMethod = Literal["full", "lora"]
+MixedPrecision = Literal["auto", "bf16", "no"]
 
 # AdamW learning rates for short runs (hundreds of steps) on small students, with a linear decay.
 # LoRA trains far fewer weights, from a zero-initialised update, and wants about 10x the full-tuning rate.
@@ -49,6 +50,9 @@ class TuningConfig:
         seed: Seeds weight initialisation of the adapters and the order of the training rows.
         trust_remote_code: Allow a student whose repository brings its own Python code (auto_map) to run that
             code; off, such a student is refused with an error saying so.
+        mixed_precision: "auto" trains under bf16 autocast where the hardware speeds it up (a GPU with bf16, a
+            CPU with AVX512-BF16 or AMX) and in the weights' precision elsewhere; "bf16" and "no" decide it
+            everywhere, e.g. so that runs on different machines compare.
     """
 
     student_model_reference: str
@@ -70,6 +74,7 @@ class TuningConfig:
     seed: int = 0
     group_by_length: bool = True
     trust_remote_code: bool = False
+    mixed_precision: MixedPrecision = "auto"
 
     def __post_init__(self) -> None:
         if not isinstance(self.student_model_reference, str) or not self.student_model_reference.strip():
@@ -112,6 +117,11 @@ class TuningConfig:
             raise ValueError(
                 f"tuning_method must be one of {', '.join(map(repr, RECOMMENDED_LEARNING_RATES))}, "
                 f"got {self.tuning_method!r}"
+            )
+        if self.mixed_precision not in get_args(MixedPrecision):
+            raise ValueError(
+                f"mixed_precision must be one of {', '.join(map(repr, get_args(MixedPrecision)))}, "
+                f"got {self.mixed_precision!r}"
             )
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")

@@ -469,7 +469,7 @@ def build_trainer(
         )
     evaluating = bool(evaluation_examples)
     selecting = evaluating and config.enable_checkpoint_selection
-    use_bf16 = bf16_supported()
+    use_bf16 = bf16_supported() if config.mixed_precision == "auto" else config.mixed_precision == "bf16"
     # Under torchrun each of the WORLD_SIZE processes takes its share of every step's batch_size rows.
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     if config.batch_size % processes:

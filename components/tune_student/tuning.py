@@ -56,8 +56,8 @@ class TuningResult:
             train_examples, evaluation_examples, truncated_inputs, truncated_rationales, resumed_from_step
             (0 for a fresh run), wall_time_s and seconds_per_step (of this run), tokens_per_s (non-padding tokens,
             the shared input counted once, trained per second of this run's training loop), peak_memory_mb
-            (peak GPU memory allocated by torch, else the process's peak resident set size) and
-            final_learning_rate.
+            (peak GPU memory allocated by torch, else the process's peak resident set size), bf16_autocast
+            (whether training ran under bf16 autocast) and final_learning_rate.
     """
 
     model_dir: str
@@ -174,6 +174,7 @@ def tune_student(
         "seconds_per_step": wall_time_s / max(steps_this_run, 1),
         "tokens_per_s": trainer.trained_tokens_all_processes() / wall_time_s,
         "peak_memory_mb": peak_memory_mb(),
+        "bf16_autocast": trainer.args.bf16,
         "final_learning_rate": train_logs[-1]["learning_rate"],
     }
     if not trainer.is_world_process_zero():  # data-parallel: the first process writes the results

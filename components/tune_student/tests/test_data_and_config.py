@@ -38,6 +38,7 @@ def test_learning_rate_is_the_method_rate_times_the_multiplier():
         ({"max_rationale_tokens": -1}, "max_rationale_tokens must be a positive integer"),
         ({"max_input_tokens": 15}, "max_input_tokens must be at least 16"),
         ({"early_stopping_threshold": -0.1}, "early_stopping_threshold must be 0 or more"),
+        ({"mixed_precision": "fp16"}, "mixed_precision must be one of 'auto', 'bf16', 'no'"),
     ],
 )
 def test_invalid_settings_are_refused_by_name(overrides, message):

@@ -10,13 +10,16 @@ from kfp_distill.components.tune_student.data import (
     packed_length,
     prepare_training_examples,
 )
-from kfp_distill.components.tune_student.trainer import build_trainer
+from kfp_distill.components.tune_student.trainer import bf16_supported, build_trainer
 
 def one_step(model_dir, tokenizer, rows, tmp_path, **settings):
     torch.manual_seed(0)
     model = load_causal_lm(model_dir)
     examples = prepare_training_examples(rows, tokenizer, 1024, 128).examples
-    config = TuningConfig(model_dir, train_steps=1, batch_size=4, learning_rate_multiplier=10.0, alpha=0.3, **settings)
+    # float32: under bf16 autocast (on hardware that has it) micro-batches of other shapes round otherwise.
+    config = TuningConfig(
+        model_dir, train_steps=1, batch_size=4, learning_rate_multiplier=10.0, alpha=0.3, mixed_precision="no", **settings
+    )
     trainer = build_trainer(model, config, examples, [], tokenizer.pad_token_id, str(tmp_path / "c"), str(tmp_path / "t"))
     trainer.train()
     loss = next(entry["loss"] for entry in trainer.state.log_history if "loss" in entry)
@@ -104,3 +107,16 @@ def test_training_flops_count_the_body_at_every_position_and_the_output_layer_at
     assert trainer.floating_point_ops(label_only) == 6 * (
         label_only["label"]["input_ids"].numel() * body + label_targets * output_layer
     )
+
+
+@pytest.mark.parametrize("mixed_precision, expected", [("no", False), ("bf16", True), ("auto", bf16_supported())])
+def test_mixed_precision_is_the_hardware_s_choice_unless_decided(
+    mixed_precision, expected, tiny_student_dir, smollm2_tokenizer, uneven_rows, tmp_path
+):
+    examples = prepare_training_examples(uneven_rows, smollm2_tokenizer, 1024, 128).examples
+    config = TuningConfig(tiny_student_dir, mixed_precision=mixed_precision)
+    trainer = build_trainer(
+        load_causal_lm(tiny_student_dir), config, examples, [], smollm2_tokenizer.pad_token_id,
+        str(tmp_path / "c"), str(tmp_path / "t"),
+    )
+    assert trainer.args.bf16 is expected

@@ -18,7 +18,7 @@ from kfp_distill.components.tune_student.data import (
     prepare_training_examples,
     read_training_rows,
 )
-from kfp_distill.components.tune_student.trainer import TaskPrefixTrainer, TokenStatistics, build_trainer
+from kfp_distill.components.tune_student.trainer import TaskPrefixTrainer, TokenStatistics, bf16_supported, build_trainer
 from kfp_distill.components.tune_student.tuning import tune_student
 
 TRAIN_SCALARS = {
@@ -115,6 +115,7 @@ def test_a_run_with_evaluation_trains_saves_a_self_contained_model_and_logs_six_
     assert metrics["final_train_loss"] == pytest.approx(losses[-1], rel=1e-5)
     assert metrics["last_eval_token_accuracy"] == pytest.approx(logged["/eval_fraction_of_correct_next_step_preds"][-1][1], rel=1e-5)
     assert metrics["tokens_per_s"] > 0 and metrics["peak_memory_mb"] > 0
+    assert metrics["bf16_autocast"] is bf16_supported()  # mixed_precision "auto"
     assert metrics["final_learning_rate"] == pytest.approx(logged["/train_learning_rate"][-1][1], rel=1e-5)
     assert all(value > 0 for _, value in logged["/train_tokens_per_second"])
 
