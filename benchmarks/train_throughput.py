@@ -9,8 +9,10 @@ rows (the training rows of one of the paper's datasets with PaLM-540B's recorded
   (padding to the longest sequence of each random batch) and the model's own loss, 16 sequences a step
   (the two sequences of 8 rows);
 - ours: `build_trainer` of tune-student: each row packed once with its input shared by both tasks
-  (`SharedPrefixCollator`), batches grouped by length, logits only where a target is predicted, bf16 autocast
-  where the hardware has it (not on this machine's CPU), the same tokenized examples.
+  (`SharedPrefixCollator`), batches grouped by length, logits only where a target is predicted, the same
+  tokenized examples.
+
+Both train in float32 unless `--mixed-precision` says otherwise (`auto`: bf16 autocast where the hardware has it).
 
 Tokens/s counts real (non-padding) tokens of the label and rationale sequences trained, the same count for
 both (ours processes fewer: the input once; that is the point), over the measured steps after warm-up.
@@ -19,14 +21,14 @@ peak allocated memory (GPU). Then, on one fixed batch of 8 rows and in turns (so
 machine slows them alike), it times a label-only step (the label sequences alone, logits only at targets),
 the straightforward two-task step (label and rationale sequences as two padded passes) and ours, in CPU
 seconds of this process (less distorted by other load than wall time), and prints each two-task step's cost
-relative to the label-only step (target: at most 1.3x), beside the ratio of their training FLOPs, which no
-implementation with the same losses can go below: how dear the rationale task is depends on the data, on how
-long its rationales are against its inputs. Throughput is shown per wall-clock and per CPU second.
+relative to the label-only step (target: at most 1.3x), beside the ratio of their training FLOPs, the
+arithmetic any implementation with the same losses does, which the time ratio follows: how dear the rationale
+task is depends on the data, on how long its rationales are against its inputs. Throughput is shown per wall-clock and per CPU second.
 
 Usage (from the repository root; about 5 minutes on 2 CPU cores):
     flock /tmp/kfp-distill-heavy.lock .venv/bin/python benchmarks/train_throughput.py \\
         [--data svamp|cqa|anli1|esnli|demo] [--student smollm2-135m-instruct] [--warmup-steps 2] [--steps 8] \\
-        [--repeats 3] [--step-costs-only]
+        [--repeats 3] [--step-costs-only] [--mixed-precision no|auto|bf16]
 """
 
 from __future__ import annotations
@@ -41,12 +43,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import get_args
 
 import torch
 from transformers import TrainerCallback
 
 from kfp_distill._implementation.models import load_causal_lm, load_tokenizer
-from kfp_distill.components.tune_student.config import TuningConfig
+from kfp_distill.components.tune_student.config import MixedPrecision, TuningConfig
 from kfp_distill.components.tune_student.data import (
     IGNORE_INDEX,
     SharedPrefixCollator,
@@ -55,10 +58,10 @@ from kfp_distill.components.tune_student.data import (
     prepare_training_examples,
 )
 from kfp_distill.components.tune_student.trainer import (
-    bf16_supported,
     build_trainer,
     next_token_statistics,
     peak_memory_mb,
+    uses_bf16,
 )
 
 BATCH_ROWS = 8
@@ -144,7 +147,9 @@ def measure(trainer, collator: CountingCollator, warmup_steps: int, steps: int) 
     }
 
 
-def run_plain(student: str, examples: list[dict], tokenizer, warmup_steps: int, steps: int, seed: int) -> dict:
+def run_plain(
+    student: str, examples: list[dict], tokenizer, warmup_steps: int, steps: int, seed: int, mixed_precision: str
+) -> dict:
     """The stock `Trainer` on the label and rationale sequences as separate, shuffled examples."""
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
@@ -163,6 +168,8 @@ def run_plain(student: str, examples: list[dict], tokenizer, warmup_steps: int, 
             learning_rate=LEARNING_RATE,
             lr_scheduler_type="linear",
             seed=seed,
+            bf16=uses_bf16(mixed_precision),
+            use_cpu=not torch.cuda.is_available() and uses_bf16(mixed_precision),  # Hugging Face's CPU autocast switch
             logging_steps=1,
             save_strategy="no",
             report_to="none",
@@ -174,12 +181,14 @@ def run_plain(student: str, examples: list[dict], tokenizer, warmup_steps: int, 
 
 
 def run_ours(
-    student: str, examples: list[dict], tokenizer, warmup_steps: int, steps: int, seed: int, repeats: int, alpha: float
+    student: str, examples: list[dict], tokenizer, warmup_steps: int, steps: int, seed: int, repeats: int, alpha: float,
+    mixed_precision: str,
 ) -> dict:
     """tune-student's trainer (unless `steps` is 0), then the step costs on one batch."""
     train_steps = warmup_steps + steps + 1  # the extra step absorbs the end of training (its checkpoint)
     config = TuningConfig(
-        student, train_steps=train_steps, evaluation_interval=train_steps, batch_size=BATCH_ROWS, seed=seed, alpha=alpha
+        student, train_steps=train_steps, evaluation_interval=train_steps, batch_size=BATCH_ROWS, seed=seed, alpha=alpha,
+        mixed_precision=mixed_precision,
     )
     model = load_causal_lm(student, dtype=torch.float32)
     with tempfile.TemporaryDirectory() as scratch:
@@ -220,7 +229,7 @@ def step_costs(trainer, examples: list[dict], pad_token_id: int, repeats: int, a
 
     def step(loss_of) -> float:
         started = time.process_time()  # CPU time: other load on a shared machine distorts it less than wall time
-        with trainer.compute_loss_context_manager():  # ours autocasts where the hardware has bf16
+        with trainer.accelerator.autocast():  # bf16 where the trainer's arguments say so, as in its training steps
             loss = loss_of()
         loss.backward()
         optimizer.step()
@@ -248,7 +257,7 @@ def step_costs(trainer, examples: list[dict], pad_token_id: int, repeats: int, a
 
 def flops_ratio(trainer, examples: list[dict]) -> float:
     """Two-task / label-only training FLOPs over all the examples, each unpadded: what the rationale task
-    adds to the compute of any implementation that keeps the losses (the floor of the step-cost ratio)."""
+    adds to the arithmetic of any implementation that keeps the losses (what the step-cost ratio follows)."""
     collate = trainer.data_collator
     two_task = sum(trainer.floating_point_ops(collate([example])) for example in examples)
     label_only = sum(trainer.floating_point_ops(collate([{"label": example["label"]}])) for example in examples)
@@ -261,11 +270,15 @@ def worker(arguments) -> None:
     rows = distilled_rows(arguments.data, data_dir=arguments.data_dir)
     examples = prepare_training_examples(rows, tokenizer, 1024, arguments.max_rationale_tokens).examples
     if arguments.worker == "plain":
-        result = run_plain(arguments.student, examples, tokenizer, arguments.warmup_steps, arguments.steps, arguments.seed)
+        result = run_plain(
+            arguments.student, examples, tokenizer, arguments.warmup_steps, arguments.steps, arguments.seed,
+            arguments.mixed_precision,
+        )
     else:
         result = run_ours(
             arguments.student, examples, tokenizer, arguments.warmup_steps,
             0 if arguments.step_costs_only else arguments.steps, arguments.seed, arguments.repeats, arguments.alpha,
+            arguments.mixed_precision,
         )
     result["rows"] = len(rows)
     print("RESULT " + json.dumps(result), flush=True)
@@ -282,12 +295,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-rationale-tokens", type=int, default=TuningConfig("m").max_rationale_tokens)
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mixed-precision", choices=get_args(MixedPrecision), default="no", help="for both trainers")
     parser.add_argument(
         "--step-costs-only", action="store_true", help="leave out the throughput comparison with the plain script"
     )
     parser.add_argument("--worker", choices=("plain", "ours"), help=argparse.SUPPRESS)
     argv = sys.argv[1:] if argv is None else argv
     arguments = parser.parse_args(argv)
+    if arguments.steps < 1 or arguments.warmup_steps < 0 or arguments.repeats < 1:
+        parser.error("--steps and --repeats must be at least 1, --warmup-steps at least 0")
     if arguments.worker:
         worker(arguments)
         return
@@ -295,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"student {arguments.student}, {arguments.data} rows, batch {BATCH_ROWS} rows, rationales cut to "
         f"{arguments.max_rationale_tokens} tokens, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-        f"bf16 autocast for ours: {bf16_supported()}"
+        f"bf16 autocast: {uses_bf16(arguments.mixed_precision)}"
         + ("" if arguments.step_costs_only else f"; {arguments.warmup_steps} warm-up + {arguments.steps} measured steps"),
         flush=True,
     )
@@ -335,7 +351,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name} / label only: {seconds[name] / seconds['label only']:.2f}x (target <= 1.3x)")
     print(
         f"training FLOPs, shared prefix / label only: {costs['shared prefix (ours)']['flops'] / costs['label only']['flops']:.2f}x "
-        f"on this batch, {ours['flops_ratio']:.2f}x over all {ours['rows']} rows (the floor of the ratio at equal losses)"
+        f"on this batch, {ours['flops_ratio']:.2f}x over all {ours['rows']} rows (the same for any implementation with these losses)"
     )
 
 

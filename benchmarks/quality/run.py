@@ -184,15 +184,17 @@ def run_settings(args: argparse.Namespace, test_rows: int) -> dict:
     }
 
 
-def check_same_settings(path: Path, settings: dict) -> None:
+def check_same_settings(path: Path, settings: dict, missing_fields_differ: bool = False) -> None:
     """Stops before any run when a record of `path` (runs.jsonl, or an unfinished run's settings) was made
-    with other settings than this command's: resuming would mix them."""
+    with other settings than this command's: resuming would mix them. A field a record lacks (one recorded
+    since) counts as the same unless `missing_fields_differ` (a run half done by an older runner, whose
+    default may have differed)."""
     for line, record in enumerate(load_rows(path), start=1):
         for field, value in settings.items():
-            if field in record and record[field] != value:
+            if field in record and record[field] != value or missing_fields_differ and field not in record:
                 raise SystemExit(
-                    f"{path}:{line}: field {field} is {record[field]!r} there but {value!r} in this command; "
-                    "run with the same settings to resume, or give another --out-dir"
+                    f"{path}:{line}: field {field} is {record.get(field, '(not recorded)')!r} there but {value!r} "
+                    "in this command; run with the same settings to resume, or give another --out-dir"
                 )
 
 
@@ -204,7 +206,7 @@ def run_one(key: RunKey, rows: list[dict], test: list[dict], args: argparse.Name
     work_dir.mkdir(parents=True, exist_ok=True)
     settings_file = work_dir / "settings.jsonl"
     if settings_file.exists():
-        check_same_settings(settings_file, run_settings(args, len(test)))
+        check_same_settings(settings_file, run_settings(args, len(test)), missing_fields_differ=True)
     write_jsonl(settings_file, [run_settings(args, len(test))])
     write_jsonl(work_dir / "train.jsonl", train)
     validated = validate_dataset(
@@ -231,6 +233,7 @@ def run_one(key: RunKey, rows: list[dict], test: list[dict], args: argparse.Name
         "train_rows": validated.train.examples,
         **run_settings(args, len(test)),
         "seconds_per_step": result.metrics["seconds_per_step"],
+        "bf16_autocast": result.metrics["bf16_autocast"],
         "curve": [asdict(point) for point in measure.points],
     }
 

@@ -32,6 +32,7 @@ def test_both_trainers_and_the_step_costs_on_demo_rows(train_throughput, tiny_st
         ["--data", "demo", "--student", tiny_student_dir, "--warmup-steps", "1", "--steps", "1", "--repeats", "1"]
     )
     output = capsys.readouterr().out
+    assert "bf16 autocast: False" in output  # float32 unless asked
     assert re.search(r"^plain: [\d.]+ tokens/s", output, re.M)
     assert re.search(r"^ ours: [\d.]+ tokens/s", output, re.M)
     assert re.search(r"^ours / plain: [\d.]+x tokens/s .* [\d.]+x peak memory", output, re.M)
@@ -43,8 +44,11 @@ def test_both_trainers_and_the_step_costs_on_demo_rows(train_throughput, tiny_st
 
 
 def test_step_costs_only_leaves_the_plain_script_out(train_throughput, tiny_student_dir, capsys):
-    train_throughput.main(["--data", "demo", "--student", tiny_student_dir, "--repeats", "1", "--step-costs-only"])
+    train_throughput.main(
+        ["--data", "demo", "--student", tiny_student_dir, "--repeats", "1", "--step-costs-only", "--mixed-precision", "bf16"]
+    )
     output = capsys.readouterr().out
+    assert "bf16 autocast: True" in output
     assert "plain" not in output and "tokens/s" not in output
     assert re.search(r"^shared prefix \(ours\) / label only: [\d.]+x \(target <= 1.3x\)$", output, re.M)
 

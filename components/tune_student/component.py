@@ -26,6 +26,7 @@ def tune_student(
     tuning_method: str = "full",
     alpha: float = 0.5,
     trust_remote_code: bool = False,
+    mixed_precision: str = "auto",
 ):
     """Tunes the student on the teacher's labels and rationales (two tasks, one model).
 
@@ -53,6 +54,8 @@ def tune_student(
         tuning_method: "full" or "lora".
         alpha: Weight of the label loss; the rationale loss gets 1 - alpha.
         trust_remote_code: Run the student repository's own Python code, if it has some (off: refused).
+        mixed_precision: "auto" (bf16 autocast where the GPU or CPU has bf16), "bf16" or "no" (the weights'
+            precision everywhere).
     """
     from kfp_distill.components.tune_student.config import TuningConfig
     from kfp_distill.components.tune_student.distributed import tune_on_every_device
@@ -69,6 +72,7 @@ def tune_student(
         tuning_method=tuning_method,
         alpha=alpha,
         trust_remote_code=trust_remote_code,
+        mixed_precision=mixed_precision,
     )
     result = tune_on_every_device(  # one process per GPU when there are several
         train_path=distilled_dataset.path,

@@ -438,6 +438,19 @@ def bf16_supported() -> bool:
     return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
+def uses_bf16(mixed_precision: str) -> bool:
+    """Whether training runs under bf16 autocast for a `TuningConfig.mixed_precision` setting.
+
+    Raises:
+        ValueError: "bf16" is asked for on a GPU without bf16.
+    """
+    if mixed_precision == "auto":
+        return bf16_supported()
+    if mixed_precision == "bf16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        raise ValueError("mixed_precision is 'bf16' but this GPU has no bf16: use 'auto' or 'no'")
+    return mixed_precision == "bf16"
+
+
 def build_trainer(
     model,
     config: TuningConfig,
@@ -457,8 +470,9 @@ def build_trainer(
     the last step, for `trainer.train(resume_from_checkpoint=...)` to go on from.
 
     Raises:
-        ValueError: The model's attention implementation cannot take the shared-prefix attention mask, or the
-            batch does not split evenly over the data-parallel processes (and their micro-batches).
+        ValueError: The model's attention implementation cannot take the shared-prefix attention mask, the
+            batch does not split evenly over the data-parallel processes (and their micro-batches), or bf16 is
+            asked for on a GPU without it.
     """
     encoder_decoder = model.config.is_encoder_decoder
     attention = model.config._attn_implementation
@@ -469,7 +483,7 @@ def build_trainer(
         )
     evaluating = bool(evaluation_examples)
     selecting = evaluating and config.enable_checkpoint_selection
-    use_bf16 = bf16_supported() if config.mixed_precision == "auto" else config.mixed_precision == "bf16"
+    use_bf16 = uses_bf16(config.mixed_precision)
     # Under torchrun each of the WORLD_SIZE processes takes its share of every step's batch_size rows.
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     if config.batch_size % processes:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from kfp_distill._implementation.jsonl import load_rows
+from kfp_distill._implementation.jsonl import load_rows, write_jsonl
 
 
 def test_arms_choose_labels_and_rationales(run_script):
@@ -104,9 +104,18 @@ def test_a_run_stopped_midway_resumes_from_its_checkpoint(run_script, svamp_like
     assert [row["step"] for row in load_rows(stopped / "unfinished" / "dss-1.0-seed0" / "curve.jsonl")] == [2]
     capsys.readouterr()
 
+    # A run half done by a runner that did not record a setting may have used another default: refused.
+    settings_file = stopped / "unfinished" / "dss-1.0-seed0" / "settings.jsonl"
+    (settings,) = load_rows(settings_file)
+    write_jsonl(settings_file, [{name: value for name, value in settings.items() if name != "mixed_precision"}])
+    with pytest.raises(SystemExit, match=r"settings.jsonl:1: field mixed_precision is '\(not recorded\)' there but 'no'"):
+        run_script.main(arguments(stopped))
+    write_jsonl(settings_file, [settings])
+
     assert run_script.main(arguments(stopped)) == 0
     assert "resuming from" in capsys.readouterr().out
     (resumed,) = load_rows(stopped / "runs.jsonl")
+    assert resumed["mixed_precision"] == "no" and resumed["bf16_autocast"] is False  # float32 on every machine
     assert not (stopped / "unfinished" / "dss-1.0-seed0").exists()
     # The same curve as the run that was never stopped, CPU seconds aside (they keep adding up).
     assert [point["step"] for point in resumed["curve"]] == [2, 4, 6]

@@ -110,6 +110,9 @@ def test_training_flops_count_the_body_at_every_position_and_the_output_layer_at
 
 
 @pytest.mark.parametrize("mixed_precision, expected", [("no", False), ("bf16", True), ("auto", bf16_supported())])
+@pytest.mark.skipif(
+    torch.cuda.is_available() and not torch.cuda.is_bf16_supported(), reason="this GPU has no bf16 to ask for"
+)
 def test_mixed_precision_is_the_hardware_s_choice_unless_decided(
     mixed_precision, expected, tiny_student_dir, smollm2_tokenizer, uneven_rows, tmp_path
 ):
