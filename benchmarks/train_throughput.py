@@ -1,8 +1,9 @@
 """Tuning throughput: tune-student's trainer vs. a plain Hugging Face `Trainer` script, and the rationale's cost.
 
 Both tune the same student (float32 weights, full tuning, AdamW, learning rate 1e-4) on the same distilled
-rows (the training rows of one of the paper's datasets with PaLM-540B's recorded rationales, read in place from
-../shared/data/dsbs, or the demo's word problems), 8 rows a step, side by side in one run, each in its own process so that its peak memory is its own:
+rows (the training rows of one of the paper's datasets with PaLM-540B's recorded rationales, read in place
+from ../shared/data/dsbs, or the demo's word problems), 8 rows a step, side by side in one run, each in its
+own process so that its peak memory is its own:
 
 - plain: what a user would write: every row gives two separate sequences, `input [label] -> label` and
   `input [rationale] -> rationale`, shuffled together; a stock `Trainer` with `DataCollatorForSeq2Seq`
@@ -23,7 +24,8 @@ the straightforward two-task step (label and rationale sequences as two padded p
 seconds of this process (less distorted by other load than wall time), and prints each two-task step's cost
 relative to the label-only step (target: at most 1.3x), beside the ratio of their training FLOPs, the
 arithmetic any implementation with the same losses does, which the time ratio follows: how dear the rationale
-task is depends on the data, on how long its rationales are against its inputs. Throughput is shown per wall-clock and per CPU second.
+task is depends on the data, on how long its rationales are against its inputs. Throughput is shown per
+wall-clock and per CPU second.
 
 Usage (from the repository root; about 5 minutes on 2 CPU cores):
     flock /tmp/kfp-distill-heavy.lock .venv/bin/python benchmarks/train_throughput.py \\
@@ -154,6 +156,7 @@ def run_plain(
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
     tokenizer.padding_side = "right"
+    use_bf16 = uses_bf16(mixed_precision)
     sequences = [
         {**example[task], "attention_mask": [1] * len(example[task]["input_ids"])}
         for example in examples
@@ -168,8 +171,8 @@ def run_plain(
             learning_rate=LEARNING_RATE,
             lr_scheduler_type="linear",
             seed=seed,
-            bf16=uses_bf16(mixed_precision),
-            use_cpu=not torch.cuda.is_available() and uses_bf16(mixed_precision),  # Hugging Face's CPU autocast switch
+            bf16=use_bf16,
+            use_cpu=not torch.cuda.is_available() and use_bf16,  # Hugging Face's switch for CPU autocast
             logging_steps=1,
             save_strategy="no",
             report_to="none",
