@@ -3,7 +3,8 @@
 - equal steps: test accuracy after the last step (every run of a benchmark has the same steps and batch);
 - at convergence: test accuracy where the validation accuracy was highest (the earliest such point);
 - equal compute: test accuracy at the last measurement within the training FLOPs the `standard` run of the
-  same data share and seed used for all its steps (two-task steps cost more, so the two-task arms get fewer).
+  same data share and seed used for all its steps (two-task steps cost more, so the two-task arms get fewer),
+  give or take `COMPUTE_TOLERANCE`: another arm's rows differ in length, so its same steps cost slightly more.
 
 Mean and standard deviation over seeds; a run whose validation accuracy was highest at its last measurement
 had not converged, and the table counts those. Below the table, the paper's claims as differences in test
@@ -46,8 +47,13 @@ def at_convergence(run: dict) -> tuple[float, float]:
     return best["test_accuracy"], best["step"]
 
 
+# Label-only distillation's 300 steps on PaLM's labels cost 0.5% more than standard's on e-SNLI; without a
+# tolerance it would be read 50 steps early. Far below one evaluation interval's FLOPs in these runs.
+COMPUTE_TOLERANCE = 0.02
+
+
 def at_compute(run: dict, budget_flops: float) -> tuple[float, float] | None:
-    within = [point for point in run["curve"] if point["train_flops"] <= budget_flops]
+    within = [point for point in run["curve"] if point["train_flops"] <= budget_flops * (1 + COMPUTE_TOLERANCE)]
     return (within[-1]["test_accuracy"], within[-1]["step"]) if within else None
 
 

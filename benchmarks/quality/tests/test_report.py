@@ -28,6 +28,13 @@ def test_report_reads_each_comparison_off_the_curves(report_script):
     assert (rows["dss"]["equal_compute"], rows["dss"]["compute_step"]) == ("55.0 ± 7.1", 20)
 
 
+def test_equal_compute_allows_slightly_costlier_rows(report_script):
+    """Another arm's same steps may cost a little more (other row lengths): read at its last step, not earlier."""
+    curve = [{"step": 10, "train_flops": 10e12, "test_accuracy": 0.3}, {"step": 20, "train_flops": 20.2e12, "test_accuracy": 0.4}]
+    assert report_script.at_compute({"curve": curve}, 20e12) == (0.4, 20)
+    assert report_script.at_compute({"curve": curve}, 19e12) == (0.3, 10)  # 6% over: outside the budget
+
+
 def test_claims_are_paired_by_seed(report_script):
     def run(arm, fraction, seed, curve):
         return {"arm": arm, "fraction": fraction, "seed": seed, "curve": [
