@@ -36,7 +36,6 @@ Usage (from the repository root; about 5 minutes on 2 CPU cores):
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import random
 import statistics
@@ -51,6 +50,7 @@ import torch
 from transformers import TrainerCallback
 
 from kfp_distill._implementation.models import load_causal_lm, load_tokenizer
+from kfp_distill._implementation.scripts import load_module
 from kfp_distill.components.tune_student.config import MixedPrecision, TuningConfig
 from kfp_distill.components.tune_student.data import (
     IGNORE_INDEX,
@@ -72,13 +72,7 @@ LEARNING_RATE = 1e-4  # tune-student's recommended full-tuning rate, for both
 
 def _quality_convert():
     """benchmarks/quality/convert.py, which reads the paper's data in place."""
-    if "quality_convert" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "quality_convert", Path(__file__).resolve().parent / "quality" / "convert.py"
-        )
-        sys.modules["quality_convert"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules["quality_convert"])
-    return sys.modules["quality_convert"]
+    return load_module("quality_convert", Path(__file__).resolve().parent / "quality" / "convert.py")
 
 
 def distilled_rows(data: str, count: int | None = None, data_dir: Path | None = None) -> list[TrainingRow]:

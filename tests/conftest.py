@@ -1,10 +1,10 @@
 """Fixtures for the serving, GGUF export and pipeline tests."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+
+from kfp_distill._implementation.scripts import load_module
 
 STUB_SERVER = Path(__file__).resolve().parents[1] / "components/generate_rationales/tests/openai_stub_server.py"
 # Tests run with --import-mode=importlib, so the server module is loaded by path, under a name of its own.
@@ -38,11 +38,8 @@ def varied_student_dir(tmp_path_factory, tiny_student_dir):
 def stub_teacher(monkeypatch):
     """generate-rationales' loopback OpenAI-compatible test server, running (`base_url`, recorded `requests`);
     it answers `a + b` sums."""
-    if _STUB_MODULE not in sys.modules:
-        spec = importlib.util.spec_from_file_location(_STUB_MODULE, STUB_SERVER)
-        sys.modules[_STUB_MODULE] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[_STUB_MODULE])
+    stub_server = load_module(_STUB_MODULE, STUB_SERVER)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the pipeline's task subprocesses inherit these
     monkeypatch.setenv("no_proxy", "127.0.0.1")
-    with sys.modules[_STUB_MODULE].OpenAIStubServer() as server:
+    with stub_server.OpenAIStubServer() as server:
         yield server

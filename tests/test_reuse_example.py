@@ -1,21 +1,19 @@
 """examples/reuse_components.py: our components inside another pipeline, from Python and from the compiled YAML."""
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
 import yaml
 from kfp import compiler
 
+from kfp_distill._implementation.scripts import load_module
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "reuse_components.py"
 
 
 def _example():
-    spec = importlib.util.spec_from_file_location("reuse_components_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module("reuse_components_example", EXAMPLE)
 
 
 def test_both_forms_compile_to_the_same_three_steps(tmp_path):

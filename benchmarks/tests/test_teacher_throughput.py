@@ -3,26 +3,18 @@
 No model runs here: the phases talk to generate-rationales' loopback stub server.
 """
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
+from kfp_distill._implementation.scripts import load_module
+
 _BENCHMARKS = Path(__file__).parents[1]
 
 
-def _load(name: str, path: Path):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        sys.modules[name] = importlib.util.module_from_spec(spec)  # dataclasses look their module up there
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-throughput = _load("teacher_throughput", _BENCHMARKS / "teacher_throughput.py")
+throughput = load_module("teacher_throughput", _BENCHMARKS / "teacher_throughput.py")
 # The stub server of generate-rationales' tests, under the name its conftest gives it.
-stub = _load(
+stub = load_module(
     "generate_rationales_openai_stub_server",
     _BENCHMARKS.parent / "components" / "generate_rationales" / "tests" / "openai_stub_server.py",
 )

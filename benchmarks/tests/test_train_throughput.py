@@ -1,11 +1,11 @@
 """The tuning throughput benchmark runs end to end on a tiny student and prints ratios it measured."""
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
+
+from kfp_distill._implementation.scripts import load_module
 
 _SCRIPT = Path(__file__).parents[1] / "train_throughput.py"
 _DATA_DIR = Path(__file__).parents[3] / "shared" / "data" / "dsbs"
@@ -13,11 +13,7 @@ _DATA_DIR = Path(__file__).parents[3] / "shared" / "data" / "dsbs"
 
 @pytest.fixture(scope="module")
 def train_throughput():
-    if "train_throughput" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("train_throughput", _SCRIPT)
-        sys.modules["train_throughput"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules["train_throughput"])
-    return sys.modules["train_throughput"]
+    return load_module("train_throughput", _SCRIPT)
 
 
 def _tokens_processed(output: str) -> dict[str, int]:

@@ -1,24 +1,18 @@
 """Loads the quality benchmark's scripts (not an installed package) and fakes the paper's data layout."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+
+from kfp_distill._implementation.scripts import load_module
 
 SCRIPTS = Path(__file__).resolve().parents[1]
 
 
 def _load_script(name: str):
-    """The script `benchmarks/quality/<name>.py` as a module (registered, so its dataclasses work)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    """The script `benchmarks/quality/<name>.py` as a module."""
+    return load_module(name, SCRIPTS / f"{name}.py")
 
 
 def _write_dataset(root: Path, name: str, split: str, examples: list[dict], completions: list[str]) -> None:

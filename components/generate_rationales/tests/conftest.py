@@ -1,22 +1,18 @@
 import contextlib
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
+from kfp_distill._implementation.scripts import load_module
+
 # Tests run with --import-mode=importlib, so the helper module is loaded by path, under a unique name.
-_NAME = "generate_rationales_openai_stub_server"
-if _NAME not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(_NAME, Path(__file__).with_name("openai_stub_server.py"))
-    sys.modules[_NAME] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules[_NAME])
+_STUB_SERVER = load_module("generate_rationales_openai_stub_server", Path(__file__).with_name("openai_stub_server.py"))
 
 
 @pytest.fixture
 def stub():
     """The stub server module (StubHTTPError, default_responder, ...)."""
-    return sys.modules[_NAME]
+    return _STUB_SERVER
 
 
 @pytest.fixture
