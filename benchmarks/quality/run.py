@@ -18,8 +18,8 @@ convergence (the best validation accuracy) and at equal compute. Compute is coun
 (tune-student's count: the model's body at every position processed, the output layer where logits are
 computed), which other load on this shared machine cannot distort; CPU seconds are recorded beside them.
 
-Runs append to `<out-dir>/runs.jsonl` as each finishes; a re-run skips the runs already there, so a long
-benchmark can be stopped and resumed. A run stopped midway resumes too: its checkpoints (tune-student's, one
+Each run's record joins `<out-dir>/runs.jsonl` as it finishes (the file is replaced whole, never half
+written); a re-run skips the runs already there, so a long benchmark can be stopped and resumed. A run stopped midway resumes too: its checkpoints (tune-student's, one
 per evaluation interval) and its curve so far wait in `<out-dir>/unfinished/`, so at most one interval's steps
 are trained again.
 
@@ -33,7 +33,6 @@ Usage (from the repository root):
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import shutil
 import sys
@@ -122,8 +121,8 @@ class HeldOutAccuracy(TrainerCallback):
     with the training FLOPs so far (the Trainer's count, up to date at each training log) and the training
     CPU seconds (its own CPU time kept out).
 
-    Each point is appended to `curve_file` as it is measured, so a run resumed from a checkpoint keeps the
-    points up to that checkpoint and goes on counting CPU seconds from there.
+    The curve is rewritten to `curve_file` (atomically) at each point, so a run resumed from a checkpoint keeps
+    the points up to that checkpoint and goes on counting CPU seconds from there.
     """
 
     def __init__(self, interval: int, tokenizer, validation: list[dict], test: list[dict], task_type: str,
@@ -160,8 +159,7 @@ class HeldOutAccuracy(TrainerCallback):
         self._measuring_s += time.process_time() - measuring
         point = CurvePoint(state.global_step, state.total_flos, train_cpu_s, validation, test)
         self.points.append(point)
-        with self.curve_file.open("a", encoding="utf-8") as curve:
-            curve.write(json.dumps(asdict(point)) + "\n")
+        write_jsonl(self.curve_file, [asdict(point) for point in self.points])
         print(f"  step {state.global_step}: validation {validation:.3f}, test {test:.3f} "
               f"({state.total_flos:.3g} FLOPs, {train_cpu_s:.0f} CPU s)", flush=True)
 
@@ -296,8 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{key}: tuning", flush=True)
         work_dir = args.out_dir / "unfinished" / f"{key.arm}-{key.fraction}-seed{key.seed}"
         record = run_one(key, rows, test, args, work_dir)
-        with (args.out_dir / RUNS_FILE).open("a", encoding="utf-8") as runs:
-            runs.write(json.dumps(record) + "\n")
+        runs_file = args.out_dir / RUNS_FILE
+        # Rewritten whole and atomically: a run stopped while writing cannot leave half a record behind.
+        write_jsonl(runs_file, [*(load_rows(runs_file) if runs_file.exists() else []), record])
         shutil.rmtree(work_dir)  # the model and what it was tuned on: the record holds all that is measured
     return 0
 
