@@ -19,9 +19,9 @@ convergence (the best validation accuracy) and at equal compute. Compute is coun
 computed), which other load on this shared machine cannot distort; CPU seconds are recorded beside them.
 
 Each run's record joins `<out-dir>/runs.jsonl` as it finishes (the file is replaced whole, never half
-written); a re-run skips the runs already there, so a long benchmark can be stopped and resumed. A run stopped midway resumes too: its checkpoints (tune-student's, one
-per evaluation interval) and its curve so far wait in `<out-dir>/unfinished/`, so at most one interval's steps
-are trained again.
+written); a re-run skips the runs already there, so a long benchmark can be stopped and resumed. A run
+stopped midway resumes too: its checkpoints (tune-student's, one per evaluation interval) and its curve so far
+wait in `<out-dir>/unfinished/`, so at most one interval's steps are trained again.
 
 Usage (from the repository root):
     .venv/bin/python benchmarks/quality/run.py --dataset svamp --out-dir results/svamp \\
