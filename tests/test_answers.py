@@ -2,7 +2,13 @@
 
 import pytest
 
-from kfp_distill._implementation.answers import answers_match, arithmetic_value, extract_answer, split_completion
+from kfp_distill._implementation.answers import (
+    answers_match,
+    arithmetic_value,
+    extract_answer,
+    label_answer,
+    split_completion,
+)
 
 
 @pytest.mark.parametrize(
@@ -33,3 +39,10 @@ def test_split_completion_cuts_the_runaway_question_and_the_connective():
     assert (rationale, answer) == ("84 / 2 = 42.", "(84 / 2)")
     assert split_completion("I cannot tell.") == ("I cannot tell.", None)
     assert extract_answer("( 7 * 30 )\nmore text") == "( 7 * 30 )"
+
+
+def test_label_answer_keeps_a_summary_whole_and_other_answers_to_their_line():
+    output = "neutral\nThe premise does not say.\n\nPremise: next"
+    assert label_answer(output, "classification") == "neutral"
+    assert label_answer(output, "summarization") == "neutral\nThe premise does not say."
+    assert label_answer("So the answer is (3 + 4).\nQ: more", "math") == "(3 + 4)"

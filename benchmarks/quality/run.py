@@ -3,7 +3,7 @@
 For one dataset of the paper (converted by `convert.py`), each run goes the pipeline's way with the
 pipeline's code: validate-dataset checks its training file; for the arms with rationales, generate-rationales
 replays PaLM-540B's recorded rationales through the `precomputed` teacher; tune-student tunes the student;
-the evaluation's task metrics score held-out answers. The arms, same student, steps and batch:
+the evaluation's answer extraction and task metrics score held-out answers. The arms, same student, steps and batch:
 
 - `standard`: standard fine-tuning on the gold labels;
 - `dss`: distilling step-by-step, gold labels plus PaLM's rationales;
@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from convert import DATASETS, DEFAULT_DATA_DIR, converted_rows  # noqa: E402
 from report import ARM_NAMES, RUNS_FILE  # noqa: E402
 
+from kfp_distill._implementation.answers import label_answer  # noqa: E402
 from kfp_distill._implementation.jsonl import load_rows, write_jsonl  # noqa: E402
 from kfp_distill._implementation.models import load_tokenizer  # noqa: E402
 from kfp_distill._implementation.student import generate_batched  # noqa: E402
@@ -136,7 +137,8 @@ class HeldOutAccuracy(TrainerCallback):
         self._measuring_s = 0.0
 
     def _accuracy(self, model, rows: list[dict]) -> float:
-        answers = generate_batched(model, self.tokenizer, [r["input_text"] for r in rows], "label", self.max_new_tokens)
+        outputs = generate_batched(model, self.tokenizer, [r["input_text"] for r in rows], "label", self.max_new_tokens)
+        answers = [label_answer(output, self.task_type) for output in outputs]  # as the evaluate component does
         return score_answers(self.task_type, answers, [r["output_text"] for r in rows]).accuracy
 
     def on_train_begin(self, args, state, control, **kwargs):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import fmean
 
-from kfp_distill._implementation.answers import cut_runaway, extract_answer
+from kfp_distill._implementation.answers import label_answer
 from kfp_distill._implementation.jsonl import DatasetError, read_jsonl
 from kfp_distill._implementation.student import StudentPredictor
 from kfp_distill._implementation.tasks import TaskType, infer_task_type, resolve_task_type
@@ -269,9 +269,7 @@ def _student_answers(
     # Only one model in memory at a time: free this one before the next is loaded.
     del predictor
     gc.collect()
-    # A summary may run over several lines; every other task's answer is one line or follows an answer marker.
-    answer = (lambda text: cut_runaway(text).strip()) if task_type == "summarization" else extract_answer
-    return [answer(p.text) for p in predictions], [p.latency_s for p in predictions]
+    return [label_answer(p.text, task_type) for p in predictions], [p.latency_s for p in predictions]
 
 
 def compare(

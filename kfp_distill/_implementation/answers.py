@@ -134,6 +134,12 @@ def extract_answer(prediction: str) -> str:
     return _clean_answer(lines[0]) if lines else ""
 
 
+def label_answer(output: str, task_type: str) -> str:
+    """A student's answer in its label-task output, as evaluation scores it: a summary may run over several
+    lines; every other task's answer is one line or follows an answer marker."""
+    return cut_runaway(output).strip() if task_type == "summarization" else extract_answer(output)
+
+
 def answers_match(prediction: str, reference: str) -> bool:
     """True when numeric answers are equal in value, or other answers equal after normalisation.
 
