@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal, get_args
 
+from kfp_distill._implementation.limits import MAX_INPUT_TOKENS
+
 TuningMethod = Literal["full", "lora"]
 MixedPrecision = Literal["auto", "bf16", "no"]
 
@@ -37,7 +39,8 @@ class TuningConfig:
         enable_checkpoint_selection: Return the best evaluated checkpoint instead of the last one.
         tuning_method: "full" tunes every weight; "lora" tunes low-rank adapters, merged into the weights at the end.
         alpha: Weight of the label loss; the rationale loss gets 1 - alpha.
-        max_input_tokens: Longer prompts keep their input's first tokens and the task marker (counted in the metrics).
+        max_input_tokens: Longer inputs keep their first tokens, then the task marker (counted in the metrics);
+            the contract's limit by default, so tune-student trains on what validate-dataset let through.
         max_rationale_tokens: Longer rationales keep their first tokens (counted in the metrics). It bounds
             what the rationale task costs: a step costs about its token count, and the rationale branch adds
             its marker and up to this many target tokens to each row's input and label (SVAMP with PaLM's
@@ -67,7 +70,7 @@ class TuningConfig:
     enable_checkpoint_selection: bool = False
     tuning_method: TuningMethod = "full"
     alpha: float = 0.5
-    max_input_tokens: int = 1024
+    max_input_tokens: int = MAX_INPUT_TOKENS
     max_rationale_tokens: int = 128
     lora_rank: int | None = None
     lora_alpha: int | None = None
@@ -105,7 +108,7 @@ class TuningConfig:
             )
         if self.max_input_tokens < 16:
             raise ValueError(
-                f"max_input_tokens must be at least 16 (room for an input and its task marker), got {self.max_input_tokens}"
+                f"max_input_tokens must be at least 16, got {self.max_input_tokens}"
             )
         if not _is_number(self.learning_rate_multiplier) or self.learning_rate_multiplier <= 0:
             raise ValueError(f"learning_rate_multiplier must be a number above 0, got {self.learning_rate_multiplier!r}")

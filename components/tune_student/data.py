@@ -110,13 +110,11 @@ def encode_example(
         whether the target was cut.
     """
     prompt_ids = tokenizer(student_prompt(input_text, task))["input_ids"]
-    input_truncated = len(prompt_ids) > max_input_tokens
+    marker = tokenizer(student_prompt("", task), add_special_tokens=False)["input_ids"]
+    input_truncated = len(prompt_ids) > max_input_tokens + len(marker)
     if input_truncated:
         # Cut the input, not the task marker after it: the marker is where the student learned to start answering.
-        marker = tokenizer(student_prompt("", task), add_special_tokens=False)["input_ids"]
-        if len(marker) >= max_input_tokens:
-            raise ValueError(f"max_input_tokens {max_input_tokens} leaves no room for an input before the {task} marker")
-        prompt_ids = prompt_ids[: max_input_tokens - len(marker)] + marker
+        prompt_ids = prompt_ids[:max_input_tokens] + marker
     target_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
     target_truncated = max_target_tokens is not None and len(target_ids) > max_target_tokens
     if target_truncated:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kfp_distill._implementation.jsonl import DatasetError, read_jsonl, write_jsonl
+from kfp_distill._implementation.limits import MAX_INPUT_TOKENS, MAX_OUTPUT_TOKENS
 from kfp_distill._implementation.models import load_tokenizer
 from kfp_distill._implementation.tasks import AUTO, TaskType, resolve_task_type
 
@@ -26,8 +27,6 @@ ALLOWED_FIELDS = ("input_text", "output_text", "rationale")
 MAX_TRAIN_EXAMPLES = 10_000
 MIN_EVALUATION_EXAMPLES = 10
 MAX_EVALUATION_EXAMPLES = 250
-MAX_INPUT_TOKENS = 7_168
-MAX_OUTPUT_TOKENS = 1_024
 # Below this many labeled rows a labeled set is thin ("hundreds of examples" in the contract).
 RECOMMENDED_MIN_LABELED = 100
 # When the teacher labels, the contract recommends more than this many examples.

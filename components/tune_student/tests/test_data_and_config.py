@@ -71,7 +71,8 @@ def test_long_rationales_and_inputs_are_cut_and_counted(smollm2_tokenizer):
     assert rationale["input_ids"][: len(rationale["input_ids"]) - 4] == tokenizer(student_prompt("short question", "rationale"))["input_ids"]
     long_label = prepared.examples[1]["label"]
     prompt = [token for token, label in zip(long_label["input_ids"], long_label["labels"]) if label == IGNORE_INDEX]
-    assert len(prompt) == 20
+    marker = tokenizer(student_prompt("", "label"), add_special_tokens=False)["input_ids"]
+    assert len(prompt) == 20 + len(marker)  # twenty tokens of the input, then the whole task marker
     assert tokenizer.decode(prompt).startswith("word word") and tokenizer.decode(prompt).endswith("word\n[label]\n")
 
 
