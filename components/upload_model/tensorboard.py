@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable
+
+from kfp_distill._implementation.tensorboard_events import ScalarEvents, read_scalar_events
 
 TENSORBOARD_NAME = re.compile(r"^projects/[^/]+/locations/([^/]+)/tensorboards/[^/]+$")
 # Experiment and run IDs: 1 to 128 characters of [a-z0-9-].
@@ -26,8 +27,6 @@ SCALARS_PLUGIN = "scalars"
 DEFAULT_RUN_NAME = "tune-student"
 _ID_UNSAFE = re.compile(r"[^a-z0-9-]+")
 
-# tag -> step -> (wall time in seconds since the epoch, value)
-Scalars = dict[str, dict[int, tuple[float, float]]]
 
 
 def resource_id(name: str) -> str:
@@ -69,26 +68,6 @@ def tensorboard_name(tensorboard_resource_id: str, project: str = "", location: 
     return f"projects/{project}/locations/{location or initializer.global_config.location}/tensorboards/{name}"
 
 
-def read_scalars(log_dir: str) -> Scalars:
-    """Every scalar of the TensorBoard event files in `log_dir` and its subfolders, unsampled.
-
-    Returns:
-        tag -> step -> (wall time, value); a step logged twice keeps its last value, as Vertex AI would.
-    """
-    from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
-
-    scalars: Scalars = {}
-    for folder in sorted({path.parent for path in Path(log_dir).rglob("*tfevents*") if path.is_file()}):
-        # size_guidance 0 keeps every event: the default keeps a sample of 10000 per tag.
-        events = EventAccumulator(str(folder), size_guidance={SCALARS: 0})
-        events.Reload()
-        for tag in events.Tags()["scalars"]:
-            points = scalars.setdefault(tag, {})
-            for event in events.Scalars(tag):
-                points[event.step] = (event.wall_time, event.value)
-    return scalars
-
-
 def _get_or_create(create: Callable[[], Any], get: Callable[[], Any]) -> Any:
     """The resource `create` makes, or, when it exists already (an earlier try of the task), the one `get` finds."""
     from google.api_core import exceptions
@@ -100,12 +79,12 @@ def _get_or_create(create: Callable[[], Any], get: Callable[[], Any]) -> Any:
         return get()
 
 
-def write_batches(scalars: Scalars, time_series_ids: Mapping[str, str]) -> Iterator[list[Any]]:
+def write_batches(scalars: ScalarEvents, time_series_ids: Mapping[str, str]) -> Iterator[list[Any]]:
     """The `time_series_data` of WriteTensorboardRunData requests carrying every point of `scalars` once, each
     request at most MAX_POINTS_PER_WRITE points (a long time series is split across requests).
 
     Args:
-        scalars: What read_scalars returns.
+        scalars: What `read_scalar_events` returns.
         time_series_ids: tag -> the ID of its time series (the last part of its resource name).
     """
     from google.cloud.aiplatform_v1.types import Scalar, TensorboardTimeSeries, TimeSeriesData, TimeSeriesDataPoint
@@ -176,7 +155,7 @@ def upload_tensorboard_scalars(
     from google.cloud.aiplatform_v1.types import TensorboardExperiment, TensorboardRun, TensorboardTimeSeries
 
     tensorboard = tensorboard_name(tensorboard_resource_id, project=project, location=location)
-    scalars = read_scalars(log_dir)
+    scalars = read_scalar_events(log_dir)
     client = initializer.global_config.create_client(
         client_class=utils.TensorboardClientWithOverride,
         location_override=TENSORBOARD_NAME.match(tensorboard).group(1),

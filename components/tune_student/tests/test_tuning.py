@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import TrainerCallback
 
 from kfp_distill._implementation.jsonl import DatasetError, write_jsonl
 from kfp_distill._implementation.models import ModelReferenceError, load_causal_lm, load_tokenizer
 from kfp_distill._implementation.student import StudentPredictor
+from kfp_distill.components.evaluate.training_curves import read_scalars
 from kfp_distill.components.tune_student.config import TuningConfig
 from kfp_distill.components.tune_student.data import (
     SharedPrefixCollator,
@@ -33,12 +33,6 @@ EVAL_SCALARS = {"/eval_total_loss", "/eval_fraction_of_correct_next_step_preds",
 PROVENANCE = {"teacher_model_reference": "teacher-x", "dataset_uri": "gs://bucket/train.jsonl"}
 
 
-def scalars(tensorboard_dir) -> dict[str, list[tuple[int, float]]]:
-    events = EventAccumulator(str(tensorboard_dir))
-    events.Reload()
-    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
-
-
 def first_query_weight(model) -> torch.Tensor:
     return model.model.layers[0].self_attn.q_proj.weight.detach().clone()
 
@@ -48,7 +42,7 @@ def run(tmp_path, student, train, evaluation, checkpoint_dir=None, **settings):
     result = tune_student(
         train, evaluation, str(tmp_path / "model"), str(tmp_path / "tensorboard"), config, PROVENANCE, checkpoint_dir
     )
-    return result, scalars(tmp_path / "tensorboard")
+    return result, read_scalars(tmp_path / "tensorboard")
 
 
 def by_hand_task_loss(model, batch) -> torch.Tensor:

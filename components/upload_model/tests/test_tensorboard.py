@@ -6,10 +6,10 @@ from types import SimpleNamespace
 import pytest
 from google.cloud.aiplatform_v1.types import TensorboardTimeSeries
 
+from kfp_distill._implementation.tensorboard_events import read_scalar_events
 from kfp_distill.components.upload_model.component import upload_model
 from kfp_distill.components.upload_model.tensorboard import (
     MAX_POINTS_PER_WRITE,
-    read_scalars,
     resource_id,
     tensorboard_name,
     upload_tensorboard_scalars,
@@ -75,8 +75,8 @@ def test_ids_and_tensorboard_names(monkeypatch):
         tensorboard_name("projects/p/tensorboards/777", project="p")
 
 
-def test_read_scalars_reads_every_step(log_dir):
-    scalars = read_scalars(str(log_dir))
+def test_read_scalar_events_reads_every_step(log_dir):
+    scalars = read_scalar_events(str(log_dir))
     assert {tag: {step: value for step, (_, value) in points.items()} for tag, points in scalars.items()} == {
         tag: pytest.approx(points) for tag, points in LOGGED.items()
     }
