@@ -10,6 +10,7 @@ from kfp_distill.components.tune_student.data import (
     packed_length,
     prepare_training_examples,
 )
+from kfp_distill.components.tune_student import trainer as trainer_module
 from kfp_distill.components.tune_student.trainer import bf16_supported, build_trainer
 
 def one_step(model_dir, tokenizer, rows, tmp_path, **settings):
@@ -81,7 +82,7 @@ def test_a_student_that_needs_remote_code_is_refused_without_running_it(tmp_path
     (tmp_path / "config.json").write_text(
         '{"model_type": "custom-student", "auto_map": {"AutoConfig": "configuration_custom.CustomConfig"}}'
     )
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="trust_remote_code"):
         load_student_model(str(tmp_path))
     assert not ran.exists()
 
@@ -109,13 +110,17 @@ def test_training_flops_count_the_body_at_every_position_and_the_output_layer_at
     )
 
 
-@pytest.mark.parametrize("mixed_precision, expected", [("no", False), ("bf16", True), ("auto", bf16_supported())])
+@pytest.mark.parametrize(
+    "mixed_precision, hardware_has_bf16, expected",
+    [("no", True, False), ("bf16", False, True), ("auto", True, True), ("auto", False, False)],
+)
 @pytest.mark.skipif(
     torch.cuda.is_available() and not torch.cuda.is_bf16_supported(), reason="this GPU has no bf16 to ask for"
 )
 def test_mixed_precision_is_the_hardware_s_choice_unless_decided(
-    mixed_precision, expected, tiny_student_dir, smollm2_tokenizer, uneven_rows, tmp_path
+    mixed_precision, hardware_has_bf16, expected, tiny_student_dir, smollm2_tokenizer, uneven_rows, tmp_path, monkeypatch
 ):
+    monkeypatch.setattr(trainer_module, "bf16_supported", lambda: hardware_has_bf16)
     examples = prepare_training_examples(uneven_rows, smollm2_tokenizer, 1024, 128).examples
     config = TuningConfig(tiny_student_dir, mixed_precision=mixed_precision)
     trainer = build_trainer(
@@ -123,3 +128,12 @@ def test_mixed_precision_is_the_hardware_s_choice_unless_decided(
         str(tmp_path / "c"), str(tmp_path / "t"),
     )
     assert trainer.args.bf16 is expected
+
+
+@pytest.mark.parametrize("flags, expected", [("fpu avx512f avx512_bf16 sse", True), ("fpu amx_bf16", True), ("fpu avx512f avx2", False)])
+def test_a_cpu_counts_as_bf16_capable_by_its_instructions(flags, expected, monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    assert bf16_supported(cpuinfo) is expected
+    assert bf16_supported(tmp_path / "missing") is False
