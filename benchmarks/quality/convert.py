@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from kfp_distill._implementation.answers import split_completion
-from kfp_distill._implementation.jsonl import write_jsonl
+from kfp_distill._implementation.jsonl import DatasetError, read_jsonl, write_jsonl
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "dsbs"
 NLI_LABELS = ("entailment", "neutral", "contradiction")
@@ -61,6 +61,20 @@ def _cqa_teacher_label(answer: str, row: dict) -> str | None:
     return text or row["choices"][_CHOICE_LETTERS.index(letter)]
 
 
+class _BadValue(ValueError):
+    """A row's field holds a value its dataset does not define."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def _nli_label(row: dict) -> str:
+    if row["label"] not in range(len(NLI_LABELS)):
+        raise _BadValue("label", f"{row['label']!r} is not one of the labels 0-{len(NLI_LABELS) - 1}")
+    return NLI_LABELS[row["label"]]
+
+
 def _nli_input(row: dict) -> str:
     return f"Premise: {row['premise']}\nHypothesis: {row['hypothesis']}"
 
@@ -77,8 +91,8 @@ def _svamp_expression(answer: str, row: dict) -> str:
 DATASETS: dict[str, DatasetSpec] = {
     "svamp": DatasetSpec("train", "test", lambda row: row["input"], lambda row: row["label"], _svamp_expression),
     "cqa": DatasetSpec("train", "test", _cqa_input, lambda row: row["answer"], _cqa_teacher_label),
-    "anli1": DatasetSpec("valid", "test", _nli_input, lambda row: NLI_LABELS[row["label"]], _first_word),
-    "esnli": DatasetSpec("valid", "test", _nli_input, lambda row: NLI_LABELS[row["label"]], _first_word),
+    "anli1": DatasetSpec("valid", "test", _nli_input, _nli_label, _first_word),
+    "esnli": DatasetSpec("valid", "test", _nli_input, _nli_label, _first_word),
 }
 
 
@@ -89,7 +103,13 @@ def _completions(data_dir: Path, name: str, split: str) -> list[str]:
         raise FileNotFoundError(f"no recorded teacher completions {data_dir / name / 'llm'}/{split}_CoT_*.json")
     completions: list[str] = []
     for shard in shards:
-        completions.extend(json.loads(shard.read_text()))
+        try:
+            recorded = json.loads(shard.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{shard}: not valid JSON: {error.msg} at line {error.lineno}") from None
+        if not isinstance(recorded, list) or not all(isinstance(text, str) for text in recorded):
+            raise ValueError(f"{shard}: expected a JSON list of completion strings")
+        completions.extend(recorded)
     return completions
 
 
@@ -98,23 +118,30 @@ def converted_rows(name: str, split: str, data_dir: Path = DEFAULT_DATA_DIR) -> 
 
     Raises:
         KeyError: An unknown dataset name.
-        FileNotFoundError: The data or its completions are not there.
-        ValueError: The completions do not line up with the examples.
+        DatasetError: An example file that is missing or unreadable, or a row without a field it needs
+            (naming the file, line and field).
+        FileNotFoundError: The completions are not there.
+        ValueError: The completions are not a list of strings, or do not line up with the examples.
     """
     spec = DATASETS[name]
     examples_path = data_dir / name / f"{name}_{split}.json"
-    examples = [json.loads(line) for line in examples_path.read_text().splitlines() if line.strip()]
+    examples = list(read_jsonl(str(examples_path)))
     completions = _completions(data_dir, name, split)
     if len(completions) != len(examples):
         raise ValueError(f"{examples_path}: {len(examples)} examples but {len(completions)} recorded completions")
-    for row, completion in zip(examples, completions):
+    for (line, row), completion in zip(examples, completions):
         rationale, answer = split_completion(completion)
-        yield {
-            "input_text": spec.input_text(row),
-            "output_text": spec.gold_label(row),
-            "rationale": rationale,
-            "teacher_label": None if answer is None else spec.teacher_label(answer, row),
-        }
+        try:
+            yield {
+                "input_text": spec.input_text(row),
+                "output_text": spec.gold_label(row),
+                "rationale": rationale,
+                "teacher_label": None if answer is None else spec.teacher_label(answer, row),
+            }
+        except KeyError as error:
+            raise DatasetError(str(examples_path), "missing", line, error.args[0]) from None
+        except _BadValue as error:
+            raise DatasetError(str(examples_path), str(error), line, error.field) from None
 
 
 def main(argv: list[str] | None = None) -> int:

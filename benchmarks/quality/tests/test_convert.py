@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from kfp_distill._implementation.answers import answers_match
+from kfp_distill._implementation.jsonl import DatasetError
 
 SHARED_DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "dsbs"
 needs_shared_data = pytest.mark.skipif(
@@ -69,3 +70,15 @@ def test_real_data_parses_to_the_teachers_known_agreement(name, split, rows, agr
     agreed = sum(bool(r["teacher_label"]) and answers_match(r["teacher_label"], r["output_text"]) for r in converted)
     assert agreed / rows == pytest.approx(agreement, abs=0.015)
     assert all(r["rationale"] and "\n\nQ:" not in r["rationale"] for r in converted)
+
+
+def test_a_row_without_a_needed_field_is_an_error_naming_file_line_and_field(tmp_path, convert, write_dataset):
+    write_dataset(tmp_path, "svamp", "train", [{"input": "Q?", "label": "1"}, {"input": "Q2?"}], ["a", "b"])
+    with pytest.raises(DatasetError, match=r"svamp_train.json, line 2, field 'label': missing"):
+        list(convert.converted_rows("svamp", "train", tmp_path))
+    write_dataset(tmp_path, "esnli", "test", [{"premise": "P.", "hypothesis": "H.", "label": 7}], ["a"])
+    with pytest.raises(DatasetError, match=r"esnli_test.json, line 1, field 'label': 7 is not one of the labels 0-2"):
+        list(convert.converted_rows("esnli", "test", tmp_path))
+    (tmp_path / "esnli" / "llm" / "test_CoT_2.json").write_text("[not json")
+    with pytest.raises(ValueError, match=r"test_CoT_2.json: not valid JSON"):
+        list(convert.converted_rows("esnli", "test", tmp_path))
