@@ -26,13 +26,20 @@ def _pipeline_parameters() -> dict[str, inspect.Parameter]:
     return dict(inspect.signature(distillation.pipeline_func).parameters)
 
 
+def _boolean(text: str) -> bool:
+    """A boolean flag's value; anything but true/false (or yes/no, 1/0) is refused, not read as false."""
+    answers = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    if text.lower() not in answers:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return answers[text.lower()]
+
+
 def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     for name, parameter in _pipeline_parameters().items():
         flag = "--" + name.replace("_", "-")
         kind = parameter.annotation if parameter.annotation in (int, float) else str
         if parameter.annotation is bool:
-            parser.add_argument(flag, type=lambda text: text.lower() in ("1", "true", "yes"), default=None,
-                                metavar="true|false")
+            parser.add_argument(flag, type=_boolean, default=None, metavar="true|false")
         else:
             parser.add_argument(flag, type=kind, default=None)
 
