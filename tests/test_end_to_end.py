@@ -3,6 +3,7 @@
 Vertex AI custom-job branch is skipped), evaluated and registered."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,10 @@ def test_compiled_pipeline_runs_locally_end_to_end(tmp_path, tiny_student_dir, m
     rows = [json.loads(line) for line in distilled.read_text().splitlines()]
     assert rows and all(row["rationale"] and row["teacher_label"] for row in rows)
     report = (_task_dir(run_dir, "evaluate") / "report").read_text()
-    assert "distilled" in report.lower() and "teacher" in report.lower()
+    # The demo's word problems are scored by value: one results row per model, with its accuracy.
+    assert "10 evaluation examples. Task type: **math**" in report
+    for model in ("Teacher", "Untuned student", "Distilled student"):
+        assert re.search(rf"^\| {model}\b[^|]*\| \d+\.\d%", report, re.M), model
     assert list((_task_dir(run_dir, "tune-student") / "tensorboard_logs").rglob("events.out.tfevents.*"))
     assert not (run_dir / "tune-student-on-vertex-ai").exists(), "no project: the Vertex AI custom job is skipped"
 
