@@ -27,7 +27,7 @@ arithmetic any implementation with the same losses does, which the time ratio fo
 task is depends on the data, on how long its rationales are against its inputs. Throughput is shown per
 wall-clock and per CPU second.
 
-Usage (from the repository root; about 5 minutes on 2 CPU cores):
+Usage (from the repository root; on 2 CPU cores about 10 minutes, with --step-costs-only about 3):
     flock /tmp/kfp-distill-heavy.lock .venv/bin/python benchmarks/train_throughput.py \\
         [--data svamp|cqa|anli1|esnli|demo] [--student smollm2-135m-instruct] [--warmup-steps 2] [--steps 8] \\
         [--repeats 3] [--step-costs-only] [--mixed-precision no|auto|bf16]
@@ -72,7 +72,7 @@ LEARNING_RATE = 1e-4  # tune-student's recommended full-tuning rate, for both
 
 def _quality_convert():
     """benchmarks/quality/convert.py, which reads the paper's data in place."""
-    return load_module("quality_convert", Path(__file__).resolve().parent / "quality" / "convert.py")
+    return load_module("convert", Path(__file__).resolve().parent / "quality" / "convert.py")  # as run.py names it
 
 
 def distilled_rows(data: str, count: int | None = None, data_dir: Path | None = None) -> list[TrainingRow]:

@@ -7,8 +7,9 @@ import pytest
 from kfp_distill._implementation.scripts import load_module
 
 STUB_SERVER = Path(__file__).resolve().parents[1] / "components/generate_rationales/tests/openai_stub_server.py"
-# Tests run with --import-mode=importlib, so the server module is loaded by path, under a name of its own.
-_STUB_MODULE = "pipeline_tests_openai_stub_server"
+# Tests run with --import-mode=importlib, so the server module is loaded by path, under the name
+# generate-rationales' tests give it (one module, whichever tests load it first).
+_STUB_MODULE = "generate_rationales_openai_stub_server"
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """A durable SQLite cache of teacher answers: one row per answer, committed the moment it arrives.
 
-A run killed at any point loses at most the request in flight; the next run re-asks nothing already
-answered. The key is the sha256 of (teacher identity, full prompt messages, decoding settings).
+A run killed at any point loses at most the request in flight from a local cache (from a remote one, the
+answers since its last copy back); the next run re-asks nothing already kept. The key is the sha256 of (teacher identity, full prompt messages, decoding settings).
 
 In a pipeline the cache lives under the pipeline root by default (`default_cache_uri`), so a retried task or
 a new run finds it; a remote cache (`gs://...`) is worked on as a local copy that is copied back every

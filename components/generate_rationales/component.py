@@ -53,7 +53,8 @@ def generate_rationales(
         self_consistency_temperature: The sampling temperature of those samples.
         drop_contradicting_rationales: Leave out labeled examples whose teacher answer contradicts the label.
         cache_uri: The SQLite answer cache (a local path, or a gs:// URI copied down and back as answers
-            arrive); empty: `<pipeline_root>/teacher-cache/<teacher>.sqlite`, else the kfp-distill cache folder.
+            arrive); empty: `<pipeline_root>/teacher-cache/<teacher>-<digest>.sqlite`, else the kfp-distill
+            cache folder.
         pipeline_root: The pipeline root (pipelines pass `dsl.PIPELINE_ROOT_PLACEHOLDER`).
         max_concurrency: Requests in flight at once (HTTP endpoints; llama.cpp asks one at a time).
         requests_per_minute: Client-side limit on requests per minute, retries included; 0: none.

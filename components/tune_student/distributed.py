@@ -1,7 +1,7 @@
 """Data-parallel tuning on every GPU of the machine: one process per GPU, started with torchrun.
 
 The Vertex AI tuning machine has 8 GPUs, and one Python process would use one of them. `tune_on_every_device`
-runs `tune_student` in its own process when there is one device, and otherwise starts it in
+runs `tune_student` in the calling process when there is one device, and otherwise starts it in
 `torch.distributed.run` processes, one per device: each trains on its share of every step's `batch_size` rows,
 gradients are averaged (the Trainer's DistributedDataParallel), losses are token means over the whole step as
 with one process, and the first process writes the model directory, the TensorBoard logs and the metrics.

@@ -51,8 +51,9 @@ class TuningResult:
 
     Attributes:
         model_dir: The self-contained model directory.
-        metrics: final_train_loss, final_train_token_accuracy, best_eval_token_accuracy and
-            last_eval_token_accuracy (None without an evaluation set), steps_run, stopped_early, selected_step,
+        metrics: final_train_loss, final_train_token_accuracy, final_train_num_predictions,
+            best_eval_token_accuracy, last_eval_token_accuracy and last_eval_loss (None without an evaluation
+            set), steps_run, stopped_early, selected_step,
             train_examples, evaluation_examples, truncated_inputs, truncated_rationales, resumed_from_step
             (0 for a fresh run), wall_time_s and seconds_per_step (of this run), tokens_per_s (non-padding tokens,
             the shared input counted once, trained per second of this run's training loop), peak_memory_mb
@@ -81,7 +82,8 @@ def tune_student(
             a rationale in any row, the student is tuned on the labels alone (standard fine-tuning; alpha 1).
         evaluation_path: The labeled evaluation set; None or an empty file for none.
         model_dir: Where the tuned model directory is written.
-        tensorboard_dir: Where the TensorBoard event files are written (the contract's six scalars).
+        tensorboard_dir: Where the TensorBoard event files are written (the contract's six scalars and the
+            run's learning rate, tokens/s and peak memory).
         config: The tuning settings.
         provenance: Facts about the run for the model card and kfp_distill.json
             (e.g. teacher_model_reference, dataset_uri).

@@ -1,6 +1,6 @@
 """Validates a distillation dataset against the contract and writes normalized, truncated copies.
 
-The rules are those of the contract (`CONTRACT.md`): JSON Lines with `input_text` (required) and
+The rules are those of the contract (the README's "The contract"): JSON Lines with `input_text` (required) and
 `output_text` (optional; null or absent means unlabeled), plus an optional precomputed `rationale`;
 at most 10,000 training examples; an optional evaluation set of 10 to 250 labeled examples;
 `input_text` truncated at 7,168 and `output_text` at 1,024 tokens of the student's tokenizer.

@@ -94,7 +94,7 @@ def distillation(
         teacher_few_shot_uri: JSON Lines of worked examples (`input_text`, `rationale`, `output_text`).
         teacher_max_new_tokens: Longest teacher completion.
         teacher_cache_uri: Where the teacher's answers are kept, so a re-run re-asks nothing; empty:
-            `<pipeline root>/teacher-cache/<teacher>.sqlite`, found again by retried tasks and later runs.
+            `<pipeline root>/teacher-cache/<teacher>-<digest>.sqlite`, found again by retried tasks and later runs.
         teacher_max_concurrency: Teacher requests in flight at once (HTTP endpoints).
         teacher_max_total_tokens: Token budget of each teacher step's requests; 0: no cap.
         teacher_self_consistency_samples: Answers sampled per example (temperature 0.7, one seed each); above
