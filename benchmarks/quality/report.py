@@ -26,7 +26,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from kfp_distill._implementation.jsonl import load_rows
+from kfp_distill._implementation.jsonl import DatasetError, read_jsonl
 
 RUNS_FILE = "runs.jsonl"
 ARM_NAMES = {
@@ -35,6 +35,32 @@ ARM_NAMES = {
     "label_distillation": "label-only distillation (PaLM labels)",
     "dss_teacher_labels": "distilling step-by-step (PaLM labels + rationales)",
 }
+
+
+RUN_FIELDS = ("dataset", "arm", "fraction", "seed", "train_rows", "steps", "curve")
+POINT_FIELDS = ("step", "train_flops", "train_cpu_s", "validation_accuracy", "test_accuracy")
+
+
+def load_runs(path: Path) -> list[dict]:
+    """The run records of a runs.jsonl, each checked for the fields the table reads.
+
+    Raises:
+        DatasetError: A line that is not a JSON object, or a record or curve point without a field it needs
+            (naming the file, line and field).
+    """
+    runs = []
+    for line, run in read_jsonl(str(path)):
+        for field in RUN_FIELDS:
+            if field not in run:
+                raise DatasetError(str(path), "missing", line, field)
+        if not isinstance(run["curve"], list) or not run["curve"]:
+            raise DatasetError(str(path), "expected a non-empty list of measurements", line, "curve")
+        for number, point in enumerate(run["curve"], start=1):
+            missing = [field for field in POINT_FIELDS if field not in point]
+            if missing:
+                raise DatasetError(str(path), f"measurement {number} has no {missing[0]}", line, "curve")
+        runs.append(run)
+    return runs
 
 
 def at_equal_steps(run: dict) -> tuple[float, float]:
@@ -224,7 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir", type=Path, help="the folder run.py wrote runs.jsonl to")
     parser.add_argument("--readme", type=Path, help="a Markdown file whose marked table to replace")
     args = parser.parse_args(argv)
-    runs = load_rows(args.out_dir / RUNS_FILE)
+    runs = load_runs(args.out_dir / RUNS_FILE)
+    if not runs:
+        parser.error(f"{args.out_dir / RUNS_FILE} holds no runs yet")
     markdown = to_markdown(summarize(runs), runs)
     (args.out_dir / "results.md").write_text(markdown, encoding="utf-8")
     plot(runs, args.out_dir / "results.png")

@@ -45,7 +45,7 @@ from transformers import TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from convert import DATASETS, DEFAULT_DATA_DIR, converted_rows  # noqa: E402
-from report import ARM_NAMES, RUNS_FILE  # noqa: E402
+from report import ARM_NAMES, RUNS_FILE, load_runs  # noqa: E402
 
 from kfp_distill._implementation.answers import label_answer  # noqa: E402
 from kfp_distill._implementation.jsonl import load_rows, write_jsonl  # noqa: E402
@@ -242,7 +242,7 @@ def completed_runs(out_dir: Path) -> set[RunKey]:
     path = out_dir / RUNS_FILE
     if not path.exists():
         return set()
-    return {RunKey(r["dataset"], r["arm"], r["fraction"], r["seed"]) for r in load_rows(path)}
+    return {RunKey(r["dataset"], r["arm"], r["fraction"], r["seed"]) for r in load_runs(path)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         record = run_one(key, rows, test, args, work_dir)
         runs_file = args.out_dir / RUNS_FILE
         # Rewritten whole and atomically: a run stopped while writing cannot leave half a record behind.
-        write_jsonl(runs_file, [*(load_rows(runs_file) if runs_file.exists() else []), record])
+        write_jsonl(runs_file, [*(load_runs(runs_file) if runs_file.exists() else []), record])
         shutil.rmtree(work_dir)  # the model and what it was tuned on: the record holds all that is measured
     return 0
 

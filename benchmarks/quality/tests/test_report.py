@@ -1,5 +1,9 @@
 """The quality benchmark's report: each comparison read off the runs' curves."""
 
+import json
+
+import pytest
+
 
 def test_report_reads_each_comparison_off_the_curves(report_script):
     def run(arm, curve, seed=0):
@@ -59,3 +63,19 @@ def test_claims_are_paired_by_seed(report_script):
     assert (half_data["fraction"], half_data["seeds"], half_data["equal_steps"]) == (0.5, 1, "+15.0")
     assert half_data["equal_compute"] == "-5.0"  # within standard's 20 TFLOPs on all the data: 40% against 45%
     assert report_script.still_rising(runs[3]) and not report_script.still_rising(runs[2])
+
+
+def test_a_broken_record_is_an_error_naming_file_line_and_field(report_script, tmp_path):
+    from kfp_distill._implementation.jsonl import DatasetError
+
+    point = {"step": 10, "train_flops": 1e12, "train_cpu_s": 1.0, "validation_accuracy": 0.5, "test_accuracy": 0.5}
+    good = {"dataset": "svamp", "arm": "standard", "fraction": 1.0, "seed": 0, "train_rows": 8, "steps": 10, "curve": [point]}
+    runs = tmp_path / "runs.jsonl"
+    runs.write_text(json.dumps(good) + "\n" + json.dumps({**good, "seed": 1, "curve": [point, {"step": 20}]}) + "\n")
+    with pytest.raises(DatasetError, match=r"runs.jsonl, line 2, field 'curve': measurement 2 has no train_flops"):
+        report_script.load_runs(runs)
+    runs.write_text(json.dumps({key: value for key, value in good.items() if key != "arm"}) + "\n")
+    with pytest.raises(DatasetError, match=r"runs.jsonl, line 1, field 'arm': missing"):
+        report_script.load_runs(runs)
+    runs.write_text(json.dumps(good) + "\n")
+    assert report_script.load_runs(runs) == [good]
