@@ -265,7 +265,8 @@ def worker(arguments) -> None:
     torch.manual_seed(arguments.seed)
     tokenizer = load_tokenizer(arguments.student)
     rows = distilled_rows(arguments.data, data_dir=arguments.data_dir)
-    examples = prepare_training_examples(rows, tokenizer, 1024, arguments.max_rationale_tokens).examples
+    max_input_tokens = TuningConfig("m").max_input_tokens  # tune-student's default, as for the rationales
+    examples = prepare_training_examples(rows, tokenizer, max_input_tokens, arguments.max_rationale_tokens).examples
     if arguments.worker == "plain":
         result = run_plain(
             arguments.student, examples, tokenizer, arguments.warmup_steps, arguments.steps, arguments.seed,

@@ -101,25 +101,43 @@ def read_evaluation_rows(path: str | None) -> list[EvaluationRow]:
 
 
 def encode_example(
-    tokenizer, input_text: str, task: Task, target: str, max_input_tokens: int, max_target_tokens: int | None = None
+    tokenizer,
+    input_text: str,
+    task: Task,
+    target: str,
+    max_input_tokens: int,
+    max_target_tokens: int | None = None,
+    max_sequence_tokens: int | None = None,
 ) -> tuple[dict[str, list[int]], bool, bool]:
     """Tokenizes one task example.
+
+    Args:
+        max_input_tokens: Longest input (the prompt's tokens before its task marker).
+        max_target_tokens: Longest target (before the end of sequence); None: no limit.
+        max_sequence_tokens: The student's context length: a longer example's input is cut further to fit.
 
     Returns:
         ({"input_ids", "labels"} with labels IGNORE_INDEX on the prompt), whether the prompt was cut,
         whether the target was cut.
     """
-    prompt_ids = tokenizer(student_prompt(input_text, task))["input_ids"]
-    marker = tokenizer(student_prompt("", task), add_special_tokens=False)["input_ids"]
-    input_truncated = len(prompt_ids) > max_input_tokens + len(marker)
-    if input_truncated:
-        # Cut the input, not the task marker after it: the marker is where the student learned to start answering.
-        prompt_ids = prompt_ids[:max_input_tokens] + marker
     target_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
     target_truncated = max_target_tokens is not None and len(target_ids) > max_target_tokens
     if target_truncated:
         target_ids = target_ids[:max_target_tokens]
     target_ids = target_ids + [tokenizer.eos_token_id]
+    marker = tokenizer(student_prompt("", task), add_special_tokens=False)["input_ids"]
+    if max_sequence_tokens is not None:
+        max_input_tokens = min(max_input_tokens, max_sequence_tokens - len(marker) - len(target_ids))
+        if max_input_tokens < 1:
+            raise ValueError(
+                f"a {task} target of {len(target_ids)} tokens leaves no room for an input in the student's "
+                f"{max_sequence_tokens}-token context"
+            )
+    prompt_ids = tokenizer(student_prompt(input_text, task))["input_ids"]
+    input_truncated = len(prompt_ids) > max_input_tokens + len(marker)
+    if input_truncated:
+        # Cut the input, not the task marker after it: the marker is where the student learned to start answering.
+        prompt_ids = prompt_ids[:max_input_tokens] + marker
     return (
         {"input_ids": prompt_ids + target_ids, "labels": [IGNORE_INDEX] * len(prompt_ids) + target_ids},
         input_truncated,

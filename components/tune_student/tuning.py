@@ -13,6 +13,7 @@ from the latest one and ends at the same step. The folder is removed once the mo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import shutil
 import tempfile
@@ -28,7 +29,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from kfp_distill import __version__
 from kfp_distill._implementation.models import CATALOG, load_tokenizer
-from kfp_distill._implementation.student import Task, is_encoder_decoder, load_student_model, student_prompt
+from kfp_distill._implementation.student import Task, load_student_model, student_config, student_prompt
 from kfp_distill.components.tune_student.config import TuningConfig
 from kfp_distill.components.tune_student.data import (
     TASKS,
@@ -103,8 +104,13 @@ def tune_student(
         config = dataclasses.replace(config, alpha=1.0)  # the label loss is all there is; the model card says so
     evaluation_rows = read_evaluation_rows(evaluation_path)
     tokenizer = load_tokenizer(config.student_model_reference, config.trust_remote_code)
-    encoder_decoder = is_encoder_decoder(config.student_model_reference, config.trust_remote_code)
-    encode = encode_seq2seq_example if encoder_decoder else encode_example
+    student = student_config(config.student_model_reference, config.trust_remote_code)
+    encoder_decoder = bool(getattr(student, "is_encoder_decoder", False))
+    # A causal student's positions run through input and target: each example must fit its context.
+    context = getattr(student, "max_position_embeddings", None)
+    encode = (
+        encode_seq2seq_example if encoder_decoder else functools.partial(encode_example, max_sequence_tokens=context)
+    )
     training = prepare_training_examples(
         train_rows, tokenizer, config.max_input_tokens, config.max_rationale_tokens, encode
     )

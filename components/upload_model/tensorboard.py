@@ -28,7 +28,6 @@ DEFAULT_RUN_NAME = "tune-student"
 _ID_UNSAFE = re.compile(r"[^a-z0-9-]+")
 
 
-
 def resource_id(name: str) -> str:
     """`name` as a Vertex AI TensorBoard experiment or run ID: lowercase, each run of other characters as `-`,
     at most 128 characters (`Distillation 2026/11` -> `distillation-2026-11`)."""

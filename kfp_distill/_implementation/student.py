@@ -29,15 +29,19 @@ def decoder_prompt_ids(tokenizer, task: Task = "label") -> list[int]:
     return tokenizer(student_prompt("", task), add_special_tokens=False)["input_ids"]
 
 
-def is_encoder_decoder(model_reference: str, trust_remote_code: bool = False) -> bool:
-    """Whether a student is an encoder-decoder (T5, Flan-T5) rather than a causal LM."""
+def student_config(model_reference: str, trust_remote_code: bool = False):
+    """A student's Hugging Face model config (its architecture and context length), without its weights."""
     from transformers import AutoConfig
 
     from kfp_distill._implementation.models import remote_code_refusal_explained, resolve_hf_model
 
     with remote_code_refusal_explained(model_reference):
-        config = AutoConfig.from_pretrained(resolve_hf_model(model_reference), trust_remote_code=trust_remote_code)
-    return bool(getattr(config, "is_encoder_decoder", False))
+        return AutoConfig.from_pretrained(resolve_hf_model(model_reference), trust_remote_code=trust_remote_code)
+
+
+def is_encoder_decoder(model_reference: str, trust_remote_code: bool = False) -> bool:
+    """Whether a student is an encoder-decoder (T5, Flan-T5) rather than a causal LM."""
+    return bool(getattr(student_config(model_reference, trust_remote_code), "is_encoder_decoder", False))
 
 
 def load_student_model(model_reference: str, trust_remote_code: bool = False, **kwargs):

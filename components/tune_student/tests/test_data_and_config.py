@@ -57,6 +57,26 @@ def test_label_example_is_prompt_then_target_then_eos_with_the_prompt_masked(smo
     assert (input_cut, target_cut) == (False, False)
 
 
+def test_an_input_of_exactly_max_input_tokens_is_kept_whole(smollm2_tokenizer):
+    tokenizer = smollm2_tokenizer
+    marker = tokenizer(student_prompt("", "label"), add_special_tokens=False)["input_ids"]
+    prompt_ids = tokenizer(student_prompt("word " * 30, "label"))["input_ids"]
+    input_tokens = len(prompt_ids) - len(marker)
+    example, input_cut, _ = encode_example(tokenizer, "word " * 30, "label", "5", input_tokens)
+    assert not input_cut and example["input_ids"][: len(prompt_ids)] == prompt_ids
+    _, input_cut, _ = encode_example(tokenizer, "word " * 30, "label", "5", input_tokens - 1)
+    assert input_cut
+
+
+def test_an_example_longer_than_the_student_s_context_is_cut_to_fit_it(smollm2_tokenizer):
+    tokenizer = smollm2_tokenizer
+    example, input_cut, _ = encode_example(tokenizer, "word " * 100, "label", "one two three", 1024, max_sequence_tokens=40)
+    assert input_cut and len(example["input_ids"]) == 40
+    assert tokenizer.decode(example["input_ids"]).endswith("word\n[label]\none two three" + tokenizer.eos_token)
+    with pytest.raises(ValueError, match=r"a label target of \d+ tokens leaves no room for an input in the student's 40-token context"):
+        encode_example(tokenizer, "short", "label", "word " * 40, 1024, max_sequence_tokens=40)
+
+
 def test_long_rationales_and_inputs_are_cut_and_counted(smollm2_tokenizer):
     tokenizer = smollm2_tokenizer
     rows = [

@@ -320,3 +320,12 @@ def test_a_student_with_its_own_code_is_refused_unless_trusted(
     assert result.metrics["steps_run"] == 2
     predictor = StudentPredictor(result.model_dir, max_new_tokens=4, trust_remote_code=True)
     assert type(predictor.model).__name__ == "TinyRemoteForCausalLM"
+
+
+def test_inputs_longer_than_the_student_s_context_are_cut_to_fit_it_and_counted(tiny_student_dir, tmp_path):
+    """The tiny student has 512 positions; a 700-word input (the contract allows 7,168 tokens) must fit them."""
+    rows = [{"input_text": "word " * 700 + f"question {i}", "output_text": str(i), "rationale": f"because {i}"} for i in range(4)]
+    write_jsonl(tmp_path / "long.jsonl", rows)
+    result, logged = run(tmp_path, tiny_student_dir, str(tmp_path / "long.jsonl"), None, train_steps=2, enable_early_stopping=False)
+    assert result.metrics["truncated_inputs"] == 4  # one input per row
+    assert result.metrics["steps_run"] == 2 and all(value > 0 for _, value in logged["/train_total_loss"])
