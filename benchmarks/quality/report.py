@@ -37,7 +37,10 @@ ARM_NAMES = {
 }
 
 
-RUN_FIELDS = ("dataset", "arm", "fraction", "seed", "train_rows", "steps", "curve")
+RUN_FIELDS = (
+    "dataset", "arm", "fraction", "seed", "train_rows", "student", "steps", "batch_size", "alpha", "learning_rate",
+    "test_rows", "curve",
+)
 POINT_FIELDS = ("step", "train_flops", "train_cpu_s", "validation_accuracy", "test_accuracy")
 
 
@@ -53,9 +56,13 @@ def load_runs(path: Path) -> list[dict]:
         for field in RUN_FIELDS:
             if field not in run:
                 raise DatasetError(str(path), "missing", line, field)
+        if run["arm"] not in ARM_NAMES:
+            raise DatasetError(str(path), f"unknown arm {run['arm']!r}; expected one of {', '.join(ARM_NAMES)}", line, "arm")
         if not isinstance(run["curve"], list) or not run["curve"]:
             raise DatasetError(str(path), "expected a non-empty list of measurements", line, "curve")
         for number, point in enumerate(run["curve"], start=1):
+            if not isinstance(point, dict):
+                raise DatasetError(str(path), f"measurement {number} is not a JSON object", line, "curve")
             missing = [field for field in POINT_FIELDS if field not in point]
             if missing:
                 raise DatasetError(str(path), f"measurement {number} has no {missing[0]}", line, "curve")

@@ -69,13 +69,17 @@ def test_a_broken_record_is_an_error_naming_file_line_and_field(report_script, t
     from kfp_distill._implementation.jsonl import DatasetError
 
     point = {"step": 10, "train_flops": 1e12, "train_cpu_s": 1.0, "validation_accuracy": 0.5, "test_accuracy": 0.5}
-    good = {"dataset": "svamp", "arm": "standard", "fraction": 1.0, "seed": 0, "train_rows": 8, "steps": 10, "curve": [point]}
+    good = {"dataset": "svamp", "arm": "standard", "fraction": 1.0, "seed": 0, "train_rows": 8, "student": "s", "steps": 10,
+            "batch_size": 8, "alpha": 0.5, "learning_rate": 5e-5, "test_rows": 200, "curve": [point]}
     runs = tmp_path / "runs.jsonl"
     runs.write_text(json.dumps(good) + "\n" + json.dumps({**good, "seed": 1, "curve": [point, {"step": 20}]}) + "\n")
     with pytest.raises(DatasetError, match=r"runs.jsonl, line 2, field 'curve': measurement 2 has no train_flops"):
         report_script.load_runs(runs)
     runs.write_text(json.dumps({key: value for key, value in good.items() if key != "arm"}) + "\n")
     with pytest.raises(DatasetError, match=r"runs.jsonl, line 1, field 'arm': missing"):
+        report_script.load_runs(runs)
+    runs.write_text(json.dumps({**good, "arm": "distillation"}) + "\n")
+    with pytest.raises(DatasetError, match=r"runs.jsonl, line 1, field 'arm': unknown arm 'distillation'"):
         report_script.load_runs(runs)
     runs.write_text(json.dumps(good) + "\n")
     assert report_script.load_runs(runs) == [good]
