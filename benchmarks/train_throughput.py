@@ -261,6 +261,19 @@ def flops_ratio(trainer, examples: list[dict]) -> float:
     return two_task / label_only
 
 
+def token_lengths(rows: list[TrainingRow], tokenizer) -> dict[str, float]:
+    """How long the data's inputs and (uncut) rationales are in the student's tokens: what sets how much the
+    rationale task adds to a step."""
+    inputs = [len(tokenizer(row.input_text, add_special_tokens=False)["input_ids"]) for row in rows]
+    rationales = sorted(len(tokenizer(row.rationale, add_special_tokens=False)["input_ids"]) for row in rows)
+    return {
+        "input_mean": statistics.fmean(inputs),
+        "rationale_mean": statistics.fmean(rationales),
+        "rationale_p90": rationales[int(0.9 * (len(rationales) - 1))],
+        "rationale_max": rationales[-1],
+    }
+
+
 def worker(arguments) -> None:
     torch.manual_seed(arguments.seed)
     tokenizer = load_tokenizer(arguments.student)
@@ -279,6 +292,7 @@ def worker(arguments) -> None:
             arguments.mixed_precision,
         )
     result["rows"] = len(rows)
+    result["token_lengths"] = token_lengths(rows, tokenizer)
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -350,6 +364,12 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"training FLOPs, shared prefix / label only: {costs['shared prefix (ours)']['flops'] / costs['label only']['flops']:.2f}x "
         f"on this batch, {ours['flops_ratio']:.2f}x over all {ours['rows']} rows (the same for any implementation with these losses)"
+    )
+    lengths = ours["token_lengths"]
+    print(
+        f"student tokens per row: input {lengths['input_mean']:.1f} on average; rationale {lengths['rationale_mean']:.1f} "
+        f"on average, {lengths['rationale_p90']} at the 90th percentile, {lengths['rationale_max']} at most "
+        f"(cut to {arguments.max_rationale_tokens})"
     )
 
 

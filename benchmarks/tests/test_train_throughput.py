@@ -47,6 +47,14 @@ def test_step_costs_only_leaves_the_plain_script_out(train_throughput, tiny_stud
     assert "bf16 autocast: True" in output
     assert "plain" not in output and "tokens/s" not in output
     assert re.search(r"^shared prefix \(ours\) / label only: [\d.]+x \(target <= 1.3x\)$", output, re.M)
+    assert re.search(r"^student tokens per row: input [\d.]+ on average; rationale [\d.]+ on average, \d+ at the "
+                     r"90th percentile, \d+ at most \(cut to 128\)$", output, re.M)
+
+
+def test_token_lengths_are_counted_in_the_student_s_tokens(train_throughput, smollm2_tokenizer):
+    rows = [train_throughput.TrainingRow("a b", "1", " ".join(["word"] * n)) for n in range(1, 11)]
+    lengths = train_throughput.token_lengths(rows, smollm2_tokenizer)
+    assert lengths == {"input_mean": 2.0, "rationale_mean": 5.5, "rationale_p90": 9, "rationale_max": 10}
 
 
 @pytest.mark.skipif(not _DATA_DIR.is_dir(), reason=f"the paper's data is not at {_DATA_DIR} (outside this repository)")

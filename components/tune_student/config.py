@@ -44,8 +44,8 @@ class TuningConfig:
         max_rationale_tokens: Longer rationales keep their first tokens (counted in the metrics). It bounds
             what the rationale task costs: a step costs about its token count, and the rationale branch adds
             its marker and up to this many target tokens to each row's input and label (SVAMP with PaLM's
-            rationales: 48 target tokens on average, 71 at the 90th percentile, 143 at most, so 128 keeps
-            nearly all of every rationale).
+            rationales: 47 tokens on average, 70 at the 90th percentile, 142 at most, so 128 keeps nearly
+            all of every rationale).
         group_by_length: Batch rows of similar length together (Hugging Face's length-grouped sampling:
             random mega-batches of 50 batches, each sorted by length), so that little of a batch is padding.
         lora_rank: Rank of the LoRA updates; None for the default by student size (`LORA_RANK_BY_SIZE`).
