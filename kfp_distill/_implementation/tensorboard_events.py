@@ -19,13 +19,16 @@ def read_scalar_events(log_dir: str | Path) -> ScalarEvents:
     root = Path(log_dir)
     if not root.is_dir():
         return {}
-    scalars: ScalarEvents = {}
+    written: dict[str, list] = {}
     for folder in sorted({path.parent for path in root.rglob("events.out.tfevents.*") if path.is_file()}):
         # size_guidance 0 keeps every event: the default keeps a sample of 10,000 per tag.
         events = EventAccumulator(str(folder), size_guidance={SCALARS: 0})
         events.Reload()
         for tag in events.Tags()[SCALARS]:
-            points = scalars.setdefault(tag, {})
-            for event in sorted(events.Scalars(tag), key=lambda e: e.wall_time):
-                points[event.step] = (event.wall_time, event.value)
+            written.setdefault(tag, []).extend(events.Scalars(tag))
+    scalars: ScalarEvents = {}
+    for tag, tag_events in written.items():
+        # In the order written, over every folder, so that a step's last write wins.
+        for event in sorted(tag_events, key=lambda e: e.wall_time):
+            scalars.setdefault(tag, {})[event.step] = (event.wall_time, event.value)
     return scalars

@@ -105,6 +105,10 @@ def test_read_scalars_reads_every_event_file_and_the_last_write_of_a_step_wins(t
     assert scalars["/train_total_loss"] == [(1, 2.0), (2, 1.25), (3, 1.0)]
     assert scalars["/eval_fraction_of_correct_next_step_preds"] == [(2, 0.375)]
     assert read_scalars(tensorboard_dir / "missing") == {}
+    # Across folders too the later write wins, whatever the folders' names.
+    write_events(tensorboard_dir / "b", [("/train_total_loss", 3, 0.5)])
+    write_events(tensorboard_dir / "a", [("/train_total_loss", 3, 0.75)])
+    assert read_scalars(tensorboard_dir)["/train_total_loss"][-1] == (3, 0.75)
 
 
 def classification_result():
