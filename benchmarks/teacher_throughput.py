@@ -47,7 +47,7 @@ from pathlib import Path
 import httpx
 from openai import OpenAI
 
-from kfp_distill._implementation.jsonl import read_jsonl, write_jsonl
+from kfp_distill._implementation.jsonl import DatasetError, read_jsonl, write_jsonl
 from kfp_distill._implementation.models import DEFAULT_STUDENT, DEFAULT_TEACHER, resolve_gguf
 from kfp_distill.components.generate_rationales.generation import generate_rationales
 from kfp_distill.components.generate_rationales.prompts import Mode, build_messages, load_demonstrations
@@ -192,8 +192,11 @@ def read_rows(arguments: argparse.Namespace, scratch: Path) -> tuple[Path, Path]
     """Writes the benchmark's unlabeled rows and few-shot examples; returns their paths."""
     demo = write_demo_data(scratch / "demo", train_size=max(arguments.examples, DEMO_TRAIN_SIZE))
     if arguments.data == "svamp":  # the demo's instruction and few-shot examples, SVAMP's questions
-        svamp = read_jsonl(str(arguments.svamp_file))
-        rows = [{"input_text": f"{INSTRUCTION}\nQuestion: {row['input']}"} for _, row in svamp]
+        rows = []
+        for line, row in read_jsonl(str(arguments.svamp_file)):
+            if not isinstance(row.get("input"), str):
+                raise DatasetError(str(arguments.svamp_file), "expected the question as a string", line, "input")
+            rows.append({"input_text": f"{INSTRUCTION}\nQuestion: {row['input']}"})
     else:
         rows = [row for _, row in read_jsonl(demo["train"])]
     rows_path = scratch / "rows.jsonl"

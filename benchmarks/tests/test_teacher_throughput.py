@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from kfp_distill._implementation.jsonl import DatasetError
 from kfp_distill._implementation.scripts import load_module
 
 _BENCHMARKS = Path(__file__).parents[1]
@@ -93,3 +94,14 @@ def test_every_phase_asks_the_same_prompts_with_the_same_max_tokens(tmp_path, mo
         assert {body["max_tokens"] for body in requests} == {64}
     assert [result.examples for result in results] == [5, 5, 5]
     assert all(result.seconds > 0 and result.completion_tokens > 0 for result in results)
+
+
+def test_svamp_rows_are_read_with_errors_naming_file_line_and_field(tmp_path):
+    svamp = tmp_path / "svamp_train.json"
+    svamp.write_text('{"input": "How many pens?"}\n{"question": "no input"}\n')
+    arguments = throughput.parse_arguments(["--data", "svamp", "--svamp-file", str(svamp), "--examples", "1"])
+    with pytest.raises(DatasetError, match=r"svamp_train.json, line 2, field 'input': expected the question as a string"):
+        throughput.read_rows(arguments, tmp_path / "scratch")
+    svamp.write_text('{"input": "How many pens?"}\n')
+    rows_path, _ = throughput.read_rows(arguments, tmp_path / "scratch")
+    assert rows_path.read_text().count("How many pens?") == 1
