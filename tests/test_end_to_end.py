@@ -58,6 +58,9 @@ def test_compiled_pipeline_runs_locally_end_to_end(tmp_path, tiny_student_dir, m
     for model in ("Teacher", "Untuned student", "Distilled student"):
         assert re.search(rf"^\| {model}\b[^|]*\| \d+\.\d%", report, re.M), model
     assert list((_task_dir(run_dir, "tune-student") / "tensorboard_logs").rglob("events.out.tfevents.*"))
+    # validate-dataset's task type reaches the model's record, so the registered model answers like evaluate scores.
+    record = json.loads((_task_dir(run_dir, "tune-student") / "model" / "kfp_distill.json").read_text())
+    assert record["task_type"] == "math"
     assert not (run_dir / "tune-student-on-vertex-ai").exists(), "no project: the Vertex AI custom job is skipped"
 
     assert cli.main(["models", "list"]) == 0

@@ -27,6 +27,7 @@ def tune_student(
     alpha: float = 0.5,
     trust_remote_code: bool = False,
     mixed_precision: str = "auto",
+    task_type: str = "",
 ):
     """Tunes the student on the teacher's labels and rationales (two tasks, one model).
 
@@ -56,6 +57,9 @@ def tune_student(
         trust_remote_code: Run the student repository's own Python code, if it has some (off: refused).
         mixed_precision: "auto" (bf16 autocast where the GPU or CPU has bf16), "bf16" or "no" (the weights'
             precision everywhere).
+        task_type: The task type validate-dataset settled on, recorded with the model (kfp_distill.json), so
+            that the registered model cuts its answers as evaluation scores them (a summary whole, any other
+            answer to its line); empty: not recorded.
     """
     from kfp_distill.components.tune_student.config import TuningConfig
     from kfp_distill.components.tune_student.distributed import tune_on_every_device
@@ -80,7 +84,11 @@ def tune_student(
         model_dir=model.path,
         tensorboard_dir=tensorboard_logs.path,
         config=config,
-        provenance={"teacher_model_reference": teacher_model_reference, "dataset_uri": dataset_uri},
+        provenance={
+            "teacher_model_reference": teacher_model_reference,
+            "dataset_uri": dataset_uri,
+            **({"task_type": task_type} if task_type else {}),
+        },
         checkpoint_dir=f"{model.path}-checkpoints",
     )
     for name, value in result.metrics.items():

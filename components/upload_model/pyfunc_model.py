@@ -10,7 +10,7 @@ from __future__ import annotations
 import mlflow
 from mlflow.pyfunc import PythonModel
 
-from kfp_distill.components.upload_model.registry import STUDENT_ARTIFACT, answer
+from kfp_distill.components.upload_model.registry import STUDENT_ARTIFACT, answer, read_training_record
 
 
 class DistilledStudentModel(PythonModel):
@@ -20,11 +20,12 @@ class DistilledStudentModel(PythonModel):
         from kfp_distill._implementation.student import StudentPredictor
 
         self.predictor = StudentPredictor(context.artifacts[STUDENT_ARTIFACT])
+        self.task_type = read_training_record(context.artifacts[STUDENT_ARTIFACT]).get("task_type", "")
 
     def predict(self, context, model_input, params=None):
         # MLflow hands a list of strings over as a one-column DataFrame.
         texts = model_input.iloc[:, 0].tolist() if hasattr(model_input, "iloc") else list(model_input)
-        return answer(self.predictor, texts, with_rationale=bool((params or {}).get("with_rationale")))
+        return answer(self.predictor, texts, bool((params or {}).get("with_rationale")), self.task_type)
 
 
 mlflow.models.set_model(DistilledStudentModel())

@@ -25,7 +25,7 @@ from kfp_distill import __version__
 EXPERIMENT_NAME = "kfp-distill"
 # Written by tune-student into the model directory.
 TRAINING_RECORD = "kfp_distill.json"
-PROVENANCE_KEYS = ("teacher_model_reference", "student_model_reference", "dataset_uri", "train_steps")
+PROVENANCE_KEYS = ("teacher_model_reference", "student_model_reference", "dataset_uri", "train_steps", "task_type")
 # Marks the model versions kfp-distill registered, among whatever else a shared registry holds.
 VERSION_TAG = "kfp_distill_version"
 METRICS_TAG = "metrics"
@@ -245,20 +245,22 @@ def list_models(registry_uri: str = "", project: str = "", location: str = "") -
     return sorted(models, key=lambda model: (model.name, model.version))
 
 
-def answer(predictor: Any, texts: Sequence[str], with_rationale: bool = False) -> list:
+def answer(predictor: Any, texts: Sequence[str], with_rationale: bool = False, task_type: str = "") -> list:
     """A student's answers: the label task's answer per text, and with_rationale the rationale task's output too.
 
     Args:
         predictor: A `StudentPredictor` of the distilled model.
         texts: Input texts, formatted like the training inputs.
         with_rationale: Also generate each answer's rationale (a second generation per input).
+        task_type: The task type the student was tuned for (its training record's `task_type`): answers are
+            cut as evaluation scores them, a summary whole and any other answer to its line. Empty: unknown.
 
     Returns:
         One label (str) per input, or with_rationale: one `{"label": ..., "rationale": ...}` dict per input.
     """
-    from kfp_distill._implementation.answers import extract_answer
+    from kfp_distill._implementation.answers import label_answer
 
-    labels = [extract_answer(p.text) for p in predictor.predict(texts, task="label")]
+    labels = [label_answer(p.text, task_type) for p in predictor.predict(texts, task="label")]
     if not with_rationale:
         return labels
     rationales = [p.text for p in predictor.predict(texts, task="rationale")]
@@ -272,11 +274,13 @@ class DistilledModel:
         uri: The registry's name for it (`models:/NAME/VERSION` or a Vertex AI resource name).
         predictor: Its `StudentPredictor`: raw generations with their tokenizer (what `kfp-distill serve`
             answers with, token counts included), for when `predict`'s extracted labels are not what is wanted.
+        task_type: The task type it was tuned for, from its training record; empty when not recorded.
     """
 
-    def __init__(self, uri: str, predictor: Any):
+    def __init__(self, uri: str, predictor: Any, task_type: str = ""):
         self.uri = uri
         self.predictor = predictor
+        self.task_type = task_type
 
     def predict(self, texts: str | Sequence[str], with_rationale: bool = False) -> list:
         """The student's answers, formatted like its training inputs.
@@ -289,7 +293,7 @@ class DistilledModel:
             One label (str) per input, or with_rationale: one `{"label": ..., "rationale": ...}` dict per input.
         """
         texts = [texts] if isinstance(texts, str) else list(texts)
-        return answer(self.predictor, texts, with_rationale)
+        return answer(self.predictor, texts, with_rationale, self.task_type)
 
 
 def _resolve_version(client: Any, name_or_uri: str) -> tuple[str, str]:
@@ -333,4 +337,5 @@ def load_model(name_or_uri: str, registry_uri: str = "") -> DistilledModel:
         location = client.get_model_version_download_uri(name, version)
         pyfunc_model = mlflow.pyfunc.load_model(location)
     # The pyfunc model's own predictor (the model as MLflow loaded it), used without the pyfunc wrapper.
-    return DistilledModel(f"models:/{name}/{version}", pyfunc_model.unwrap_python_model().predictor)
+    student = pyfunc_model.unwrap_python_model()
+    return DistilledModel(f"models:/{name}/{version}", student.predictor, student.task_type)

@@ -43,6 +43,7 @@ PROVENANCE_LABELS = {
     "student_model_reference": "student",
     "dataset_uri": "dataset",
     "train_steps": "train_steps",
+    "task_type": "task_type",
 }
 METRIC_LABEL_PREFIX = "metric-"
 MAX_LABELS = 64
@@ -218,4 +219,4 @@ def load_vertex_model(resource_name: str) -> DistilledModel:
     model = aiplatform.Model(resource_name)
     if not model.uri:
         raise ValueError(f"Vertex AI model {resource_name} has no artifact URI to load the student from")
-    return DistilledModel(resource_name, StudentPredictor(model.uri))
+    return DistilledModel(resource_name, StudentPredictor(model.uri), (model.labels or {}).get("task_type", ""))

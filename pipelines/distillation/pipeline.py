@@ -155,6 +155,7 @@ def distillation(
         tuning_method=tuning_method,
         alpha=alpha,
         trust_remote_code=trust_remote_code,
+        task_type=validation.outputs["Output"],
     )
     # Without a project nothing goes to Google Cloud: kfp.local and Kubeflow tune in the task's own process.
     with dsl.If(project == "", name="no-google-cloud-project"):

@@ -15,6 +15,7 @@ TRAINING_RECORD = {
     "teacher_model_reference": "qwen2.5-coder-1.5b-instruct",
     "student_model_reference": "smollm2-135m-instruct",
     "dataset_uri": "gs://bucket/train.jsonl",
+    "task_type": "classification",
     "tuning": {"train_steps": 20, "learning_rate": 0.001},
     "metrics": {"final_train_loss": 1.25, "/eval_fraction_of_correct_next_step_preds": 0.5, "stopped_early": False},
 }

@@ -6,6 +6,7 @@ import pytest
 
 from kfp_distill.components.upload_model.component import upload_model
 from kfp_distill.components.upload_model.registry import (
+    answer,
     default_registry_uri,
     list_models,
     load_model,
@@ -33,6 +34,7 @@ def test_training_record_is_read_defensively(tmp_path, recorded_student_dir):
         "student_model_reference": "smollm2-135m-instruct",
         "dataset_uri": "gs://bucket/train.jsonl",
         "train_steps": "20",
+        "task_type": "classification",
         "metrics": {"final_train_loss": 1.25, "/eval_fraction_of_correct_next_step_preds": 0.5},
     }
 
@@ -61,11 +63,12 @@ def test_register_list_load_and_predict(recorded_student_dir, registry_home, mon
     version = mlflow.MlflowClient(default_registry_uri(), default_registry_uri()).get_model_version(info.name, "1")
     assert version.tags["dataset_uri"] == "gs://bucket/train.jsonl"
     assert version.tags["train_steps"] == "20"
+    assert version.tags["task_type"] == "classification"
     assert "from teacher `qwen2.5-coder-1.5b-instruct`" in version.description
     assert "in 20 tuning steps" in version.description
 
     by_name = load_model("distilled-smollm2-135m-instruct")
-    assert by_name.uri == resource_name
+    assert (by_name.uri, by_name.task_type) == (resource_name, "classification")
     [label] = by_name.predict("Classify: 5 stocks to buy now")
     assert isinstance(label, str)
     [answer] = load_model(resource_name).predict(["Classify: 5 stocks to buy now"], with_rationale=True)
@@ -99,3 +102,14 @@ def test_component_registers_in_mlflow_without_a_project(tiny_student_dir, regis
     outputs = upload_model.python_func(model=model, model_display_name="tiny")
     assert outputs.model_resource_name == "models:/tiny/1"
     assert upload_model.component_spec.outputs.keys() == {"model_resource_name"}
+
+
+def test_answers_are_cut_as_evaluation_scores_the_recorded_task():
+    from kfp_distill._implementation.student import Prediction
+
+    class Student:
+        def predict(self, texts, task):
+            return [Prediction(f"First line of {text}.\nSecond line.", 0.1) for text in texts]
+
+    assert answer(Student(), ["a"], task_type="summarization") == ["First line of a.\nSecond line."]
+    assert answer(Student(), ["a"], task_type="classification") == answer(Student(), ["a"]) == ["First line of a"]

@@ -84,6 +84,7 @@ def test_upload_stages_the_model_and_records_labels_key_and_container(recorded_s
         "student": "smollm2-135m-instruct",
         "dataset": "gs-bucket-train-jsonl",
         "train_steps": "20",
+        "task_type": "classification",
         "metric-final_train_loss": "1_25",
         "metric-eval_fraction_of_correct_next_step_preds": "0_5",
         "metric-distilled_student_accuracy": "0_75",
@@ -127,7 +128,7 @@ def test_list_load_and_predict_by_resource_name(recorded_student_dir, google_clo
     assert info.created.year == 2026
 
     model = load_model(resource_name)
-    assert model.uri == resource_name
+    assert (model.uri, model.task_type) == (resource_name, "classification")
     expected = answer(StudentPredictor(str(recorded_student_dir)), [PROMPT], with_rationale=True)
     assert model.predict(PROMPT, with_rationale=True) == expected
     assert model.predict([PROMPT]) == [expected[0]["label"]]
