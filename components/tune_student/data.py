@@ -22,7 +22,7 @@ import torch
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from kfp_distill._implementation.jsonl import DatasetError, read_jsonl
-from kfp_distill._implementation.student import Task, student_prompt
+from kfp_distill._implementation.student import Task, student_prompt, task_marker_ids
 
 IGNORE_INDEX = -100  # the label value PyTorch's cross-entropy (and Hugging Face models) skip
 TASKS: tuple[Task, Task] = ("label", "rationale")
@@ -125,7 +125,7 @@ def encode_example(
     if target_truncated:
         target_ids = target_ids[:max_target_tokens]
     target_ids = target_ids + [tokenizer.eos_token_id]
-    marker = tokenizer(student_prompt("", task), add_special_tokens=False)["input_ids"]
+    marker = task_marker_ids(tokenizer, task)
     if max_sequence_tokens is not None:
         max_input_tokens = min(max_input_tokens, max_sequence_tokens - len(marker) - len(target_ids))
         if max_input_tokens < 1:

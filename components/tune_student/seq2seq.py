@@ -3,7 +3,7 @@
 For an encoder-decoder the input goes to the encoder alone, without a task marker, and the task marker
 starts the decoder: the decoder reads `[decoder start][marker]` and is trained to go on with the target and
 the end-of-sequence token (loss on those only), exactly what `StudentPredictor` asks it at inference
-(`decoder_prompt_ids`). Both tasks of a row thus share the encoder's input, and a training step encodes it
+(`task_marker_ids`). Both tasks of a row thus share the encoder's input, and a training step encodes it
 once and runs the label decoder and the rationale decoder on the same encoder output.
 """
 
@@ -14,7 +14,7 @@ from typing import Sequence
 
 import torch
 
-from kfp_distill._implementation.student import Task, decoder_prompt_ids
+from kfp_distill._implementation.student import Task, task_marker_ids
 from kfp_distill.components.tune_student.data import IGNORE_INDEX
 
 
@@ -30,7 +30,7 @@ def encode_seq2seq_example(
     input_ids = tokenizer(input_text)["input_ids"]
     input_truncated = len(input_ids) > max_input_tokens
     input_ids = input_ids[:max_input_tokens]
-    marker = decoder_prompt_ids(tokenizer, task)
+    marker = task_marker_ids(tokenizer, task)
     target_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
     target_truncated = max_target_tokens is not None and len(target_ids) > max_target_tokens
     target_ids = target_ids[:max_target_tokens] + [tokenizer.eos_token_id]

@@ -3,7 +3,7 @@
 Distilling step-by-step trains one model on two tasks told apart by a task marker: `[label]` asks for the
 answer alone, `[rationale]` for the step-by-step explanation. The marker comes after the input, so both tasks
 of a training row share the input's tokens and tuning processes them once. An encoder-decoder student reads
-the input in its encoder and the marker at the start of its decoder (`decoder_prompt_ids`). At inference only
+the input in its encoder and the marker at the start of its decoder (`task_marker_ids`). At inference only
 the label task is needed.
 """
 
@@ -21,11 +21,9 @@ def student_prompt(input_text: str, task: Task = "label") -> str:
     return f"{input_text}\n[{task}]\n"
 
 
-def decoder_prompt_ids(tokenizer, task: Task = "label") -> list[int]:
-    """An encoder-decoder student's decoder prompt after its start token: the task marker alone.
-
-    (The encoder reads the input text alone, so both tasks of a training row share one encoder pass.)
-    """
+def task_marker_ids(tokenizer, task: Task = "label") -> list[int]:
+    """The task marker's tokens: what ends a causal student's prompt, and an encoder-decoder's decoder prompt
+    after its start token (its encoder reads the input alone, so both tasks of a row share one encoder pass)."""
     return tokenizer(student_prompt("", task), add_special_tokens=False)["input_ids"]
 
 
@@ -67,7 +65,7 @@ def load_student_model(model_reference: str, trust_remote_code: bool = False, **
 def _decoder_start(model, tokenizer, task: Task) -> list[int]:
     """An encoder-decoder's decoder prompt for `task`: its start token, then the task marker."""
     start = model.generation_config.decoder_start_token_id or model.config.decoder_start_token_id
-    return [start] + decoder_prompt_ids(tokenizer, task)
+    return [start] + task_marker_ids(tokenizer, task)
 
 
 def generate_batched(

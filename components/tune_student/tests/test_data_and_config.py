@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from kfp_distill._implementation.jsonl import DatasetError, write_jsonl
-from kfp_distill._implementation.student import student_prompt
+from kfp_distill._implementation.student import student_prompt, task_marker_ids
 from kfp_distill.components.tune_student.config import RECOMMENDED_LEARNING_RATES, TuningConfig
 from kfp_distill.components.tune_student.data import (
     IGNORE_INDEX,
@@ -59,7 +59,7 @@ def test_label_example_is_prompt_then_target_then_eos_with_the_prompt_masked(smo
 
 def test_an_input_of_exactly_max_input_tokens_is_kept_whole(smollm2_tokenizer):
     tokenizer = smollm2_tokenizer
-    marker = tokenizer(student_prompt("", "label"), add_special_tokens=False)["input_ids"]
+    marker = task_marker_ids(tokenizer, "label")
     prompt_ids = tokenizer(student_prompt("word " * 30, "label"))["input_ids"]
     input_tokens = len(prompt_ids) - len(marker)
     example, input_cut, _ = encode_example(tokenizer, "word " * 30, "label", "5", input_tokens)
@@ -91,7 +91,7 @@ def test_long_rationales_and_inputs_are_cut_and_counted(smollm2_tokenizer):
     assert rationale["input_ids"][: len(rationale["input_ids"]) - 4] == tokenizer(student_prompt("short question", "rationale"))["input_ids"]
     long_label = prepared.examples[1]["label"]
     prompt = [token for token, label in zip(long_label["input_ids"], long_label["labels"]) if label == IGNORE_INDEX]
-    marker = tokenizer(student_prompt("", "label"), add_special_tokens=False)["input_ids"]
+    marker = task_marker_ids(tokenizer, "label")
     assert len(prompt) == 20 + len(marker)  # twenty tokens of the input, then the whole task marker
     assert tokenizer.decode(prompt).startswith("word word") and tokenizer.decode(prompt).endswith("word\n[label]\n")
 

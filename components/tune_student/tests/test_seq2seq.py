@@ -10,7 +10,7 @@ from kfp_distill._implementation.jsonl import write_jsonl
 from kfp_distill._implementation.models import load_tokenizer
 from kfp_distill._implementation.student import (
     StudentPredictor,
-    decoder_prompt_ids,
+    task_marker_ids,
     generate_batched,
     load_student_model,
 )
@@ -71,7 +71,7 @@ def test_the_encoder_runs_once_for_both_tasks_with_the_losses_of_two_separate_pa
     assert len(encoder_calls) == 1
     assert (label_loss.item(), rationale_loss.item()) == (pytest.approx(expected[0], rel=1e-5), pytest.approx(expected[1], rel=1e-5))
     # The task marker starts the decoder and is not a target.
-    marker = decoder_prompt_ids(smollm2_tokenizer, "rationale")
+    marker = task_marker_ids(smollm2_tokenizer, "rationale")
     assert batch["rationale_decoder_input_ids"][0, 1 : 1 + len(marker)].tolist() == marker
     assert batch["rationale_targets"][0, : len(marker)].eq(IGNORE_INDEX).all()
 
