@@ -33,12 +33,16 @@ class TrainingRow:
     input_text: str
     output_text: str
     rationale: str | None = None  # None in a label-only training set
+    uri: str = ""  # where the row was read, for errors that name file and line
+    line: int | None = None
 
 
 @dataclass
 class EvaluationRow:
     input_text: str
     output_text: str
+    uri: str = ""
+    line: int | None = None
 
 
 @dataclass
@@ -82,6 +86,8 @@ def read_training_rows(path: str) -> list[TrainingRow]:
             _text_field(path, line, row, "input_text"),
             _text_field(path, line, row, "output_text"),
             _text_field(path, line, row, "rationale") if with_rationales else None,
+            path,
+            line,
         ))
     return rows
 
@@ -95,9 +101,21 @@ def read_evaluation_rows(path: str | None) -> list[EvaluationRow]:
     if not path:
         return []
     return [
-        EvaluationRow(*(_text_field(path, line, row, name) for name in ("input_text", "output_text")))
+        EvaluationRow(*(_text_field(path, line, row, name) for name in ("input_text", "output_text")), path, line)
         for line, row in read_jsonl(path)
     ]
+
+
+class TargetTooLongError(ValueError):
+    """A target that leaves no room for an input in the student's context."""
+
+
+def _encode_row(encode, tokenizer, row: TrainingRow | EvaluationRow, task: Task, field_name: str, *limits: int):
+    """`encode` on one row with `field_name` as the target; a target too long is named by file, line and field."""
+    try:
+        return encode(tokenizer, row.input_text, task, getattr(row, field_name), *limits)
+    except TargetTooLongError as error:
+        raise DatasetError(row.uri or "<rows>", str(error), row.line, field_name) from None
 
 
 def encode_example(
@@ -129,7 +147,7 @@ def encode_example(
     if max_sequence_tokens is not None:
         max_input_tokens = min(max_input_tokens, max_sequence_tokens - len(marker) - len(target_ids))
         if max_input_tokens < 1:
-            raise ValueError(
+            raise TargetTooLongError(
                 f"a {task} target of {len(target_ids)} tokens leaves no room for an input in the student's "
                 f"{max_sequence_tokens}-token context"
             )
@@ -156,13 +174,13 @@ def prepare_training_examples(
     """
     prepared = PreparedExamples()
     for row in rows:
-        label, label_input_cut, _ = encode(tokenizer, row.input_text, "label", row.output_text, max_input_tokens)
+        label, label_input_cut, _ = _encode_row(encode, tokenizer, row, "label", "output_text", max_input_tokens)
         prepared.truncated_inputs += label_input_cut
         if row.rationale is None:
             prepared.examples.append({"label": label})
             continue
-        rationale, _, rationale_cut = encode(
-            tokenizer, row.input_text, "rationale", row.rationale, max_input_tokens, max_rationale_tokens
+        rationale, _, rationale_cut = _encode_row(
+            encode, tokenizer, row, "rationale", "rationale", max_input_tokens, max_rationale_tokens
         )
         prepared.examples.append({"label": label, "rationale": rationale})
         prepared.truncated_rationales += rationale_cut
@@ -175,7 +193,7 @@ def prepare_evaluation_examples(
     """One {"label": ...} example per evaluation row, its target the gold label (`encode` as for training)."""
     prepared = PreparedExamples()
     for row in rows:
-        label, input_cut, _ = encode(tokenizer, row.input_text, "label", row.output_text, max_input_tokens)
+        label, input_cut, _ = _encode_row(encode, tokenizer, row, "label", "output_text", max_input_tokens)
         prepared.examples.append({"label": label})
         prepared.truncated_inputs += input_cut
     return prepared

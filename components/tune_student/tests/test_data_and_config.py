@@ -1,3 +1,5 @@
+import functools
+
 import pytest
 import torch
 
@@ -75,6 +77,21 @@ def test_an_example_longer_than_the_student_s_context_is_cut_to_fit_it(smollm2_t
     assert tokenizer.decode(example["input_ids"]).endswith("word\n[label]\none two three" + tokenizer.eos_token)
     with pytest.raises(ValueError, match=r"a label target of \d+ tokens leaves no room for an input in the student's 40-token context"):
         encode_example(tokenizer, "short", "label", "word " * 40, 1024, max_sequence_tokens=40)
+
+
+@pytest.mark.parametrize("long_field", ["output_text", "rationale"])
+def test_a_target_too_long_for_the_student_s_context_is_named_by_file_line_and_field(
+    smollm2_tokenizer, tmp_path, long_field
+):
+    path = tmp_path / "distilled.jsonl"
+    fine = {"input_text": "What is 2 + 3?", "output_text": "5", "rationale": "Two and three make five."}
+    write_jsonl(path, [fine, {**fine, long_field: "word " * 40}])
+    encode = functools.partial(encode_example, max_sequence_tokens=40)
+    with pytest.raises(DatasetError, match=rf"{path}, line 2, field '{long_field}': a \w+ target of \d+ tokens"):
+        prepare_training_examples(read_training_rows(str(path)), smollm2_tokenizer, 1024, 1024, encode)
+    if long_field == "output_text":
+        with pytest.raises(DatasetError, match=rf"{path}, line 2, field 'output_text'"):
+            prepare_evaluation_examples(read_evaluation_rows(str(path)), smollm2_tokenizer, 1024, encode)
 
 
 def test_long_rationales_and_inputs_are_cut_and_counted(smollm2_tokenizer):
