@@ -95,10 +95,13 @@ def still_rising(run: dict) -> bool:
     return at_convergence(run)[1] == run["curve"][-1]["step"]
 
 
-# The paper's claims, (arm, data share) against (baseline arm, data share).
+# The paper's claims, (arm, data share) against (baseline arm, data share): better at equal data (each share of
+# the sweep), and at half the data at least level with the baseline on all of it.
 CLAIMS = (
     (("dss", 1.0), ("standard", 1.0)),
+    (("dss", 0.5), ("standard", 0.5)),
     (("dss", 0.5), ("standard", 1.0)),
+    (("dss", 0.25), ("standard", 0.25)),
     (("dss_teacher_labels", 1.0), ("label_distillation", 1.0)),
 )
 

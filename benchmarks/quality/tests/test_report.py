@@ -51,8 +51,14 @@ def test_claims_are_paired_by_seed(report_script):
         run("dss", 1.0, 0, [(10, 15e12, 0.3, 0.35), (20, 30e12, 0.2, 0.50)]),
         run("dss", 1.0, 1, [(10, 15e12, 0.3, 0.40), (20, 30e12, 0.5, 0.65)]),
         run("dss", 0.5, 1, [(10, 15e12, 0.3, 0.40), (20, 30e12, 0.2, 0.60)]),  # seed 0 missing: one pair
+        run("standard", 0.5, 1, [(10, 10e12, 0.3, 0.30), (20, 20e12, 0.4, 0.35)]),
     ]
-    (same_data, half_data) = report_script.paired_differences(runs)
+    (same_data, half_against_half, half_data) = report_script.paired_differences(runs)
+    # Half the data on both sides: +25 at step 20, +5 at convergence (dss at 10, 40%; standard at 20, 35%),
+    # +5 at equal compute (dss's step 10 is within the 20 TFLOPs of standard's half-data run: 40% against 35%).
+    assert (half_against_half["fraction"], half_against_half["baseline_fraction"]) == (0.5, 0.5)
+    assert (half_against_half["equal_steps"], half_against_half["convergence"]) == ("+25.0", "+5.0")
+    assert half_against_half["equal_compute"] == "+5.0"
     # Seed 0: +10 at step 20; -5 at convergence (dss's best validation at step 10, 35%, standard's at 20, 40%);
     # -5 at equal compute (dss's step 10 is within standard's 20 TFLOPs, 35% against standard's last, 40%).
     # Seed 1: +20; +15 (dss at 20, 65%, standard at 10, 50%); -5 (40% against 45%).
