@@ -12,11 +12,16 @@ accuracy paired by seed: distilling step-by-step against standard fine-tuning on
 the data, and without gold labels against label-only distillation. Writes `results.md` and `results.png`
 next to `runs.jsonl`.
 
-With `--readme`, the table also replaces the one between `<!-- quality:<dataset> -->` and
-`<!-- /quality:<dataset> -->` in that Markdown file, so the README shows what the last report computed.
+With `--readme`, the table also replaces the one between `<!-- quality:<name> -->` and
+`<!-- /quality:<name> -->` in that Markdown file (`<name>`: the out-dir's name), so the README shows what the
+last report computed.
+
+A variant that only changes alpha (the label-loss weight of the two-task arms) leaves the single-task arms'
+training as it was: `--baseline-dir` takes their runs from the benchmark it varies instead of training them
+again, where the settings match.
 
 Usage (from the repository root):
-    .venv/bin/python benchmarks/quality/report.py results/svamp [--readme README.md]
+    .venv/bin/python benchmarks/quality/report.py results/svamp [--readme README.md] [--baseline-dir DIR]
 """
 
 from __future__ import annotations
@@ -68,6 +73,32 @@ def load_runs(path: Path) -> list[dict]:
                 raise DatasetError(str(path), f"measurement {number} has no {missing[0]}", line, "curve")
         runs.append(run)
     return runs
+
+
+SINGLE_TASK_ARMS = ("standard", "label_distillation")
+# What a single-task run's training depends on, besides its arm, data share and seed (alpha is not used).
+SHARED_SETTINGS = ("dataset", "student", "steps", "batch_size", "learning_rate", "test_rows")
+
+
+def single_task_baselines(runs: list[dict], candidates: list[dict], source: Path) -> list[dict]:
+    """The single-task runs among `candidates` (another benchmark's) that `runs` lacks and that trained with the
+    same settings as `runs`.
+
+    Raises:
+        ValueError: `candidates` has no such run (so the variant would be compared with nothing).
+    """
+    settings = {field: runs[0][field] for field in SHARED_SETTINGS}
+    present = {(run["arm"], run["fraction"], run["seed"]) for run in runs}
+    chosen = [
+        run for run in candidates
+        if run["arm"] in SINGLE_TASK_ARMS
+        and (run["arm"], run["fraction"], run["seed"]) not in present
+        and all(run[field] == value for field, value in settings.items())
+    ]
+    if not chosen:
+        described = ", ".join(f"{field} {value}" for field, value in settings.items())
+        raise ValueError(f"{source}: no single-task run that this benchmark lacks with its settings ({described})")
+    return chosen
 
 
 def at_equal_steps(run: dict) -> tuple[float, float]:
@@ -245,12 +276,12 @@ def plot(runs: list[dict], path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
-def replace_marked_table(markdown_file: Path, dataset: str, table: str) -> None:
-    """Puts `table` between the file's `<!-- quality:<dataset> -->` markers (which must be there)."""
-    start, end = f"<!-- quality:{dataset} -->\n", f"<!-- /quality:{dataset} -->"
+def replace_marked_table(markdown_file: Path, name: str, table: str) -> None:
+    """Puts `table` between the file's `<!-- quality:<name> -->` markers (which must be there)."""
+    start, end = f"<!-- quality:{name} -->\n", f"<!-- /quality:{name} -->"
     text = markdown_file.read_text(encoding="utf-8")
     if start not in text or end not in text:
-        raise ValueError(f"{markdown_file}: no '{start.strip()}' ... '{end}' markers to put the {dataset} table between")
+        raise ValueError(f"{markdown_file}: no '{start.strip()}' ... '{end}' markers to put the {name} table between")
     before, rest = text.split(start, 1)
     markdown_file.write_text(before + start + table + end + rest.split(end, 1)[1], encoding="utf-8")
 
@@ -259,15 +290,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", type=Path, help="the folder run.py wrote runs.jsonl to")
     parser.add_argument("--readme", type=Path, help="a Markdown file whose marked table to replace")
+    parser.add_argument("--baseline-dir", type=Path, help="a benchmark whose single-task runs to compare with")
     args = parser.parse_args(argv)
     runs = load_runs(args.out_dir / RUNS_FILE)
     if not runs:
         parser.error(f"{args.out_dir / RUNS_FILE} holds no runs yet")
+    if args.baseline_dir:
+        runs += single_task_baselines(runs, load_runs(args.baseline_dir / RUNS_FILE), args.baseline_dir)
     markdown = to_markdown(summarize(runs), runs)
+    if args.baseline_dir:
+        markdown += f"\nSingle-task runs from `{args.baseline_dir}` (alpha does not change them).\n"
     (args.out_dir / "results.md").write_text(markdown, encoding="utf-8")
     plot(runs, args.out_dir / "results.png")
     if args.readme:
-        replace_marked_table(args.readme, runs[0]["dataset"], markdown)
+        replace_marked_table(args.readme, args.out_dir.name, markdown)
     print(markdown)
     return 0
 

@@ -89,3 +89,28 @@ def test_a_broken_record_is_an_error_naming_file_line_and_field(report_script, t
         report_script.load_runs(runs)
     runs.write_text(json.dumps(good) + "\n")
     assert report_script.load_runs(runs) == [good]
+
+
+def test_an_alpha_variant_takes_the_single_task_runs_of_its_baseline(report_script, tmp_path):
+    def run(arm, seed, alpha=0.5, steps=10):
+        return {"dataset": "esnli", "arm": arm, "fraction": 1.0, "seed": seed, "train_rows": 8, "student": "s",
+                "steps": steps, "batch_size": 8, "alpha": alpha, "learning_rate": 5e-5, "test_rows": 200, "curve": [
+                    {"step": steps, "train_flops": 1e12, "train_cpu_s": 1.0, "validation_accuracy": 0.5, "test_accuracy": 0.5}]}
+
+    variant = [run("dss", 0, alpha=0.8)]
+    baseline = [run("standard", 0), run("dss", 0), run("label_distillation", 1), run("standard", 1, steps=20)]
+    # dss is the variant's own; the 20-step standard run trained otherwise.
+    assert report_script.single_task_baselines(variant, baseline, tmp_path) == [baseline[0], baseline[2]]
+    with pytest.raises(ValueError, match=r"no single-task run .* \(dataset esnli, student s, steps 20,"):
+        report_script.single_task_baselines([run("dss", 0, steps=20), run("standard", 1, steps=20)], baseline, tmp_path)
+
+    for name, runs in (("esnli-alpha", variant), ("esnli", baseline)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+    readme = tmp_path / "README.md"
+    readme.write_text("before\n<!-- quality:esnli-alpha -->\nold\n<!-- /quality:esnli-alpha -->\nafter\n")
+    report_script.main([str(tmp_path / "esnli-alpha"), "--baseline-dir", str(tmp_path / "esnli"), "--readme", str(readme)])
+    table = readme.read_text()
+    assert "alpha 0.8" in table and "| 100% | standard fine-tuning (gold labels) | 1 |" in table
+    assert "| distilling step-by-step (gold labels + PaLM rationales), 100% of the data | standard" in table
+    assert table.startswith("before\n") and table.endswith("<!-- /quality:esnli-alpha -->\nafter\n")

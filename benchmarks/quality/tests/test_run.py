@@ -30,7 +30,7 @@ def test_validation_rows_stay_put_and_fractions_nest_by_seed(run_script):
 
 
 def test_runs_resume_and_report(run_script, report_script, svamp_like, tmp_path, tiny_student_dir):
-    out = tmp_path / "results"
+    out = tmp_path / "svamp"
     arguments = [
         "--dataset", "svamp", "--data-dir", str(svamp_like), "--out-dir", str(out), "--student", tiny_student_dir,
         "--seeds", "0", "1", "--fractions", "1.0", "0.5", "--steps", "4", "--eval-interval", "2",
