@@ -76,8 +76,12 @@ def load_runs(path: Path) -> list[dict]:
 
 
 SINGLE_TASK_ARMS = ("standard", "label_distillation")
-# What a single-task run's training depends on, besides its arm, data share and seed (alpha is not used).
-SHARED_SETTINGS = ("dataset", "student", "steps", "batch_size", "learning_rate", "test_rows")
+# What a single-task run's training and measurements depend on, besides its arm, data share and seed (alpha is
+# not used). Older records lack some of these; as in run.py, a field one side lacks counts as the same.
+SHARED_SETTINGS = (
+    "dataset", "student", "steps", "batch_size", "learning_rate", "validation_rows", "test_rows", "eval_interval",
+    "max_new_tokens", "train_limit", "mixed_precision",
+)
 
 
 def single_task_baselines(runs: list[dict], candidates: list[dict], source: Path) -> list[dict]:
@@ -87,13 +91,13 @@ def single_task_baselines(runs: list[dict], candidates: list[dict], source: Path
     Raises:
         ValueError: `candidates` has no such run (so the variant would be compared with nothing).
     """
-    settings = {field: runs[0][field] for field in SHARED_SETTINGS}
+    settings = {field: runs[0][field] for field in SHARED_SETTINGS if field in runs[0]}
     present = {(run["arm"], run["fraction"], run["seed"]) for run in runs}
     chosen = [
         run for run in candidates
         if run["arm"] in SINGLE_TASK_ARMS
         and (run["arm"], run["fraction"], run["seed"]) not in present
-        and all(run[field] == value for field, value in settings.items())
+        and all(run.get(field, value) == value for field, value in settings.items())
     ]
     if not chosen:
         described = ", ".join(f"{field} {value}" for field, value in settings.items())
