@@ -84,27 +84,6 @@ SHARED_SETTINGS = (
 )
 
 
-def single_task_baselines(runs: list[dict], candidates: list[dict], source: Path) -> list[dict]:
-    """The single-task runs among `candidates` (another benchmark's) that `runs` lacks and that trained with the
-    same settings as `runs`.
-
-    Raises:
-        ValueError: `candidates` has no such run (so the variant would be compared with nothing).
-    """
-    settings = {field: runs[0][field] for field in SHARED_SETTINGS if field in runs[0]}
-    present = {(run["arm"], run["fraction"], run["seed"]) for run in runs}
-    chosen = [
-        run for run in candidates
-        if run["arm"] in SINGLE_TASK_ARMS
-        and (run["arm"], run["fraction"], run["seed"]) not in present
-        and all(run.get(field, value) == value for field, value in settings.items())
-    ]
-    if not chosen:
-        described = ", ".join(f"{field} {value}" for field, value in settings.items())
-        raise ValueError(f"{source}: no single-task run that this benchmark lacks with its settings ({described})")
-    return chosen
-
-
 def at_equal_steps(run: dict) -> tuple[float, float]:
     last = run["curve"][-1]
     return last["test_accuracy"], last["step"]
@@ -139,6 +118,31 @@ CLAIMS = (
     (("dss", 0.25), ("standard", 0.25)),
     (("dss_teacher_labels", 1.0), ("label_distillation", 1.0)),
 )
+
+
+def single_task_baselines(runs: list[dict], candidates: list[dict], source: Path) -> list[dict]:
+    """The runs among `candidates` (another benchmark's) that `runs` lacks and needs: of the single-task arms
+    its arms are compared with (in the claims, and standard fine-tuning for the compute budget), of its seeds,
+    trained with the same settings.
+
+    Raises:
+        ValueError: `candidates` has no such run (so the variant would be compared with nothing).
+    """
+    settings = {field: runs[0][field] for field in SHARED_SETTINGS if field in runs[0]}
+    present = {(run["arm"], run["fraction"]) for run in runs}
+    needed = {baseline for claimed, baseline in CLAIMS if claimed in present} | {("standard", f) for _, f in present}
+    seeds = {run["seed"] for run in runs}
+    chosen = [
+        run for run in candidates
+        if run["arm"] in SINGLE_TASK_ARMS
+        and (run["arm"], run["fraction"]) in needed - present
+        and run["seed"] in seeds
+        and all(run.get(field, value) == value for field, value in settings.items())
+    ]
+    if not chosen:
+        described = ", ".join(f"{field} {value}" for field, value in settings.items())
+        raise ValueError(f"{source}: no single-task run this benchmark needs with its seeds and settings ({described})")
+    return chosen
 
 
 def _mean_spread(values: list[float], signed: bool = False) -> str:
