@@ -75,7 +75,6 @@ def load_runs(path: Path) -> list[dict]:
     return runs
 
 
-SINGLE_TASK_ARMS = ("standard", "label_distillation")
 # What a single-task run's training and measurements depend on, besides its arm, data share and seed (alpha is
 # not used). Older records lack some of these; as in run.py, a field one side lacks counts as the same.
 SHARED_SETTINGS = (
@@ -134,8 +133,7 @@ def single_task_baselines(runs: list[dict], candidates: list[dict], source: Path
     seeds = {run["seed"] for run in runs}
     chosen = [
         run for run in candidates
-        if run["arm"] in SINGLE_TASK_ARMS
-        and (run["arm"], run["fraction"]) in needed - present
+        if (run["arm"], run["fraction"]) in needed - present
         and run["seed"] in seeds
         and all(run.get(field, value) == value for field, value in settings.items())
     ]
