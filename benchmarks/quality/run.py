@@ -9,6 +9,9 @@ the evaluation's answer extraction and task metrics score held-out answers. The 
 - `dss`: distilling step-by-step, gold labels plus PaLM's rationales;
 - `label_distillation`: PaLM's labels, no rationales;
 - `dss_teacher_labels`: distilling step-by-step without gold labels, PaLM's labels and rationales;
+- `explain_then_answer`: the paper's single-task ablation, gold labels and PaLM's rationales as one target
+  (the rationale, then "So the answer is" and the label), tuned as standard fine-tuning is; its generations get
+  `--rationale-tokens` more room, and the evaluation's answer extraction reads the answer after that marker;
 
 each for several seeds and training-data fractions. Every `--eval-interval` steps a run generates the label
 task greedily on a validation split (held out from the training split) and on the test split, and records
@@ -25,7 +28,7 @@ wait in `<out-dir>/unfinished/`, so at most one interval's steps are trained aga
 
 Usage (from the repository root):
     .venv/bin/python benchmarks/quality/run.py --dataset svamp --out-dir results/svamp \\
-        [--arms standard dss label_distillation dss_teacher_labels] [--seeds 0 1 2] [--fractions 1.0] \\
+        [--arms standard dss label_distillation dss_teacher_labels explain_then_answer] [--seeds 0 1 2] [--fractions 1.0] \\
         [--steps 300] [--eval-interval 50] [--train-limit N] [--test-limit N]
     .venv/bin/python benchmarks/quality/report.py results/svamp
 """
@@ -58,7 +61,8 @@ from kfp_distill.components.tune_student.tuning import tune_student  # noqa: E40
 from kfp_distill.components.validate_dataset.validation import validate_dataset  # noqa: E402
 
 ARMS = tuple(ARM_NAMES)
-RATIONALE_ARMS = ("dss", "dss_teacher_labels")
+RATIONALE_ARMS = ("dss", "dss_teacher_labels")  # two tasks: the teacher step replays PaLM's rationales
+ONE_TARGET_ARM = "explain_then_answer"
 # How each dataset is scored: SVAMP by value; CQA answers are free text matched exactly (after SQuAD
 # normalisation); the NLI sets are three-way classification.
 TASK_TYPES = {"svamp": "math", "cqa": "free_text", "anli1": "classification", "esnli": "classification"}
@@ -91,7 +95,7 @@ def arm_rows(rows: list[dict], arm: str) -> list[dict]:
     Rows PaLM gave no answer for are left out of the arms that train on its labels.
     """
     teacher_labels = arm in ("label_distillation", "dss_teacher_labels")
-    with_rationale = arm in RATIONALE_ARMS
+    with_rationale = arm in (*RATIONALE_ARMS, ONE_TARGET_ARM)
     chosen = []
     for row in rows:
         label = row["teacher_label"] if teacher_labels else row["output_text"]
@@ -100,6 +104,12 @@ def arm_rows(rows: list[dict], arm: str) -> list[dict]:
         chosen.append({"input_text": row["input_text"], "output_text": label,
                        **({"rationale": row["rationale"]} if with_rationale else {})})
     return chosen
+
+
+def explained_target(row: dict) -> dict:
+    """A training row of the explain-then-answer arm: the rationale and then the label, as one output, in the
+    words PaLM's chain-of-thought completions end with."""
+    return {"input_text": row["input_text"], "output_text": f"{row['rationale']} So the answer is {row['output_text']}.".strip()}
 
 
 def split_rows(rows: list[dict], validation_size: int, fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
@@ -181,6 +191,7 @@ def run_settings(args: argparse.Namespace, test_rows: int) -> dict:
         "learning_rate": tuning_config(args, 0).learning_rate, "validation_rows": args.validation_size,
         "test_rows": test_rows, "eval_interval": args.eval_interval, "max_new_tokens": args.max_new_tokens,
         "train_limit": args.train_limit, "mixed_precision": args.mixed_precision,
+        "rationale_tokens": args.rationale_tokens,
     }
 
 
@@ -208,7 +219,8 @@ def run_one(key: RunKey, rows: list[dict], test: list[dict], args: argparse.Name
     if settings_file.exists():
         check_same_settings(settings_file, run_settings(args, len(test)), missing_fields_differ=True)
     write_jsonl(settings_file, [run_settings(args, len(test))])
-    write_jsonl(work_dir / "train.jsonl", train)
+    # The validation rows keep the bare label: what the extracted answer is scored against.
+    write_jsonl(work_dir / "train.jsonl", [explained_target(row) for row in train] if key.arm == ONE_TARGET_ARM else train)
     validated = validate_dataset(
         str(work_dir / "train.jsonl"), "", args.student, work_dir / "validated.jsonl",
         work_dir / "no-evaluation.jsonl", work_dir / "validation.md", task_type=task_type,
@@ -221,8 +233,9 @@ def run_one(key: RunKey, rows: list[dict], test: list[dict], args: argparse.Name
             task_type=task_type,
         )
     config = tuning_config(args, key.seed)
+    max_new_tokens = args.max_new_tokens + (args.rationale_tokens if key.arm == ONE_TARGET_ARM else 0)
     measure = HeldOutAccuracy(args.eval_interval, load_tokenizer(args.student), validation, test, task_type,
-                              args.max_new_tokens, work_dir / "curve.jsonl")
+                              max_new_tokens, work_dir / "curve.jsonl")
     result = tune_student(
         str(tuning_rows), None, str(work_dir / "model"), str(work_dir / "tensorboard"),
         config, provenance={"dataset_uri": f"dsbs/{key.dataset}"}, extra_callbacks=[measure],
@@ -264,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-limit", type=int, help="use the first N training rows (a quick run)")
     parser.add_argument("--test-limit", type=int, help="score the first N test rows (a quick run)")
     parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--rationale-tokens", type=int, default=128,
+                        help="more generated tokens for the explain_then_answer arm, whose output starts with the rationale")
     parser.add_argument(
         "--mixed-precision", choices=get_args(MixedPrecision), default="no",
         help="bf16 autocast in training; 'no' (float32) by default, so that runs on machines with and without bf16 compare",

@@ -19,6 +19,9 @@ def test_arms_choose_labels_and_rationales(run_script):
     assert run_script.arm_rows(rows, "dss_teacher_labels") == [
         {"input_text": "q1", "output_text": "palm1", "rationale": "because1"}
     ]
+    explained = run_script.arm_rows(rows, "explain_then_answer")
+    assert explained[0] == {"input_text": "q1", "output_text": "gold1", "rationale": "because1"}  # validation: the label
+    assert run_script.explained_target(explained[0]) == {"input_text": "q1", "output_text": "because1 So the answer is gold1."}
 
 
 def test_validation_rows_stay_put_and_fractions_nest_by_seed(run_script):
@@ -34,7 +37,7 @@ def test_runs_resume_and_report(run_script, report_script, svamp_like, tmp_path,
     arguments = [
         "--dataset", "svamp", "--data-dir", str(svamp_like), "--out-dir", str(out), "--student", tiny_student_dir,
         "--seeds", "0", "1", "--fractions", "1.0", "0.5", "--steps", "4", "--eval-interval", "2",
-        "--batch-size", "2", "--validation-size", "4", "--max-new-tokens", "4",
+        "--batch-size", "2", "--validation-size", "4", "--max-new-tokens", "4", "--rationale-tokens", "6",
     ]
     assert run_script.main(arguments + ["--arms", "standard", "dss"]) == 0
     runs = load_rows(out / "runs.jsonl")
@@ -53,11 +56,14 @@ def test_runs_resume_and_report(run_script, report_script, svamp_like, tmp_path,
     with pytest.raises(SystemExit, match=r"runs.jsonl:1: field steps is 4 there but 6 in this command"):
         run_script.main([*arguments, "--steps", "6", "--arms", "standard"])  # the last --steps counts
 
-    # Resuming runs only what is missing: the label-distillation arms, on all the data only.
-    assert run_script.main(arguments + ["--arms", "standard", "dss", "label_distillation"]) == 0
+    # Resuming runs only what is missing: the one-task arms, on all the data only.
+    assert run_script.main(arguments + ["--arms", "standard", "dss", "label_distillation", "explain_then_answer"]) == 0
     runs = load_rows(out / "runs.jsonl")
     added = [(r["arm"], r["fraction"]) for r in runs[8:]]
-    assert added == [("label_distillation", 1.0), ("label_distillation", 1.0)]
+    assert added == [("label_distillation", 1.0), ("explain_then_answer", 1.0)] * 2
+    explained = {r["seed"]: r for r in runs if r["arm"] == "explain_then_answer"}
+    # One target holding the rationale costs more per step than the label alone.
+    assert explained[0]["curve"][-1]["train_flops"] > flops[("standard", 1.0, 0)]
     # PaLM's label is wrong on every fifth row (rows 0, 5, ... of the shuffled training rows stay in).
     assert runs[8]["train_rows"] == 20
 
@@ -68,6 +74,8 @@ def test_runs_resume_and_report(run_script, report_script, svamp_like, tmp_path,
     assert readme.read_text() == f"# Results\n<!-- quality:svamp -->\n{table}<!-- /quality:svamp -->\nafter\n"
     assert "| 100% | distilling step-by-step (gold labels + PaLM rationales) | 2 | 20 |" in table
     assert "| 50% | standard fine-tuning (gold labels) | 2 | 10 |" in table
+    assert ("| distilling step-by-step (gold labels + PaLM rationales), 100% of the data | "
+            "explain then answer, one task (gold labels + PaLM rationales), 100% | 2 |") in table
     assert (out / "results.png").read_bytes().startswith(b"\x89PNG")
 
 
