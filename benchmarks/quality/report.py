@@ -9,9 +9,8 @@
 Mean and standard deviation over seeds; a run whose validation accuracy was highest at its last measurement
 had not converged, and the table counts those. Below the table, the paper's claims as differences in test
 accuracy paired by seed: distilling step-by-step against standard fine-tuning on the same data and on twice
-the data, without gold labels against label-only distillation, and against the rationale and label taught as one
-target. Writes `results.md` and `results.png`
-next to `runs.jsonl`.
+the data, without gold labels against label-only distillation, and against the rationale and label taught as
+one target. Writes `results.md` and `results.png` next to `runs.jsonl`.
 
 With `--readme`, the table also replaces the one between `<!-- quality:<name> -->` and
 `<!-- /quality:<name> -->` in that Markdown file (`<name>`: the out-dir's name), so the README shows what the
