@@ -267,6 +267,7 @@ def our_client(
         cache_path=output / "teacher_answers.sqlite",
         max_concurrency=concurrency,
         request_timeout_s=REQUEST_TIMEOUT_S,
+        answer_format="text",  # the prompts the other phases send, so all three ask the same
     )
     seconds = time.perf_counter() - started
     if report.requests != report.rows:

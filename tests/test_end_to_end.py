@@ -39,6 +39,7 @@ def test_compiled_pipeline_runs_locally_end_to_end(tmp_path, tiny_student_dir, m
         teacher_model_reference="smollm2-135m-instruct",
         teacher_few_shot_uri=files["few_shot"],
         teacher_max_new_tokens=48,
+        teacher_min_answered_fraction=0.5,  # a 135M teacher: its usable share is reported, not held to 90%
         teacher_cache_uri=str(tmp_path / "teacher.sqlite"),
         student_model_reference=tiny_student_dir,
         train_steps=4,

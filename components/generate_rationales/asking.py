@@ -10,6 +10,7 @@ import collections
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Callable
 
 from .backends.base import Completion, DecodingSettings, TeacherBackend, TeacherRequestError
 from .cache import AnswerCache, answer_key
@@ -47,6 +48,55 @@ class AskingStats:
     tokens_spent: int = 0  # prompt and completion tokens of the answers asked for now
     request_errors: collections.Counter = field(default_factory=collections.Counter)  # failed attempts by kind
     budget_reached: bool = False
+
+
+class RowTally:
+    """How the rows of a run stand, over one or more `ask_all` calls: a row is settled once all its
+    conversations are, usable when one of them got a usable answer, not asked when all were left out for
+    the budget, else failed.
+
+    Args:
+        rows: The row of each conversation the run will ask (a row's self-consistency samples share one).
+        usable: Whether an answer can be used (parses, has a rationale); None: every answer.
+    """
+
+    def __init__(self, rows: list[int], usable: Callable[[Completion], bool] | None = None):
+        self.usable = usable or (lambda completion: True)
+        self.open = collections.Counter(rows)
+        self.outcomes: dict[int, set[str]] = collections.defaultdict(set)
+        self.failed = self.unusable = self.not_asked = 0
+
+    def settle(self, row: int, outcome: "Answer | Unanswered") -> None:
+        if isinstance(outcome, Answer):
+            self.outcomes[row].add("usable" if self.usable(outcome.completion) else "unusable")
+        else:
+            self.outcomes[row].add("not asked" if outcome.reason == NOT_ASKED_BUDGET else "failed")
+        self.open[row] -= 1
+        if self.open[row]:
+            return
+        outcomes = self.outcomes[row]
+        if "usable" in outcomes:
+            return
+        if outcomes == {"not asked"}:
+            self.not_asked += 1
+        else:
+            self.failed += 1
+            self.unusable += "failed" not in outcomes
+
+    def shortfall(self, min_answered_fraction: float) -> str | None:
+        """Why the share of rows with a usable answer is (or will certainly end) below the minimum, if it is.
+
+        Unusable rows only grow and rows left out for the budget only shrink the base, so a share already
+        too low can only fall further.
+        """
+        asked = len(self.open) - self.not_asked
+        if not self.failed or not asked or (asked - self.failed) / asked >= min_answered_fraction:
+            return None
+        return (
+            f"{self.failed} of {asked} rows got no usable answer ({self.failed - self.unusable} with failed "
+            f"requests, {self.unusable} with unusable answers), so at most {(asked - self.failed) / asked:.1%} "
+            f"of the rows can be answered, below min_answered_fraction={min_answered_fraction}"
+        )
 
 
 @dataclass(frozen=True)
@@ -97,6 +147,8 @@ class Teacher:
         conversations: list[list[dict[str, str]]],
         min_answered_fraction: float = 0.0,
         settings: list[DecodingSettings] | None = None,
+        rows: list[int] | None = None,
+        tally: RowTally | None = None,
     ) -> list[Answer | Unanswered]:
         """Answers every conversation; results in the order of `conversations`.
 
@@ -105,10 +157,14 @@ class Teacher:
 
         Args:
             conversations: Chat messages, one list per question.
-            min_answered_fraction: The least share of the conversations that must get an answer (those
+            min_answered_fraction: The least share of the tally's rows that must get a usable answer (rows
                 not asked because of the budget are left out of the count).
             settings: Decoding settings per conversation (self-consistency samples differ in their seed);
                 None: the teacher's own settings for all.
+            rows: The row each conversation asks about (a row's self-consistency samples share one); None:
+                a row per conversation.
+            tally: The run's rows, when it asks them over several calls; None: these conversations' rows,
+                every answer usable.
 
         Raises:
             TeacherUnavailableError: The share can no longer be reached (raised as soon as that is certain,
@@ -122,8 +178,9 @@ class Teacher:
         pending = collections.deque(range(len(conversations)))
         in_flight: dict[Future, tuple[str, int]] = {}  # request -> (cache key, estimated tokens)
         waiting: dict[str, list[int]] = {}  # cache key in flight -> the conversations that wait for it
-        counts = {"failed": 0, "not_asked": 0}
-        shortfall = None
+        rows = rows or list(range(len(conversations)))
+        tally = tally or RowTally(rows)
+        shortfall = tally.shortfall(min_answered_fraction)  # earlier calls of the run may have settled it
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="teacher") as pool:
             while pending or in_flight:
                 while pending and shortfall is None:
@@ -135,10 +192,9 @@ class Teacher:
                     cached = self.cache.get(key)
                     if cached is not None:
                         self.stats.cache_hits += 1
-                        self._resolve([index], Answer(cached.completion, cached.latency_s), results)
+                        self._resolve([index], Answer(cached.completion, cached.latency_s), results, rows, tally)
                     elif self.stats.budget_reached:
-                        counts["not_asked"] += 1
-                        self._resolve([index], Unanswered(NOT_ASKED_BUDGET), results)
+                        self._resolve([index], Unanswered(NOT_ASKED_BUDGET), results, rows, tally)
                     elif len(in_flight) >= self.concurrency:
                         break
                     elif self._budget_taken(in_flight):
@@ -157,10 +213,10 @@ class Teacher:
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in done:
                     key, _ = in_flight.pop(future)
-                    counts["failed"] += self._settle(key, future.result(), waiting.pop(key), results)
-                if counts["failed"] and shortfall is None:
-                    shortfall = self._shortfall(len(conversations), counts, min_answered_fraction)
-        shortfall = shortfall or self._shortfall(len(conversations), counts, min_answered_fraction)
+                    self._settle(key, future.result(), waiting.pop(key), results, rows, tally)
+                if shortfall is None:
+                    shortfall = tally.shortfall(min_answered_fraction)
+        shortfall = shortfall or tally.shortfall(min_answered_fraction)
         if shortfall:
             raise TeacherUnavailableError(
                 f"{shortfall}; the {len(self.cache)} answers so far are kept in {self.cache.path}: run again to resume"
@@ -192,38 +248,27 @@ class Teacher:
             return _Reply(None, 0.0, errors)
         return _Reply(completion, latency, errors)
 
-    def _settle(self, key: str, reply: _Reply, indices: list[int], results: list) -> int:
-        """Caches and hands out one request's answer; returns how many conversations failed."""
+    def _settle(
+        self, key: str, reply: _Reply, indices: list[int], results: list, rows: list[int], tally: RowTally
+    ) -> None:
+        """Caches and hands out one request's answer."""
         self.stats.request_errors.update(error.kind for error in reply.errors)
         if reply.completion is None:
             attempts = len(reply.errors)
-            self._resolve(indices, Unanswered(f"request failed ({attempts} attempts): {reply.errors[-1]}"), results)
-            return len(indices)
+            failure = Unanswered(f"request failed ({attempts} attempts): {reply.errors[-1]}")
+            self._resolve(indices, failure, results, rows, tally)
+            return
         self.cache.put(key, self.backend.identity, reply.completion, reply.latency_s)
         self.stats.requests += 1
         self.stats.cache_hits += len(indices) - 1
         self.stats.tokens_spent += reply.completion.prompt_tokens + reply.completion.completion_tokens
-        self._resolve(indices, Answer(reply.completion, reply.latency_s), results)
-        return 0
+        self._resolve(indices, Answer(reply.completion, reply.latency_s), results, rows, tally)
 
-    def _resolve(self, indices: list[int], outcome: Answer | Unanswered, results: list) -> None:
+    def _resolve(
+        self, indices: list[int], outcome: Answer | Unanswered, results: list, rows: list[int], tally: RowTally
+    ) -> None:
         for index in indices:
             results[index] = outcome
+            tally.settle(rows[index], outcome)
         if self.progress is not None:
             self.progress.update(len(indices))
-
-    @staticmethod
-    def _shortfall(total: int, counts: dict[str, int], min_answered_fraction: float) -> str | None:
-        """Why the share of answered conversations is (or will certainly end) below the minimum, if it is.
-
-        Failures only grow and rows left out for the budget only shrink the base, so a share already too
-        low can only fall further.
-        """
-        asked = total - counts["not_asked"]
-        if not asked or (asked - counts["failed"]) / asked >= min_answered_fraction:
-            return None
-        return (
-            f"{counts['failed']} of {asked} teacher requests failed, so at most "
-            f"{(asked - counts['failed']) / asked:.1%} of the rows can be answered, below "
-            f"min_answered_fraction={min_answered_fraction}"
-        )

@@ -59,7 +59,12 @@ class CachedAnswer:
 def answer_key(teacher_identity: str, messages: list[dict[str, str]], settings: DecodingSettings) -> str:
     """The cache key of one request."""
     payload = json.dumps(
-        {"teacher": teacher_identity, "messages": messages, "settings": asdict(settings)},
+        # Unset settings stay out, so a setting added later leaves the keys of earlier answers as they were.
+        {
+            "teacher": teacher_identity,
+            "messages": messages,
+            "settings": {name: value for name, value in asdict(settings).items() if value is not None},
+        },
         sort_keys=True,
         ensure_ascii=False,
     )

@@ -30,6 +30,9 @@ def generate_rationales(
     min_answered_fraction: float = 0.9,
     project: str = "",
     location: str = "",
+    answer_format: str = "auto",
+    class_names: str = "",
+    probe_rows: int = 8,
 ):
     """Asks the teacher for a rationale (and a label where missing) for every example.
 
@@ -60,9 +63,15 @@ def generate_rationales(
         requests_per_minute: Client-side limit on requests per minute, retries included; 0: none.
         tokens_per_minute: Client-side limit on prompt and completion tokens per minute; 0: none.
         max_total_tokens: Stop asking once this run's requests used so many tokens; 0: no cap.
-        min_answered_fraction: Fail when a smaller share of the rows asked about got an answer.
+        min_answered_fraction: Fail when a smaller share of the rows asked about got a usable answer.
         project: Google Cloud project of a Vertex AI teacher (required for those; unused otherwise).
         location: Vertex AI region of such a teacher; empty: the global endpoint.
+        answer_format: `json` (rationale and answer as a JSON object held to a schema where the backend
+            supports it), `text` ("... The answer is X."), or `auto`: `json` where supported.
+        class_names: Comma-separated classes of a classification task; empty: from the labels, else from
+            the instruction in the inputs (`classes: [a, b]`).
+        probe_rows: Rows asked first; the step stops, saying what the teacher said and what to do, when fewer
+            than half of them got a usable answer. 0: no probe.
     """
     from kfp_distill.components.generate_rationales.cache import local_cache_file, resolve_cache_uri
     from kfp_distill.components.generate_rationales.generation import generate_rationales as generate
@@ -89,6 +98,9 @@ def generate_rationales(
             min_answered_fraction=min_answered_fraction,
             project=project,
             location=location,
+            answer_format=answer_format,
+            class_names=[name for name in class_names.split(",") if name.strip()],
+            probe_rows=probe_rows,
         )
     for name, value in result.metrics().items():
         metrics.log_metric(name, value)

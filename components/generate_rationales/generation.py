@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import random
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Sequence
 
 from tqdm.auto import tqdm
 
-from kfp_distill._implementation.answers import split_completion
 from kfp_distill._implementation.jsonl import DatasetError, read_jsonl, write_jsonl
 from kfp_distill._implementation.models import cache_root
 
-from .asking import NOT_ASKED_BUDGET, Answer, Teacher, TeacherUnavailableError, Unanswered
+from .answer_format import (
+    JSON,
+    TEXT,
+    answer_schema,
+    parse_answer,
+    resolve_answer_format,
+    restates_answer,
+    unusable_reason,
+)
+from .asking import NOT_ASKED_BUDGET, Answer, RowTally, Teacher, TeacherUnavailableError, Unanswered
 from .backends import PrecomputedBackend, backend_for
-from .backends.base import DecodingSettings
+from .backends.base import Completion, DecodingSettings
 from .cache import AnswerCache
 from .pricing import estimated_cost_usd
 from .prompts import DEFAULT_TEMPLATE, Demonstration, Mode, build_messages, load_demonstrations, validate_template
@@ -25,7 +35,13 @@ from .rate_limit import RateLimiter
 from .retry import RetryPolicy
 from .task_profile import TaskProfile, majority_vote, task_profile
 
-__all__ = ["GenerationReport", "NoUsableAnswersError", "TeacherUnavailableError", "generate_rationales"]
+__all__ = [
+    "GenerationReport",
+    "NoUsableAnswersError",
+    "TeacherAnswersUnusableError",
+    "TeacherUnavailableError",
+    "generate_rationales",
+]
 
 # Demonstrations drawn from the labeled rows when no few-shot file is given (the paper uses a handful).
 DRAWN_DEMONSTRATIONS = 4
@@ -34,10 +50,21 @@ SNIPPET_CHARS = 160
 PROBLEMS_SHOWN = 20
 # Self-consistency samples are drawn at this temperature unless told otherwise (Wang et al. 2023 use 0.5-0.7).
 SELF_CONSISTENCY_TEMPERATURE = 0.7
+# Without labels or a few-shot file the teacher makes its own demonstrations: it answers this many rows
+# this many times each, and keeps the rows whose samples all agree.
+SELF_MADE_CANDIDATES = 6
+SELF_MADE_SAMPLES = 3
+# The probe (the first `probe_rows` rows, asked before the rest) stops the run below this usable share.
+PROBE_MIN_USABLE_SHARE = 0.5
+PROBE_EXAMPLES_SHOWN = 3
 
 
 class NoUsableAnswersError(RuntimeError):
     """Not one row got a usable rationale (the report says why)."""
+
+
+class TeacherAnswersUnusableError(NoUsableAnswersError):
+    """The probe's answers were mostly unusable, so the rest was not asked (the message says what to do)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +87,12 @@ class GenerationReport:
     predicted: int = 0
     few_shot_source: str = ""
     few_shot_count: int = 0
+    answer_format: str = TEXT
+    answer_format_note: str = ""
+    class_source: str = ""
+    classes: tuple[str, ...] = ()
+    probe_rows: int = 0
+    probe_usable: int = 0
     answered: int = 0
     unparseable: list[Problem] = field(default_factory=list)
     failed: list[Problem] = field(default_factory=list)
@@ -88,6 +121,7 @@ class GenerationReport:
     vote_ties: int = 0  # voted rows whose majority tied with another answer (the lowest seed's won)
     drop_contradicting_rationales: bool = False
     dropped_contradicting: list[Problem] = field(default_factory=list)
+    restating: list[Problem] = field(default_factory=list)  # kept rows whose rationale only restates the answer
 
     @property
     def agreement_with_gold(self) -> float | None:
@@ -100,9 +134,14 @@ class GenerationReport:
 
     @property
     def answered_fraction(self) -> float | None:
-        """Share of the rows the teacher was asked about (budget left-outs aside) that got an answer."""
+        """Share of the rows the teacher was asked about (budget left-outs aside) that got a usable answer."""
         asked = self.rows - len(self.not_asked)
-        return (asked - len(self.failed)) / asked if asked else None
+        return self.answered / asked if asked else None
+
+    @property
+    def cut_off(self) -> int:
+        """Unusable answers that stopped at max_new_tokens."""
+        return sum("cut off at max_new_tokens" in problem.reason for problem in self.unparseable)
 
     @property
     def unanimous(self) -> int:
@@ -136,6 +175,8 @@ class GenerationReport:
             "tokens_spent_now": self.tokens_spent_now,
             "rate_limit_wait_s": self.rate_limit_wait_s,
             "dropped_contradicting": len(self.dropped_contradicting),
+            "cut_off": self.cut_off,
+            "restating_rationales": len(self.restating),
         }
         if self.self_consistency_samples > 1:
             values["self_consistency_unanimous"] = self.unanimous
@@ -158,7 +199,23 @@ class GenerationReport:
             f"- Task type: {self.task_type} ({self.task_type_reason})",
             f"- Prompts: {self.explained} explain the gold label, {self.predicted} ask the teacher to answer",
             f"- Few-shot examples: {self.few_shot_source}",
-            f"- Answered: {self.answered}; unparseable: {len(self.unparseable)}; failed: {len(self.failed)}; "
+            f"- Answer format: {self.answer_format}"
+            + (" (a JSON object held to a schema: rationale, then answer)" if self.answer_format == JSON else
+               " (a rationale ending 'The answer is ...')")
+            + (f"; {self.answer_format_note}" if self.answer_format_note else ""),
+        ]
+        if self.task_type == "classification":
+            listed = ", ".join(self.classes) if self.classes else "none listed"
+            lines.append(f"- Classes: {self.class_source} ({listed})")
+        if self.probe_rows:
+            lines.append(
+                f"- Probe: {self.probe_usable} of the {self.probe_rows} rows answered first got a usable answer before the "
+                f"rest were asked (the run stops below {PROBE_MIN_USABLE_SHARE:.0%})"
+            )
+        lines += [
+            f"- Answered (usable): {self.answered}; unparseable: {len(self.unparseable)}"
+            + (f" ({self.cut_off} cut off at max_new_tokens)" if self.cut_off else "")
+            + f"; failed: {len(self.failed)}; "
             f"not asked: {len(self.not_asked)}"
             + (f"; dropped for contradicting the gold label: {len(self.dropped_contradicting)}"
                if self.drop_contradicting_rationales else "")
@@ -166,8 +223,12 @@ class GenerationReport:
         ]
         if self.answered_fraction is not None:
             lines.append(
-                f"- Rows the teacher answered: {self.answered_fraction:.1%} of those asked "
+                f"- Rows with a usable answer: {self.answered_fraction:.1%} of those asked "
                 f"(the step fails below min_answered_fraction={self.min_answered_fraction:.0%})"
+            )
+        if self.restating:
+            lines.append(
+                f"- Rationales that only restate the answer: {len(self.restating)} (kept; listed below)"
             )
         if self.agreement_with_gold is not None:
             lines.append(
@@ -205,6 +266,7 @@ class GenerationReport:
             ("Failed requests", self.failed),
             ("Not asked", self.not_asked),
             ("Dropped: the teacher's answer contradicts the gold label", self.dropped_contradicting),
+            ("Rationales that only restate the answer", self.restating),
             ("Few-shot examples left out", self.demonstration_problems),
         ):
             if not problems:
@@ -270,30 +332,22 @@ def _count_used(answer: Answer, report: GenerationReport) -> None:
     report.teacher_latency_s += answer.latency_s
 
 
-def _unparseable_reason(completion) -> str | None:
-    """Why a teacher answer cannot be used, or None when it has a rationale and an answer."""
-    rationale, teacher_label = split_completion(completion.text)
-    if teacher_label is None:
-        reason = "no 'The answer is ...' line"
-        return reason + (" (stopped at max_new_tokens)" if completion.finish_reason == "length" else "")
-    return None if rationale else "empty rationale"
-
-
 def _output_row(
     row: _Row, answers: list[Answer], mode: Mode, profile: TaskProfile, report: GenerationReport
 ) -> dict | None:
     """The output row for a row's teacher answers (one, or self-consistency samples by seed), or None after
     recording why it is left out. Samples vote: the majority answer is the teacher label, and the rationale
     is that of the first sample that gave it."""
-    usable = [answer for answer in answers if _unparseable_reason(answer.completion) is None]
+    fmt = report.answer_format
+    usable = [answer for answer in answers if _is_usable(answer.completion, fmt)]
     if not usable:
         first = answers[0].completion
-        reason = _unparseable_reason(first)
+        reason = unusable_reason(first.text, first.finish_reason, fmt)
         if len(answers) > 1:
             reason = f"none of {len(answers)} samples usable; the first: {reason}"
         report.unparseable.append(Problem(row.line, reason, _snippet(first.text)))
         return None
-    parsed = [split_completion(answer.completion.text) for answer in usable]
+    parsed = [parse_answer(answer.completion.text, fmt) for answer in usable]
     chosen = 0
     if report.self_consistency_samples > 1:
         vote = majority_vote([label for _, label in parsed], profile.agrees)
@@ -301,8 +355,10 @@ def _output_row(
         report.votes.append((vote.votes, vote.samples))
         report.vote_ties += vote.votes == vote.runner_up
     rationale, teacher_label = parsed[chosen]
-    teacher_label = profile.canonical(teacher_label)
+    teacher_label = profile.canonical(teacher_label, row.input_text)
     report.answered += 1
+    if restates_answer(rationale, teacher_label):
+        report.restating.append(Problem(row.line, "the rationale only restates the answer", _snippet(rationale)))
     agrees = None
     if row.gold_label is not None:
         agrees = profile.agrees(teacher_label, row.gold_label)
@@ -332,17 +388,39 @@ def _output_row(
     return output
 
 
-def _drawn_demonstrations(
-    rows: list[_Row], teacher: Teacher, template: str, profile: TaskProfile, report: GenerationReport
-) -> list[tuple[int, Demonstration]]:
+def _is_usable(completion: Completion, answer_format: str) -> bool:
+    return unusable_reason(completion.text, completion.finish_reason, answer_format) is None
+
+
+@dataclass(frozen=True)
+class _Asking:
+    """What every request of one run shares: the teacher, the prompt parts, and the decoding settings."""
+
+    teacher: Teacher
+    template: str
+    profile: TaskProfile
+    answer_format: str
+    settings: DecodingSettings
+
+    def messages(self, row: _Row, mode: Mode, label: str | None, shots=()) -> list[dict[str, str]]:
+        system = self.profile.system_instruction(self.answer_format)
+        return build_messages(row.input_text, mode, label, shots, self.template, system, self.answer_format)
+
+    def settings_for(self, row: _Row, **changes) -> DecodingSettings:
+        """The row's decoding settings: a structured answer is held to the schema of the row's classes."""
+        schema = None
+        if self.answer_format == JSON and getattr(self.teacher.backend, "supports_structured_output", False):
+            schema = answer_schema(self.profile.classes_for(row.input_text))
+        return replace(self.settings, response_schema=schema, **changes)
+
+
+def _drawn_demonstrations(rows: list[_Row], asking: _Asking, report: GenerationReport) -> list[tuple[int, Demonstration]]:
     """Few-shot examples made from labeled rows: the teacher explains their gold labels zero-shot."""
     labeled = [row for row in rows if row.gold_label is not None]
     chosen = random.Random(DEMONSTRATION_SEED).sample(labeled, k=min(DRAWN_DEMONSTRATIONS, len(labeled)))
-    answers = teacher.ask_all(
-        [
-            build_messages(row.input_text, Mode.EXPLAIN, row.gold_label, (), template, profile.system_instruction)
-            for row in chosen
-        ]
+    answers = asking.teacher.ask_all(
+        [asking.messages(row, Mode.EXPLAIN, row.gold_label) for row in chosen],
+        settings=[asking.settings_for(row) for row in chosen],
     )
     demonstrations = []
     for row, answer in zip(chosen, answers):
@@ -350,14 +428,84 @@ def _drawn_demonstrations(
             report.demonstration_problems.append(Problem(row.line, answer.reason))
             continue
         _count_used(answer, report)
-        rationale, stated = split_completion(answer.completion.text)
+        rationale, stated = parse_answer(answer.completion.text, asking.answer_format)
         snippet = _snippet(answer.completion.text)
         if stated is None or not rationale:
             report.demonstration_problems.append(Problem(row.line, "no rationale and answer to parse", snippet))
-        elif not profile.agrees(stated, row.gold_label):
+        elif not asking.profile.agrees(stated, row.gold_label):
             report.demonstration_problems.append(Problem(row.line, "stated answer contradicts the gold label", snippet))
         else:
             demonstrations.append((row.line, Demonstration(row.input_text, rationale, row.gold_label)))
+    return demonstrations
+
+
+def _self_made_demonstrations(
+    rows: list[_Row], asking: _Asking, report: GenerationReport
+) -> list[tuple[int, Demonstration]]:
+    """Few-shot examples without labels: the teacher answers a seeded draw of rows zero-shot, several
+    samples each, and the rows whose samples all agree (with a rationale that is more than its answer)
+    become demonstrations of their majority answer."""
+    chosen = random.Random(DEMONSTRATION_SEED).sample(rows, k=min(SELF_MADE_CANDIDATES, len(rows)))
+    conversations, settings, row_of = [], [], []
+    for number, row in enumerate(chosen):
+        for seed in range(SELF_MADE_SAMPLES):
+            conversations.append(asking.messages(row, Mode.PREDICT, None))
+            settings.append(asking.settings_for(row, temperature=SELF_CONSISTENCY_TEMPERATURE, seed=seed))
+            row_of.append(number)
+    answers = asking.teacher.ask_all(conversations, settings=settings, rows=row_of)
+    demonstrations = []
+    for number, row in enumerate(chosen):
+        samples = answers[number * SELF_MADE_SAMPLES : (number + 1) * SELF_MADE_SAMPLES]
+        answered = [answer for answer in samples if isinstance(answer, Answer)]
+        for answer in answered:
+            _count_used(answer, report)
+        parsed = [
+            parse_answer(answer.completion.text, asking.answer_format)
+            for answer in answered
+            if _is_usable(answer.completion, asking.answer_format)
+        ]
+        snippet = _snippet(answered[0].completion.text) if answered else ""
+        if len(parsed) < SELF_MADE_SAMPLES:
+            reason = f"{len(parsed)} of {SELF_MADE_SAMPLES} samples usable"
+        elif majority_vote([label for _, label in parsed], asking.profile.agrees).votes < SELF_MADE_SAMPLES:
+            reason = "the samples disagree: " + " / ".join(label for _, label in parsed)
+        elif restates_answer(*parsed[0]):
+            reason = "the rationale only restates the answer"
+        else:
+            rationale, label = parsed[0]
+            label = asking.profile.canonical(label, row.input_text)
+            demonstrations.append((row.line, Demonstration(row.input_text, rationale, label)))
+            continue
+        report.demonstration_problems.append(Problem(row.line, reason, snippet))
+    return sorted(demonstrations[:DRAWN_DEMONSTRATIONS], key=lambda made: made[0])  # in the dataset's order
+
+
+def _demonstrations(
+    rows: list[_Row], asking: _Asking, few_shot_uri: str, file_demonstrations, report: GenerationReport
+) -> list[tuple[int, Demonstration]]:
+    """The run's few-shot examples (with the line of the row each was made from; 0 for a file's), and the
+    report's word on where they came from."""
+    labeled = sum(row.gold_label is not None for row in rows)
+    if file_demonstrations is not None:
+        demonstrations = [(0, example) for example in file_demonstrations]
+        report.few_shot_source = f"{len(demonstrations)} from {few_shot_uri}"
+    elif labeled:
+        drawn = min(DRAWN_DEMONSTRATIONS, labeled)
+        demonstrations = _drawn_demonstrations(rows, asking, report)
+        report.few_shot_source = (
+            f"{len(demonstrations)} labeled rows explained by the teacher (seeded draw of {drawn}; "
+            "a row's own example is left out of its prompt)"
+        )
+    else:
+        demonstrations = _self_made_demonstrations(rows, asking, report)
+        report.few_shot_source = (
+            f"{len(demonstrations)} made by the teacher (no labels, no few-shot file): it answered "
+            f"{min(SELF_MADE_CANDIDATES, len(rows))} rows {SELF_MADE_SAMPLES} times each at temperature "
+            f"{SELF_CONSISTENCY_TEMPERATURE:g}, and rows whose answers all agreed became examples (a row's own "
+            "example is left out of its prompt)"
+            + ("; none agreed, so the rest is asked zero-shot" if not demonstrations else "")
+        )
+    report.few_shot_count = len(demonstrations)
     return demonstrations
 
 
@@ -391,6 +539,9 @@ def generate_rationales(
     max_attempts: int = 6,
     project: str = "",
     location: str = "",
+    answer_format: str = "auto",
+    class_names: Sequence[str] = (),
+    probe_rows: int = 8,
 ) -> GenerationReport:
     """Asks the teacher for a rationale (and a label where missing) for every row, and writes them out.
 
@@ -435,12 +586,20 @@ def generate_rationales(
         max_total_tokens: Stop asking once this run's requests used so many tokens (answers from the cache
             are free); the rows left are reported "not asked: budget reached". 0: no cap.
         min_answered_fraction: The step fails when a smaller share of the rows it asked about (rows left
-            out for the budget aside) got an answer, usable or not; it stops as soon as that is certain.
+            out for the budget aside) got a usable answer; it stops as soon as that is certain.
         request_timeout_s: Seconds one HTTP attempt may take.
         max_attempts: Attempts per request, the first included.
         project: The Google Cloud project of a Vertex AI teacher (`gemini-...`, `vertex:<model>`); required
             for those, unused by the others.
         location: The Vertex AI region of such a teacher; empty: the global endpoint.
+        answer_format: `json` (a rationale and an answer as fields of a JSON object, held to a JSON schema
+            where the backend supports it: llama.cpp, OpenAI-compatible servers, Gemini), `text` (a
+            rationale ending "The answer is <answer>."), or `auto`: `json` where the backend supports
+            structured output, else `text` (also when a server refuses it).
+        class_names: The classes of a classification task (a structured answer can only be one of them);
+            empty: from the labeled rows, else from the instruction in the inputs (`classes: [a, b]`).
+        probe_rows: Rows asked first (with all their samples); the run stops with a message showing what
+            the teacher said when fewer than half of them got a usable answer. 0: no probe.
 
     Returns:
         The report, also written to `report_path`.
@@ -450,6 +609,7 @@ def generate_rationales(
         PromptTemplateError: A template that cannot be filled in (before any request).
         TeacherUnavailableError: Too many requests failed (what was answered stays cached).
         NoUsableAnswersError: No row got a usable answer (outputs and report are written first).
+        TeacherAnswersUnusableError: The probe's answers were mostly unusable (the rest was not asked).
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
@@ -464,10 +624,14 @@ def generate_rationales(
         )
     if not 0.0 <= min_answered_fraction <= 1.0:
         raise ValueError(f"min_answered_fraction must be between 0 and 1, got {min_answered_fraction}")
+    if probe_rows < 0:
+        raise ValueError(f"probe_rows must not be negative (0: no probe), got {probe_rows}")
     started = time.perf_counter()
     dataset_uri = str(dataset_path)
     rows = _read_rows(dataset_uri)
-    profile = task_profile(task_type, [row.input_text for row in rows], [row.gold_label for row in rows])
+    profile = task_profile(
+        task_type, [row.input_text for row in rows], [row.gold_label for row in rows], class_names
+    )
     backend = backend_for(teacher_model_reference, request_timeout_s, project, location)
     report = GenerationReport(
         dataset_uri=dataset_uri,
@@ -477,6 +641,8 @@ def generate_rationales(
         min_answered_fraction=min_answered_fraction,
         task_type=profile.task_type,
         task_type_reason=profile.reason,
+        class_source=profile.class_source,
+        classes=profile.classes,
         drop_contradicting_rationales=drop_contradicting_rationales,
     )
     modes = {
@@ -484,34 +650,23 @@ def generate_rationales(
     }
     report.explained = sum(mode is Mode.EXPLAIN for mode in modes.values())
     report.predicted = len(rows) - report.explained
-    outputs = []
 
     if isinstance(backend, PrecomputedBackend):
         report.few_shot_source = "none (the rationales come with the dataset)"
-        completions = [(row, backend.completion_for(row.raw, row.line, dataset_uri)) for row in rows]
-        for row, completion in completions:
-            output = _output_row(row, [Answer(completion, 0.0)], modes[row.line], profile, report)
-            if output is not None:
-                outputs.append(output)
+        answers = [[Answer(backend.completion_for(row.raw, row.line, dataset_uri), 0.0)] for row in rows]
     else:
         template = prompt_template or DEFAULT_TEMPLATE
         validate_template(template, modes.values())
         file_demonstrations = load_demonstrations(few_shot_uri) if few_shot_uri else None
+        report.answer_format = resolve_answer_format(answer_format, backend.supports_structured_output)
         settings = DecodingSettings(max_new_tokens=max_new_tokens, temperature=temperature)
-        sample_settings = [settings]
         if self_consistency_samples > 1:
             report.self_consistency_samples = self_consistency_samples
             report.self_consistency_temperature = self_consistency_temperature
-            sample_settings = [
-                replace(settings, temperature=self_consistency_temperature, seed=seed)
-                for seed in range(self_consistency_samples)
-            ]
-        labeled = sum(row.gold_label is not None for row in rows)
-        drawn = 0 if file_demonstrations is not None else min(DRAWN_DEMONSTRATIONS, labeled)
         rate_limiter = RateLimiter(requests_per_minute, tokens_per_minute)
         with (
             AnswerCache(cache_path or cache_root() / "teacher_answers.sqlite") as cache,
-            tqdm(total=len(rows) * len(sample_settings) + drawn, desc="teacher", unit="answer") as progress,
+            tqdm(total=len(rows) * self_consistency_samples, desc="teacher", unit="answer") as progress,
         ):
             teacher = Teacher(
                 backend,
@@ -523,46 +678,33 @@ def generate_rationales(
                 max_total_tokens=max_total_tokens,
                 progress=progress,
             )
-            if file_demonstrations is not None:
-                demonstrations = [(0, example) for example in file_demonstrations]
-                report.few_shot_source = f"{len(demonstrations)} from {few_shot_uri}"
-            elif drawn:
-                demonstrations = _drawn_demonstrations(rows, teacher, template, profile, report)
-                report.few_shot_source = (
-                    f"{len(demonstrations)} labeled rows explained by the teacher (seeded draw of {drawn}; "
-                    "a row's own example is left out of its prompt)"
-                )
-            else:
-                demonstrations = []
-                report.few_shot_source = "none: zero-shot chain of thought (no labeled rows, no few-shot file)"
-            report.few_shot_count = len(demonstrations)
-            conversations = []
-            for row in rows:
-                mode = modes[row.line]
-                shots = [example for line, example in demonstrations if line != row.line]
-                label_shown = row.gold_label if mode is Mode.EXPLAIN else None
-                messages = build_messages(
-                    row.input_text, mode, label_shown, shots, template, profile.system_instruction
-                )
-                conversations += [messages] * len(sample_settings)  # a row's samples differ in their seed
-            answers = teacher.ask_all(conversations, min_answered_fraction, sample_settings * len(rows))
+            ask = functools.partial(
+                _ask_every_row,
+                rows,
+                modes,
+                report,
+                few_shot=(few_shot_uri, file_demonstrations),
+                probe_rows=probe_rows,
+                min_answered_fraction=min_answered_fraction,
+                samples=self_consistency_samples,
+                sample_temperature=self_consistency_temperature,
+                written_to=(output_path, report_path),
+            )
+            asking = _Asking(teacher, template, profile, report.answer_format, settings)
+            try:
+                answers = ask(asking=asking)
+            except _StructuredOutputRefused as refused:
+                if answer_format.strip().lower() != "auto":
+                    raise TeacherAnswersUnusableError(
+                        f"answer_format='json', but {refused}; use answer_format='auto' or 'text' with this server"
+                    ) from None
+                report.answer_format = TEXT
+                report.answer_format_note = f"the server refused structured output, so free text ({refused})"
+                report.demonstration_problems.clear()
+                answers = ask(asking=replace(asking, answer_format=TEXT))
         _copy_stats(teacher, rate_limiter, report)
-        samples = len(sample_settings)
-        for index, row in enumerate(rows):
-            row_answers = answers[index * samples : (index + 1) * samples]
-            answered = [answer for answer in row_answers if isinstance(answer, Answer)]
-            if not answered:
-                reasons = [answer.reason for answer in row_answers]
-                failures = [reason for reason in reasons if reason != NOT_ASKED_BUDGET]
-                problems = report.failed if failures else report.not_asked
-                problems.append(Problem(row.line, failures[0] if failures else NOT_ASKED_BUDGET))
-                continue
-            for answer in answered:
-                _count_used(answer, report)
-            output = _output_row(row, answered, modes[row.line], profile, report)
-            if output is not None:
-                outputs.append(output)
 
+    outputs = _tally(rows, answers, modes, profile, report)
     report.wall_time_s = time.perf_counter() - started
     _write_outputs(outputs, report, output_path, report_path)
     if not outputs:
@@ -572,12 +714,140 @@ def generate_rationales(
             f"{len(report.not_asked)} not asked, {len(report.dropped_contradicting)} dropped for contradicting "
             f"the gold label); see {report_path}"
         )
+    if report.answered_fraction is not None and report.answered_fraction < min_answered_fraction:
+        raise TeacherUnavailableError(
+            f"only {report.answered_fraction:.1%} of the rows asked got a usable answer ({report.answered} of "
+            f"{report.rows - len(report.not_asked)}), below min_answered_fraction={min_answered_fraction}; "
+            f"see {report_path}; the answers are kept in the cache"
+        )
     return report
 
 
-def _copy_stats(teacher: Teacher, rate_limiter: RateLimiter, report: GenerationReport) -> None:
+class _StructuredOutputRefused(Exception):
+    """The server refused every way of asking for a JSON answer (its own words in the message)."""
+
+
+def _ask_every_row(
+    rows: list[_Row],
+    modes: dict[int, Mode],
+    report: GenerationReport,
+    asking: _Asking,
+    few_shot: tuple[str, list[Demonstration] | None],
+    probe_rows: int,
+    min_answered_fraction: float,
+    samples: int,
+    sample_temperature: float,
+    written_to: tuple,
+) -> list[list[Answer | Unanswered]]:
+    """Every row's answers (one per self-consistency sample): demonstrations first, then the probe rows,
+    then the rest.
+
+    Raises:
+        _StructuredOutputRefused: The server takes no JSON schema (nothing was answered in that format).
+        TeacherAnswersUnusableError: Too few probe rows got a usable answer (report and outputs written).
+    """
+    demonstrations = _demonstrations(rows, asking, *few_shot, report)
+    def refused() -> str | None:  # only a JSON run cares; the free-text retry after a refusal does not
+        found = getattr(asking.teacher.backend, "structured_output_refused", None)
+        return found if asking.answer_format == JSON else None
+
+    conversations, settings, row_of = [], [], []
+    for number, row in enumerate(rows):
+        mode = modes[row.line]
+        shots = [example for line, example in demonstrations if line != row.line]
+        messages = asking.messages(row, mode, row.gold_label if mode is Mode.EXPLAIN else None, shots)
+        for seed in range(samples):  # a row's samples differ in their seed
+            changes = {"temperature": sample_temperature, "seed": seed} if samples > 1 else {}
+            conversations.append(messages)
+            settings.append(asking.settings_for(row, **changes))
+            row_of.append(number)
+    tally = RowTally(row_of, functools.partial(_is_usable, answer_format=asking.answer_format))
+    probed = min(probe_rows, len(rows)) * samples
+    answers = []
+    if refused():  # found out while making the demonstrations
+        raise _StructuredOutputRefused(refused())
+    if probed:
+        # No minimum here: unusable probe answers get the probe's own message; the rest's call checks the
+        # share, failed requests of the probe included, before it asks anything.
+        answers = asking.teacher.ask_all(conversations[:probed], 0.0, settings[:probed], row_of[:probed], tally)
+        if refused():
+            raise _StructuredOutputRefused(refused())
+        _check_probe(rows[: probed // samples], answers, modes, asking, report, *written_to)
+    try:
+        answers += asking.teacher.ask_all(
+            conversations[probed:], min_answered_fraction, settings[probed:], row_of[probed:], tally
+        )
+    finally:
+        if refused():
+            raise _StructuredOutputRefused(refused())  # without a probe, found out only now
+    return [answers[number * samples : (number + 1) * samples] for number in range(len(rows))]
+
+
+def _check_probe(
+    probed: list[_Row], answers: list, modes: dict[int, Mode], asking: _Asking, report: GenerationReport,
+    output_path, report_path,
+) -> None:
+    """Stops the run when too few of the probe rows that got an answer got a usable one, saying what the
+    teacher said and what to do. (Failed requests are the retry loop's and min_answered_fraction's concern;
+    rows left out for the budget were not asked.)"""
+    samples = len(answers) // len(probed)
+    by_row = [answers[n * samples : (n + 1) * samples] for n in range(len(probed))]
+    answered = [[answer for answer in row if isinstance(answer, Answer)] for row in by_row]
+    usable = [any(_is_usable(answer.completion, asking.answer_format) for answer in row) for row in answered]
+    report.probe_rows, report.probe_usable = sum(map(bool, answered)), sum(usable)
+    if report.probe_usable >= PROBE_MIN_USABLE_SHARE * report.probe_rows:
+        return
+    outputs = _tally(probed, by_row, modes, asking.profile, report)
+    _copy_stats(asking.teacher, None, report)
+    _write_outputs(outputs, report, output_path, report_path)
+    said = [
+        f"line {problem.line}: {problem.reason}: {problem.snippet!r}"
+        for problem in report.unparseable[:PROBE_EXAMPLES_SHOWN]
+    ]
+    advice = [
+        "give worked examples: a few-shot file (few_shot_uri: input_text, rationale, output_text) or a few "
+        "labeled training rows (output_text), which the teacher then explains as demonstrations",
+        "use a larger teacher",
+    ]
+    if report.cut_off:
+        advice.append("raise max_new_tokens (answers were cut off)")
+    if asking.answer_format == TEXT:
+        advice.append(
+            "use a server with structured output (response_format with a JSON schema: vLLM, llama.cpp's "
+            "llama-server, OpenAI), so every answer parses"
+        )
+    raise TeacherAnswersUnusableError(
+        f"the teacher gave a usable answer for only {report.probe_usable} of the first {report.probe_rows} rows "
+        f"it answered ({len(report.unparseable)} unparseable, {len(report.failed)} failed), so the other "
+        f"{report.rows - len(probed)} rows were not asked. What it said: " + "; ".join(said)
+        + ". What to do: " + "; ".join(advice) + f". The report is {report_path}; the answers are cached."
+    )
+
+
+def _tally(
+    rows: list[_Row], answers: list[list], modes: dict[int, Mode], profile: TaskProfile, report: GenerationReport
+) -> list[dict]:
+    """The output rows for every row's answers, with the report's counts."""
+    outputs = []
+    for row, row_answers in zip(rows, answers):
+        answered = [answer for answer in row_answers if isinstance(answer, Answer)]
+        if not answered:
+            reasons = [answer.reason for answer in row_answers]
+            failures = [reason for reason in reasons if reason != NOT_ASKED_BUDGET]
+            problems = report.failed if failures else report.not_asked
+            problems.append(Problem(row.line, failures[0] if failures else NOT_ASKED_BUDGET))
+            continue
+        for answer in answered:
+            _count_used(answer, report)
+        output = _output_row(row, answered, modes[row.line], profile, report)
+        if output is not None:
+            outputs.append(output)
+    return outputs
+
+
+def _copy_stats(teacher: Teacher, rate_limiter: RateLimiter | None, report: GenerationReport) -> None:
     report.requests = teacher.stats.requests
     report.cache_hits = teacher.stats.cache_hits
     report.tokens_spent_now = teacher.stats.tokens_spent
     report.request_errors = dict(teacher.stats.request_errors)
-    report.rate_limit_wait_s = rate_limiter.waited_s
+    report.rate_limit_wait_s = rate_limiter.waited_s if rate_limiter else 0.0

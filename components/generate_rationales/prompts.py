@@ -2,8 +2,9 @@
 
 PREDICT: the teacher answers the question itself (unlabeled rows; the evaluation set, whose labels it must
 not see). EXPLAIN: the teacher is shown the question and its correct answer and explains step by step how to
-reach it (labeled rows with use_gold_labels). Both end with "The answer is <answer>.", which
-`answers.split_completion` parses. Few-shot demonstrations are earlier user/assistant turns in the same mode.
+reach it (labeled rows with use_gold_labels). The answer comes in the run's format (`answer_format`): a JSON
+object with a rationale and an answer, or a rationale ending "The answer is <answer>.". Few-shot
+demonstrations are earlier user/assistant turns in the same mode and format.
 
 The system instruction depends on the task type (classification, extractive QA, summarization, math, free
 text); the user turn is the example's own text unless a template says otherwise, because the examples carry
@@ -20,47 +21,58 @@ from typing import Iterable
 from kfp_distill._implementation.answers import answers_match, split_completion
 from kfp_distill._implementation.jsonl import DatasetError, read_jsonl
 
+from .answer_format import JSON, TEXT, render_answer
+
 
 class Mode(str, enum.Enum):
     PREDICT = "predict"
     EXPLAIN = "explain"
 
 
-_ANSWER_LINE = "then end with a line of the form 'The answer is <answer>.', where <answer> is "
-# The general instruction, for math and free text: the demo's results (and its cached answers) were made
-# with it, and a task type inferred differently for unlabeled rows must not change the demo's prompts.
-SYSTEM_INSTRUCTION = (
-    "You solve tasks carefully. Think step by step, briefly, then end with a line of the form "
-    "'The answer is <answer>.', where <answer> is only the final answer, written the way the task asks for it."
+# By task type (kfp_distill._implementation.tasks.TASK_TYPES): how to reason, and what the answer is.
+# The text format's instructions are these parts joined as they always were: the demo's results (and its
+# cached answers) were made with them. Math and free text share the general instruction, so a task type
+# inferred differently for unlabeled rows does not change the demo's prompts.
+_GENERAL = (
+    "You solve tasks carefully. Think step by step, briefly",
+    "only the final answer, written the way the task asks for it.",
 )
-# By task type (kfp_distill._implementation.tasks.TASK_TYPES).
-SYSTEM_INSTRUCTIONS = {
-    "math": SYSTEM_INSTRUCTION,
-    "free_text": SYSTEM_INSTRUCTION,
+_INSTRUCTION_PARTS = {
+    "math": _GENERAL,
+    "free_text": _GENERAL,
     "classification": (
-        "You classify texts carefully. Think step by step, briefly, about the evidence for each class, "
-        + _ANSWER_LINE
-        + "only the name of the class, written exactly as the task writes it."
+        "You classify texts carefully. Think step by step, briefly, about the evidence for each class",
+        "only the name of the class, written exactly as the task writes it.",
     ),
     "extractive_qa": (
         "You answer questions from the context you are given. Think step by step, briefly, pointing to the "
-        "sentence of the context that answers the question, "
-        + _ANSWER_LINE
-        + "the shortest span that answers it, copied exactly from the context."
+        "sentence of the context that answers the question",
+        "the shortest span that answers it, copied exactly from the context.",
     ),
     "summarization": (
-        "You summarize texts faithfully. First note briefly, step by step, the main points the summary must "
-        "keep, " + _ANSWER_LINE + "the summary itself, written on that one line."
+        "You summarize texts faithfully. First note briefly, step by step, the main points the summary must keep",
+        "the summary itself, written on that one line.",
     ),
 }
-# Classification prompts name the classes seen in the labels, unless there are too many to list.
+_TEXT_ANSWER = ", then end with a line of the form 'The answer is <answer>.', where <answer> is "
+_JSON_ANSWER = (
+    ", then reply with a JSON object only: "
+    '{"rationale": "<your step-by-step reasoning, in one or two sentences>", "answer": "<answer>"}, where <answer> is '
+)
+# The general instruction in the text format (few-shot files are checked against it).
+SYSTEM_INSTRUCTION = _GENERAL[0] + _TEXT_ANSWER + _GENERAL[1]
+# Classification prompts name the classes, unless there are too many to list.
 MAX_LISTED_CLASSES = 20
 
 
-def system_instruction(task_type: str, classes: Iterable[str] = ()) -> str:
-    """The system instruction for a task type; a classification prompt also names the known classes."""
+def system_instruction(task_type: str, classes: Iterable[str] = (), answer_format: str = TEXT) -> str:
+    """The system instruction for a task type and answer format; a classification prompt also names the
+    known classes."""
     classes = list(classes)
-    text = SYSTEM_INSTRUCTIONS[task_type]
+    reasoning, answer = _INSTRUCTION_PARTS[task_type]
+    if answer_format == JSON:
+        answer = answer.replace(", written on that one line", "")
+    text = reasoning + (_JSON_ANSWER if answer_format == JSON else _TEXT_ANSWER) + answer
     if task_type == "classification" and 0 < len(classes) <= MAX_LISTED_CLASSES:
         text += " The classes are: " + ", ".join(classes) + "."
     return text
@@ -70,6 +82,10 @@ DEFAULT_TEMPLATE = "{input_text}"
 EXPLAIN_REQUEST = (
     "The correct answer is: {output_text}\n"
     "Explain step by step how to reach this answer, then end with the line 'The answer is {output_text}.'"
+)
+EXPLAIN_REQUEST_JSON = (
+    "The correct answer is: {output_text}\n"
+    "Explain step by step how to reach this answer in the rationale, and give {output_text} as the answer."
 )
 PLACEHOLDERS = ("input_text", "output_text")
 
@@ -126,7 +142,9 @@ def validate_template(template: str, modes: Iterable[Mode]) -> None:
         )
 
 
-def user_turn(template: str, input_text: str, mode: Mode, output_text: str | None = None) -> str:
+def user_turn(
+    template: str, input_text: str, mode: Mode, output_text: str | None = None, answer_format: str = TEXT
+) -> str:
     """The user's message for one question."""
     if mode is Mode.PREDICT:
         return template.format(input_text=input_text)
@@ -134,12 +152,8 @@ def user_turn(template: str, input_text: str, mode: Mode, output_text: str | Non
         raise ValueError("explain mode needs the label (output_text)")
     if "output_text" in template_placeholders(template):
         return template.format(input_text=input_text, output_text=output_text)
-    return template.format(input_text=input_text) + "\n\n" + EXPLAIN_REQUEST.format(output_text=output_text)
-
-
-def assistant_turn(rationale: str, answer: str) -> str:
-    """What a demonstration's teacher says: the rationale, then "The answer is <answer>."."""
-    return f"{rationale.strip()} The answer is {answer}" + ("" if answer.endswith(".") else ".")
+    request = EXPLAIN_REQUEST_JSON if answer_format == JSON else EXPLAIN_REQUEST
+    return template.format(input_text=input_text) + "\n\n" + request.format(output_text=output_text)
 
 
 def build_messages(
@@ -149,13 +163,16 @@ def build_messages(
     demonstrations: Iterable[Demonstration] = (),
     template: str = DEFAULT_TEMPLATE,
     system: str = SYSTEM_INSTRUCTION,
+    answer_format: str = TEXT,
 ) -> list[dict[str, str]]:
-    """The chat for one question: system instruction, few-shot turns in the same mode, then the question."""
+    """The chat for one question: system instruction, few-shot turns in the same mode and answer format,
+    then the question."""
     messages = [{"role": "system", "content": system}]
     for example in demonstrations:
-        messages.append({"role": "user", "content": user_turn(template, example.input_text, mode, example.output_text)})
-        messages.append({"role": "assistant", "content": assistant_turn(example.rationale, example.output_text)})
-    messages.append({"role": "user", "content": user_turn(template, input_text, mode, output_text)})
+        question = user_turn(template, example.input_text, mode, example.output_text, answer_format)
+        answer = render_answer(example.rationale, example.output_text, answer_format)
+        messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    messages.append({"role": "user", "content": user_turn(template, input_text, mode, output_text, answer_format)})
     return messages
 
 
@@ -179,7 +196,7 @@ def load_demonstrations(uri: str) -> list[Demonstration]:
                 problem = "is missing" if value is None else "must be a non-empty string"
                 raise DatasetError(uri, f"few-shot example: {field} {problem}", line, field)
             values[field] = value.strip()
-        rationale, parsed = split_completion(assistant_turn(values["rationale"], values["output_text"]))
+        rationale, parsed = split_completion(render_answer(values["rationale"], values["output_text"], TEXT))
         if parsed is None or not rationale or not answers_match(parsed, values["output_text"]):
             raise DatasetError(
                 uri,

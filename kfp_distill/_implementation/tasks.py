@@ -21,7 +21,10 @@ AUTO = "auto"
 _MOST = 0.8
 _CONTEXT_MARKER = re.compile(r"\bcontext\s*:", re.I)
 _QUESTION_MARKER = re.compile(r"\bquestion\s*:", re.I)
-_CLASSIFY_CUE = re.compile(r"\bclassif(?:y|ication)\b|\bclasses\b|\bcategor(?:y|ies|ize)\b|\bsentiment\b", re.I)
+# "one of the following ...": a list of classes or options to choose from (multiple choice).
+_CLASSIFY_CUE = re.compile(
+    r"\bclassif(?:y|ication)\b|\bclasses\b|\bcategor(?:y|ies|ize)\b|\bsentiment\b|\bone of the following\b", re.I
+)
 _SUMMARIZE_CUE = re.compile(r"\bsummar(?:y|ize|ise|ization|isation)\b|\btl;?dr\b|\bheadline\b", re.I)
 # Classification labels are short names; a label of more words is an answer or a text.
 _CLASS_LABEL_WORDS = 4

@@ -56,6 +56,10 @@ def distillation(
     teacher_max_concurrency: int = 8,
     teacher_max_total_tokens: int = 0,
     teacher_self_consistency_samples: int = 1,
+    teacher_answer_format: str = "auto",
+    teacher_probe_rows: int = 8,
+    teacher_min_answered_fraction: float = 0.9,
+    class_names: str = "",
     drop_contradicting_rationales: bool = False,
     registry_uri: str = "",
     task_type: str = "auto",
@@ -99,6 +103,14 @@ def distillation(
         teacher_max_total_tokens: Token budget of each teacher step's requests; 0: no cap.
         teacher_self_consistency_samples: Answers sampled per example (temperature 0.7, one seed each); above
             1 the majority answer becomes the teacher's label.
+        teacher_answer_format: `json` (rationale and answer held to a JSON schema where the teacher's
+            backend supports it), `text` ("... The answer is X."), or `auto`: `json` where supported.
+        teacher_probe_rows: Rows each teacher step asks first; it stops, saying what the teacher said and what
+            to do, when fewer than half of them got a usable answer. 0: no probe.
+        teacher_min_answered_fraction: A teacher step fails when a smaller share of its rows got a usable
+            answer.
+        class_names: Comma-separated classes of a classification task (the teacher's answer is held to them);
+            empty: from the labels, else from the instruction in the inputs (`classes: [a, b]`).
         drop_contradicting_rationales: Leave out of the training data the labeled examples whose teacher
             answer contradicts the label (the evaluation step keeps them, to score the teacher fairly).
         registry_uri: An MLflow tracking URI; empty uses the embedded SQLite registry.
@@ -130,6 +142,10 @@ def distillation(
         max_total_tokens=teacher_max_total_tokens,
         task_type=validation.outputs["Output"],
         self_consistency_samples=teacher_self_consistency_samples,
+        answer_format=teacher_answer_format,
+        probe_rows=teacher_probe_rows,
+        min_answered_fraction=teacher_min_answered_fraction,
+        class_names=class_names,
         pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
         project=project,
         location=location,

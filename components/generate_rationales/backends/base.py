@@ -8,11 +8,15 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class DecodingSettings:
-    """How the teacher decodes; part of the answer-cache key, so any change re-asks."""
+    """How the teacher decodes; part of the answer-cache key, so any change re-asks.
+
+    `response_schema` (JSON text) holds a structured answer to a JSON schema; None: free text.
+    """
 
     max_new_tokens: int = 256
     temperature: float = 0.0
     seed: int = 0
+    response_schema: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ class TeacherBackend(Protocol):
     identity: str
     # Whether requests may run at once (an HTTP endpoint); False for one in-process model object.
     supports_concurrency: bool
+    # Whether the backend can hold an answer to `DecodingSettings.response_schema`.
+    supports_structured_output: bool
 
     def complete(self, messages: list[dict[str, str]], settings: DecodingSettings) -> Completion:
         """Answers one conversation; raises TeacherRequestError when no answer comes back."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from .base import Completion, DecodingSettings, TeacherRequestError
@@ -107,6 +108,7 @@ class GeminiBackend:
     """
 
     supports_concurrency = True
+    supports_structured_output = True  # `response_json_schema`, Gemini's structured output
 
     def __init__(
         self,
@@ -152,6 +154,9 @@ class GeminiBackend:
             candidate_count=1,
             thinking_config=types.ThinkingConfig(thinking_budget=0) if self._thinking_off else None,
         )
+        if settings.response_schema is not None:
+            config.response_mime_type = "application/json"
+            config.response_json_schema = json.loads(settings.response_schema)
         try:
             response = self._client.models.generate_content(model=self.model, contents=contents, config=config)
         except Exception as error:
@@ -176,8 +181,6 @@ class GeminiBackend:
 
     def _request_error(self, error: Exception) -> TeacherRequestError | None:
         """The TeacherRequestError an SDK, HTTP or auth error stands for; None for any other error."""
-        import json
-
         import httpx
         import pydantic
         from google.auth import exceptions as auth_errors

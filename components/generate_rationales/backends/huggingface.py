@@ -67,6 +67,8 @@ class HuggingFaceBackend:
     """
 
     supports_concurrency = True
+    # No constrained decoding here: a JSON answer (answer_format="json") is parsed as it comes.
+    supports_structured_output = False
 
     def __init__(self, reference: str, max_batch_size: int = MAX_BATCH_SIZE, max_wait_s: float = 0.02):
         import torch

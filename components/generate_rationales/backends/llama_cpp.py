@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from functools import cached_property
 
@@ -21,6 +22,7 @@ class LlamaCppBackend:
     """
 
     supports_concurrency = False  # one model object answers one prompt at a time
+    supports_structured_output = True  # a grammar made from the JSON schema
 
     def __init__(self, model_reference: str):
         self.model_reference = model_reference
@@ -45,12 +47,16 @@ class LlamaCppBackend:
         )
 
     def complete(self, messages: list[dict[str, str]], settings: DecodingSettings) -> Completion:
+        response_format = None
+        if settings.response_schema is not None:
+            response_format = {"type": "json_object", "schema": json.loads(settings.response_schema)}
         try:
             response = self._llama.create_chat_completion(
                 messages=messages,
                 max_tokens=settings.max_new_tokens,
                 temperature=settings.temperature,
                 seed=settings.seed,
+                response_format=response_format,
             )
         except ValueError as error:  # e.g. the prompt does not fit the context window
             raise TeacherRequestError(f"llama.cpp: {error}") from error

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import threading
+from dataclasses import replace
 
 from .base import Completion, DecodingSettings, TeacherRequestError
 
@@ -11,6 +15,13 @@ API_KEY_VARIABLES = ("KFP_DISTILL_TEACHER_API_KEY", "OPENAI_API_KEY")
 TIMEOUT_S = 600.0
 # Statuses worth asking again: request timeout, rate limit, and the server's own errors.
 RETRYABLE_STATUSES = frozenset({408, 429})
+# How a request asks for an answer that follows a JSON schema, tried in this order until the server takes
+# one: OpenAI's `json_schema` (OpenAI, vLLM, llama.cpp's llama-server), then `json_object` with a `schema`
+# (llama-cpp-python's server, llama-server). A server that refuses both answers free text only.
+STRUCTURED_DIALECTS = ("json_schema", "json_object")
+# A server answers a `response_format` it does not take with 400 or 422 (FastAPI's validation), naming it.
+REFUSED_FORMAT_STATUSES = frozenset({400, 422})
+_NAMES_THE_FORMAT = re.compile(r"response_format|json_schema|json_object|schema", re.I)
 
 
 def parse_reference(reference: str) -> tuple[str, str]:
@@ -52,6 +63,7 @@ class OpenAICompatibleBackend:
     """
 
     supports_concurrency = True
+    supports_structured_output = True  # unless the server refuses it: see `structured_output_refused`
 
     def __init__(self, reference: str, timeout_s: float = TIMEOUT_S):
         from openai import OpenAI
@@ -63,10 +75,48 @@ class OpenAICompatibleBackend:
         self._client = OpenAI(
             base_url=self.base_url, api_key=api_key_from_environment(), max_retries=0, timeout=timeout_s
         )
+        self._dialects = list(STRUCTURED_DIALECTS)  # those the server may still take, the one it took first
+        self._dialect_lock = threading.Lock()
+        # Why the server answers only free text, once it refused every dialect and took a plain request.
+        self.structured_output_refused: str | None = None
 
     def complete(self, messages: list[dict[str, str]], settings: DecodingSettings) -> Completion:
+        if settings.response_schema is None:
+            return self._create(messages, settings, None)
+        schema = json.loads(settings.response_schema)
+        with self._dialect_lock:
+            dialects = list(self._dialects)
+        refusals = []
+        for dialect in dialects:
+            try:
+                completion = self._create(messages, settings, _response_format(dialect, schema))
+            except TeacherRequestError as error:
+                refused = error.kind in {f"http {status}" for status in REFUSED_FORMAT_STATUSES}
+                if not refused or not _NAMES_THE_FORMAT.search(str(error)):
+                    raise
+                refusals.append((dialect, str(error)))
+                continue
+            self._forget([name for name, _ in refusals])  # the same request went through in another dialect
+            return completion
+        # Every dialect refused. A 400 may be the prompt's own fault (too long): only if the same request
+        # without a response_format goes through is it the server that has no structured output.
+        self._create(messages, replace(settings, response_schema=None), None)
+        self._forget(dialects)
+        self.structured_output_refused = "; ".join(f"{name}: {error}" for name, error in refusals) or "refused before"
+        raise TeacherRequestError(
+            f"{self.base_url}: the server does not take a response_format with a JSON schema "
+            f"({self.structured_output_refused})",
+            "structured output refused",
+        )
+
+    def _forget(self, dialects: list[str]) -> None:
+        with self._dialect_lock:
+            self._dialects = [name for name in self._dialects if name not in dialects]
+
+    def _create(self, messages: list[dict[str, str]], settings: DecodingSettings, response_format) -> Completion:
         import openai
 
+        extra = {"response_format": response_format} if response_format is not None else {}
         try:
             response = self._client.chat.completions.create(
                 model=self.model,
@@ -74,6 +124,7 @@ class OpenAICompatibleBackend:
                 temperature=settings.temperature,
                 max_tokens=settings.max_new_tokens,
                 seed=settings.seed,
+                **extra,
             )
         except openai.APITimeoutError as error:
             raise TeacherRequestError(f"{self.base_url}: {error}", "timeout", retryable=True) from error
@@ -99,3 +150,9 @@ class OpenAICompatibleBackend:
             completion_tokens=usage.completion_tokens if usage else 0,
             finish_reason=choice.finish_reason,
         )
+
+
+def _response_format(dialect: str, schema: dict) -> dict:
+    if dialect == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": "rationale_and_answer", "schema": schema, "strict": True}}
+    return {"type": "json_object", "schema": schema}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from kfp_distill._implementation.answers import split_completion
 from kfp_distill._implementation.jsonl import DatasetError
 
+from ..answer_format import TEXT, render_answer
 from .base import Completion
 
 
@@ -34,5 +35,5 @@ class PrecomputedBackend:
                     line,
                     "output_text",
                 )
-            text += f" The answer is {label}" + ("" if label.endswith(".") else ".")
+            text = render_answer(text, label, TEXT)
         return Completion(text=text, prompt_tokens=0, completion_tokens=0, finish_reason="precomputed")

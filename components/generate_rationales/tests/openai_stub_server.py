@@ -3,7 +3,10 @@
 The default answer is computed from the last user message: in explain mode ("The correct answer is: X")
 it explains X; otherwise it evaluates the first `a + b` (or -, *) it finds, and says "unknown" when
 there is none. A question containing NO_ANSWER gets a reply without an answer line. A `body_responder`
-answers from the whole request body instead (its seed, temperature, ...). Every request body
+answers from the whole request body instead (its seed, temperature, ...). A request with a `response_format`
+of a type in `response_formats` gets the same answer as a JSON object `{"rationale", "answer"}` (a reply with
+no answer line stays as it is); another type is refused with `refusal_status`, as a server without that
+kind of structured output does. Every request body
 and Authorization header is recorded, and so are the most requests ever in flight at once.
 `kill_client_on_request` SIGKILLs a client process when a given request arrives, so the requests before
 it have all been answered.
@@ -80,11 +83,14 @@ class OpenAIStubServer(ThreadingHTTPServer):
         retry_after: str = "1",
         timeout_sleep_s: float = 1.0,
         body_responder: Callable[[dict], str] | None = None,
+        response_formats: tuple[str, ...] = ("json_schema", "json_object"),
+        refusal_status: int = 400,
     ):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.responder, self.body_responder = responder, body_responder
         self.fault_plan = fault_plan or {}
         self.retry_after, self.timeout_sleep_s = retry_after, timeout_sleep_s
+        self.response_formats, self.refusal_status = response_formats, refusal_status
         self.requests: list[dict] = []
         self.authorizations: list[str | None] = []
         self.faults_injected: list[str] = []
@@ -161,6 +167,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault == "timeout":
             time.sleep(self.server.timeout_sleep_s)
+        response_format = (body.get("response_format") or {}).get("type")
+        if response_format not in (None, "text", *self.server.response_formats):
+            message = f"response_format type {response_format!r} is not supported"
+            self._send_json(self.server.refusal_status, {"error": {"message": message, "type": "invalid_request_error"}})
+            return
         try:
             if self.server.body_responder is not None:
                 text = self.server.body_responder(body)
@@ -169,6 +180,8 @@ class _Handler(BaseHTTPRequestHandler):
         except StubHTTPError as error:
             self.send_error(error.status)
             return
+        if response_format in self.server.response_formats:
+            text = as_json_answer(text)
         prompt_tokens = sum(len(message["content"].split()) for message in body["messages"])
         completion_tokens = len(text.split())
         payload = {
@@ -201,3 +214,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self.wfile.write(data)
+
+
+def as_json_answer(text: str) -> str:
+    """A "... The answer is X." reply as the JSON object a schema-held server sends (unchanged without one)."""
+    found = re.search(r"^(.*?)\s*The answer is (.+?)\.?$", text, re.S)
+    if not found:
+        return text
+    return json.dumps({"rationale": found.group(1), "answer": found.group(2)})

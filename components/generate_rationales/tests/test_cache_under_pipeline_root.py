@@ -153,10 +153,11 @@ def test_kfp_local_resolves_the_pipeline_root_and_a_new_run_resumes_from_it(stub
     teacher_only(**arguments)
     (cache,) = (tmp_path / "root" / "teacher-cache").glob("*.sqlite")
     assert cache.name == Path(default_cache_uri(str(tmp_path / "root"), arguments["teacher_model_reference"])).name
-    assert answers_in(cache) == 3 and len(stub_server.requests) == 3
+    # 3 rows, and 3 samples of each that the teacher made its demonstrations from (no labels).
+    assert answers_in(cache) == 12 and len(stub_server.requests) == 12
     assert not (tmp_path / "not-here").exists()
 
     teacher_only(**arguments)  # a new job: another job id, the same pipeline root
-    assert len(stub_server.requests) == 3
+    assert len(stub_server.requests) == 12
     assert len([path for path in (tmp_path / "root").iterdir() if path.name.startswith("teacher-only-")]) == 2
     assert os.listdir(tmp_path / "root" / "teacher-cache") == [cache.name]

@@ -16,16 +16,19 @@ from kfp_distill.components.generate_rationales.backends.base import (
 from kfp_distill.components.generate_rationales.backends.openai_compatible import OpenAICompatibleBackend
 from kfp_distill.components.generate_rationales.cache import AnswerCache
 from kfp_distill.components.generate_rationales.generation import generate_rationales
-from kfp_distill.components.generate_rationales.prompts import Mode, build_messages
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
+SHOTS = [{"input_text": "What is 1 + 1?", "rationale": "One and one make two.", "output_text": "2"}]
 
 
 def run(server, tmp_path, rows, model="stub-model", **options):
+    """Generation against the stub, with a few-shot file, so that every request asks about a row."""
+    tmp_path.mkdir(exist_ok=True)
     write_jsonl(tmp_path / "data.jsonl", rows)
+    write_jsonl(tmp_path / "shots.jsonl", SHOTS)
     report = generate_rationales(
         tmp_path / "data.jsonl", tmp_path / "out.jsonl", tmp_path / "report.md", f"{server.base_url}#{model}",
-        cache_path=tmp_path / "cache.sqlite", **options,
+        cache_path=tmp_path / "cache.sqlite", few_shot_uri=str(tmp_path / "shots.jsonl"), **options,
     )
     return report, load_rows(tmp_path / "out.jsonl")
 
@@ -131,8 +134,8 @@ def test_a_backend_without_concurrency_is_asked_one_at_a_time_and_duplicates_onc
 
 def test_budget_stops_asking_and_keeps_what_was_answered(stub, start_stub_server, tmp_path):
     rows = sums(6)
-    first = build_messages(rows[0]["input_text"], Mode.PREDICT)
-    tokens_per_request = sum(len(m["content"].split()) for m in first) + len(stub.default_responder(first).split())
+    measured, _ = run(start_stub_server(), tmp_path / "one", rows[:1])  # every row's request is as long
+    tokens_per_request = measured.tokens_spent_now
     server = start_stub_server()
     report, outputs = run(server, tmp_path, rows, max_concurrency=1, max_total_tokens=tokens_per_request + 1)
 

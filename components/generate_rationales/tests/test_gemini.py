@@ -47,9 +47,9 @@ class VertexStub(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, responder, replies=()):
+    def __init__(self, responder, replies=(), as_json=lambda text: text):
         super().__init__(("127.0.0.1", 0), _Handler)
-        self.responder = responder
+        self.responder, self.as_json = responder, as_json
         self.replies = list(replies)
         self.requests: list[dict] = []
         self.lock = threading.Lock()
@@ -84,7 +84,10 @@ class _Handler(BaseHTTPRequestHandler):
             reply = None
         if reply is None:
             messages = [{"content": turn["parts"][0]["text"]} for turn in body["contents"]]
-            reply = (200, {}, gemini_answer(self.server.responder(messages)))
+            text = self.server.responder(messages)
+            if body.get("generationConfig", {}).get("responseMimeType") == "application/json":
+                text = self.server.as_json(text)  # held to the request's schema, as Gemini's structured output is
+            reply = (200, {}, gemini_answer(text))
         status, headers, payload = reply
         data = json.dumps(payload).encode()
         self.send_response(status)
@@ -114,7 +117,7 @@ def vertex(stub, monkeypatch):
     servers = []
 
     def start(replies=()):
-        servers.append(VertexStub(stub.default_responder, replies))
+        servers.append(VertexStub(stub.default_responder, replies, stub.as_json_answer))
         return servers[-1]
 
     yield start
@@ -224,12 +227,19 @@ def test_generate_rationales_sends_to_the_pipelines_project_and_location(vertex,
     )
 
     assert [row["teacher_label"] for row in load_rows(tmp_path / "out.jsonl")] == ["7", "8", "9"]
+    # Structured output: a JSON answer held to the schema, rationale first.
+    config = server.requests[-1]["body"]["generationConfig"]
+    assert config["responseMimeType"] == "application/json"
+    assert list(config["responseJsonSchema"]["properties"]) == ["rationale", "answer"]
+    assert report.answer_format == "json"
     assert {request["path"] for request in server.requests} == {
         MODEL_PATH.format(project="pipeline-project", location="europe-west4", model="gemini-2.5-pro")
     }
     assert {request["headers"]["Authorization"] for request in server.requests} == {"Bearer adc-token"}
     assert report.teacher == "vertex-ai#gemini-2.5-pro"
-    assert report.estimated_cost_usd == pytest.approx((3 * 21 * 1.25 + 3 * 9 * 10.00) / 1e6)
+    # 12 answers: 3 rows, and 3 samples of each that the teacher made its demonstrations from (no labels).
+    assert len(server.requests) == 12
+    assert report.estimated_cost_usd == pytest.approx((12 * 21 * 1.25 + 12 * 9 * 10.00) / 1e6)
 
 
 @pytest.mark.parametrize("reference", ["gemini-2.5-flash", "vertex:gemini-2.5-pro"])

@@ -59,14 +59,14 @@ def cached_answers(path) -> int:
 def test_request_bodies_carry_model_messages_few_shots_and_decoding(stub_server, tmp_path):
     shots = write(tmp_path / "shots.jsonl", SHOTS)
     rows = [{"input_text": "What is 2 + 3?", "output_text": None}, {"input_text": "What is 7 - 4?", "output_text": None}]
-    report, outputs = run(stub_server, tmp_path, rows, few_shot_uri=shots, max_new_tokens=64)
+    report, outputs = run(stub_server, tmp_path, rows, few_shot_uri=shots, max_new_tokens=64, answer_format="text")
     demonstrations = [Demonstration(**shot) for shot in SHOTS]
     assert len(stub_server.requests) == 2
     for row in rows:
         body = body_asking(stub_server, row["input_text"])
         assert body["model"] == "stub-model"
         assert body["temperature"] == 0.0
-        assert body["max_tokens"] == 64
+        assert body["max_tokens"] == 64 and "response_format" not in body
         assert body["messages"] == build_messages(row["input_text"], Mode.PREDICT, demonstrations=demonstrations)
     assert [o["teacher_label"] for o in outputs] == ["5", "3"]
     assert [o["output_text"] for o in outputs] == ["5", "3"]
@@ -81,9 +81,10 @@ def test_request_bodies_carry_model_messages_few_shots_and_decoding(stub_server,
 def test_api_key_comes_from_the_environment(stub_server, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "openai-key")
     monkeypatch.setenv("KFP_DISTILL_TEACHER_API_KEY", "teacher-key")
-    run(stub_server, tmp_path, [{"input_text": "What is 1 + 2?", "output_text": None}])
+    shots = write(tmp_path / "shots.jsonl", SHOTS)
+    run(stub_server, tmp_path, [{"input_text": "What is 1 + 2?", "output_text": None}], few_shot_uri=shots)
     monkeypatch.delenv("KFP_DISTILL_TEACHER_API_KEY")
-    run(stub_server, tmp_path, [{"input_text": "What is 1 + 3?", "output_text": None}])
+    run(stub_server, tmp_path, [{"input_text": "What is 1 + 3?", "output_text": None}], few_shot_uri=shots)
     assert stub_server.authorizations == ["Bearer teacher-key", "Bearer openai-key"]
 
 
@@ -92,7 +93,7 @@ def test_labeled_rows_are_explained_and_unlabeled_rows_predicted(stub_server, tm
         {"input_text": "What is 2 + 3?", "output_text": "5"},
         {"input_text": "What is 6 * 2?", "output_text": None},
     ]
-    report, outputs = run(stub_server, tmp_path, rows)
+    report, outputs = run(stub_server, tmp_path, rows, answer_format="text")
     # The labeled row is explained zero-shot as the one demonstration; as its own only demonstration it is
     # left out of its own prompt, which is then that same zero-shot prompt: answered from the cache.
     explained, predicted = (body["messages"] for body in stub_server.requests)
@@ -129,10 +130,34 @@ def test_drawn_demonstrations_leave_each_row_out_of_its_own_prompt(stub_server, 
     assert len(outputs) == len(rows) and all(o["agrees_with_gold"] in (True, None) for o in outputs)
 
 
-def test_without_labels_or_few_shot_file_it_is_zero_shot(stub_server, tmp_path):
-    report, _ = run(stub_server, tmp_path, [{"input_text": "What is 2 + 2?", "output_text": None}])
-    assert [len(body["messages"]) for body in stub_server.requests] == [2]
-    assert "zero-shot" in report.few_shot_source and "zero-shot" in report.to_markdown()
+def test_without_labels_or_few_shot_file_the_teacher_makes_its_own_demonstrations(stub, start_stub_server, tmp_path):
+    def disagree_on_nine(body):
+        question = body["messages"][-1]["content"]
+        if "9 +" in question:  # its samples disagree, so it demonstrates nothing
+            return f"Sample {body['seed']} guesses. The answer is {body['seed']}."
+        return stub.default_responder(body["messages"])
+
+    server = start_stub_server(body_responder=disagree_on_nine)
+    rows = [{"input_text": f"What is {n} + 2?", "output_text": None} for n in (1, 9, 3)]
+    report, outputs = run(server, tmp_path, rows)
+    made = [body for body in server.requests if body["temperature"] == 0.7]
+    assert len(made) == 3 * 3 and {body["seed"] for body in made} == {0, 1, 2}
+    assert all(len(body["messages"]) == 2 for body in made)  # asked zero-shot
+    assert report.few_shot_count == 2 and "made by the teacher" in report.few_shot_source
+    assert [(p.line, p.reason.split(":")[0]) for p in report.demonstration_problems] == [(2, "the samples disagree")]
+    asked = {body["messages"][-1]["content"]: body["messages"] for body in server.requests if body["temperature"] == 0}
+    shown = lambda question: [m["content"] for m in asked[question][1:-1:2]]  # noqa: E731
+    assert shown("What is 9 + 2?") == ["What is 1 + 2?", "What is 3 + 2?"]
+    assert shown("What is 1 + 2?") == ["What is 3 + 2?"]  # a row never demonstrates itself
+    assert json.loads(asked["What is 9 + 2?"][2]["content"]) == {"rationale": "We compute 1 + 2 = 3.", "answer": "3"}
+    assert [o["teacher_label"] for o in outputs] == ["3", "0", "5"]
+
+
+def test_zero_shot_when_no_self_made_demonstration_agrees(start_stub_server, tmp_path):
+    server = start_stub_server(body_responder=lambda body: f"Sample {body['seed']} guesses. The answer is {body['seed']}.")
+    report, _ = run(server, tmp_path, [{"input_text": "What is 2 + 2?", "output_text": None}])
+    assert [len(body["messages"]) for body in server.requests] == [2, 2, 2, 2]
+    assert report.few_shot_count == 0 and "asked zero-shot" in report.to_markdown()
 
 
 def test_unparseable_answers_are_counted_reported_and_left_out(stub_server, tmp_path):
@@ -141,7 +166,8 @@ def test_unparseable_answers_are_counted_reported_and_left_out(stub_server, tmp_
         {"input_text": "NO_ANSWER here", "output_text": None},
         {"input_text": "What is 5 + 1?", "output_text": None},
     ]
-    report, outputs = run(stub_server, tmp_path, rows)
+    shots = write(tmp_path / "shots.jsonl", SHOTS)
+    report, outputs = run(stub_server, tmp_path, rows, few_shot_uri=shots, answer_format="text", min_answered_fraction=0.5)
     assert [o["input_text"] for o in outputs] == ["What is 2 + 2?", "What is 5 + 1?"]
     assert [(p.line, p.reason) for p in report.unparseable] == [(2, "no 'The answer is ...' line")]
     assert report.unparseable[0].snippet.startswith("I keep thinking")
@@ -183,7 +209,9 @@ def test_evaluation_set_keeps_gold_labels_and_hides_them_from_the_teacher(stub_s
 def test_explanation_contradicting_the_gold_label_is_kept_and_flagged(start_stub_server, tmp_path):
     server = start_stub_server(lambda messages: "Adding gives nine. The answer is 9.")
     shots = write(tmp_path / "shots.jsonl", SHOTS)
-    report, outputs = run(server, tmp_path, [{"input_text": "What is 2 + 3?", "output_text": "5"}], few_shot_uri=shots)
+    report, outputs = run(
+        server, tmp_path, [{"input_text": "What is 2 + 3?", "output_text": "5"}], few_shot_uri=shots, answer_format="text"
+    )
     assert outputs == [
         {
             "input_text": "What is 2 + 3?", "output_text": "5", "gold_label": "5", "teacher_label": "9",
@@ -197,17 +225,19 @@ def test_explanation_contradicting_the_gold_label_is_kept_and_flagged(start_stub
 
 def test_second_run_is_answered_from_the_cache(stub_server, tmp_path):
     rows = [{"input_text": f"What is {n} + 1?", "output_text": None} for n in range(4)]
-    first_report, first = run(stub_server, tmp_path, rows)
+    shots = write(tmp_path / "shots.jsonl", SHOTS)
+    first_report, first = run(stub_server, tmp_path, rows, few_shot_uri=shots)
     assert len(stub_server.requests) == 4 and cached_answers(tmp_path / "cache.sqlite") == 4
-    second_report, second = run(stub_server, tmp_path, rows)
+    second_report, second = run(stub_server, tmp_path, rows, few_shot_uri=shots)
     assert len(stub_server.requests) == 4
     assert second == first
     assert (second_report.requests, second_report.cache_hits) == (0, 4)
     assert second_report.mean_latency_s == pytest.approx(first_report.mean_latency_s)
     # Other decoding settings or another model are other questions.
-    run(stub_server, tmp_path, rows, max_new_tokens=100)
-    run(stub_server, tmp_path, rows, model="other-model")
-    assert len(stub_server.requests) == 12
+    run(stub_server, tmp_path, rows, few_shot_uri=shots, max_new_tokens=100)
+    run(stub_server, tmp_path, rows, few_shot_uri=shots, model="other-model")
+    run(stub_server, tmp_path, rows, few_shot_uri=shots, answer_format="text")
+    assert len(stub_server.requests) == 16
 
 
 def test_failed_requests_are_counted_and_left_out(stub, start_stub_server, tmp_path):
@@ -218,7 +248,8 @@ def test_failed_requests_are_counted_and_left_out(stub, start_stub_server, tmp_p
 
     server = start_stub_server(refuse_some)
     rows = [{"input_text": "What is 1 + 1?", "output_text": None}, {"input_text": "FAIL 2 + 2", "output_text": None}]
-    report, outputs = run(server, tmp_path, rows, min_answered_fraction=0.5)
+    shots = write(tmp_path / "shots.jsonl", SHOTS)
+    report, outputs = run(server, tmp_path, rows, min_answered_fraction=0.5, few_shot_uri=shots)
     assert [o["input_text"] for o in outputs] == ["What is 1 + 1?"]
     # A 400 is the teacher refusing this request as it is: not retried.
     assert [p.line for p in report.failed] == [2] and "request failed (1 attempts)" in report.failed[0].reason
@@ -226,7 +257,7 @@ def test_failed_requests_are_counted_and_left_out(stub, start_stub_server, tmp_p
     assert report.answered_fraction == 0.5
     assert "## Failed requests" in report.to_markdown()
     # A failure is not cached: the next run asks again.
-    run(server, tmp_path, rows, min_answered_fraction=0.5)
+    run(server, tmp_path, rows, min_answered_fraction=0.5, few_shot_uri=shots)
     assert len(server.requests) == 3
 
 
@@ -239,8 +270,11 @@ def test_the_run_stops_once_too_few_rows_can_be_answered(stub, start_stub_server
     server = start_stub_server(fail_after_three)
     rows = [{"input_text": f"What is {n} + 1?", "output_text": None} for n in range(20)]
     # 80% of 20 rows may lose 4: the fifth failure makes the share unreachable, and nothing more is asked.
-    with pytest.raises(TeacherUnavailableError, match="5 of 20 teacher requests failed.*min_answered_fraction=0.8"):
-        run(server, tmp_path, rows, min_answered_fraction=0.8, max_concurrency=1)
+    shots = write(tmp_path / "shots.jsonl", SHOTS)
+    with pytest.raises(
+        TeacherUnavailableError, match="5 of 20 rows got no usable answer .5 with failed requests.*min_answered_fraction=0.8"
+    ):
+        run(server, tmp_path, rows, min_answered_fraction=0.8, max_concurrency=1, few_shot_uri=shots)
     assert len(server.requests) == 3 + 5
     assert cached_answers(tmp_path / "cache.sqlite") == 3  # kept for the next run
     assert not (tmp_path / "out.jsonl").exists()

@@ -29,7 +29,11 @@ def seeded_answer(body):
 
 
 def run(server, tmp_path, rows, **options):
+    """Generation against the stub; a few-shot file unless given (so every request asks about a row)."""
     write_jsonl(tmp_path / "data.jsonl", rows)
+    if "few_shot_uri" not in options:
+        write_jsonl(tmp_path / "shots.jsonl", [{"input_text": "Q", "rationale": "Because so.", "output_text": "A"}])
+        options["few_shot_uri"] = str(tmp_path / "shots.jsonl")
     report = generate_rationales(
         str(tmp_path / "data.jsonl"), tmp_path / "out.jsonl", tmp_path / "report.md", f"{server.base_url}#stub",
         cache_path=tmp_path / "cache.sqlite", **options,
@@ -37,7 +41,7 @@ def run(server, tmp_path, rows, **options):
     return report, load_rows(tmp_path / "out.jsonl")
 
 
-def test_self_consistency_keeps_the_majority_answer_and_a_rationale_that_reaches_it(start_stub_server, tmp_path):
+def test_self_consistency_keeps_the_majority_answer_and_a_rationale_that_reaches_it(stub, start_stub_server, tmp_path):
     server = start_stub_server(body_responder=seeded_answer)
     rows = [{"input_text": question, "output_text": None} for question in ANSWERS]
     report, outputs = run(server, tmp_path, rows, self_consistency_samples=5)
@@ -60,7 +64,9 @@ def test_self_consistency_keeps_the_majority_answer_and_a_rationale_that_reaches
 
     # Tokens and cost count every sample.
     stub_tokens = [body for body in server.requests if body["messages"][-1]["content"] == "What is 2 + 3?"]
-    assert first["completion_tokens"] == sum(len(seeded_answer(body).split()) for body in stub_tokens)
+    assert first["completion_tokens"] == sum(
+        len(stub.as_json_answer(seeded_answer(body)).split()) for body in stub_tokens
+    )
     assert report.completion_tokens == sum(output["completion_tokens"] for output in outputs)
     assert report.teacher_answers == 15
 
@@ -200,15 +206,17 @@ def test_the_task_type_picks_the_instruction_and_the_demo_keeps_its_prompt():
     rows = classification_rows()
     profile = task_profile("auto", [row["input_text"] for row in rows], [row["output_text"] for row in rows])
     assert profile.classes == ("business", "entertainment")
-    assert profile.system_instruction.endswith("The classes are: business, entertainment.")
+    assert profile.system_instruction("text").endswith("The classes are: business, entertainment.")
+    assert profile.system_instruction("json").endswith("The classes are: business, entertainment.")
+    assert profile.class_source == "from the labeled rows"
     assert profile.canonical("Business") == "business" and profile.canonical("sports") == "sports"
     for task_type in ("extractive_qa", "summarization"):
-        assert task_profile(task_type, ["x"], [None]).system_instruction != SYSTEM_INSTRUCTION
+        assert task_profile(task_type, ["x"], [None]).system_instruction("text") != SYSTEM_INSTRUCTION
     # The demo's training rows have no labels and its evaluation rows are math: both keep the original prompt.
     demo = write_demo_data_rows()
     for rows in demo.values():
         profile = task_profile("auto", [row["input_text"] for row in rows], [row.get("output_text") for row in rows])
-        assert profile.system_instruction == SYSTEM_INSTRUCTION, profile
+        assert profile.system_instruction("text") == SYSTEM_INSTRUCTION, profile
     given = task_profile("summarization", ["x"], [None])
     assert given.task_type == "summarization" and "task_type" in given.reason
     with pytest.raises(ValueError, match="task_type"):

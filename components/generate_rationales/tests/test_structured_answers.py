@@ -1,0 +1,135 @@
+"""Answers that parse by construction: JSON held to a schema, classes from where users put them, the probe
+that stops a run whose teacher cannot answer, and counts that agree with each other."""
+
+import json
+
+import pytest
+
+from kfp_distill._implementation.jsonl import load_rows, write_jsonl
+from kfp_distill.components.generate_rationales.answer_format import (
+    answer_schema,
+    parse_answer,
+    restates_answer,
+    unusable_reason,
+)
+from kfp_distill.components.generate_rationales.generation import (
+    TeacherAnswersUnusableError,
+    TeacherUnavailableError,
+    generate_rationales,
+)
+from kfp_distill.components.generate_rationales.task_profile import instruction_classes, task_profile
+
+SEED_FORMAT = "Classify the following text into one of the following classes: [business, entertainment] Text: {}"
+NEWS = ["Oil prices fall", "New film tops the box office", "Shares rise", "Singer announces a tour"] * 3
+
+
+def run(server, tmp_path, rows, **options):
+    write_jsonl(tmp_path / "data.jsonl", rows)
+    report = generate_rationales(
+        tmp_path / "data.jsonl", tmp_path / "out.jsonl", tmp_path / "report.md", f"{server.base_url}#stub",
+        cache_path=tmp_path / "cache.sqlite", **options,
+    )
+    return report, load_rows(tmp_path / "out.jsonl")
+
+
+def news_answer(messages):
+    text = messages[-1]["content"]
+    label = "entertainment" if any(word in text for word in ("film", "Singer")) else "business"
+    return f"The text is about {'a show' if label == 'entertainment' else 'money and markets'}. The answer is {label}."
+
+
+def test_unlabeled_rows_in_the_seed_format_get_schema_held_answers_and_the_instructions_classes(
+    start_stub_server, tmp_path
+):
+    server = start_stub_server(news_answer)
+    rows = [{"input_text": SEED_FORMAT.format(text), "output_text": None} for text in NEWS]
+    report, outputs = run(server, tmp_path, rows)
+    body = server.requests[-1]
+    assert body["response_format"]["type"] == "json_schema"
+    schema = body["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["answer"]["enum"] == ["business", "entertainment"]
+    assert schema["properties"]["rationale"]["minLength"] >= 20
+    assert "JSON object" in body["messages"][0]["content"]
+    assert [row["teacher_label"] for row in outputs] == [
+        "entertainment" if "film" in text or "Singer" in text else "business" for text in NEWS
+    ]
+    assert report.answer_format == "json" and report.class_source == "from the instruction in the inputs"
+    assert report.answered == 12 and report.answered_fraction == 1.0 and report.few_shot_count == 4
+    markdown = (tmp_path / "report.md").read_text()
+    assert "- Classes: from the instruction in the inputs (business, entertainment)" in markdown
+    assert "- Probe: 8 of the 8 rows answered first got a usable answer" in markdown
+
+
+def test_classes_come_from_the_parameter_the_labels_or_each_inputs_own_options():
+    inputs = [SEED_FORMAT.format("x")]
+    assert task_profile("auto", inputs, [None], ["Sport", "Politics"]).classes == ("Sport", "Politics")
+    assert task_profile("auto", inputs, ["business"]).class_source == "from the labeled rows"
+    choices = [
+        "Answer with one of the following options: [bank, river, shop] Question: where is money kept?",
+        "Answer with one of the following options: [cat, dog] Question: which one barks?",
+    ]
+    profile = task_profile("auto", choices, [None, None])
+    assert profile.task_type == "classification" and profile.per_row_classes
+    assert profile.classes_for(choices[1]) == ("cat", "dog")
+    assert json.loads(answer_schema(profile.classes_for(choices[0])))["properties"]["answer"]["enum"] == [
+        "bank", "river", "shop"
+    ]
+    assert profile.canonical("Dog.", choices[1]) == "dog"
+    assert instruction_classes("no list here") == () and instruction_classes("classes: [only]") == ()
+
+
+def test_a_server_that_takes_only_json_object_is_asked_that_way_from_then_on(start_stub_server, tmp_path):
+    server = start_stub_server(news_answer, response_formats=("json_object",), refusal_status=422)
+    rows = [{"input_text": SEED_FORMAT.format(text), "output_text": None} for text in NEWS[:4]]
+    report, outputs = run(server, tmp_path, rows, max_concurrency=1)
+    kinds = [(body.get("response_format") or {}).get("type") for body in server.requests]
+    assert kinds[:2] == ["json_schema", "json_object"] and set(kinds[2:]) == {"json_object"}
+    assert report.answer_format == "json" and len(outputs) == 4
+
+
+def test_a_server_without_structured_output_is_asked_in_free_text(start_stub_server, tmp_path):
+    server = start_stub_server(news_answer, response_formats=())
+    rows = [{"input_text": SEED_FORMAT.format(text), "output_text": None} for text in NEWS[:4]]
+    report, outputs = run(server, tmp_path, rows)
+    assert report.answer_format == "text" and "refused structured output" in report.answer_format_note
+    assert len(outputs) == 4 and "response_format" not in server.requests[-1]
+    with pytest.raises(TeacherAnswersUnusableError, match="answer_format='json'"):
+        run(server, tmp_path, rows, answer_format="json")
+
+
+def test_the_probe_stops_a_teacher_that_gives_no_rationale_and_says_what_to_do(start_stub_server, tmp_path):
+    """The scenario of the issue: a small teacher that says only "The answer is Business."."""
+    server = start_stub_server(lambda messages: "The answer is Business.")
+    rows = [{"input_text": SEED_FORMAT.format(f"story {n}"), "output_text": None} for n in range(120)]
+    with pytest.raises(TeacherAnswersUnusableError) as raised:
+        run(server, tmp_path, rows)
+    message = str(raised.value)
+    assert "usable answer for only 0 of the first 8 rows" in message and "112 rows were not asked" in message
+    assert "empty rationale" in message and "few-shot file" in message and "larger teacher" in message
+    assert len(server.requests) == 6 * 3 + 8  # the self-made demonstrations' samples, then the probe
+    markdown = (tmp_path / "report.md").read_text()
+    assert "- Answered (usable): 0" in markdown and "Rows with a usable answer: 0.0%" in markdown
+
+
+def test_unusable_answers_after_the_probe_stop_the_run_once_the_minimum_is_out_of_reach(start_stub_server, tmp_path):
+    def good_then_bad(messages):
+        number = int(messages[-1]["content"].rsplit(" ", 1)[1])
+        return news_answer(messages) if number < 10 else "I cannot tell."
+
+    server = start_stub_server(good_then_bad)
+    rows = [{"input_text": SEED_FORMAT.format(f"story {n}"), "output_text": None} for n in range(40)]
+    shots = tmp_path / "shots.jsonl"
+    write_jsonl(shots, [{"input_text": SEED_FORMAT.format("a"), "rationale": "It is about money.", "output_text": "business"}])
+    with pytest.raises(TeacherUnavailableError, match="with unusable answers.*min_answered_fraction=0.9"):
+        run(server, tmp_path, rows, few_shot_uri=str(shots), max_concurrency=1)
+    assert len(server.requests) == 10 + 5  # 90% of 40 may lose 4: the fifth unusable answer stops it
+
+
+def test_restating_and_cut_off_answers_are_counted_apart():
+    assert restates_answer("The answer is business because it is business.", "business")
+    assert not restates_answer("Oil prices and markets are money matters.", "business")
+    assert unusable_reason('{"rationale": "It is ab', "length", "json").endswith("(cut off at max_new_tokens)")
+    assert parse_answer('Sure: {"rationale": "Markets fell.", "answer": " business "} done', "json") == (
+        "Markets fell.", "business"
+    )
+    assert parse_answer('{"rationale": 3, "answer": "x"}', "json")[1] is None
