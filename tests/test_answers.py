@@ -46,3 +46,11 @@ def test_label_answer_keeps_a_summary_whole_and_other_answers_to_their_line():
     assert label_answer(output, "classification") == "neutral"
     assert label_answer(output, "summarization") == "neutral\nThe premise does not say."
     assert label_answer("So the answer is (3 + 4).\nQ: more", "math") == "(3 + 4)"
+
+
+@pytest.mark.parametrize("text", ["(0-4)**0.5", "(-8)**(1/3)", "(-1) ** 0.5 + 2"])
+def test_arithmetic_value_is_not_a_number_outside_the_real_numbers(text):
+    # A negative base to a fractional power is complex in Python: "not a number", never a TypeError.
+    assert arithmetic_value(text) is None
+    assert answers_match(text, "2") is False
+    assert answers_match("2", text) is False

@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import os
-import posixpath
 import re
 import shutil
 import signal
@@ -23,6 +22,7 @@ import sqlite3
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
@@ -148,11 +148,22 @@ def resolve_cache_uri(cache_uri: str, pipeline_root: str, teacher_model_referenc
 
 
 class _RemoteCopy:
-    """Copies a local SQLite cache to its remote URI, merged with the answers the remote holds by then (the
-    training and evaluation teacher steps of one pipeline run at once and may share a cache)."""
+    """A local SQLite cache kept in step with a remote one that several tasks read and write at once (the
+    training and evaluation teacher steps of one pipeline share a cache).
+
+    No remote object is ever rewritten, so no interleaving of the tasks loses an answer: every copy up is a
+    new object `<uri>.shards/<writer>-<n>.sqlite` (written under a temporary name, then renamed), a copy down
+    merges every shard (and a cache file at the URI itself, as earlier versions wrote it; read, never
+    written), and a shard is deleted only by a writer whose own newer shard, already written, holds all of
+    its answers.
+    """
 
     def __init__(self, filesystem, remote_path: str, local: Path):
         self.filesystem, self.remote_path, self.local = filesystem, remote_path, local
+        self.shards = f"{remote_path}.shards"
+        self._writer = uuid.uuid4().hex[:12]
+        self._uploads = 0
+        self._merged: set[str] = set()  # shards whose answers the local copy holds
         self._copied: tuple | None = None  # (answers, newest answer) when last copied down or up
         self._lock = threading.Lock()
 
@@ -162,44 +173,72 @@ class _RemoteCopy:
         with contextlib.closing(sqlite3.connect(self.local, timeout=60)) as connection:
             return connection.execute("SELECT COUNT(*), MAX(created_at) FROM answers").fetchone()
 
+    def _merge_remote(self) -> None:
+        """Merges the answers of every remote shard not merged yet into the local copy."""
+        sources = [self.remote_path] if self.filesystem.exists(self.remote_path) else []
+        sources += sorted(self.filesystem.glob(f"{self.shards}/*.sqlite"))
+        partial = self.local.with_name("download.partial")  # a broken download is never merged
+        for source in sources:
+            if source in self._merged:  # shards never change: merged once is merged
+                continue
+            try:
+                self.filesystem.get(source, str(partial))
+            except FileNotFoundError:  # compacted by another task meanwhile: its answers are in a newer shard
+                continue
+            try:
+                with contextlib.closing(sqlite3.connect(self.local, timeout=60)) as connection:
+                    connection.execute(_SCHEMA)
+                    connection.execute("ATTACH DATABASE ? AS remote", (str(partial),))
+                    with connection:
+                        connection.execute("INSERT OR IGNORE INTO answers SELECT * FROM remote.answers")
+                    connection.execute("DETACH DATABASE remote")
+            except sqlite3.DatabaseError as error:
+                logger.warning("remote answer cache %s unreadable (%s): left out", source, error)
+                continue
+            finally:
+                partial.unlink(missing_ok=True)
+            if source != self.remote_path:  # the old single file may still be rewritten by older versions
+                self._merged.add(source)
+
     def download(self) -> None:
-        if not self.filesystem.exists(self.remote_path):
-            return
-        partial = self.local.with_name("download.partial")  # a broken download must never be copied back
-        self.filesystem.get(self.remote_path, str(partial))
-        partial.rename(self.local)
-        self._copied = self._state()
+        with self._lock:
+            self._merge_remote()
+            self._copied = self._state()
 
     def upload(self) -> None:
-        """Copies the local answers up, unless nothing changed since the last copy."""
+        """Merges what the other tasks copied up, and copies the local answers up as a new shard unless
+        nothing changed since the last copy; then deletes the shards that the new one holds."""
         with self._lock:
-            state = self._state()
-            if state is None or state == self._copied:
+            if not self.local.exists():
                 return
-            snapshot, remote = self.local.with_name("upload.sqlite"), self.local.with_name("remote.sqlite")
-            with (
-                contextlib.closing(sqlite3.connect(self.local, timeout=60)) as source,
-                contextlib.closing(sqlite3.connect(snapshot)) as target,
-            ):
-                source.backup(target)  # a consistent copy while answers keep arriving, the WAL's included
-                if self.filesystem.exists(self.remote_path):
-                    self.filesystem.get(self.remote_path, str(remote))
-                    try:
-                        target.execute("ATTACH DATABASE ? AS remote", (str(remote),))
-                        with target:
-                            target.execute("INSERT OR IGNORE INTO answers SELECT * FROM remote.answers")
-                        target.execute("DETACH DATABASE remote")
-                    except sqlite3.DatabaseError as error:
-                        logger.warning("remote answer cache %s unreadable (%s): replaced", self.remote_path, error)
-                target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+            self._merge_remote()
+            state = self._state()
+            if state == self._copied:
+                return
+            self._uploads += 1
+            shard = f"{self.shards}/{self._writer}-{self._uploads:06d}.sqlite"
+            snapshot = self.local.with_name("upload.sqlite")
             try:
-                self.filesystem.put(str(snapshot), self.remote_path)
-            except FileNotFoundError:  # a file system with real folders (buckets have none to make)
-                self.filesystem.makedirs(posixpath.dirname(self.remote_path), exist_ok=True)
-                self.filesystem.put(str(snapshot), self.remote_path)
+                with (
+                    contextlib.closing(sqlite3.connect(self.local, timeout=60)) as source,
+                    contextlib.closing(sqlite3.connect(snapshot)) as target,
+                ):
+                    source.backup(target)  # a consistent copy while answers keep arriving, the WAL's included
+                    target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+                try:
+                    self.filesystem.put(str(snapshot), f"{shard}.partial")
+                except FileNotFoundError:  # a file system with real folders (buckets have none to make)
+                    self.filesystem.makedirs(self.shards, exist_ok=True)
+                    self.filesystem.put(str(snapshot), f"{shard}.partial")
+                # Readers list `*.sqlite` only, so they never merge a half-written shard.
+                self.filesystem.mv(f"{shard}.partial", shard)
+            finally:
+                snapshot.unlink(missing_ok=True)
             self._copied = state
-            snapshot.unlink()
-            remote.unlink(missing_ok=True)
+            for stale in self._merged:
+                with contextlib.suppress(FileNotFoundError):  # another task compacted it first
+                    self.filesystem.rm(stale)
+            self._merged = {shard}
 
     @contextlib.contextmanager
     def every(self, interval_s: float) -> Iterator[None]:
@@ -262,6 +301,14 @@ def local_cache_file(cache_uri: str, sync_interval_s: float = SYNC_INTERVAL_S) -
         copy.download()
         with _sigterm_exits(), copy.every(sync_interval_s):
             yield copy.local
-    finally:
+    except BaseException:
+        # The task's own error is the one to report; a failed last copy is only logged beside it.
+        try:
+            copy.upload()
+        except Exception as error:
+            logger.warning("copying the answer cache to %s failed: %s", cache_uri, error)
+        raise
+    else:
         copy.upload()
+    finally:
         shutil.rmtree(staging, ignore_errors=True)

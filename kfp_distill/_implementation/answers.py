@@ -69,7 +69,11 @@ def _evaluate(node: ast.AST) -> float:
         left, right = _evaluate(node.left), _evaluate(node.right)
         if isinstance(node.op, ast.Pow) and abs(right) > 64:
             raise ValueError("exponent too large")
-        return _OPERATORS[type(node.op)](left, right)
+        value = _OPERATORS[type(node.op)](left, right)
+        # A negative base to a fractional power is complex: outside the real numbers, not an answer.
+        if not isinstance(value, float):
+            raise ValueError("not a real number")
+        return value
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_evaluate(node.operand))
     raise ValueError(f"not arithmetic: {type(node).__name__}")
@@ -78,7 +82,8 @@ def _evaluate(node: ast.AST) -> float:
 def arithmetic_value(text: str) -> float | None:
     """The value of an arithmetic expression such as `( 84.0 / 2.0 )`, or None.
 
-    Parses with `ast` and evaluates numbers and + - * / // % ** only: never `eval()`.
+    Parses with `ast` and evaluates numbers and + - * / // % ** only: never `eval()`. Anything outside
+    the finite real numbers (a complex power such as `(-8)**(1/3)`, an overflow) is None.
     """
     candidate = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text.strip().replace("×", "*").replace("÷", "/"))
     if not candidate or len(candidate) > 200 or not any(ch.isdigit() for ch in candidate):

@@ -8,8 +8,6 @@ of a type in `response_formats` gets the same answer as a JSON object `{"rationa
 no answer line stays as it is); another type is refused with `refusal_status`, as a server without that
 kind of structured output does. Every request body
 and Authorization header is recorded, and so are the most requests ever in flight at once.
-`kill_client_on_request` SIGKILLs a client process when a given request arrives, so the requests before
-it have all been answered.
 
 Faults: a plan maps a question (the last message) to the faults its first attempts meet, one per attempt:
 "429" (with Retry-After), "500", "timeout" (no answer for `timeout_sleep_s`), "truncated" (a 200 whose
@@ -20,10 +18,8 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import random
 import re
-import signal
 import socket
 import struct
 import threading
@@ -97,16 +93,11 @@ class OpenAIStubServer(ThreadingHTTPServer):
         self.answered = collections.Counter()  # question -> completions sent in full
         self.in_flight = self.max_in_flight = 0
         self._lock = threading.Lock()
-        self._kill: tuple[int, int] | None = None
         self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-    def kill_client_on_request(self, request_number: int, pid: int) -> None:
-        """SIGKILLs `pid` when request number `request_number` (1-based) arrives, before answering it."""
-        self._kill = (request_number, pid)
 
     def __enter__(self) -> "OpenAIStubServer":
         self._thread.start()
@@ -141,11 +132,6 @@ class _Handler(BaseHTTPRequestHandler):
             fault = faults[attempt] if attempt < len(faults) else None
             if fault:
                 self.server.faults_injected.append(fault)
-            kill = self.server._kill
-            if kill is not None and number == kill[0]:
-                os.kill(kill[1], signal.SIGKILL)
-                self.close_connection = True
-                return
             self.server.in_flight += 1
             self.server.max_in_flight = max(self.server.max_in_flight, self.server.in_flight)
         try:

@@ -1,8 +1,10 @@
 """The answer cache under the pipeline root: its name, copies of a remote cache while the task runs, SIGTERM,
 and `dsl.PIPELINE_ROOT_PLACEHOLDER` resolved by kfp.local so that a second run of a pipeline asks nothing."""
 
+import concurrent.futures
 import contextlib
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -13,6 +15,7 @@ from pathlib import Path
 import fsspec
 import pytest
 import yaml
+from fsspec.implementations.memory import MemoryFileSystem
 
 from kfp_distill._implementation.jsonl import write_jsonl
 from kfp_distill.components.generate_rationales.backends.base import Completion, DecodingSettings
@@ -37,6 +40,12 @@ def answers_in(path) -> int:
         return connection.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
 
 
+def remote_answers(uri: str) -> int:
+    """The answers a new task finds in the remote cache at `uri`."""
+    with local_cache_file(uri) as path:
+        return answers_in(path) if path.exists() else 0
+
+
 def test_the_default_cache_is_named_by_the_teacher_not_the_job():
     uri = default_cache_uri("gs://bucket/root/", "http://127.0.0.1:8080/v1#qwen")
     assert uri.startswith("gs://bucket/root/teacher-cache/http-127.0.0.1-8080-v1-qwen-") and uri.endswith(".sqlite")
@@ -51,28 +60,24 @@ def test_the_default_cache_is_named_by_the_teacher_not_the_job():
 
 def test_a_remote_cache_is_copied_back_while_the_task_runs():
     uri = "memory://runs/teacher-cache/periodic.sqlite"
-    memory = fsspec.filesystem("memory")
     with local_cache_file(uri, sync_interval_s=0.05) as path, AnswerCache(path) as cache:
         cache.put(key(1), "teacher-a", ANSWER, latency_s=0.1)
         deadline = time.monotonic() + 10
-        while not memory.exists("/runs/teacher-cache/periodic.sqlite") and time.monotonic() < deadline:
+        while not remote_answers(uri) and time.monotonic() < deadline:
             time.sleep(0.02)
-        copied = Path(path).with_name("seen.sqlite")
-        memory.get("/runs/teacher-cache/periodic.sqlite", str(copied))
-        assert answers_in(copied) == 1  # on the remote before the task ends
+        assert remote_answers(uri) == 1  # on the remote before the task ends
 
 
-def test_the_copy_back_merges_answers_another_task_wrote_meanwhile(tmp_path):
+def test_the_copy_back_merges_answers_an_older_version_wrote_meanwhile(tmp_path):
     uri = "memory://runs/teacher-cache/shared.sqlite"
     memory = fsspec.filesystem("memory")
     with local_cache_file(uri) as path, AnswerCache(path) as cache:
         cache.put(key(1), "teacher-a", ANSWER, latency_s=0.1)
-        # Another task (the evaluation step runs beside the training step) copies its answer up meanwhile.
+        # An older kfp-distill rewrites the single cache file at the URI meanwhile: read, never overwritten.
         with AnswerCache(tmp_path / "other.sqlite") as other:
             other.put(key(2), "teacher-a", ANSWER, latency_s=0.2)
         memory.put(str(tmp_path / "other.sqlite"), "/runs/teacher-cache/shared.sqlite")
-    memory.get("/runs/teacher-cache/shared.sqlite", str(tmp_path / "merged.sqlite"))
-    with AnswerCache(tmp_path / "merged.sqlite") as merged:
+    with local_cache_file(uri) as path, AnswerCache(path) as merged:
         assert merged.get(key(1)) is not None and merged.get(key(2)) is not None
 
 
@@ -82,8 +87,7 @@ def test_a_failing_task_still_copies_its_answers_back(tmp_path):
         with local_cache_file(uri) as path, AnswerCache(path) as cache:
             cache.put(key(1), "teacher-a", ANSWER, latency_s=0.1)
             raise RuntimeError("teacher went away")
-    fsspec.filesystem("memory").get("/runs/teacher-cache/failing.sqlite", str(tmp_path / "copy.sqlite"))
-    assert answers_in(tmp_path / "copy.sqlite") == 1
+    assert remote_answers(uri) == 1
 
 
 TERMINATED_TASK = """
@@ -108,7 +112,7 @@ def test_sigterm_copies_the_answers_back_before_the_task_exits(tmp_path):
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM, stderr.decode()
-    assert answers_in(remote) == 1  # the hourly copy never ran: this is the copy made on SIGTERM
+    assert remote_answers(f"local://{remote}") == 1  # the hourly copy never ran: this is the copy made on SIGTERM
 
 
 def test_the_pipeline_gives_both_teacher_steps_the_pipeline_root():
@@ -161,3 +165,77 @@ def test_kfp_local_resolves_the_pipeline_root_and_a_new_run_resumes_from_it(stub
     assert len(stub_server.requests) == 12
     assert len([path for path in (tmp_path / "root").iterdir() if path.name.startswith("teacher-only-")]) == 2
     assert os.listdir(tmp_path / "root" / "teacher-cache") == [cache.name]
+
+
+class JitteryMemoryFileSystem(MemoryFileSystem):
+    """An in-memory bucket of its own whose every call waits a random moment before and after, so two
+    tasks' reads, writes and deletions interleave in a different order on every seed."""
+
+    protocol = "jittery"
+    store, pseudo_dirs = {}, [""]
+    random = random.Random(0)
+
+    def _jitter(self) -> None:
+        time.sleep(self.random.uniform(0, 0.004))
+
+    def __getattribute__(self, name):
+        attribute = super().__getattribute__(name)
+        if name in ("exists", "get", "put", "mv", "rm", "glob", "ls", "info") and callable(attribute):
+
+            def jittered(*args, **kwargs):
+                self._jitter()
+                try:
+                    return attribute(*args, **kwargs)
+                finally:
+                    self._jitter()
+
+            return jittered
+        return attribute
+
+
+fsspec.register_implementation("jittery", JitteryMemoryFileSystem, clobber=True)
+
+
+def teacher_step(server, tmp_path, name, rows, uri, use_gold_labels):
+    """One teacher step as the component runs it: a local copy of the remote cache around generation."""
+    from kfp_distill.components.generate_rationales.generation import generate_rationales
+
+    write_jsonl(tmp_path / f"{name}.jsonl", rows)
+    with local_cache_file(uri, sync_interval_s=0.01) as cache_path:
+        generate_rationales(
+            tmp_path / f"{name}.jsonl", tmp_path / f"{name}-out.jsonl", tmp_path / f"{name}.md",
+            f"{server.base_url}#stub", use_gold_labels=use_gold_labels, cache_path=cache_path, max_concurrency=2,
+        )
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_two_teacher_steps_sharing_a_remote_cache_lose_no_answer(stub_server, tmp_path, seed):
+    JitteryMemoryFileSystem.random.seed(seed)
+    uri = f"jittery://root-{seed}/teacher-cache/shared.sqlite"
+    training = [{"input_text": f"What is {n} + 3?", "output_text": str(n + 3)} for n in range(6)]
+    evaluation = [{"input_text": f"What is {n} * 2?", "output_text": str(n * 2)} for n in range(6)]
+    first_run = None
+    for attempt in range(2):  # the second run finds both steps' answers: it asks nothing
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            steps = [
+                pool.submit(teacher_step, stub_server, tmp_path, "train", training, uri, True),
+                pool.submit(teacher_step, stub_server, tmp_path, "eval", evaluation, uri, False),
+            ]
+            for step in steps:
+                step.result(timeout=120)
+        asked = len(stub_server.requests)
+        first_run = first_run or asked
+        assert asked == first_run, f"seed {seed}: the second run asked {asked - first_run} questions again"
+    with local_cache_file(uri) as path, AnswerCache(path) as cache:
+        assert len(cache) == first_run
+
+
+def test_a_failed_last_copy_keeps_the_tasks_own_error_and_removes_the_local_copy(tmp_path, caplog):
+    (tmp_path / "not-a-folder").write_text("")  # the remote's parent is a file: every copy up fails
+    uri = f"local://{tmp_path}/not-a-folder/answers.sqlite"
+    with pytest.raises(RuntimeError, match="teacher went away"):
+        with local_cache_file(uri) as path, AnswerCache(path) as cache:
+            cache.put(key(1), "teacher-a", ANSWER, latency_s=0.1)
+            raise RuntimeError("teacher went away")
+    assert not path.parent.exists()
+    assert "copying the answer cache" in caplog.text and "failed" in caplog.text

@@ -1,9 +1,12 @@
+import contextlib
 import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -347,8 +350,18 @@ generate_rationales(
 
 
 @pytest.mark.parametrize("max_concurrency", [1, 4])
-def test_killed_run_resumes_asking_only_what_was_not_answered(stub_server, tmp_path, max_concurrency):
+def test_killed_run_resumes_asking_only_what_was_not_answered(stub, start_stub_server, tmp_path, max_concurrency):
     total, answered_before_kill = 8, 3
+    release = threading.Event()
+
+    def responder(messages):
+        # Questions from the fourth on wait until the client is killed, so exactly three answers can arrive
+        # whatever the concurrency.
+        if int(messages[-1]["content"].split()[2]) >= answered_before_kill:
+            release.wait(timeout=120)
+        return stub.default_responder(messages)
+
+    stub_server = start_stub_server(responder)
     rows = [{"input_text": f"What is {n} + 10?", "output_text": None} for n in range(total)]
     arguments = [
         write(tmp_path / "data.jsonl", rows), str(tmp_path / "out.jsonl"), str(tmp_path / "report.md"),
@@ -358,15 +371,21 @@ def test_killed_run_resumes_asking_only_what_was_not_answered(stub_server, tmp_p
         [sys.executable, "-c", KILLED_RUN, *arguments, str(max_concurrency)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "NO_PROXY": "127.0.0.1"},
     )
-    stub_server.kill_client_on_request(answered_before_kill + 1, process.pid)
-    _, stderr = process.communicate(timeout=120)
+    try:
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(sqlite3.OperationalError):  # the cache is not made yet
+                if cached_answers(tmp_path / "cache.sqlite") == answered_before_kill:
+                    break
+            time.sleep(0.05)
+        process.kill()
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        release.set()
     assert process.returncode == -signal.SIGKILL, stderr.decode()
     assert not (tmp_path / "out.jsonl").exists()
     cached = cached_answers(tmp_path / "cache.sqlite")
-    if max_concurrency == 1:
-        assert cached == answered_before_kill
-    else:  # requests run at once: those answered before the kill are cached, whichever they were
-        assert cached < total
+    assert cached == answered_before_kill  # every answer that arrived was committed, none that did not
 
     asked_before = len(stub_server.requests)
     report = generate_rationales(*arguments[:4], few_shot_uri=arguments[4], cache_path=arguments[5])
