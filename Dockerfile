@@ -7,14 +7,15 @@
 #                  reachable (a catalog name without its wheel fails with "needs the package ...").
 #   TORCH          the PyPI torch wheel; on Linux x86_64 it brings its CUDA runtime, so tuning uses the GPUs
 #                  Vertex AI or the Kubeflow node provides (the host supplies only the NVIDIA driver).
-#   LLAMA_CMAKE_ARGS  extra CMake flags for llama.cpp (the embedded teacher); the default is a CPU build.
+#   LLAMA_CMAKE_ARGS  CMake flags for llama.cpp (the embedded teacher); the default, as the Makefile's, is a CPU
+#                  build for AVX2 rather than the build machine's CPU, so the image runs on any x86-64 node.
 
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 
 # Stage 1: compile llama-cpp-python and build our wheel, so the runtime image carries no compiler.
 FROM ${PYTHON_IMAGE} AS build
 ARG LLAMA_CPP_PYTHON=llama-cpp-python==0.3.36
-ARG LLAMA_CMAKE_ARGS=""
+ARG LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 RUN apt-get update \
     && apt-get install --yes --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*

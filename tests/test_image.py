@@ -43,3 +43,10 @@ def test_dockerfile_pins_its_base_and_matches_pyproject():
     assert f"ARG LLAMA_CPP_PYTHON={llama_pin}" in DOCKERFILE
     makefile_torch = re.search(r"^TORCH \?= (\S+)$", (ROOT / "Makefile").read_text(), flags=re.M)[1]
     assert f"ARG TORCH={makefile_torch}" in DOCKERFILE, "the image and `make install` use one torch version"
+
+
+def test_the_image_compiles_llama_cpp_as_the_makefile_does():
+    """Both avoid -march=native: a native build crashed in ggml's AMX kernels on an AMX machine."""
+    (image_flags,) = re.findall(r'^ARG LLAMA_CMAKE_ARGS="([^"]*)"$', DOCKERFILE, flags=re.M)
+    (make_flags,) = re.findall(r"^LLAMA_CMAKE_ARGS \?= (.*)$", (ROOT / "Makefile").read_text(), flags=re.M)
+    assert image_flags == make_flags and "-DGGML_NATIVE=OFF" in make_flags
