@@ -83,6 +83,8 @@ class OpenAICompatibleBackend:
     def complete(self, messages: list[dict[str, str]], settings: DecodingSettings) -> Completion:
         if settings.response_schema is None:
             return self._create(messages, settings, None)
+        if self.structured_output_refused:  # found out once; asking again would be paid for nothing
+            raise self._refusal()
         schema = json.loads(settings.response_schema)
         with self._dialect_lock:
             dialects = list(self._dialects)
@@ -103,7 +105,10 @@ class OpenAICompatibleBackend:
         self._create(messages, replace(settings, response_schema=None), None)
         self._forget(dialects)
         self.structured_output_refused = "; ".join(f"{name}: {error}" for name, error in refusals) or "refused before"
-        raise TeacherRequestError(
+        raise self._refusal()
+
+    def _refusal(self) -> TeacherRequestError:
+        return TeacherRequestError(
             f"{self.base_url}: the server does not take a response_format with a JSON schema "
             f"({self.structured_output_refused})",
             "structured output refused",

@@ -133,3 +133,13 @@ def test_restating_and_cut_off_answers_are_counted_apart():
         "Markets fell.", "business"
     )
     assert parse_answer('{"rationale": 3, "answer": "x"}', "json")[1] is None
+
+
+def test_once_a_server_refused_structured_output_no_more_requests_are_spent_finding_out(start_stub_server, tmp_path):
+    server = start_stub_server(news_answer, response_formats=())
+    rows = [{"input_text": SEED_FORMAT.format(text), "output_text": None} for text in NEWS[:4]]
+    report, outputs = run(server, tmp_path, rows, max_concurrency=1)
+    formats = [(body.get("response_format") or {}).get("type") for body in server.requests]
+    # One request finds out (json_schema, json_object, then without): the rest is asked in free text.
+    assert formats == ["json_schema", "json_object", None] + [None] * (4 * 3 + 4)
+    assert report.answer_format == "text" and len(outputs) == 4
