@@ -5,6 +5,8 @@ runs `tune_student` in the calling process when there is one device, and otherwi
 `torch.distributed.run` processes, one per device: each trains on its share of every step's `batch_size` rows,
 gradients are averaged (the Trainer's DistributedDataParallel), losses are token means over the whole step as
 with one process, and the first process writes the model directory, the TensorBoard logs and the metrics.
+`KFP_DISTILL_TUNING_PROCESSES` asks for a number of processes instead of one per GPU: on a CPU they run with
+gloo, which is how the container tests start the 8-GPU path on machines without GPUs.
 """
 
 from __future__ import annotations
@@ -26,6 +28,24 @@ def device_count() -> int:
     import torch
 
     return max(torch.cuda.device_count(), 1)
+
+
+# Processes to tune in instead of one per GPU (read by `wanted_processes`).
+PROCESSES_VARIABLE = "KFP_DISTILL_TUNING_PROCESSES"
+
+
+def wanted_processes() -> int:
+    """The processes to tune in: `$KFP_DISTILL_TUNING_PROCESSES` when set, else one per GPU.
+
+    Raises:
+        ValueError: The variable is set to anything but a whole number of 1 or more.
+    """
+    wanted = os.environ.get(PROCESSES_VARIABLE, "")
+    if not wanted:
+        return device_count()
+    if not wanted.isdigit() or int(wanted) < 1:
+        raise ValueError(f"{PROCESSES_VARIABLE}={wanted!r}: expected a whole number of processes, 1 or more")
+    return int(wanted)
 
 
 def usable_processes(devices: int, config: TuningConfig) -> int:
@@ -51,16 +71,18 @@ def tune_on_every_device(
     """`tune_student` (its arguments but `extra_callbacks`, and its result) over `processes` data-parallel processes.
 
     Args:
-        processes: How many processes; None: one per GPU, or as many GPUs as share the batch evenly
+        processes: How many processes; None: `wanted_processes()` (one per GPU unless
+            `$KFP_DISTILL_TUNING_PROCESSES` says otherwise), or as many of them as share the batch evenly
             (`usable_processes`). With 1, or inside a process torchrun started, `tune_student` runs here.
 
     Raises:
         RuntimeError: A tuning process failed (its output, above, says why).
     """
     if processes is None:
-        processes = usable_processes(device_count(), config)
-        if processes < device_count():
-            print(f"batch_size {config.batch_size} splits evenly over {processes} of the {device_count()} GPUs: "
+        wanted = wanted_processes()
+        processes = usable_processes(wanted, config)
+        if processes < wanted:
+            print(f"batch_size {config.batch_size} splits evenly over {processes} of the {wanted} processes wanted: "
                   f"tuning in {processes} processes", flush=True)
     if processes <= 1 or "LOCAL_RANK" in os.environ:
         return tune_student(train_path, evaluation_path, model_dir, tensorboard_dir, config, provenance, checkpoint_dir)

@@ -1,5 +1,6 @@
 """Data-parallel tuning: two processes (torchrun, gloo on the CPU) train exactly as one process does."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,13 @@ import pytest
 from kfp_distill._implementation.jsonl import load_rows, write_jsonl
 from kfp_distill.components.evaluate.training_curves import read_scalars
 from kfp_distill.components.tune_student.config import TuningConfig
-from kfp_distill.components.tune_student.distributed import tune_on_every_device, usable_processes
+from kfp_distill.components.tune_student.distributed import (
+    PROCESSES_VARIABLE,
+    device_count,
+    tune_on_every_device,
+    usable_processes,
+    wanted_processes,
+)
 
 
 def test_the_batch_is_shared_by_as_many_gpus_as_split_it_evenly(tiny_student_dir):
@@ -18,6 +25,17 @@ def test_the_batch_is_shared_by_as_many_gpus_as_split_it_evenly(tiny_student_dir
     # On 8 processes each one's 3 rows would not make whole micro-batches of 2; 6 processes take 4 each.
     assert usable_processes(8, TuningConfig(tiny_student_dir, batch_size=24, micro_batch_size=2)) == 6
     assert usable_processes(1, TuningConfig(tiny_student_dir, batch_size=24)) == 1
+
+
+def test_the_processes_variable_asks_for_processes_instead_of_one_per_gpu(monkeypatch):
+    monkeypatch.delenv(PROCESSES_VARIABLE, raising=False)
+    assert wanted_processes() == device_count()
+    monkeypatch.setenv(PROCESSES_VARIABLE, "3")
+    assert wanted_processes() == 3
+    for wrong in ("0", "-2", "two", "1.5"):
+        monkeypatch.setenv(PROCESSES_VARIABLE, wrong)
+        with pytest.raises(ValueError, match=f"{PROCESSES_VARIABLE}='{re.escape(wrong)}': expected a whole number"):
+            wanted_processes()
 
 
 def test_two_processes_take_the_steps_of_one(tiny_student_dir, distilled_path, evaluation_path, tmp_path):
