@@ -33,6 +33,7 @@ def generate_rationales(
     answer_format: str = "auto",
     class_names: str = "",
     probe_rows: int = 8,
+    rationale_length: str = "concise",
 ):
     """Asks the teacher for a rationale (and a label where missing) for every example.
 
@@ -72,6 +73,8 @@ def generate_rationales(
             the instruction in the inputs (`classes: [a, b]`).
         probe_rows: Rows asked first; the step stops, saying what the teacher said and what to do, when fewer
             than half of them got a usable answer. 0: no probe.
+        rationale_length: `concise` (one or two sentences, as the paper's rationales are) or `detailed` (as
+            long as the task needs): what the teacher is asked to write.
     """
     from kfp_distill.components.generate_rationales.cache import local_cache_file, resolve_cache_uri
     from kfp_distill.components.generate_rationales.generation import generate_rationales as generate
@@ -101,6 +104,7 @@ def generate_rationales(
             answer_format=answer_format,
             class_names=[name for name in class_names.split(",") if name.strip()],
             probe_rows=probe_rows,
+            rationale_length=rationale_length,
         )
     for name, value in result.metrics().items():
         metrics.log_metric(name, value)

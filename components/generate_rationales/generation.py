@@ -30,7 +30,16 @@ from .backends import PrecomputedBackend, backend_for
 from .backends.base import Completion, DecodingSettings
 from .cache import AnswerCache
 from .pricing import estimated_cost_usd
-from .prompts import DEFAULT_TEMPLATE, Demonstration, Mode, build_messages, load_demonstrations, validate_template
+from .prompts import (
+    CONCISE,
+    DEFAULT_TEMPLATE,
+    Demonstration,
+    Mode,
+    build_messages,
+    load_demonstrations,
+    validate_rationale_length,
+    validate_template,
+)
 from .rate_limit import RateLimiter
 from .retry import RetryPolicy
 from .task_profile import TaskProfile, majority_vote, task_profile
@@ -89,6 +98,7 @@ class GenerationReport:
     few_shot_count: int = 0
     answer_format: str = TEXT
     answer_format_note: str = ""
+    rationale_length: str = CONCISE
     class_source: str = ""
     classes: tuple[str, ...] = ()
     probe_rows: int = 0
@@ -203,6 +213,7 @@ class GenerationReport:
             + (" (a JSON object held to a schema: rationale, then answer)" if self.answer_format == JSON else
                " (a rationale ending 'The answer is ...')")
             + (f"; {self.answer_format_note}" if self.answer_format_note else ""),
+            f"- Rationales asked for: {self.rationale_length}",
         ]
         if self.task_type == "classification":
             listed = ", ".join(self.classes) if self.classes else "none listed"
@@ -401,9 +412,10 @@ class _Asking:
     profile: TaskProfile
     answer_format: str
     settings: DecodingSettings
+    rationale_length: str = CONCISE
 
     def messages(self, row: _Row, mode: Mode, label: str | None, shots=()) -> list[dict[str, str]]:
-        system = self.profile.system_instruction(self.answer_format)
+        system = self.profile.system_instruction(self.answer_format, self.rationale_length)
         return build_messages(row.input_text, mode, label, shots, self.template, system, self.answer_format)
 
     def settings_for(self, row: _Row, **changes) -> DecodingSettings:
@@ -542,6 +554,7 @@ def generate_rationales(
     answer_format: str = "auto",
     class_names: Sequence[str] = (),
     probe_rows: int = 8,
+    rationale_length: str = CONCISE,
 ) -> GenerationReport:
     """Asks the teacher for a rationale (and a label where missing) for every row, and writes them out.
 
@@ -600,6 +613,8 @@ def generate_rationales(
             empty: from the labeled rows, else from the instruction in the inputs (`classes: [a, b]`).
         probe_rows: Rows asked first (with all their samples); the run stops with a message showing what
             the teacher said when fewer than half of them got a usable answer. 0: no probe.
+        rationale_length: `concise` (one or two sentences, as the paper's rationales are) or `detailed` (as
+            long as the task needs): what the teacher's instruction asks for.
 
     Returns:
         The report, also written to `report_path`.
@@ -626,6 +641,7 @@ def generate_rationales(
         raise ValueError(f"min_answered_fraction must be between 0 and 1, got {min_answered_fraction}")
     if probe_rows < 0:
         raise ValueError(f"probe_rows must not be negative (0: no probe), got {probe_rows}")
+    validate_rationale_length(rationale_length)
     started = time.perf_counter()
     dataset_uri = str(dataset_path)
     rows = _read_rows(dataset_uri)
@@ -644,6 +660,7 @@ def generate_rationales(
         class_source=profile.class_source,
         classes=profile.classes,
         drop_contradicting_rationales=drop_contradicting_rationales,
+        rationale_length=rationale_length,
     )
     modes = {
         row.line: Mode.EXPLAIN if row.gold_label is not None and use_gold_labels else Mode.PREDICT for row in rows
@@ -690,7 +707,7 @@ def generate_rationales(
                 sample_temperature=self_consistency_temperature,
                 written_to=(output_path, report_path),
             )
-            asking = _Asking(teacher, template, profile, report.answer_format, settings)
+            asking = _Asking(teacher, template, profile, report.answer_format, settings, rationale_length)
             try:
                 answers = ask(asking=asking)
             except _StructuredOutputRefused as refused:

@@ -29,28 +29,39 @@ class Mode(str, enum.Enum):
     EXPLAIN = "explain"
 
 
-# By task type (kfp_distill._implementation.tasks.TASK_TYPES): how to reason, and what the answer is.
-# The text format's instructions are these parts joined as they always were: the demo's results (and its
-# cached answers) were made with them. Math and free text share the general instruction, so a task type
-# inferred differently for unlabeled rows does not change the demo's prompts.
+# How long a rationale the teacher is asked for: "concise" (one or two sentences, as the paper's are, and the
+# default: issue 18's measurement in the README) or "detailed" (as long as the task needs).
+CONCISE = "concise"
+DETAILED = "detailed"
+RATIONALE_LENGTHS = (CONCISE, DETAILED)
+
+# By task type (kfp_distill._implementation.tasks.TASK_TYPES): how to reason ({briefly} is where a concise
+# instruction says so, with the words given next to it), and what the answer is. The text format's concise
+# instructions are these parts joined as they always were: the demo's results (and its cached answers) were
+# made with them. Math and free text share the general instruction, so a task type inferred differently for
+# unlabeled rows does not change the demo's prompts.
 _GENERAL = (
-    "You solve tasks carefully. Think step by step, briefly",
+    "You solve tasks carefully. Think step by step{briefly}",
+    ", briefly",
     "only the final answer, written the way the task asks for it.",
 )
 _INSTRUCTION_PARTS = {
     "math": _GENERAL,
     "free_text": _GENERAL,
     "classification": (
-        "You classify texts carefully. Think step by step, briefly, about the evidence for each class",
+        "You classify texts carefully. Think step by step{briefly} about the evidence for each class",
+        ", briefly,",
         "only the name of the class, written exactly as the task writes it.",
     ),
     "extractive_qa": (
-        "You answer questions from the context you are given. Think step by step, briefly, pointing to the "
+        "You answer questions from the context you are given. Think step by step{briefly}, pointing to the "
         "sentence of the context that answers the question",
+        ", briefly",
         "the shortest span that answers it, copied exactly from the context.",
     ),
     "summarization": (
-        "You summarize texts faithfully. First note briefly, step by step, the main points the summary must keep",
+        "You summarize texts faithfully. First note{briefly}, step by step, the main points the summary must keep",
+        " briefly",
         "the summary itself, written on that one line.",
     ),
 }
@@ -59,23 +70,43 @@ _JSON_ANSWER = (
     ", then reply with a JSON object only: "
     '{"rationale": "<your step-by-step reasoning, in one or two sentences>", "answer": "<answer>"}, where <answer> is '
 )
-# The general instruction in the text format (few-shot files are checked against it).
-SYSTEM_INSTRUCTION = _GENERAL[0] + _TEXT_ANSWER + _GENERAL[1]
+_JSON_RATIONALE_LENGTH = {CONCISE: "in one or two sentences", DETAILED: "as detailed as the task needs"}
 # Classification prompts name the classes, unless there are too many to list.
 MAX_LISTED_CLASSES = 20
 
 
-def system_instruction(task_type: str, classes: Iterable[str] = (), answer_format: str = TEXT) -> str:
-    """The system instruction for a task type and answer format; a classification prompt also names the
-    known classes."""
+def validate_rationale_length(rationale_length: str) -> None:
+    """Raises ValueError for a rationale length other than `concise` or `detailed`."""
+    if rationale_length not in RATIONALE_LENGTHS:
+        raise ValueError(f"rationale_length must be one of {', '.join(RATIONALE_LENGTHS)}, got {rationale_length!r}")
+
+
+def system_instruction(
+    task_type: str, classes: Iterable[str] = (), answer_format: str = TEXT, rationale_length: str = CONCISE
+) -> str:
+    """The system instruction for a task type, answer format and rationale length; a classification prompt
+    also names the known classes.
+
+    Raises:
+        ValueError: A rationale length other than `concise` or `detailed`.
+    """
+    validate_rationale_length(rationale_length)
     classes = list(classes)
-    reasoning, answer = _INSTRUCTION_PARTS[task_type]
+    reasoning, briefly, answer = _INSTRUCTION_PARTS[task_type]
+    reasoning = reasoning.format(briefly=briefly if rationale_length == CONCISE else "")
     if answer_format == JSON:
         answer = answer.replace(", written on that one line", "")
-    text = reasoning + (_JSON_ANSWER if answer_format == JSON else _TEXT_ANSWER) + answer
+        answer_request = _JSON_ANSWER.replace(_JSON_RATIONALE_LENGTH[CONCISE], _JSON_RATIONALE_LENGTH[rationale_length])
+    else:
+        answer_request = _TEXT_ANSWER
+    text = reasoning + answer_request + answer
     if task_type == "classification" and 0 < len(classes) <= MAX_LISTED_CLASSES:
         text += " The classes are: " + ", ".join(classes) + "."
     return text
+
+
+# The general instruction in the text format (few-shot files are checked against it).
+SYSTEM_INSTRUCTION = system_instruction("free_text")
 
 DEFAULT_TEMPLATE = "{input_text}"
 # Added after the question in EXPLAIN mode, unless the template places {output_text} itself.

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 from kfp_distill._implementation.answers import answers_match, arithmetic_value, normalize_text, token_f1
 from kfp_distill._implementation.tasks import resolve_task_type
 
-from .prompts import system_instruction
+from .prompts import CONCISE, system_instruction
 
 OVERLAP_F1 = 0.5
 _LOOSE_TYPES = ("summarization", "free_text")
@@ -61,8 +61,9 @@ class TaskProfile:
             return ()
         return (instruction_classes(input_text) or self.classes) if self.per_row_classes else self.classes
 
-    def system_instruction(self, answer_format: str) -> str:
-        return system_instruction(self.task_type, () if self.per_row_classes else self.classes, answer_format)
+    def system_instruction(self, answer_format: str, rationale_length: str = CONCISE) -> str:
+        classes = () if self.per_row_classes else self.classes
+        return system_instruction(self.task_type, classes, answer_format, rationale_length)
 
     def agrees(self, prediction: str, reference: str) -> bool:
         """Whether two answers of this task count as the same answer."""

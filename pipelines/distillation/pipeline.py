@@ -58,6 +58,7 @@ def distillation(
     teacher_self_consistency_samples: int = 1,
     teacher_answer_format: str = "auto",
     teacher_probe_rows: int = 8,
+    teacher_rationale_length: str = "concise",
     teacher_min_answered_fraction: float = 0.9,
     class_names: str = "",
     drop_contradicting_rationales: bool = False,
@@ -107,6 +108,8 @@ def distillation(
             backend supports it), `text` ("... The answer is X."), or `auto`: `json` where supported.
         teacher_probe_rows: Rows each teacher step asks first; it stops, saying what the teacher said and what
             to do, when fewer than half of them got a usable answer. 0: no probe.
+        teacher_rationale_length: `concise` (one or two sentences, as the paper's rationales are) or
+            `detailed` (as long as the task needs): what the teacher is asked to write.
         teacher_min_answered_fraction: A teacher step fails when a smaller share of its rows got a usable
             answer.
         class_names: Comma-separated classes of a classification task (the teacher's answer is held to them);
@@ -144,6 +147,7 @@ def distillation(
         self_consistency_samples=teacher_self_consistency_samples,
         answer_format=teacher_answer_format,
         probe_rows=teacher_probe_rows,
+        rationale_length=teacher_rationale_length,
         min_answered_fraction=teacher_min_answered_fraction,
         class_names=class_names,
         pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,

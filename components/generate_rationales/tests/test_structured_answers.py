@@ -143,3 +143,21 @@ def test_once_a_server_refused_structured_output_no_more_requests_are_spent_find
     # One request finds out (json_schema, json_object, then without): the rest is asked in free text.
     assert formats == ["json_schema", "json_object", None] + [None] * (4 * 3 + 4)
     assert report.answer_format == "text" and len(outputs) == 4
+
+
+def test_rationale_length_picks_the_instruction_and_is_checked_before_any_request(start_stub_server, tmp_path):
+    server = start_stub_server(news_answer)
+    rows = [{"input_text": SEED_FORMAT.format(text), "output_text": None} for text in NEWS[:4]]
+    with pytest.raises(ValueError, match="rationale_length must be one of concise, detailed"):
+        run(server, tmp_path, rows, rationale_length="long")
+    assert not server.requests
+    run(server, tmp_path, rows, probe_rows=0)
+    concise = server.requests[-1]["messages"][0]["content"]
+    asked = len(server.requests)
+    report, _ = run(server, tmp_path, rows, probe_rows=0, rationale_length="detailed")
+    detailed = server.requests[-1]["messages"][0]["content"]
+    assert "in one or two sentences" in concise and "briefly" in concise
+    assert "as detailed as the task needs" in detailed and "briefly" not in detailed
+    # Another instruction is another prompt: none of the concise answers is reused from the cache.
+    assert len(server.requests) - asked >= len(rows) and report.cache_hits == 0
+    assert "- Rationales asked for: detailed" in (tmp_path / "report.md").read_text()
