@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from functools import cached_property
+from pathlib import Path
 
 from kfp_distill._implementation.models import CATALOG, resolve_gguf, sha256_of
 
 from .base import Completion, DecodingSettings, TeacherRequestError
 
 CONTEXT_TOKENS = 4096
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def usable_cpus(cgroup_cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """The CPUs this process may use: its CPU set (taskset, a container's cpuset), capped by a cgroup v2 CPU
+    quota (`docker run --cpus`, a Kubernetes CPU limit), rounded up."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # no CPU sets on macOS
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = cgroup_cpu_max.read_text().split()[:2]
+    except (OSError, ValueError):
+        return cpus
+    if quota == "max":
+        return cpus
+    return max(1, min(cpus, math.ceil(int(quota) / int(period))))
 
 
 class LlamaCppBackend:
@@ -42,9 +61,7 @@ class LlamaCppBackend:
             raise ImportError(
                 "the llama.cpp teacher needs llama-cpp-python: pip install 'kfp-distill[llamacpp]'"
             ) from None
-        return Llama(
-            model_path=str(self.model_path), n_ctx=CONTEXT_TOKENS, n_threads=os.cpu_count(), verbose=False
-        )
+        return Llama(model_path=str(self.model_path), n_ctx=CONTEXT_TOKENS, n_threads=usable_cpus(), verbose=False)
 
     def complete(self, messages: list[dict[str, str]], settings: DecodingSettings) -> Completion:
         response_format = None
