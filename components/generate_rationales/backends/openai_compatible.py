@@ -22,6 +22,9 @@ STRUCTURED_DIALECTS = ("json_schema", "json_object")
 # A server answers a `response_format` it does not take with 400 or 422 (FastAPI's validation), naming it.
 REFUSED_FORMAT_STATUSES = frozenset({400, 422})
 _NAMES_THE_FORMAT = re.compile(r"response_format|json_schema|json_object|schema", re.I)
+# llama-cpp-python's server (0.3.36) answers the same validation error with a 500; a 500 is a refusal only
+# when its message is that validation error of the response_format field (any other 500 is retried).
+_FORMAT_VALIDATION_ERROR = re.compile(r"validation error.*\bresponse_format\b", re.I | re.S)
 
 
 def parse_reference(reference: str) -> tuple[str, str]:
@@ -93,8 +96,7 @@ class OpenAICompatibleBackend:
             try:
                 completion = self._create(messages, settings, _response_format(dialect, schema))
             except TeacherRequestError as error:
-                refused = error.kind in {f"http {status}" for status in REFUSED_FORMAT_STATUSES}
-                if not refused or not _NAMES_THE_FORMAT.search(str(error)):
+                if not _refuses_the_format(error):
                     raise
                 refusals.append((dialect, str(error)))
                 continue
@@ -155,6 +157,13 @@ class OpenAICompatibleBackend:
             completion_tokens=usage.completion_tokens if usage else 0,
             finish_reason=choice.finish_reason,
         )
+
+
+def _refuses_the_format(error: TeacherRequestError) -> bool:
+    """Whether a failed request is the server refusing its response_format (not to be retried as it is)."""
+    if error.kind in {f"http {status}" for status in REFUSED_FORMAT_STATUSES}:
+        return bool(_NAMES_THE_FORMAT.search(str(error)))
+    return error.kind == "http 500" and bool(_FORMAT_VALIDATION_ERROR.search(str(error)))
 
 
 def _response_format(dialect: str, schema: dict) -> dict:
