@@ -76,13 +76,42 @@ def run(args: argparse.Namespace) -> int:
     task = distillation(**parameters)
     elapsed = time.perf_counter() - started
     run_dir = _latest_run(output_dir)
+    if run_dir is None:
+        print(f"kfp-distill run: the pipeline finished, but there is no run folder (distillation-*) under "
+              f"{output_dir}", file=sys.stderr)
+        return 1
     print(f"\nDistillation finished in {elapsed / 60:.1f} min.")
     print(f"  artifacts:        {run_dir}")
     print(f"  TensorBoard logs: tensorboard --logdir {run_dir / 'tune-student' / 'tensorboard_logs'}")
     print(f"  registered model: {task.output}   (kfp-distill predict {task.output} \"...\")")
-    report = run_dir / "evaluate" / "report" if run_dir else None
-    if report and report.exists():
+    report = run_dir / "evaluate" / "report"
+    if report.exists():
         print("\n" + report.read_text())
+    return 0
+
+
+def validate(args: argparse.Namespace) -> int:
+    """Runs validate-dataset alone and prints its report, so a file is checked before a teacher is paid."""
+    import tempfile
+
+    from kfp_distill._implementation.jsonl import DatasetError
+    from kfp_distill.components.validate_dataset.validation import validate_dataset
+
+    with tempfile.TemporaryDirectory(prefix="kfp-distill-validate-") as scratch:
+        try:
+            report = validate_dataset(
+                dataset_uri=args.dataset_uri,
+                evaluation_data_uri=args.evaluation_data_uri,
+                student_model_reference=args.student_model_reference,
+                train_path=Path(scratch) / "train.jsonl",
+                evaluation_path=Path(scratch) / "evaluation.jsonl",
+                report_path=Path(scratch) / "report.md",
+                task_type=args.task_type,
+            )
+        except DatasetError as error:
+            print(f"kfp-distill validate: {error}", file=sys.stderr)
+            return 1
+    print(report.to_markdown())
     return 0
 
 
@@ -206,6 +235,19 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--output-dir", default="local_outputs", help="pipeline root for the run")
     _add_pipeline_arguments(run_parser)
     run_parser.set_defaults(handler=run)
+
+    validate_parser = commands.add_parser(
+        "validate", help="check a dataset against the contract (validate-dataset alone) and print the report"
+    )
+    validate_parser.add_argument("dataset_uri", help="the training JSON Lines: a local path, gs:// or https:// URI")
+    validate_parser.add_argument("--evaluation-data-uri", default="", help="the evaluation JSON Lines, if any")
+    validate_parser.add_argument(
+        "--student-model-reference",
+        default=_pipeline_parameters()["student_model_reference"].default,
+        help="the student whose tokenizer counts tokens (default: the pipeline's)",
+    )
+    validate_parser.add_argument("--task-type", default="auto", help="as the pipeline's task_type (default: auto)")
+    validate_parser.set_defaults(handler=validate)
 
     compile_parser = commands.add_parser("compile", help="compile the pipelines to YAML")
     compile_parser.add_argument("--output-dir", default="compiled")

@@ -11,3 +11,36 @@ def test_a_boolean_pipeline_flag_takes_true_or_false_and_refuses_a_typo(capsys):
         cli.main(["run", "--enable-early-stopping", "ture"])
     assert stopped.value.code == 2  # argparse's usage error: nothing ran
     assert "--enable-early-stopping: expected true or false, got 'ture'" in capsys.readouterr().err
+
+
+def test_run_says_where_it_looked_when_the_pipeline_left_no_run_folder(tmp_path, monkeypatch, capsys):
+    from kfp_distill.pipelines import local_runner
+    from kfp_distill.pipelines.distillation import pipeline
+
+    class PipelineWritingNothing:
+        """The pipeline's parameters, but a run that wrote nothing under the output folder."""
+
+        pipeline_func = staticmethod(pipeline.distillation.pipeline_func)
+
+        def __call__(self, **parameters):
+            return type("Finished", (), {"output": "models:/x/1"})()
+
+    monkeypatch.setattr(local_runner, "init_local_runner", lambda root: None)
+    monkeypatch.setattr(pipeline, "distillation", PipelineWritingNothing())
+    assert cli.main(["run", "--dataset-uri", "d.jsonl", "--output-dir", str(tmp_path)]) == 1
+    assert f"no run folder (distillation-*) under {tmp_path}" in capsys.readouterr().err
+
+
+def test_validate_checks_a_dataset_alone_and_prints_its_report(tmp_path, capsys, tiny_student_dir):
+    from kfp_distill._implementation.jsonl import write_jsonl
+
+    write_jsonl(tmp_path / "train.jsonl", [{"input_text": f"question {i}", "output_text": "yes"} for i in range(3)])
+    write_jsonl(tmp_path / "eval.jsonl", [{"input_text": f"check {i}", "output_text": "no"} for i in range(10)])
+    arguments = ["validate", str(tmp_path / "train.jsonl"), "--student-model-reference", tiny_student_dir]
+    assert cli.main(arguments + ["--evaluation-data-uri", str(tmp_path / "eval.jsonl")]) == 0
+    printed = capsys.readouterr().out
+    assert "train.jsonl" in printed and "eval.jsonl" in printed and "Task type" in printed
+
+    (tmp_path / "bad.jsonl").write_text('{"input_text": "a"}\n{"output_text": "b"}\n')
+    assert cli.main(["validate", str(tmp_path / "bad.jsonl"), "--student-model-reference", tiny_student_dir]) == 1
+    assert "bad.jsonl, line 2, field 'input_text'" in capsys.readouterr().err
