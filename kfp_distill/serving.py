@@ -15,13 +15,28 @@ one way) and one request at a time (one model object on the CPU); `max_tokens` (
 and `stop` are honoured; `usage` counts the prompt's and the answer's tokens. `stream: true` is answered as
 server-sent events carrying the whole answer in one chunk, so streaming clients work too.
 
+The server is bounded, so a careless or hostile client cannot hold it: one request per connection, whose
+line, headers and body must all arrive within `timeout` seconds (else 408, and the connection is dropped;
+each connection has its own thread, so a slow one delays no other); a body needs a `Content-Length` (411)
+that is one non-negative integer (400) of at most 16 MiB (413); `max_tokens` over `MAX_TOKENS_CAP` (or
+the server's own default, when higher) and more than `MAX_PROMPTS` prompts in one request are refused
+(400, naming the cap). With an API key (the `KFP_DISTILL_API_KEY` environment variable, so it never shows
+in `ps`), every endpoint but `/health` asks for `Authorization: Bearer KEY` (401 otherwise); bound beyond
+loopback without one, the server warns that anyone who reaches the port can use it.
+
 MODEL is a tuned model directory or a registered model (MLflow name or Vertex AI resource name), served
 alike: the registered model's own `StudentPredictor`, with token counts.
 """
 
 from __future__ import annotations
 
+import hmac
+import io
+import ipaddress
 import json
+import os
+import socket
+import sys
 import threading
 import time
 import uuid
@@ -37,6 +52,10 @@ TASK_FIELD = "kfp_distill_task"
 RATIONALE_SUFFIX = ":rationale"
 TASKS: tuple[Task, ...] = ("label", "rationale")
 DEFAULT_MAX_TOKENS = 256
+MAX_TOKENS_CAP = 2048
+MAX_PROMPTS = 32
+API_KEY_ENV = "KFP_DISTILL_API_KEY"
+DEFAULT_TIMEOUT_S = 30.0
 _MAX_BODY_BYTES = 16 << 20
 
 
@@ -69,13 +88,21 @@ class StudentService:
         predictor: The student.
         model_id: The name `/v1/models` lists.
         max_tokens: Tokens generated when a request does not say.
+        max_tokens_cap: The most tokens a request may ask for; raised to `max_tokens` when that is higher.
+        max_prompts: The most prompts one completion request may hold.
     """
 
     predictor: StudentPredictor
     model_id: str
     max_tokens: int = DEFAULT_MAX_TOKENS
+    max_tokens_cap: int = MAX_TOKENS_CAP
+    max_prompts: int = MAX_PROMPTS
     created: int = field(default_factory=lambda: int(time.time()))
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        # A server started with a higher default than the cap means to allow that many tokens.
+        self.max_tokens_cap = max(self.max_tokens_cap, self.max_tokens)
 
     def answer(self, input_text: str, task: Task, max_tokens: int | None = None, stop: list[str] = ()) -> Answer:
         """The student's greedy answer to one input, cut at the first stop string, with token counts."""
@@ -135,12 +162,14 @@ def _task(body: dict[str, Any]) -> Task:
     return task
 
 
-def _max_tokens(body: dict[str, Any]) -> int | None:
+def _max_tokens(body: dict[str, Any], cap: int) -> int | None:
     value = body.get("max_completion_tokens", body.get("max_tokens"))
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise RequestError(f"max_tokens must be a positive integer, got {value!r}", param="max_tokens")
+    if value > cap:
+        raise RequestError(f"max_tokens is {value}, over this server's cap of {cap}", param="max_tokens")
     return value
 
 
@@ -171,11 +200,14 @@ def _last_user_message(body: dict[str, Any]) -> str:
     return _message_text(users[-1].get("content"))
 
 
-def _prompts(body: dict[str, Any]) -> list[str]:
+def _prompts(body: dict[str, Any], cap: int) -> list[str]:
     prompt = body.get("prompt")
     prompts = [prompt] if isinstance(prompt, str) else prompt
     if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
         raise RequestError("prompt must be a string or a non-empty list of strings (token ids are not accepted)",
+                           param="prompt")
+    if len(prompts) > cap:
+        raise RequestError(f"prompt holds {len(prompts)} prompts, over this server's cap of {cap} per request",
                            param="prompt")
     return prompts
 
@@ -188,7 +220,8 @@ def _usage(answers: list[Answer]) -> dict[str, int]:
 
 def chat_completion(service: StudentService, body: dict[str, Any]) -> dict[str, Any]:
     """The `chat.completion` object answering one chat request."""
-    answer = service.answer(_last_user_message(body), _task(body), _max_tokens(body), _stop(body))
+    max_tokens = _max_tokens(body, service.max_tokens_cap)
+    answer = service.answer(_last_user_message(body), _task(body), max_tokens, _stop(body))
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
@@ -206,8 +239,8 @@ def chat_completion(service: StudentService, body: dict[str, Any]) -> dict[str, 
 
 def completion(service: StudentService, body: dict[str, Any]) -> dict[str, Any]:
     """The `text_completion` object answering one completion request (one choice per prompt)."""
-    task, max_tokens, stop = _task(body), _max_tokens(body), _stop(body)
-    answers = [service.answer(prompt, task, max_tokens, stop) for prompt in _prompts(body)]
+    task, max_tokens, stop = _task(body), _max_tokens(body, service.max_tokens_cap), _stop(body)
+    answers = [service.answer(prompt, task, max_tokens, stop) for prompt in _prompts(body, service.max_prompts)]
     return {
         "id": f"cmpl-{uuid.uuid4().hex}",
         "object": "text_completion",
@@ -240,12 +273,76 @@ def stream_events(response: dict[str, Any], include_usage: bool) -> list[dict[st
     return events
 
 
+class _DeadlineReader(io.RawIOBase):
+    """A connection's incoming bytes, each read bounded by what is left of the time the request may take.
+
+    A timeout per read alone would let a client that sends a byte now and then hold its connection forever.
+    """
+
+    def __init__(self, connection: socket.socket, seconds: float):
+        super().__init__()
+        self._connection = connection
+        self._deadline = time.monotonic() + seconds
+        self.timed_out = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline - time.monotonic()
+        timeout = self._connection.gettimeout()  # the one writes use, restored after the read
+        try:
+            if left <= 0:
+                raise TimeoutError("the request's time is up")
+            self._connection.settimeout(left)
+            return self._connection.recv_into(buffer)
+        except TimeoutError:
+            self.timed_out = True
+            raise
+        finally:
+            self._connection.settimeout(timeout)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_version = "kfp-distill"
-    service: StudentService  # set on the subclass create_server makes
+    service: StudentService  # set on the subclass create_server makes, as are the next two
+    timeout: float  # seconds for a whole request to arrive, and for each write of the answer
+    api_key: str
+    # What a 408 for a request line that never arrived is logged and answered with.
+    requestline = ""
+    request_version = "HTTP/1.0"
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the stream the base class opened, replaced by one with a deadline
+        self._reader = _DeadlineReader(self.connection, self.timeout)
+        self.rfile = io.BufferedReader(self._reader)
+        self._answered = False
+
+    def handle_one_request(self) -> None:
+        super().handle_one_request()
+        # The base class drops a request whose line or headers do not arrive in time without a word.
+        if self._reader.timed_out and not self._answered:
+            try:
+                self._send_error(self._timed_out())
+            except OSError:  # the client is gone
+                pass
+
+    def _timed_out(self) -> RequestError:
+        return RequestError(f"the request did not arrive within {self.timeout:g} seconds", HTTPStatus.REQUEST_TIMEOUT)
+
+    def _authorized(self) -> bool:
+        if not self.api_key or self.path.rstrip("/") == "/health":  # probes carry no key
+            return True
+        # Compared as bytes in constant time: the header as sent (read as Latin-1), the key as UTF-8.
+        sent = self.headers.get("Authorization", "").encode("latin-1")
+        return hmac.compare_digest(sent, b"Bearer " + self.api_key.encode("utf-8"))
 
     def do_GET(self) -> None:
-        if self.path.rstrip("/") == "/v1/models":
+        if not self._authorized():
+            self._send_error(RequestError("a valid API key is required: Authorization: Bearer KEY",
+                                          HTTPStatus.UNAUTHORIZED))
+        elif self.path.rstrip("/") == "/v1/models":
             self._send_json(HTTPStatus.OK, self.service.models())
         elif self.path.rstrip("/") == "/health":
             self._send_json(HTTPStatus.OK, {"status": "ok"})
@@ -256,6 +353,8 @@ class _Handler(BaseHTTPRequestHandler):
         routes = {"/v1/chat/completions": chat_completion, "/v1/completions": completion}
         route = routes.get(self.path.rstrip("/"))
         try:
+            if not self._authorized():  # before the body is read: a caller without the key costs nothing
+                raise RequestError("a valid API key is required: Authorization: Bearer KEY", HTTPStatus.UNAUTHORIZED)
             if route is None:
                 raise RequestError(f"no such endpoint: POST {self.path}", HTTPStatus.NOT_FOUND)
             body = self._read_json()
@@ -272,12 +371,28 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send_json(HTTPStatus.OK, response)
 
-    def _read_json(self) -> dict[str, Any]:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > _MAX_BODY_BYTES:
+    def _content_length(self) -> int:
+        values = self.headers.get_all("Content-Length") or []
+        if not values:
+            raise RequestError("a request body needs a Content-Length header (chunked bodies are not accepted)",
+                               HTTPStatus.LENGTH_REQUIRED)
+        value = values[0].strip()
+        if len(set(values)) > 1 or not (value.isascii() and value.isdigit()):
+            raise RequestError(f"Content-Length must be one non-negative integer, got {', '.join(values)!r}")
+        # Checked on the digits first: a number of thousands of digits is over the cap, and int() refuses it.
+        digits = value.lstrip("0")
+        if len(digits) > len(str(_MAX_BODY_BYTES)) or int(digits or "0") > _MAX_BODY_BYTES:
             raise RequestError(f"request body over {_MAX_BODY_BYTES} bytes", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+        return int(digits or "0")
+
+    def _read_json(self) -> dict[str, Any]:
+        length = self._content_length()
         try:
-            body = json.loads(self.rfile.read(length) or b"null")
+            data = self.rfile.read(length)
+        except TimeoutError:
+            raise self._timed_out() from None
+        try:
+            body = json.loads(data or b"null")
         except ValueError as error:
             raise RequestError(f"the request body is not JSON: {error}") from None
         if not isinstance(body, dict):
@@ -285,10 +400,13 @@ class _Handler(BaseHTTPRequestHandler):
         return body
 
     def _send_json(self, status: HTTPStatus, payload: dict[str, Any]) -> None:
+        self._answered = True
         data = json.dumps(payload).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if status == HTTPStatus.UNAUTHORIZED:
+            self.send_header("WWW-Authenticate", "Bearer")
         self.end_headers()
         self.wfile.write(data)
 
@@ -296,6 +414,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(error.status, error.body())
 
     def _send_stream(self, events: list[dict[str, Any]]) -> None:
+        self._answered = True
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -307,7 +426,34 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
 
-def create_server(service: StudentService, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
-    """An HTTP server for the service, bound and ready for `serve_forever()` (port 0: any free port)."""
-    handler = type("StudentHandler", (_Handler,), {"service": service})
-    return ThreadingHTTPServer((host, port), handler)
+def create_server(
+    service: StudentService,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    api_key: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> ThreadingHTTPServer:
+    """An HTTP server for the service, bound and ready for `serve_forever()`; each connection gets a thread.
+
+    Args:
+        service: The student to serve.
+        host: The address to bind; beyond loopback without an API key, a warning goes to stderr.
+        port: The port; 0: any free port.
+        api_key: The key requests must carry as `Authorization: Bearer KEY`; None: the `KFP_DISTILL_API_KEY`
+            environment variable's value; empty: no key.
+        timeout: Seconds a request (line, headers and body) may take to arrive, and each write of an answer.
+    """
+    api_key = os.environ.get(API_KEY_ENV, "") if api_key is None else api_key
+    attributes = {"service": service, "api_key": api_key, "timeout": timeout}
+    server = ThreadingHTTPServer((host, port), type("StudentHandler", (_Handler,), attributes))
+    bound, bound_port = server.server_address[:2]
+    if not api_key and not ipaddress.ip_address(bound).is_loopback:
+        print(
+            f"warning: serving on {bound}:{bound_port} without an API key: anyone who can reach port {bound_port} "
+            f"can use the model; set {API_KEY_ENV} to require one (behind an endpoint that authenticates "
+            "callers itself, such as Vertex AI's, there is no need)",
+            file=sys.stderr,
+            flush=True,
+        )
+    return server

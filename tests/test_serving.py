@@ -1,12 +1,23 @@
+import http.client
 import json
+import select
+import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 
 import pytest
 
 from kfp_distill._implementation.student import StudentPredictor
-from kfp_distill.serving import StudentService, create_server, load_student
+from kfp_distill.serving import (
+    API_KEY_ENV,
+    MAX_PROMPTS,
+    MAX_TOKENS_CAP,
+    StudentService,
+    create_server,
+    load_student,
+)
 
 QUESTION = (
     "Write the arithmetic expression that answers the question.\n"
@@ -169,3 +180,159 @@ def test_the_cli_serves_a_model_directory(varied_student_dir, expected):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+# Bounds: each test talks to a real server over real sockets, as a careless or hostile client would.
+SERVER_TIMEOUT_S = 2.0
+ANSWER_WITHIN_S = 10.0  # generous: the server answers within its 2 s timeout plus a scheduler's delay
+
+
+@pytest.fixture(scope="module")
+def bounded_port(predictor, expected):
+    server = create_server(
+        StudentService(predictor, model_id="tiny-student", max_tokens=MAX_TOKENS), port=0, api_key="",
+        timeout=SERVER_TIMEOUT_S,
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+def _exchange(port: int, head: str, body: bytes = b"", trickle: bytes = b"") -> tuple[int, dict, float]:
+    """Sends a raw request, then `trickle` a byte each 0.5 s until the server answers; returns (status, JSON
+    body, seconds taken)."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=3 * ANSWER_WITHIN_S) as connection:
+        connection.sendall(head.encode("latin-1") + b"\r\n" + body)
+        for byte in trickle:
+            if select.select([connection], [], [], 0.5)[0]:  # answered: the server stopped waiting
+                break
+            connection.sendall(bytes([byte]))
+        response = http.client.HTTPResponse(connection)
+        response.begin()
+        payload = json.loads(response.read() or b"{}")
+    return response.status, payload, time.monotonic() - started
+
+
+def _post(port: int, body: dict, headers: str = "") -> tuple[int, dict, float]:
+    data = json.dumps(body).encode("utf-8")
+    return _exchange(port, f"POST /v1/completions HTTP/1.1\r\nContent-Length: {len(data)}\r\n{headers}", data)
+
+
+def _still_serving(port: int) -> None:
+    status, payload, _ = _post(port, {"model": "m", "prompt": QUESTION})
+    assert status == 200, payload
+    assert payload["choices"][0]["text"]
+
+
+@pytest.mark.parametrize(
+    ("content_length", "status", "message"),
+    [
+        ("-1", 400, "Content-Length"),
+        ("abc", 400, "Content-Length"),
+        ("10, 10", 400, "Content-Length"),
+        (str(10**12), 413, "over"),
+        ("9" * 5000, 413, "over"),  # too long for int() to parse
+    ],
+)
+def test_a_bad_or_huge_content_length_is_refused_at_once(bounded_port, content_length, status, message):
+    # The client sends a body of 10 bytes and keeps the connection open: a server that reads to the end of
+    # the stream, or waits for 10**12 bytes, never answers.
+    head = f"POST /v1/completions HTTP/1.1\r\nContent-Length: {content_length}\r\n"
+    answered, payload, seconds = _exchange(bounded_port, head, b'{"a": 1}  ')
+
+    assert (answered, seconds < ANSWER_WITHIN_S) == (status, True)
+    assert message in payload["error"]["message"]
+    _still_serving(bounded_port)
+
+
+def test_a_body_without_content_length_is_refused_with_411(bounded_port):
+    head = "POST /v1/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+    status, payload, seconds = _exchange(bounded_port, head, b"0\r\n\r\n")
+
+    assert (status, seconds < ANSWER_WITHIN_S) == (411, True)
+    assert "Content-Length" in payload["error"]["message"]
+    _still_serving(bounded_port)
+
+
+@pytest.mark.parametrize(
+    ("head", "body", "trickle"),
+    [
+        ("POST /v1/completions HTTP/1.1\r\nX-Slow: 1", b"", b""),  # stops in its headers
+        ("POST /v1/completions HTTP/1.1\r\nX-Slow: 1", b"", b"a" * 40),  # trickles its headers
+        ("POST /v1/completions HTTP/1.1\r\nContent-Length: 100\r\n", b'{"prompt"', b""),  # stops in its body
+        ("POST /v1/completions HTTP/1.1\r\nContent-Length: 100\r\n", b'{"prompt"', b" " * 40),  # trickles it
+    ],
+    ids=["stops-in-headers", "trickles-headers", "stops-in-body", "trickles-body"],
+)
+def test_a_slow_client_is_answered_408_and_blocks_no_one(bounded_port, head, body, trickle):
+    # A trickle of a byte each 0.5 s never lets a 2 s idle timeout fire: only a deadline on the whole
+    # request stops it within ANSWER_WITHIN_S (40 bytes take 20 s).
+    outcome = {}
+    slow = threading.Thread(target=lambda: outcome.update(answer=_exchange(bounded_port, head, body, trickle)))
+    slow.start()
+    time.sleep(0.5)
+    _still_serving(bounded_port)  # while the slow client holds its connection
+    slow.join(timeout=3 * ANSWER_WITHIN_S)
+
+    status, payload, seconds = outcome["answer"]
+    assert (status, seconds < ANSWER_WITHIN_S) == (408, True)
+    assert "seconds" in payload["error"]["message"]
+    _still_serving(bounded_port)
+
+
+def test_max_tokens_over_the_cap_is_refused_naming_the_cap(bounded_port):
+    status, payload, seconds = _post(bounded_port, {"model": "m", "prompt": QUESTION, "max_tokens": 10**9})
+
+    assert (status, seconds < ANSWER_WITHIN_S) == (400, True)
+    assert str(MAX_TOKENS_CAP) in payload["error"]["message"]
+    assert payload["error"]["param"] == "max_tokens"
+    _still_serving(bounded_port)
+
+
+def test_too_many_prompts_in_one_request_are_refused(bounded_port):
+    status, payload, seconds = _post(bounded_port, {"model": "m", "prompt": ["1 + 1"] * (MAX_PROMPTS + 1)})
+
+    assert (status, seconds < ANSWER_WITHIN_S) == (400, True)
+    assert str(MAX_PROMPTS) in payload["error"]["message"]
+    _still_serving(bounded_port)
+
+
+def test_with_an_api_key_a_request_without_it_is_refused_401(predictor, monkeypatch, capfd):
+    monkeypatch.setenv(API_KEY_ENV, "s3cret")
+    server = create_server(StudentService(predictor, model_id="m", max_tokens=MAX_TOKENS), port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.server_address[1]
+    try:
+        for headers in ("", "Authorization: Bearer wrong\r\n", "Authorization: s3cret\r\n"):
+            status, payload, _ = _post(port, {"model": "m", "prompt": QUESTION}, headers)
+            assert status == 401, headers
+            assert API_KEY_ENV not in payload["error"]["message"]
+        models = _exchange(port, "GET /v1/models HTTP/1.1\r\n")
+        assert models[0] == 401
+        assert _exchange(port, "GET /health HTTP/1.1\r\n")[0] == 200  # probes carry no key
+
+        status, payload, _ = _post(port, {"model": "m", "prompt": QUESTION}, "Authorization: Bearer s3cret\r\n")
+        assert status == 200, payload
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    assert "anyone" not in capfd.readouterr().err
+
+
+def test_binding_beyond_loopback_without_a_key_warns(predictor, monkeypatch, capfd):
+    monkeypatch.delenv(API_KEY_ENV, raising=False)
+    server = create_server(StudentService(predictor, model_id="m", max_tokens=MAX_TOKENS), "0.0.0.0", 0)
+    server.server_close()
+    loopback = create_server(StudentService(predictor, model_id="m", max_tokens=MAX_TOKENS), "127.0.0.1", 0)
+    loopback.server_close()
+
+    warnings = capfd.readouterr().err
+    assert f"anyone who can reach port {server.server_address[1]}" in warnings
+    assert API_KEY_ENV in warnings
+    assert str(loopback.server_address[1]) not in warnings
