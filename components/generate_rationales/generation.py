@@ -65,6 +65,8 @@ SELF_MADE_CANDIDATES = 6
 SELF_MADE_SAMPLES = 3
 # The probe (the first `probe_rows` rows, asked before the rest) stops the run below this usable share.
 PROBE_MIN_USABLE_SHARE = 0.5
+# Why the rows after a probe that stopped the run are not in the output (counted with the rows not asked).
+NOT_ASKED_PROBE = "not asked: the probe stopped the run"
 PROBE_EXAMPLES_SHOWN = 3
 
 
@@ -789,7 +791,7 @@ def _ask_every_row(
         answers = asking.teacher.ask_all(conversations[:probed], 0.0, settings[:probed], row_of[:probed], tally)
         if refused():
             raise _StructuredOutputRefused(refused())
-        _check_probe(rows[: probed // samples], answers, modes, asking, report, *written_to)
+        _check_probe(rows, probed // samples, answers, modes, asking, report, *written_to)
     try:
         answers += asking.teacher.ask_all(
             conversations[probed:], min_answered_fraction, settings[probed:], row_of[probed:], tally
@@ -801,12 +803,13 @@ def _ask_every_row(
 
 
 def _check_probe(
-    probed: list[_Row], answers: list, modes: dict[int, Mode], asking: _Asking, report: GenerationReport,
-    output_path, report_path,
+    rows: list[_Row], probe_rows: int, answers: list, modes: dict[int, Mode], asking: _Asking,
+    report: GenerationReport, output_path, report_path,
 ) -> None:
-    """Stops the run when too few of the probe rows that got an answer got a usable one, saying what the
-    teacher said and what to do. (Failed requests are the retry loop's and min_answered_fraction's concern;
-    rows left out for the budget were not asked.)"""
+    """Stops the run when too few of the first `probe_rows` rows that got an answer got a usable one, saying
+    what the teacher said and what to do; the report counts the other rows as not asked. (Failed requests
+    are the retry loop's and min_answered_fraction's concern; rows left out for the budget were not asked.)"""
+    probed = rows[:probe_rows]
     samples = len(answers) // len(probed)
     by_row = [answers[n * samples : (n + 1) * samples] for n in range(len(probed))]
     answered = [[answer for answer in row if isinstance(answer, Answer)] for row in by_row]
@@ -815,6 +818,7 @@ def _check_probe(
     if report.probe_usable >= PROBE_MIN_USABLE_SHARE * report.probe_rows:
         return
     outputs = _tally(probed, by_row, modes, asking.profile, report)
+    report.not_asked += [Problem(row.line, NOT_ASKED_PROBE) for row in rows[probe_rows:]]
     _copy_stats(asking.teacher, None, report)
     _write_outputs(outputs, report, output_path, report_path)
     said = [

@@ -111,17 +111,28 @@ def test_the_probe_stops_a_teacher_that_gives_no_rationale_and_says_what_to_do(s
     assert "- Answered (usable): 0" in markdown and "Rows with a usable answer: 0.0%" in markdown
 
 
-def test_unusable_answers_after_the_probe_stop_the_run_once_the_minimum_is_out_of_reach(start_stub_server, tmp_path):
-    def good_then_bad(messages):
-        number = int(messages[-1]["content"].rsplit(" ", 1)[1])
-        return news_answer(messages) if number < 10 else "I cannot tell."
+def usable_below(count):
+    """A responder whose answer to "... story <n>" is usable for n < count and unusable after."""
 
-    server = start_stub_server(good_then_bad)
-    rows = [{"input_text": SEED_FORMAT.format(f"story {n}"), "output_text": None} for n in range(40)]
+    def respond(messages):
+        number = int(messages[-1]["content"].rsplit(" ", 1)[1])
+        return news_answer(messages) if number < count else "I cannot tell."
+
+    return respond
+
+
+def stories_and_one_shot(tmp_path, count):
+    """`count` unlabeled rows "story <n>" in the seed's format, and a few-shot file of one example."""
     shots = tmp_path / "shots.jsonl"
     write_jsonl(shots, [{"input_text": SEED_FORMAT.format("a"), "rationale": "It is about money.", "output_text": "business"}])
+    return [{"input_text": SEED_FORMAT.format(f"story {n}"), "output_text": None} for n in range(count)], str(shots)
+
+
+def test_unusable_answers_after_the_probe_stop_the_run_once_the_minimum_is_out_of_reach(start_stub_server, tmp_path):
+    server = start_stub_server(usable_below(10))
+    rows, shots = stories_and_one_shot(tmp_path, 40)
     with pytest.raises(TeacherUnavailableError, match="with unusable answers.*min_answered_fraction=0.9"):
-        run(server, tmp_path, rows, few_shot_uri=str(shots), max_concurrency=1)
+        run(server, tmp_path, rows, few_shot_uri=shots, max_concurrency=1)
     assert len(server.requests) == 10 + 5  # 90% of 40 may lose 4: the fifth unusable answer stops it
 
 
@@ -161,3 +172,16 @@ def test_rationale_length_picks_the_instruction_and_is_checked_before_any_reques
     # Another instruction is another prompt: none of the concise answers is reused from the cache.
     assert len(server.requests) - asked >= len(rows) and report.cache_hits == 0
     assert "- Rationales asked for: detailed" in (tmp_path / "report.md").read_text()
+
+
+def test_when_the_probe_stops_the_run_the_rows_after_it_count_as_not_asked(start_stub_server, tmp_path):
+    """A teacher usable on 3 of the 8 probe rows: the report's counts add up to the rows, and the usable
+    share is of the rows asked."""
+    server = start_stub_server(usable_below(3))
+    rows, shots = stories_and_one_shot(tmp_path, 20)
+    with pytest.raises(TeacherAnswersUnusableError, match="usable answer for only 3 of the first 8 rows"):
+        run(server, tmp_path, rows, few_shot_uri=shots)
+    markdown = (tmp_path / "report.md").read_text()
+    assert "- Answered (usable): 3; unparseable: 5; failed: 0; not asked: 12" in markdown
+    assert "- Rows with a usable answer: 37.5% of those asked" in markdown
+    assert "| 9 | not asked: the probe stopped the run |" in markdown  # line 9: the first row after the probe
