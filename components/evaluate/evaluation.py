@@ -16,6 +16,7 @@ from statistics import fmean
 
 from kfp_distill._implementation.answers import label_answer
 from kfp_distill._implementation.jsonl import DatasetError, read_jsonl
+from kfp_distill._implementation.redaction import redact_uri
 from kfp_distill._implementation.student import StudentPredictor
 from kfp_distill._implementation.tasks import TaskType, infer_task_type, resolve_task_type
 from kfp_distill.components.evaluate.task_metrics import (
@@ -326,7 +327,7 @@ def compare(
         untuned_student=untuned,
         distilled_student=distilled,
         teacher_unanswered=sum(t is None for t in teacher_rows),
-        student_model_reference=student_model_reference,
+        student_model_reference=redact_uri(student_model_reference),  # the report is read by others
         comparisons=comparisons,
     )
 

@@ -29,6 +29,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from kfp_distill import __version__
 from kfp_distill._implementation.models import CATALOG, load_tokenizer
+from kfp_distill._implementation.redaction import redact_uri
 from kfp_distill._implementation.student import Task, load_student_model, student_config, student_prompt
 from kfp_distill.components.tune_student.config import TuningConfig
 from kfp_distill.components.tune_student.data import (
@@ -270,15 +271,17 @@ def _model_facts(
         prompt_format = {task: {"encoder": "{input_text}", "decoder": student_prompt("", task)} for task in tasks}
     else:
         prompt_format = {task: student_prompt("{input_text}", task) for task in tasks}
+    # The facts go to kfp_distill.json, the model card and from there the registry: no credentials in URIs.
+    student = redact_uri(config.student_model_reference)
     return {
         "kfp_distill_version": __version__,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **provenance,
-        "student_model_reference": config.student_model_reference,
+        **{name: redact_uri(value) if isinstance(value, str) else value for name, value in provenance.items()},
+        "student_model_reference": student,
         "architecture": "encoder-decoder" if encoder_decoder else "causal",
         "prompt_format": prompt_format,
         "trained_tasks": list(tasks),
-        "tuning": config.to_dict(),
+        "tuning": {**config.to_dict(), "student_model_reference": student},
         "metrics": metrics,
     }
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from kfp_distill import __version__
+from kfp_distill._implementation.redaction import redact_uri
 
 EXPERIMENT_NAME = "kfp-distill"
 # Written by tune-student into the model directory.
@@ -90,8 +91,11 @@ def read_training_record(model_dir: str | os.PathLike) -> dict[str, Any]:
     # tune-student nests its settings (train_steps among them) under "tuning".
     tuning = record.get("tuning") if isinstance(record.get("tuning"), dict) else {}
     found = {key: record.get(key, tuning.get(key)) for key in PROVENANCE_KEYS}
+    # Redacted again: a model tuned before tune-student redacted its record may hold credentials in a URI.
     kept: dict[str, Any] = {
-        key: str(value) for key, value in found.items() if isinstance(value, (str, int)) and value not in ("", True, False)
+        key: redact_uri(str(value))
+        for key, value in found.items()
+        if isinstance(value, (str, int)) and value not in ("", True, False)
     }
     metrics = record.get("metrics")
     if isinstance(metrics, dict):

@@ -19,6 +19,7 @@ from typing import Any
 from kfp_distill._implementation.jsonl import DatasetError, read_jsonl, write_jsonl
 from kfp_distill._implementation.limits import MAX_INPUT_TOKENS, MAX_OUTPUT_TOKENS
 from kfp_distill._implementation.models import load_tokenizer
+from kfp_distill._implementation.redaction import redact_uri
 from kfp_distill._implementation.tasks import AUTO, TaskType, resolve_task_type
 
 logger = logging.getLogger(__name__)
@@ -424,10 +425,10 @@ def validate_dataset(
         evaluation_normalized, evaluation_summary = _normalize(
             evaluation_rows, tokenizer, max_input_tokens, max_output_tokens
         )
-    report = ValidationReport(
-        dataset_uri=dataset_uri,
-        evaluation_data_uri=evaluation_data_uri,
-        student_model_reference=student_model_reference,
+    report = ValidationReport(  # its URIs go into the report and its warnings: no credentials
+        dataset_uri=redact_uri(dataset_uri),
+        evaluation_data_uri=redact_uri(evaluation_data_uri),
+        student_model_reference=redact_uri(student_model_reference),
         max_input_tokens=max_input_tokens,
         max_output_tokens=max_output_tokens,
         train=train_summary,
