@@ -3,8 +3,8 @@
 The distillation pipeline tunes in one of two branches (in-process, or a Vertex AI custom job) and hands the
 model that the branch which ran produced to evaluate and upload-model through `dsl.OneOf`. Vertex AI and
 Kubeflow resolve that; kfp.local 2.17.3 resolves a `dsl.OneOf` of parameters but stops at one of artifacts
-("Expected 1 artifact in ArtifactSelectorSpec. Got: 2"). `init_local_runner` teaches it the artifact case,
-the same way it already handles parameters, and then calls `kfp.local.init`.
+("Expected 1 artifact in ArtifactSelectorSpec. Got: 2"), whichever runner runs the tasks. `init_local_runner`
+teaches it the artifact case, the same way it already handles parameters, and then calls `kfp.local.init`.
 """
 
 from __future__ import annotations
@@ -39,11 +39,17 @@ def _dag_output_artifacts(
     return outputs
 
 
-def init_local_runner(pipeline_root: str | Path) -> None:
-    """Initializes kfp.local to run each task as a subprocess of this Python environment (no container, no venv).
+def init_local_runner(
+    pipeline_root: str | Path, runner: local.SubprocessRunner | local.DockerRunner | None = None
+) -> None:
+    """Initializes kfp.local to run our pipelines, `dsl.OneOf` artifacts included.
 
     Args:
         pipeline_root: Where each run's task outputs are written (one folder per run, one per task).
+        runner: How each task runs; None: as a subprocess of this Python environment (no container, no venv).
+            `local.DockerRunner(network_mode="host")` runs each in the image its component names, with the
+            host's network; it mounts only `pipeline_root` (at the same path), so the data, models and
+            registry a task is given must lie under it.
     """
     OrchestratorUtils.get_dag_output_artifacts = classmethod(_dag_output_artifacts)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
+    local.init(runner=runner or local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
