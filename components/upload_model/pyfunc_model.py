@@ -10,17 +10,14 @@ from __future__ import annotations
 import mlflow
 from mlflow.pyfunc import PythonModel
 
-from kfp_distill.components.upload_model.registry import STUDENT_ARTIFACT, answer, read_training_record
+from kfp_distill.components.upload_model.registry import STUDENT_ARTIFACT, answer, load_student
 
 
 class DistilledStudentModel(PythonModel):
     """Answers with the student's label task; adds the rationale task's output when asked."""
 
     def load_context(self, context):
-        from kfp_distill._implementation.student import StudentPredictor
-
-        self.predictor = StudentPredictor(context.artifacts[STUDENT_ARTIFACT])
-        self.task_type = read_training_record(context.artifacts[STUDENT_ARTIFACT]).get("task_type", "")
+        self.predictor, self.task_type = load_student(context.artifacts[STUDENT_ARTIFACT])
 
     def predict(self, context, model_input, params=None):
         # MLflow hands a list of strings over as a one-column DataFrame.

@@ -5,7 +5,8 @@ By default the registry is embedded: an SQLite database at `<home>/mlflow.db` wi
 `<home>/mlartifacts`, where home is `$KFP_DISTILL_HOME` or `~/.kfp-distill`. Any MLflow tracking URI (an
 MLflow server, Databricks, another database) may be given instead; it serves as tracking and registry URI.
 Each registered version is an MLflow pyfunc model (see `pyfunc_model.py`), so
-`mlflow.pyfunc.load_model("models:/NAME/VERSION")` works wherever kfp-distill is installed.
+`mlflow.pyfunc.load_model("models:/NAME/VERSION")` works wherever kfp-distill is installed; `load_model` here
+reads the student directory inside it as data instead, and runs no code stored with a registered model.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterator, Mapping, Sequence
 
 from kfp_distill import __version__
@@ -328,18 +329,49 @@ def load_model(name_or_uri: str, registry_uri: str = "") -> DistilledModel:
 
     Raises:
         LookupError: No model has that name.
+        ValueError: The version is not a kfp-distill model (none of its code is run to find out).
     """
-    import mlflow
-
     from kfp_distill.components.upload_model.vertex import is_resource_name, load_vertex_model
 
     if is_resource_name(name_or_uri):
         return load_vertex_model(name_or_uri)
     with _mlflow_at(registry_uri) as client:
         name, version = _resolve_version(client, name_or_uri)
-        # Resolved with the client so that the registry asked is this one, whatever MLflow's registry URI is.
-        location = client.get_model_version_download_uri(name, version)
-        pyfunc_model = mlflow.pyfunc.load_model(location)
-    # The pyfunc model's own predictor (the model as MLflow loaded it), used without the pyfunc wrapper.
-    student = pyfunc_model.unwrap_python_model()
-    return DistilledModel(f"models:/{name}/{version}", student.predictor, student.task_type)
+        student_dir = _download_student(client, name, version)
+    return DistilledModel(f"models:/{name}/{version}", *load_student(student_dir))
+
+
+def load_student(student_dir: str | os.PathLike) -> tuple[Any, str]:
+    """A tuned model directory's `StudentPredictor` and the task type its training record names (empty if none);
+    its weights are read as data (safetensors, no remote code)."""
+    from kfp_distill._implementation.student import StudentPredictor
+
+    return StudentPredictor(str(student_dir)), read_training_record(student_dir).get("task_type", "")
+
+
+def _download_student(client: Any, name: str, version: str) -> str:
+    """The registered version's student directory, downloaded. The version's MLmodel file is read as data:
+    `mlflow.pyfunc.load_model` would run the Python code stored with the model, which on a shared registry
+    anyone who may register a model can write.
+
+    Raises:
+        ValueError: The version is not a kfp-distill model (no student directory where ours keep it).
+    """
+    import mlflow
+    import yaml
+
+    # Resolved with the client so that the registry asked is this one, whatever MLflow's registry URI is.
+    location = client.get_model_version_download_uri(name, version).rstrip("/")
+    mlmodel = yaml.safe_load(Path(mlflow.artifacts.download_artifacts(f"{location}/MLmodel")).read_text()) or {}
+    flavor = (mlmodel.get("flavors") or {}).get("python_function") or {}
+    path = ((flavor.get("artifacts") or {}).get(STUDENT_ARTIFACT) or {}).get("path")
+    refused = (
+        f"models:/{name}/{version} is not a kfp-distill model (no '{STUDENT_ARTIFACT}' model directory in its "
+        "MLmodel); it was not loaded and none of its code was run"
+    )
+    if not isinstance(path, str) or PurePosixPath(path).is_absolute() or ".." in PurePosixPath(path).parts:
+        raise ValueError(refused)
+    student_dir = mlflow.artifacts.download_artifacts(f"{location}/{path}")
+    if not (Path(student_dir) / "config.json").is_file():
+        raise ValueError(refused)
+    return student_dir

@@ -6,6 +6,8 @@ import pytest
 
 from kfp_distill.components.upload_model.component import upload_model
 from kfp_distill.components.upload_model.registry import (
+    _experiment_id,
+    _mlflow_at,
     answer,
     default_registry_uri,
     list_models,
@@ -113,3 +115,34 @@ def test_answers_are_cut_as_evaluation_scores_the_recorded_task():
 
     assert answer(Student(), ["a"], task_type="summarization") == ["First line of a.\nSecond line."]
     assert answer(Student(), ["a"], task_type="classification") == answer(Student(), ["a"]) == ["First line of a"]
+
+
+class _CodeThatMustNotRun(mlflow.pyfunc.PythonModel):
+    """Someone else's pyfunc model: loading it the pyfunc way runs this code."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def load_context(self, context):
+        with open(self.marker, "w") as handle:
+            handle.write("ran")
+
+    def predict(self, context, model_input, params=None):
+        return ["intruder"]
+
+
+def test_a_pyfunc_model_that_is_not_ours_is_refused_without_running_its_code(tmp_path, registry_home, tiny_student_dir):
+    register_model(tiny_student_dir, "ours")  # the registry is shared: ours loads, theirs is refused
+    marker = tmp_path / "ran"
+    with _mlflow_at(default_registry_uri()) as client:
+        # In kfp-distill's experiment, whose artifacts live under the registry's home (not ./mlruns).
+        with mlflow.start_run(experiment_id=_experiment_id(client, default_registry_uri())):
+            logged = mlflow.pyfunc.log_model(
+                name="model", python_model=_CodeThatMustNotRun(str(marker)), pip_requirements=["mlflow"]
+            )
+        client.create_registered_model("theirs")
+        client.create_model_version("theirs", source=logged.model_uri, run_id=logged.run_id, model_id=logged.model_id)
+    with pytest.raises(ValueError, match=r"models:/theirs/1 is not a kfp-distill model .*none of its code was run"):
+        load_model("theirs")
+    assert not marker.exists()
+    assert load_model("ours").uri == "models:/ours/1"
