@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 
@@ -210,24 +211,22 @@ def test_evaluate_student_accuracies_with_known_student_outputs(
     tiny_student_dir, evaluation_files, tmp_path, monkeypatch
 ):
     evaluation_path, teacher_path = evaluation_files
-    # Distilled first, then untuned: each gets one batch of label-task outputs.
-    outputs = iter(
-        [
-            ["( 84.0 / 2.0 )", "15", "63", "12\nmore text"],
-            ["The answer is 42.", "16", "", "eggs"],
-        ]
-    )
+    # Two students in two folders, each with its own outputs, told apart by the folder it was loaded from: a
+    # swap of the distilled and the untuned student in evaluate_student changes both accuracies.
+    distilled_dir, untuned_dir = (shutil.copytree(tiny_student_dir, tmp_path / name) for name in ("tuned", "base"))
+    outputs = {
+        str(distilled_dir): ["( 84.0 / 2.0 )", "15", "63", "12\nmore text"],
+        str(untuned_dir): ["The answer is 42.", "16", "", "eggs"],
+    }
     seen_tasks = []
 
     def known_predict(self, input_texts, task="label"):
         seen_tasks.append(task)
-        return [Prediction(text, 0.01) for text in next(outputs)]
+        return [Prediction(text, 0.01) for text in outputs[self.model.name_or_path]]
 
     monkeypatch.setattr(StudentPredictor, "predict", known_predict)
     report_path = tmp_path / "report.md"
-    result = evaluate_student(
-        tiny_student_dir, evaluation_path, teacher_path, tiny_student_dir, str(report_path)
-    )
+    result = evaluate_student(str(distilled_dir), evaluation_path, teacher_path, str(untuned_dir), str(report_path))
     assert seen_tasks == ["label", "label"]
     assert result.distilled_student.scores.accuracy == 0.75
     assert result.untuned_student.scores.accuracy == 0.25
