@@ -132,3 +132,22 @@ def test_the_validation_report_holds_no_credentials(tmp_path, tiny_student_dir):
     assert report.warnings and all(SECRET not in warning for warning in report.warnings)
     assert SECRET not in written
     assert "X-Goog-Signature=***" in written
+
+
+def test_the_teacher_cache_name_the_generation_report_and_dataset_errors_hold_no_credentials(tmp_path):
+    from kfp_distill._implementation.jsonl import DatasetError
+    from kfp_distill.components.generate_rationales.cache import default_cache_uri
+    from kfp_distill.components.generate_rationales.generation import GenerationReport
+
+    signed = f"https://h/train.jsonl?X-Goog-Signature={SECRET}"
+    name = default_cache_uri(str(tmp_path), f"https://ana:{SECRET}@h/v1#qwen")
+    assert SECRET not in name
+    # A reference without credentials keeps the name earlier versions gave its cache (its answers stay found).
+    assert default_cache_uri("/root", "http://127.0.0.1:8080/v1#qwen") == (
+        "/root/teacher-cache/http-127.0.0.1-8080-v1-qwen-"
+        + __import__("hashlib").sha256(b"http://127.0.0.1:8080/v1#qwen").hexdigest()[:12] + ".sqlite"
+    )
+    report = GenerationReport(dataset_uri=signed, teacher="llama.cpp:gguf-sha256:0")
+    assert SECRET not in report.to_markdown()
+    error = DatasetError(signed, "file not found", 3, "input_text")
+    assert SECRET not in str(error) and error.uri == signed

@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
+from kfp_distill._implementation.redaction import redact_uri
+
 from .backends.base import Completion, DecodingSettings
 
 logger = logging.getLogger(__name__)
@@ -134,7 +136,8 @@ def default_cache_uri(pipeline_root: str, teacher_model_reference: str) -> str:
     with the same root finds the answers already paid for.
     """
     reference = teacher_model_reference.strip()
-    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", reference).strip("-.")[:60] or "teacher"
+    # The name is seen by whoever lists the bucket: no credentials in it (the digest stays the reference's own).
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", redact_uri(reference)).strip("-.")[:60] or "teacher"
     digest = hashlib.sha256(reference.encode("utf-8")).hexdigest()[:12]
     return f"{pipeline_root.rstrip('/')}/{CACHE_FOLDER}/{readable}-{digest}.sqlite"
 

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from kfp_distill._implementation.jsonl import DatasetError, read_jsonl, write_jsonl
 from kfp_distill._implementation.models import cache_root
+from kfp_distill._implementation.redaction import redact_uri
 
 from .answer_format import (
     JSON,
@@ -206,7 +207,7 @@ class GenerationReport:
         lines = [
             "# Teacher rationales",
             "",
-            f"- Dataset: `{self.dataset_uri}` ({self.rows} rows)",
+            f"- Dataset: `{redact_uri(self.dataset_uri)}` ({self.rows} rows)",
             f"- Teacher: `{self.teacher}`",
             f"- Task type: {self.task_type} ({self.task_type_reason})",
             f"- Prompts: {self.explained} explain the gold label, {self.predicted} ask the teacher to answer",
@@ -502,7 +503,7 @@ def _demonstrations(
     labeled = sum(row.gold_label is not None for row in rows)
     if file_demonstrations is not None:
         demonstrations = [(0, example) for example in file_demonstrations]
-        report.few_shot_source = f"{len(demonstrations)} from {few_shot_uri}"
+        report.few_shot_source = f"{len(demonstrations)} from {redact_uri(few_shot_uri)}"
     elif labeled:
         drawn = min(DRAWN_DEMONSTRATIONS, labeled)
         demonstrations = _drawn_demonstrations(rows, asking, report)

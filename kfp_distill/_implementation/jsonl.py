@@ -11,13 +11,16 @@ from typing import Iterable, Iterator
 
 import fsspec
 
+from kfp_distill._implementation.redaction import redact_uri
+
 
 class DatasetError(ValueError):
     """A dataset problem, located by file, line (1-based) and field."""
 
     def __init__(self, uri: str, message: str, line: int | None = None, field: str | None = None):
         self.uri, self.line, self.field = uri, line, field
-        where = uri if line is None else f"{uri}, line {line}"
+        shown = redact_uri(uri)  # messages reach logs and reports: no credentials in them
+        where = shown if line is None else f"{shown}, line {line}"
         if field is not None:
             where += f", field '{field}'"
         super().__init__(f"{where}: {message}")
