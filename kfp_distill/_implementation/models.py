@@ -114,17 +114,21 @@ def _catalog_gguf(model: CatalogModel) -> Path:
         if target.exists():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, suffix=".tmp") as out:
-            for part in parts:
-                with open(part, "rb") as source:
-                    shutil.copyfileobj(source, out, 1 << 22)
-        found = sha256_of(out.name)
-        if found != model.sha256:
-            os.unlink(out.name)
-            raise ModelReferenceError(
-                f"model '{model.name}': sha256 {found} does not match the pinned {model.sha256}"
-            )
-        os.replace(out.name, target)
+        descriptor, name = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+        staging = Path(name)
+        try:
+            with os.fdopen(descriptor, "wb") as out:
+                for part in parts:
+                    with open(part, "rb") as source:
+                        shutil.copyfileobj(source, out, 1 << 22)
+            found = sha256_of(staging)
+            if found != model.sha256:
+                raise ModelReferenceError(
+                    f"model '{model.name}': sha256 {found} does not match the pinned {model.sha256}"
+                )
+            os.replace(staging, target)
+        finally:
+            staging.unlink(missing_ok=True)  # a failed copy leaves no partial file in the cache
     return target
 
 
@@ -182,9 +186,12 @@ def _converted_from_gguf(gguf: Path) -> Path:
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".partial-"))
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
-        os.replace(staging, target)
+        try:
+            model.save_pretrained(staging, safe_serialization=True)
+            tokenizer.save_pretrained(staging)
+            os.replace(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # a failed save leaves no partial folder in the cache
     return target
 
 
