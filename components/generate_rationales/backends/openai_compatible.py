@@ -8,6 +8,8 @@ import re
 import threading
 from dataclasses import replace
 
+from kfp_distill._implementation.redaction import redact_uri
+
 from .base import Completion, DecodingSettings, TeacherRequestError
 
 # The key comes from the environment only: a pipeline parameter would be stored in the run's metadata.
@@ -74,7 +76,9 @@ class OpenAICompatibleBackend:
         if timeout_s <= 0:
             raise ValueError(f"the request timeout must be positive, got {timeout_s}")
         self.base_url, self.model = parse_reference(reference)
-        self.identity = f"openai-compatible:{self.base_url.rstrip('/')}#{self.model}"
+        # What reports, the cache, logs and errors show: a password in the URL stays in the client alone.
+        self._shown_url = redact_uri(self.base_url)
+        self.identity = f"openai-compatible:{self._shown_url.rstrip('/')}#{self.model}"
         self._client = OpenAI(
             base_url=self.base_url, api_key=api_key_from_environment(), max_retries=0, timeout=timeout_s
         )
@@ -111,7 +115,7 @@ class OpenAICompatibleBackend:
 
     def _refusal(self) -> TeacherRequestError:
         return TeacherRequestError(
-            f"{self.base_url}: the server does not take a response_format with a JSON schema "
+            f"{self._shown_url}: the server does not take a response_format with a JSON schema "
             f"({self.structured_output_refused})",
             "structured output refused",
         )
@@ -134,21 +138,21 @@ class OpenAICompatibleBackend:
                 **extra,
             )
         except openai.APITimeoutError as error:
-            raise TeacherRequestError(f"{self.base_url}: {error}", "timeout", retryable=True) from error
+            raise TeacherRequestError(f"{self._shown_url}: {error}", "timeout", retryable=True) from error
         except openai.APIConnectionError as error:  # refused, reset, or a body cut short
-            raise TeacherRequestError(f"{self.base_url}: {error}", "connection", retryable=True) from error
+            raise TeacherRequestError(f"{self._shown_url}: {error}", "connection", retryable=True) from error
         except openai.APIStatusError as error:
             status = error.status_code
             raise TeacherRequestError(
-                f"{self.base_url}: {error}",
+                f"{self._shown_url}: {error}",
                 f"http {status}",
                 retryable=status in RETRYABLE_STATUSES or status >= 500,
                 retry_after_s=retry_after_s(error.response.headers),
             ) from error
         except openai.OpenAIError as error:  # e.g. a body that is not the JSON it should be
-            raise TeacherRequestError(f"{self.base_url}: {error}", "bad response", retryable=True) from error
+            raise TeacherRequestError(f"{self._shown_url}: {error}", "bad response", retryable=True) from error
         if not response.choices:
-            raise TeacherRequestError(f"{self.base_url}: the response holds no choices")
+            raise TeacherRequestError(f"{self._shown_url}: the response holds no choices")
         choice = response.choices[0]
         usage = response.usage
         return Completion(

@@ -222,3 +222,20 @@ def test_tokens_per_minute_count_the_estimate_until_the_server_reports_usage():
     assert limiter.acquire(60).started == 60.0  # 90 + 60 do not: wait for the window to pass
     assert limiter.acquire(500).started == 120.0  # too big for any window: it goes alone
     assert rate_limit.estimate_tokens([{"role": "user", "content": "x" * 10}], 5) == 3 + 5
+
+
+def test_a_password_in_the_base_url_reaches_no_report_cache_or_error(stub, start_stub_server, tmp_path):
+    secret = "hunter2-in-the-url"
+    server = start_stub_server(fault_plan={"What is 1 + 7?": ["500"]}, retry_after="0")
+    with_password = types.SimpleNamespace(base_url=server.base_url.replace("http://", f"http://teacher:{secret}@"))
+
+    report, _ = run(with_password, tmp_path, sums(3))
+
+    assert report.answered == 3 and report.request_errors == {"http 500": 1}
+    assert "teacher:***@127.0.0.1" in report.teacher
+    for written in ("report.md", "out.jsonl", "cache.sqlite"):
+        assert secret.encode() not in (tmp_path / written).read_bytes(), written
+    closed_port = f"http://teacher:{secret}@127.0.0.1:9/v1#stub-model"  # nothing listens on the discard port
+    with pytest.raises(TeacherRequestError) as raised:
+        OpenAICompatibleBackend(closed_port, timeout_s=1).complete(QUESTION, DecodingSettings())
+    assert secret not in str(raised.value) and "teacher:***@" in str(raised.value)
