@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from kfp_distill.serving import API_KEY_ENV, DEFAULT_MAX_CONNECTIONS
+
 DEMO_SETTINGS = {
     # Sized for a 2-core laptop CPU: ~100 teacher calls, a few minutes of tuning.
     "train_steps": 50,
@@ -199,7 +201,9 @@ def serve(args: argparse.Namespace) -> int:
     from kfp_distill.serving import create_server, load_student
 
     service = load_student(args.model, args.registry_uri, max_tokens=args.max_tokens)
-    server = create_server(service, args.host, args.port)
+    server = create_server(
+        service, args.host, args.port, api_key_env=args.api_key_env, max_connections=args.max_connections
+    )
     host, port = server.server_address[:2]
     print(f"Serving {service.model_id} at http://{host}:{port}/v1 (OpenAI-compatible; Ctrl-C stops)", flush=True)
     try:
@@ -293,6 +297,15 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument("--port", type=int, default=8000)
     serve_parser.add_argument("--max-tokens", type=int, default=256, help="tokens per answer when a request does not say")
     serve_parser.add_argument("--registry-uri", default="", help="an MLflow tracking URI (default: the embedded one)")
+    serve_parser.add_argument(
+        "--api-key-env", default=API_KEY_ENV, metavar="VARIABLE",
+        help=f"the environment variable holding the key requests must carry as 'Authorization: Bearer KEY' "
+             f"(default: {API_KEY_ENV}; unset or empty: no key)",
+    )
+    serve_parser.add_argument(
+        "--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
+        help="connections served at once; more are answered 503 (default: %(default)s)",
+    )
     serve_parser.set_defaults(handler=serve)
 
     gguf_parser = commands.add_parser("export-gguf", help="export a tuned model directory to GGUF for llama.cpp")

@@ -4,7 +4,8 @@ The student drops in where the teacher was: a client of any OpenAI-compatible se
 LangChain, curl) points its base URL at `http://HOST:PORT/v1` and sends the same requests. Endpoints:
 `POST /v1/chat/completions`, `POST /v1/completions`, `GET /v1/models`, and `GET /health`.
 
-What the student sees is what it was tuned on, `student_prompt(input_text, task)`: for a chat request the
+What the student sees is what it was tuned on, `student_prompt(input_text, task)` (a long input cut as tuning
+cut it, and to fit the model's context with `max_tokens`): for a chat request the
 input text is the last user message (system and earlier turns are not part of the student's format); for a
 completion request it is the prompt. The task is `label` (the answer) unless the request asks for the
 rationale, by a model name ending in `:rationale` or by the extra body field `kfp_distill_task: "rationale"`.
@@ -20,7 +21,8 @@ line, headers and body must all arrive within `timeout` seconds (else 408, and t
 each connection has its own thread, so a slow one delays no other); a body needs a `Content-Length` (411)
 that is one non-negative integer (400) of at most 16 MiB (413); `max_tokens` over `MAX_TOKENS_CAP` (or
 the server's own default, when higher) and more than `MAX_PROMPTS` prompts in one request are refused
-(400, naming the cap). With an API key (the `KFP_DISTILL_API_KEY` environment variable, so it never shows
+(400, naming the cap); past `max_connections` open connections a new one is answered 503 at once, with
+`Retry-After`, rather than queued without end behind the one model. With an API key (the `KFP_DISTILL_API_KEY` environment variable, so it never shows
 in `ps`), every endpoint but `/health` asks for `Authorization: Bearer KEY` (401 otherwise); bound beyond
 loopback without one, the server warns that anyone who reaches the port can use it.
 
@@ -46,7 +48,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from kfp_distill._implementation.student import StudentPredictor, Task, student_prompt
+from kfp_distill._implementation.student import StudentPredictor, Task
 
 TASK_FIELD = "kfp_distill_task"
 RATIONALE_SUFFIX = ":rationale"
@@ -56,6 +58,8 @@ MAX_TOKENS_CAP = 2048
 MAX_PROMPTS = 32
 API_KEY_ENV = "KFP_DISTILL_API_KEY"
 DEFAULT_TIMEOUT_S = 30.0
+# Connections served at once (each holds a thread; those past the first wait for the model): more get a 503.
+DEFAULT_MAX_CONNECTIONS = 32
 _MAX_BODY_BYTES = 16 << 20
 
 
@@ -111,6 +115,10 @@ class StudentService:
         with self._lock:
             # The predictor reads its token limit per call; the lock keeps each request's limit its own.
             self.predictor.max_new_tokens = limit
+            try:
+                prompt_tokens = len(self.predictor.input_ids(input_text, task))
+            except ValueError as error:  # max_tokens larger than the model's context
+                raise RequestError(str(error), param="max_tokens") from None
             (prediction,) = self.predictor.predict([input_text], task=task)
         # The predictor returns text, not token ids: the answer is counted by tokenizing it again, which
         # can differ from the generated count by a token where a word was split differently.
@@ -118,7 +126,7 @@ class StudentService:
         answer = Answer(
             text=prediction.text,
             finish_reason="length" if completion_tokens >= limit else "stop",
-            prompt_tokens=len(tokenizer(student_prompt(input_text, task))["input_ids"]),
+            prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
         )
         cut = min((answer.text.find(s) for s in stop if s and s in answer.text), default=-1)
@@ -426,13 +434,54 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
 
+class _BoundedServer(ThreadingHTTPServer):
+    """A thread per connection, at most `max_connections` at once; one more is answered 503 and closed."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[_Handler], max_connections: int):
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, got {max_connections}")
+        self.max_connections = max_connections
+        self._slots = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, handler)
+
+    def process_request(self, request: socket.socket, client_address: Any) -> None:
+        if self._slots.acquire(blocking=False):
+            super().process_request(request, client_address)  # the thread it starts frees the slot
+            return
+        error = RequestError(
+            f"the server is busy: {self.max_connections} connections are open; retry shortly",
+            HTTPStatus.SERVICE_UNAVAILABLE,
+        )
+        data = json.dumps(error.body()).encode("utf-8")
+        head = (
+            f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+            "Retry-After: 1\r\nConnection: close\r\n\r\n"
+        )
+        try:
+            request.settimeout(1.0)  # a client that reads nothing cannot hold the accepting thread
+            request.sendall(head.encode("ascii") + data)
+        except OSError:  # the client is gone
+            pass
+        self.shutdown_request(request)
+
+    def process_request_thread(self, request: socket.socket, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 def create_server(
     service: StudentService,
     host: str = "127.0.0.1",
     port: int = 8000,
     *,
     api_key: str | None = None,
+    api_key_env: str = API_KEY_ENV,
     timeout: float = DEFAULT_TIMEOUT_S,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
 ) -> ThreadingHTTPServer:
     """An HTTP server for the service, bound and ready for `serve_forever()`; each connection gets a thread.
 
@@ -440,18 +489,21 @@ def create_server(
         service: The student to serve.
         host: The address to bind; beyond loopback without an API key, a warning goes to stderr.
         port: The port; 0: any free port.
-        api_key: The key requests must carry as `Authorization: Bearer KEY`; None: the `KFP_DISTILL_API_KEY`
-            environment variable's value; empty: no key.
+        api_key: The key requests must carry as `Authorization: Bearer KEY`; None: the value of the environment
+            variable `api_key_env` names; empty: no key.
+        api_key_env: The environment variable holding the key when `api_key` is None (an environment variable,
+            not an argument, so that the key never shows in `ps`).
         timeout: Seconds a request (line, headers and body) may take to arrive, and each write of an answer.
+        max_connections: Connections served at once; one more is answered 503 with `Retry-After`.
     """
-    api_key = os.environ.get(API_KEY_ENV, "") if api_key is None else api_key
+    api_key = os.environ.get(api_key_env, "") if api_key is None else api_key
     attributes = {"service": service, "api_key": api_key, "timeout": timeout}
-    server = ThreadingHTTPServer((host, port), type("StudentHandler", (_Handler,), attributes))
+    server = _BoundedServer((host, port), type("StudentHandler", (_Handler,), attributes), max_connections)
     bound, bound_port = server.server_address[:2]
     if not api_key and not ipaddress.ip_address(bound).is_loopback:
         print(
             f"warning: serving on {bound}:{bound_port} without an API key: anyone who can reach port {bound_port} "
-            f"can use the model; set {API_KEY_ENV} to require one (behind an endpoint that authenticates "
+            f"can use the model; set {api_key_env} to require one (behind an endpoint that authenticates "
             "callers itself, such as Vertex AI's, there is no need)",
             file=sys.stderr,
             flush=True,

@@ -160,23 +160,27 @@ def test_a_registered_model_is_served_by_name(varied_student_dir, tmp_path, monk
     assert by_name.answer(QUESTION, "label").completion_tokens > 0
 
 
-def test_the_cli_serves_a_model_directory(varied_student_dir, expected):
+def test_the_cli_serves_a_model_directory_with_the_key_from_the_named_variable(varied_student_dir, expected):
+    import os
     import subprocess
     import sys
 
-    from openai import OpenAI
+    from openai import AuthenticationError, OpenAI
 
     server = subprocess.Popen(
         [sys.executable, "-m", "kfp_distill.cli", "serve", varied_student_dir, "--port", "0",
-         "--max-tokens", str(MAX_TOKENS)],
+         "--max-tokens", str(MAX_TOKENS), "--api-key-env", "STUDENT_ENDPOINT_KEY"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "STUDENT_ENDPOINT_KEY": "k-from-env"},
     )
     try:
         banner = server.stdout.readline()  # "Serving NAME at http://127.0.0.1:PORT/v1 ..."
         base_url = banner.split(" at ")[1].split()[0]
-        client = OpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=60)
+        client = OpenAI(base_url=base_url, api_key="k-from-env", max_retries=0, timeout=60)
         response = client.chat.completions.create(model="m", messages=[{"role": "user", "content": QUESTION}])
         assert response.choices[0].message.content == expected["label"]
+        with pytest.raises(AuthenticationError):
+            client.with_options(api_key="wrong").models.list()
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -336,3 +340,44 @@ def test_binding_beyond_loopback_without_a_key_warns(predictor, monkeypatch, cap
     assert f"anyone who can reach port {server.server_address[1]}" in warnings
     assert API_KEY_ENV in warnings
     assert str(loopback.server_address[1]) not in warnings
+
+
+def test_connections_over_the_cap_are_answered_503_at_once_and_serving_goes_on(predictor):
+    server = create_server(
+        StudentService(predictor, model_id="m", max_tokens=MAX_TOKENS), port=0, api_key="", timeout=SERVER_TIMEOUT_S,
+        max_connections=2,
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.server_address[1]
+    try:
+        # Two clients that never finish their requests hold both connections until their deadline.
+        holders = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+        for holder in holders:
+            holder.sendall(b"POST /v1/completions HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
+        time.sleep(0.5)
+        status, payload, seconds = _post(port, {"model": "m", "prompt": QUESTION})
+        assert (status, seconds < SERVER_TIMEOUT_S) == (503, True)
+        assert "2 connections" in payload["error"]["message"]
+
+        for holder in holders:  # each answered 408 at its deadline, which frees its connection
+            holder.settimeout(ANSWER_WITHIN_S)
+            assert b" 408 " in holder.recv(1024)
+            holder.close()
+        time.sleep(0.5)  # the slot is freed as the handler's thread ends, just after the 408 is sent
+        _still_serving(port)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_a_long_prompt_is_answered_within_the_context_and_max_tokens_past_it_is_a_400(bounded_port):
+    status, payload, _ = _post(bounded_port, {"model": "m", "prompt": QUESTION * 400, "max_tokens": 8})
+    assert status == 200, payload
+    assert payload["usage"]["prompt_tokens"] + 8 <= 512  # the fixture student's context
+
+    status, payload, _ = _post(bounded_port, {"model": "m", "prompt": QUESTION, "max_tokens": 600})
+    assert status == 400 and payload["error"]["param"] == "max_tokens"
+    assert "512-token context" in payload["error"]["message"]
+    _still_serving(bounded_port)

@@ -1,7 +1,9 @@
 """Batched greedy generation (accuracy measurements) answers exactly as one prompt at a time (serving)."""
 
+import torch
+
 from kfp_distill._implementation.models import load_tokenizer
-from kfp_distill._implementation.student import StudentPredictor, generate_batched
+from kfp_distill._implementation.student import StudentPredictor, generate_batched, student_prompt
 
 # Prompts of different lengths, so the batch is padded on the left.
 INPUTS = [
@@ -19,3 +21,25 @@ def test_batched_causal_generation_answers_as_one_at_a_time(varied_student_dir):
         assert any(alone), "the fixture student must say something for this test to compare"
         batched = generate_batched(predictor.model, load_tokenizer(varied_student_dir), INPUTS, task, 12, batch_size=3)
         assert batched == alone
+
+
+def test_a_prompt_longer_than_the_context_is_cut_as_tuning_cut_it(varied_student_dir):
+    # The fixture's context is 512 tokens; this input is about 6,000. Uncut, the model would be run past its
+    # context on work that grows with whatever a caller sends.
+    predictor = StudentPredictor(varied_student_dir, max_new_tokens=12)
+    tokenizer = predictor.tokenizer
+    long_input = " ".join(INPUTS * 300)
+    marker = tokenizer(student_prompt("", "label"), add_special_tokens=False)["input_ids"]
+    kept = 512 - len(marker) - 12
+
+    ids = predictor.input_ids(long_input)
+
+    assert ids == tokenizer(student_prompt(long_input))["input_ids"][:kept] + marker
+    assert len(ids) + 12 <= 512
+    with torch.inference_mode():  # what the model says to exactly those tokens is what predict answers
+        output = predictor.model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False,
+                                          pad_token_id=tokenizer.pad_token_id)
+    assert predictor.predict([long_input])[0].text == tokenizer.decode(output[0, len(ids):], skip_special_tokens=True).strip()
+
+    predictor.max_input_tokens = 16  # a student tuned on shorter inputs is asked as it was tuned
+    assert predictor.input_ids(long_input) == tokenizer(student_prompt(long_input))["input_ids"][:16] + marker

@@ -22,7 +22,7 @@ import torch
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from kfp_distill._implementation.jsonl import DatasetError, read_jsonl
-from kfp_distill._implementation.student import Task, student_prompt, task_marker_ids
+from kfp_distill._implementation.student import Task, student_input_ids, task_marker_ids
 
 IGNORE_INDEX = -100  # the label value PyTorch's cross-entropy (and Hugging Face models) skip
 TASKS: tuple[Task, Task] = ("label", "rationale")
@@ -151,11 +151,7 @@ def encode_example(
                 f"a {task} target of {len(target_ids)} tokens leaves no room for an input in the student's "
                 f"{max_sequence_tokens}-token context"
             )
-    prompt_ids = tokenizer(student_prompt(input_text, task))["input_ids"]
-    input_truncated = len(prompt_ids) > max_input_tokens + len(marker)
-    if input_truncated:
-        # Cut the input, not the task marker after it: the marker is where the student learned to start answering.
-        prompt_ids = prompt_ids[:max_input_tokens] + marker
+    prompt_ids, input_truncated = student_input_ids(tokenizer, input_text, task, max_input_tokens)
     return (
         {"input_ids": prompt_ids + target_ids, "labels": [IGNORE_INDEX] * len(prompt_ids) + target_ids},
         input_truncated,

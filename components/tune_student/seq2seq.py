@@ -14,7 +14,7 @@ from typing import Sequence
 
 import torch
 
-from kfp_distill._implementation.student import Task, task_marker_ids
+from kfp_distill._implementation.student import Task, student_input_ids, task_marker_ids
 from kfp_distill.components.tune_student.data import IGNORE_INDEX
 
 
@@ -27,9 +27,7 @@ def encode_seq2seq_example(
         ({"input_ids" (encoder), "decoder_ids" (marker, target, eos), "labels" (IGNORE_INDEX on the marker)},
         whether the input was cut, whether the target was cut).
     """
-    input_ids = tokenizer(input_text)["input_ids"]
-    input_truncated = len(input_ids) > max_input_tokens
-    input_ids = input_ids[:max_input_tokens]
+    input_ids, input_truncated = student_input_ids(tokenizer, input_text, task, max_input_tokens, encoder_decoder=True)
     marker = task_marker_ids(tokenizer, task)
     target_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
     target_truncated = max_target_tokens is not None and len(target_ids) > max_target_tokens

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
+from kfp_distill._implementation.limits import MAX_INPUT_TOKENS
+
 Task = Literal["label", "rationale"]
 
 
@@ -25,6 +27,25 @@ def task_marker_ids(tokenizer, task: Task = "label") -> list[int]:
     """The task marker's tokens: what ends a causal student's prompt, and an encoder-decoder's decoder prompt
     after its start token (its encoder reads the input alone, so both tasks of a row share one encoder pass)."""
     return tokenizer(student_prompt("", task), add_special_tokens=False)["input_ids"]
+
+
+def student_input_ids(
+    tokenizer, input_text: str, task: Task, max_input_tokens: int, encoder_decoder: bool = False
+) -> tuple[list[int], bool]:
+    """What the student reads, as tuning and prediction both cut it, and whether the input was cut.
+
+    A causal student reads `student_prompt`: a longer input keeps its first `max_input_tokens` tokens, then the
+    task marker (where the student learned to start answering). An encoder-decoder's encoder reads the input
+    alone, cut to its first `max_input_tokens` tokens.
+    """
+    if encoder_decoder:
+        ids = tokenizer(input_text)["input_ids"]
+        return ids[:max_input_tokens], len(ids) > max_input_tokens
+    marker = task_marker_ids(tokenizer, task)
+    ids = tokenizer(student_prompt(input_text, task))["input_ids"]
+    if len(ids) > max_input_tokens + len(marker):
+        return ids[:max_input_tokens] + marker, True
+    return ids, False
 
 
 def student_config(model_reference: str, trust_remote_code: bool = False):
@@ -109,9 +130,19 @@ class Prediction:
 
 
 class StudentPredictor:
-    """Greedy generation from a student model (a tuned model directory or any model reference)."""
+    """Greedy generation from a student model (a tuned model directory or any model reference).
 
-    def __init__(self, model_reference: str, max_new_tokens: int = 64, trust_remote_code: bool = False):
+    An input is cut as tuning cut it (its first `max_input_tokens` tokens), and further where the prompt and
+    `max_new_tokens` would not fit the model's context: a prompt of any length costs a bounded amount of work.
+    """
+
+    def __init__(
+        self,
+        model_reference: str,
+        max_new_tokens: int = 64,
+        trust_remote_code: bool = False,
+        max_input_tokens: int = MAX_INPUT_TOKENS,
+    ):
         import torch
 
         from kfp_distill._implementation.models import load_tokenizer
@@ -119,6 +150,21 @@ class StudentPredictor:
         self.tokenizer = load_tokenizer(model_reference, trust_remote_code)
         self.model = load_student_model(model_reference, trust_remote_code, dtype=torch.float32).eval()
         self.max_new_tokens = max_new_tokens
+        self.max_input_tokens = max_input_tokens
+
+    def input_ids(self, input_text: str, task: Task = "label") -> list[int]:
+        """The tokens the student reads for one input (the encoder's, for an encoder-decoder)."""
+        encoder_decoder = bool(self.model.config.is_encoder_decoder)
+        limit = self.max_input_tokens
+        context = getattr(self.model.config, "max_position_embeddings", None)
+        if context and not encoder_decoder:  # the prompt, its marker and the answer share a causal context
+            limit = min(limit, context - len(task_marker_ids(self.tokenizer, task)) - self.max_new_tokens)
+            if limit < 1:
+                raise ValueError(
+                    f"max_new_tokens={self.max_new_tokens} leaves no room for an input in the student's "
+                    f"{context}-token context"
+                )
+        return student_input_ids(self.tokenizer, input_text, task, limit, encoder_decoder)[0]
 
     def predict(self, input_texts: Sequence[str], task: Task = "label") -> list[Prediction]:
         """One prediction per input, generated one at a time so each latency is a real per-request latency."""
@@ -127,13 +173,13 @@ class StudentPredictor:
         predictions = []
         for input_text in input_texts:
             started = time.perf_counter()
+            ids = torch.tensor([self.input_ids(input_text, task)])
+            encoded = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
             if self.model.config.is_encoder_decoder:  # the input to the encoder, the task marker to the decoder
-                encoded = self.tokenizer(input_text, return_tensors="pt")
                 encoded["decoder_input_ids"] = torch.tensor([_decoder_start(self.model, self.tokenizer, task)])
                 prompt_length = encoded["decoder_input_ids"].shape[1]
             else:
-                encoded = self.tokenizer(student_prompt(input_text, task), return_tensors="pt")
-                prompt_length = encoded["input_ids"].shape[1]
+                prompt_length = ids.shape[1]
             with torch.inference_mode():
                 output = self.model.generate(
                     **encoded,
