@@ -61,9 +61,11 @@ PROBLEMS_SHOWN = 20
 # Self-consistency samples are drawn at this temperature unless told otherwise (Wang et al. 2023 use 0.5-0.7).
 SELF_CONSISTENCY_TEMPERATURE = 0.7
 # Without labels or a few-shot file the teacher makes its own demonstrations: it answers this many rows
-# this many times each, and keeps the rows whose samples all agree.
+# this many times each, and keeps the rows whose samples all agree; up to this many draws, while a known
+# class has no demonstration.
 SELF_MADE_CANDIDATES = 6
 SELF_MADE_SAMPLES = 3
+SELF_MADE_DRAWS = 3
 # The probe (the first `probe_rows` rows, asked before the rest) stops the run below this usable share.
 PROBE_MIN_USABLE_SHARE = 0.5
 # Why the rows after a probe that stopped the run are not in the output (counted with the rows not asked).
@@ -99,6 +101,7 @@ class GenerationReport:
     predicted: int = 0
     few_shot_source: str = ""
     few_shot_count: int = 0
+    self_made_candidates: int = 0  # rows the teacher answered to make its own demonstrations
     answer_format: str = TEXT
     answer_format_note: str = ""
     rationale_length: str = CONCISE
@@ -459,8 +462,36 @@ def _self_made_demonstrations(
 ) -> list[tuple[int, Demonstration]]:
     """Few-shot examples without labels: the teacher answers a seeded draw of rows zero-shot, several
     samples each, and the rows whose samples all agree (with a rationale that is more than its answer)
-    become demonstrations of their majority answer."""
-    chosen = random.Random(DEMONSTRATION_SEED).sample(rows, k=min(SELF_MADE_CANDIDATES, len(rows)))
+    become demonstrations of their majority answer.
+
+    Where the dataset's classes are known, each class gets at most its share of the demonstrations, and while
+    a class has none (and the last draw made some) another draw is asked, up to `SELF_MADE_DRAWS`: a small
+    teacher agrees with itself most on the class it favours, and examples of that class alone (seen on e-SNLI:
+    2 of 2 self-made examples `neutral`, then 86 of 100 rows labeled `neutral`) would teach it to favour it more.
+    """
+    classes = () if asking.profile.per_row_classes else asking.profile.classes
+    share = max(1, DRAWN_DEMONSTRATIONS // len(classes)) if classes else DRAWN_DEMONSTRATIONS
+    draw = random.Random(DEMONSTRATION_SEED)
+    left, agreed = list(rows), []
+    for _ in range(SELF_MADE_DRAWS):
+        chosen = draw.sample(left, k=min(SELF_MADE_CANDIDATES, len(left)))
+        left = [row for row in left if row not in chosen]
+        made = _agreed_demonstrations(chosen, asking, report)
+        agreed += made
+        labels = {asking.profile.canonical(demonstration.output_text) for _, demonstration in agreed}
+        if not classes or not made or not left or labels >= set(classes):
+            break
+    demonstrations, per_label = [], collections.Counter()
+    for line, demonstration in agreed:  # in the order asked, each label up to its share
+        if per_label[demonstration.output_text] < share and len(demonstrations) < DRAWN_DEMONSTRATIONS:
+            per_label[demonstration.output_text] += 1
+            demonstrations.append((line, demonstration))
+    report.self_made_candidates = len(rows) - len(left)
+    return sorted(demonstrations, key=lambda made: made[0])  # in the dataset's order
+
+
+def _agreed_demonstrations(chosen: list[_Row], asking: _Asking, report: GenerationReport) -> list[tuple[int, Demonstration]]:
+    """The chosen rows whose samples all agree, as demonstrations of their answer; why the others are not."""
     conversations, settings, row_of = [], [], []
     for number, row in enumerate(chosen):
         for seed in range(SELF_MADE_SAMPLES):
@@ -492,7 +523,7 @@ def _self_made_demonstrations(
             demonstrations.append((row.line, Demonstration(row.input_text, rationale, label)))
             continue
         report.demonstration_problems.append(Problem(row.line, reason, snippet))
-    return sorted(demonstrations[:DRAWN_DEMONSTRATIONS], key=lambda made: made[0])  # in the dataset's order
+    return demonstrations
 
 
 def _demonstrations(
@@ -515,9 +546,9 @@ def _demonstrations(
         demonstrations = _self_made_demonstrations(rows, asking, report)
         report.few_shot_source = (
             f"{len(demonstrations)} made by the teacher (no labels, no few-shot file): it answered "
-            f"{min(SELF_MADE_CANDIDATES, len(rows))} rows {SELF_MADE_SAMPLES} times each at temperature "
-            f"{SELF_CONSISTENCY_TEMPERATURE:g}, and rows whose answers all agreed became examples (a row's own "
-            "example is left out of its prompt)"
+            f"{report.self_made_candidates} rows {SELF_MADE_SAMPLES} times each at temperature "
+            f"{SELF_CONSISTENCY_TEMPERATURE:g}, and rows whose answers all agreed became examples, each class "
+            "up to its share where the classes are known (a row's own example is left out of its prompt)"
             + ("; none agreed, so the rest is asked zero-shot" if not demonstrations else "")
         )
     report.few_shot_count = len(demonstrations)

@@ -88,7 +88,8 @@ def test_api_key_comes_from_the_environment(stub_server, tmp_path, monkeypatch):
     run(stub_server, tmp_path, [{"input_text": "What is 1 + 2?", "output_text": None}], few_shot_uri=shots)
     monkeypatch.delenv("KFP_DISTILL_TEACHER_API_KEY")
     run(stub_server, tmp_path, [{"input_text": "What is 1 + 3?", "output_text": None}], few_shot_uri=shots)
-    assert stub_server.authorizations == ["Bearer teacher-key", "Bearer openai-key"]
+    # OpenAI's key is for api.openai.com alone: the loopback teacher never sees it.
+    assert stub_server.authorizations == ["Bearer teacher-key", "Bearer none"]
 
 
 def test_labeled_rows_are_explained_and_unlabeled_rows_predicted(stub_server, tmp_path):
@@ -393,3 +394,29 @@ def test_killed_run_resumes_asking_only_what_was_not_answered(stub, start_stub_s
     assert (report.requests, report.cache_hits, report.answered) == (total - cached, cached, total)
     assert cached_answers(tmp_path / "cache.sqlite") == total
     assert [o["teacher_label"] for o in load_rows(tmp_path / "out.jsonl")] == [str(n + 10) for n in range(total)]
+
+
+def test_self_made_demonstrations_take_each_class_up_to_its_share(stub, start_stub_server, tmp_path):
+    """A teacher that favours one class agrees with itself on it most: its examples must not all be of it."""
+    instruction = "Classify into one of the following classes: [entailment, neutral, contradiction] Text: {}"
+
+    def mostly_neutral(body):
+        text = body["messages"][-1]["content"]
+        label = "entailment" if "sure" in text else "contradiction" if "never" in text else "neutral"
+        return f"The premise and the hypothesis are compared closely here. The answer is {label}."
+
+    server = start_stub_server(body_responder=mostly_neutral)
+    rows = [{"input_text": instruction.format(f"pair {n}"), "output_text": None} for n in range(16)]
+    rows += [{"input_text": instruction.format("a sure pair"), "output_text": None},
+             {"input_text": instruction.format("a pair never seen"), "output_text": None}]
+    report, _ = run(server, tmp_path, rows, probe_rows=0)
+
+    shown = {  # every example shown in any row's prompt: the demonstrations
+        (body["messages"][i]["content"], json.loads(body["messages"][i + 1]["content"])["answer"])
+        for body in server.requests if body["temperature"] == 0 for i in range(1, len(body["messages"]) - 1, 2)
+    }
+    assert sorted(answer for _, answer in shown) == ["contradiction", "entailment", "neutral"]
+    drawn = {body["messages"][-1]["content"] for body in server.requests if body["temperature"] == 0.7}
+    assert {instruction.format("a sure pair"), instruction.format("a pair never seen")} <= drawn
+    assert report.few_shot_count == 3 and report.self_made_candidates == len(drawn) > 6  # more than one draw
+    assert f"answered {len(drawn)} rows 3 times each" in report.few_shot_source

@@ -7,6 +7,7 @@ from kfp_distill._implementation.jsonl import load_rows, write_jsonl
 from kfp_distill.components.generate_rationales.answer_format import MIN_RATIONALE_CHARS
 from kfp_distill.components.generate_rationales.generation import (
     SELF_MADE_CANDIDATES,
+    SELF_MADE_DRAWS,
     SELF_MADE_SAMPLES,
     TeacherAnswersUnusableError,
     generate_rationales,
@@ -91,7 +92,9 @@ def test_smollm2_labels_unlabeled_rows_in_the_seeds_format_with_demonstrations_i
         markdown,
     )
     answered, unparseable, cut_off, failed, not_asked = (int(count or 0) for count in counts.groups())
-    made = int(re.search(r"- Few-shot examples: (\d+) made by the teacher \(no labels, no few-shot file\)", markdown)[1])
+    made, candidates = map(int, re.search(
+        r"- Few-shot examples: (\d+) made by the teacher \(no labels, no few-shot file\): it answered (\d+) rows", markdown
+    ).groups())
     probe_usable = int(re.search(r"- Probe: (\d+) of the 8 rows answered first got a usable answer", markdown)[1])
     print(
         f"\nSmolLM2-135M as teacher, unlabeled route: {answered} of {len(HEADLINES) - not_asked} rows asked got a "
@@ -104,7 +107,8 @@ def test_smollm2_labels_unlabeled_rows_in_the_seeds_format_with_demonstrations_i
     assert cut_off == unparseable and failed == 0
     assert answered + unparseable + not_asked == len(HEADLINES)
     assert not_asked == (len(HEADLINES) - 8 if stopped else 0)
-    asked_now = SELF_MADE_CANDIDATES * SELF_MADE_SAMPLES + len(HEADLINES) - not_asked
+    assert SELF_MADE_CANDIDATES <= candidates <= SELF_MADE_DRAWS * SELF_MADE_CANDIDATES
+    asked_now = candidates * SELF_MADE_SAMPLES + len(HEADLINES) - not_asked
     assert f"({asked_now} asked now, 0 from the cache)" in markdown
     assert f"- Rows with a usable answer: {answered / (len(HEADLINES) - not_asked):.1%} of those asked" in markdown
     outputs = load_rows(tmp_path / "out.jsonl")
