@@ -7,13 +7,16 @@ import os
 import re
 import threading
 from dataclasses import replace
+from urllib.parse import urlsplit
 
 from kfp_distill._implementation.redaction import redact_uri
+from kfp_distill._implementation.teacher_key import TEACHER_API_KEY_ENV
 
 from .base import Completion, DecodingSettings, TeacherRequestError
 
 # The key comes from the environment only: a pipeline parameter would be stored in the run's metadata.
-API_KEY_VARIABLES = ("KFP_DISTILL_TEACHER_API_KEY", "OPENAI_API_KEY")
+OPENAI_API_KEY_ENV = "OPENAI_API_KEY"
+OPENAI_HOST = "api.openai.com"
 TIMEOUT_S = 600.0
 # Statuses worth asking again: request timeout, rate limit, and the server's own errors.
 RETRYABLE_STATUSES = frozenset({408, 429})
@@ -40,10 +43,17 @@ def parse_reference(reference: str) -> tuple[str, str]:
     return base_url, model.strip()
 
 
-def api_key_from_environment() -> str:
-    for variable in API_KEY_VARIABLES:
-        if os.environ.get(variable):
-            return os.environ[variable]
+def api_key_for(base_url: str) -> str:
+    """The key sent to the teacher at `base_url`, and to no other host (the client sends it to `base_url` only).
+
+    KFP_DISTILL_TEACHER_API_KEY is meant for the configured teacher, wherever it is. OPENAI_API_KEY is meant
+    for OpenAI: it goes to `https://api.openai.com` alone, never to another server that happens to be configured.
+    """
+    if os.environ.get(TEACHER_API_KEY_ENV):
+        return os.environ[TEACHER_API_KEY_ENV]
+    url = urlsplit(base_url)
+    if url.scheme == "https" and url.hostname == OPENAI_HOST and os.environ.get(OPENAI_API_KEY_ENV):
+        return os.environ[OPENAI_API_KEY_ENV]
     return "none"  # local servers (llama.cpp, vLLM) accept any key
 
 
@@ -80,7 +90,7 @@ class OpenAICompatibleBackend:
         self._shown_url = redact_uri(self.base_url)
         self.identity = f"openai-compatible:{self._shown_url.rstrip('/')}#{self.model}"
         self._client = OpenAI(
-            base_url=self.base_url, api_key=api_key_from_environment(), max_retries=0, timeout=timeout_s
+            base_url=self.base_url, api_key=api_key_for(self.base_url), max_retries=0, timeout=timeout_s
         )
         self._dialects = list(STRUCTURED_DIALECTS)  # those the server may still take, the one it took first
         self._dialect_lock = threading.Lock()

@@ -7,7 +7,8 @@ answers from the whole request body instead (its seed, temperature, ...). A requ
 of a type in `response_formats` gets the same answer as a JSON object `{"rationale", "answer"}` (a reply with
 no answer line stays as it is); another type is refused with `refusal_status`, as a server without that
 kind of structured output does. Every request body
-and Authorization header is recorded, and so are the most requests ever in flight at once.
+and Authorization header is recorded, and so are the most requests ever in flight at once. With an `api_key`
+the server demands it, as a hosted teacher does: any other Authorization is answered 401.
 
 Faults: a plan maps a question (the last message) to the faults its first attempts meet, one per attempt:
 "429" (with Retry-After), "500", "timeout" (no answer for `timeout_sleep_s`), "truncated" (a 200 whose
@@ -81,8 +82,10 @@ class OpenAIStubServer(ThreadingHTTPServer):
         body_responder: Callable[[dict], str] | None = None,
         response_formats: tuple[str, ...] = ("json_schema", "json_object"),
         refusal_status: int = 400,
+        api_key: str | None = None,
     ):
         super().__init__(("127.0.0.1", 0), _Handler)
+        self.api_key = api_key
         self.responder, self.body_responder = responder, body_responder
         self.fault_plan = fault_plan or {}
         self.retry_after, self.timeout_sleep_s = retry_after, timeout_sleep_s
@@ -147,6 +150,9 @@ class _Handler(BaseHTTPRequestHandler):
             # Linger 0: closing sends a TCP reset instead of a response.
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
+            return
+        if self.server.api_key is not None and self.headers.get("Authorization") != f"Bearer {self.server.api_key}":
+            self._send_json(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})
             return
         if fault in ("429", "500"):
             self._send_json(int(fault), {"error": {"message": f"injected {fault}", "type": "injected"}})
