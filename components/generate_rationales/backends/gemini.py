@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 import re
 
+from kfp_distill._implementation.retired_models import (
+    VERTEX_PREFIX,
+    RetiredModelError,
+    is_retired,
+    retired_teacher_message,
+    short_model_name,
+)
+
 from .base import Completion, DecodingSettings, TeacherRequestError
 
-VERTEX_PREFIX = "vertex:"
 GEMINI_PREFIX = "gemini-"
 # The global endpoint serves every current Gemini model; a region pins where requests are processed.
 DEFAULT_LOCATION = "global"
 TIMEOUT_S = 600.0
-CURRENT_MODELS = ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite")
-# PaLM 2 text and chat models: retired by Google (text-unicorn@001 was Vertex distillation's teacher).
-RETIRED_PREFIXES = ("text-unicorn", "text-bison", "chat-bison", "code-bison", "codechat-bison")
 # Models whose "thinking" can be switched off. Thinking tokens count against max_output_tokens, so a
 # thinking model may spend the whole budget before writing a word; the rationale is the reasoning we want.
 THINKING_OPTIONAL_PREFIXES = ("gemini-2.5-flash",)
@@ -22,13 +26,9 @@ RETRYABLE_STATUSES = frozenset({408, 429})
 _SECONDS = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
 
-class RetiredModelError(ValueError):
-    """A teacher reference that names a model Google has retired."""
-
-
 def is_vertex_reference(reference: str) -> bool:
     """Whether a teacher reference names a model on Vertex AI (`gemini-...`, `vertex:<model>`, or a PaLM name)."""
-    return reference.startswith((VERTEX_PREFIX, GEMINI_PREFIX)) or _short_name(reference).startswith(RETIRED_PREFIXES)
+    return reference.startswith((VERTEX_PREFIX, GEMINI_PREFIX)) or is_retired(reference)
 
 
 def model_name(reference: str) -> str:
@@ -41,18 +41,10 @@ def model_name(reference: str) -> str:
     model = reference.removeprefix(VERTEX_PREFIX).strip()
     if not model:
         raise ValueError(f"teacher_model_reference '{reference}': write 'vertex:<model>', e.g. 'vertex:gemini-2.5-pro'")
-    if _short_name(model).startswith(RETIRED_PREFIXES):
-        raise RetiredModelError(
-            f"teacher_model_reference '{reference}' is a PaLM model that Google has retired on Vertex AI "
-            f"(text-unicorn@001 was the managed distillation's teacher); use a current Gemini model instead, "
-            f"e.g. {', '.join(CURRENT_MODELS)}"
-        )
+    retired = retired_teacher_message(reference)
+    if retired:
+        raise RetiredModelError(retired)
     return model
-
-
-def _short_name(model: str) -> str:
-    # `publishers/google/models/text-bison@002` and `vertex:text-bison` are still PaLM.
-    return model.removeprefix(VERTEX_PREFIX).rsplit("/", 1)[-1].lower()
 
 
 def to_gemini_contents(messages: list[dict[str, str]]) -> tuple[str | None, list[dict]]:
@@ -133,7 +125,7 @@ class GeminiBackend:
         self.project, self.location = project.strip(), location.strip() or DEFAULT_LOCATION
         self.identity = f"vertex-ai#{self.model}"  # '#<model>' lets pricing.py price it
         self._where = f"{self.identity} ({self.project}/{self.location})"  # for error messages
-        self._thinking_off = _short_name(self.model).startswith(THINKING_OPTIONAL_PREFIXES)
+        self._thinking_off = short_model_name(self.model).startswith(THINKING_OPTIONAL_PREFIXES)
         self._client = genai.Client(
             vertexai=True,
             project=self.project,

@@ -1,0 +1,68 @@
+"""The checks made before any money is spent: retired models, the teacher's secret, the serving image, and the
+settings that only apply with a project (notes without one)."""
+
+import pytest
+
+from kfp_distill._implementation.preflight import PreflightError, check_before_spending, preflight
+
+GOOD = {
+    "project": "my-project",
+    "teacher_model_reference": "gemini-2.5-flash",
+    "student_model_reference": "smollm2-135m-instruct",
+    "teacher_api_key_secret": "projects/my-project/secrets/teacher-key/versions/latest",
+    "tensorboard_resource_id": "projects/my-project/locations/us-central1/tensorboards/1",
+    "serving_image": "us-central1-docker.pkg.dev/my-project/kfp-distill/kfp-distill:0.1.0",
+}
+
+
+def test_settings_vertex_ai_can_run_pass_with_nothing_to_say():
+    assert preflight(GOOD).problems == [] and preflight(GOOD).notes == []
+    for image in ("gcr.io/my-project/kfp-distill:0.1.0", "eu.gcr.io/my-project/kfp-distill", "europe-west4-docker.pkg.dev/p/r/i@sha256:ab"):
+        assert preflight({**GOOD, "serving_image": image}).problems == [], image
+
+
+def test_every_problem_is_found_at_once_each_with_its_own_message():
+    found = preflight(
+        {
+            **GOOD,
+            "teacher_model_reference": "text-unicorn@001",
+            "student_model_reference": "text-bison@002",
+            "teacher_api_key_secret": "projects/my-project/secrets/teacher-key",
+            "serving_image": "ghcr.io/kfp-distill/kfp-distill:0.1.0",
+        }
+    )
+    teacher, student, secret, image = found.problems
+    assert teacher.startswith("teacher_model_reference 'text-unicorn@001' is a PaLM model") and "gemini-2.5-flash" in teacher
+    assert student.startswith("student_model_reference 'text-bison@002' is a PaLM model") and "smollm2-135m-instruct" in student
+    assert secret.startswith("teacher_api_key_secret is not a Secret Manager secret version name")
+    assert "ghcr.io/kfp-distill/kfp-distill:0.1.0" in image and "Artifact Registry" in image and "gcr.io" in image
+    assert "KFP_DISTILL_IMAGE" in image
+    with pytest.raises(PreflightError) as raised:
+        check_before_spending({**GOOD, "teacher_model_reference": "vertex:chat-bison", "student_model_reference": "code-gecko"})
+    assert raised.value.problems == preflight(
+        {**GOOD, "teacher_model_reference": "vertex:chat-bison", "student_model_reference": "code-gecko"}
+    ).problems
+    assert len(raised.value.problems) == 2 and "2 problems" in str(raised.value)
+
+
+def test_settings_that_only_apply_with_a_project_are_notes_without_one():
+    local = {**GOOD, "project": "", "serving_image": "ghcr.io/kfp-distill/kfp-distill:0.1.0"}
+    found = preflight(local)
+    assert found.problems == []
+    tensorboard, image = found.notes
+    assert tensorboard.startswith("tensorboard_resource_id is set but project is empty")
+    assert image.startswith("without a project nothing is served on Vertex AI")
+    assert check_before_spending(local) == found.notes
+    # Retired models and a malformed secret are refused with or without a project.
+    assert len(preflight({**local, "teacher_model_reference": "text-bison", "teacher_api_key_secret": "k"}).problems) == 2
+
+
+def test_the_teacher_and_the_preflight_read_one_list_of_retired_models():
+    from kfp_distill.components.generate_rationales.backends import backend_for
+    from kfp_distill.components.generate_rationales.backends.gemini import RetiredModelError
+
+    for reference in ("text-unicorn@001", "code-gecko@002", "publishers/google/models/codechat-bison"):
+        assert preflight({"teacher_model_reference": reference}).problems, reference
+        with pytest.raises(RetiredModelError) as raised:
+            backend_for(reference, project="my-project")
+        assert str(raised.value) == preflight({"teacher_model_reference": reference}).problems[0]
