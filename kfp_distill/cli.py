@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import sys
 import time
 from pathlib import Path
 
-from kfp_distill.serving import API_KEY_ENV, DEFAULT_MAX_CONNECTIONS
+from kfp_distill.serving import API_KEY_ENV, DEFAULT_MAX_CONNECTIONS, HEALTH_ROUTE, PREDICT_ROUTE
 
 DEMO_SETTINGS = {
     # Sized for a 2-core laptop CPU: ~100 teacher calls, a few minutes of tuning.
@@ -200,12 +201,17 @@ def serve(args: argparse.Namespace) -> int:
     """Serves a distilled student on an OpenAI-compatible HTTP endpoint until interrupted."""
     from kfp_distill.serving import create_server, load_student
 
+    if not args.model:
+        print("kfp-distill serve: name a MODEL (or set AIP_STORAGE_URI, as Vertex AI does)", file=sys.stderr)
+        return 2
     service = load_student(args.model, args.registry_uri, max_tokens=args.max_tokens)
     server = create_server(
-        service, args.host, args.port, api_key_env=args.api_key_env, max_connections=args.max_connections
+        service, args.host, args.port, api_key_env=args.api_key_env, max_connections=args.max_connections,
+        predict_route=args.predict_route, health_route=args.health_route,
     )
     host, port = server.server_address[:2]
-    print(f"Serving {service.model_id} at http://{host}:{port}/v1 (OpenAI-compatible; Ctrl-C stops)", flush=True)
+    print(f"Serving {service.model_id} at http://{host}:{port}/v1 (OpenAI-compatible) and "
+          f"POST {args.predict_route} (Vertex AI predictions); Ctrl-C stops", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -292,9 +298,20 @@ def main(argv: list[str] | None = None) -> int:
     publish_parser.set_defaults(handler=publish_template)
 
     serve_parser = commands.add_parser("serve", help="serve a distilled model on an OpenAI-compatible endpoint")
-    serve_parser.add_argument("model", help="a tuned model directory, or a registered model (as for predict)")
+    # Vertex AI runs a serving container with its model, port and routes in AIP_* variables.
+    serve_parser.add_argument(
+        "model", nargs="?", default=os.environ.get("AIP_STORAGE_URI"),
+        help="a tuned model directory or its URI (gs://...), or a registered model (as for predict); "
+             "default: $AIP_STORAGE_URI",
+    )
     serve_parser.add_argument("--host", default="127.0.0.1")
-    serve_parser.add_argument("--port", type=int, default=8000)
+    serve_parser.add_argument("--port", type=int, default=os.environ.get("AIP_HTTP_PORT", 8000),
+                              help="default: $AIP_HTTP_PORT, else 8000")
+    serve_parser.add_argument("--predict-route", default=os.environ.get("AIP_PREDICT_ROUTE", PREDICT_ROUTE),
+                              help=f"the path of Vertex AI prediction requests (default: $AIP_PREDICT_ROUTE, else "
+                                   f"{PREDICT_ROUTE})")
+    serve_parser.add_argument("--health-route", default=os.environ.get("AIP_HEALTH_ROUTE", HEALTH_ROUTE),
+                              help="a health-check path answered besides /health (default: $AIP_HEALTH_ROUTE)")
     serve_parser.add_argument("--max-tokens", type=int, default=256, help="tokens per answer when a request does not say")
     serve_parser.add_argument("--registry-uri", default="", help="an MLflow tracking URI (default: the embedded one)")
     serve_parser.add_argument(

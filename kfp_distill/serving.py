@@ -26,8 +26,18 @@ the server's own default, when higher) and more than `MAX_PROMPTS` prompts in on
 in `ps`), every endpoint but `/health` asks for `Authorization: Bearer KEY` (401 otherwise); bound beyond
 loopback without one, the server warns that anyone who reaches the port can use it.
 
-MODEL is a tuned model directory or a registered model (MLflow name or Vertex AI resource name), served
-alike: the registered model's own `StudentPredictor`, with token counts.
+It is also a Vertex AI serving container (the custom-container contract): `POST` on the predict route takes
+`{"instances": [...]}`, each instance an input text or `{"input_text": TEXT, "rationale": true, "max_tokens":
+N}` (both fields optional), and answers `{"predictions": [...]}`, one per instance: the label as
+`kfp-distill predict` gives it (the label task's answer, cut as evaluation scores it), or with `rationale`
+`{"label": ..., "rationale": ...}`. A refused request is `{"error": "..."}` with a 4xx status, which Vertex AI
+passes to the caller. The health route answers `GET` with 200 once the model is loaded. `kfp-distill serve`
+takes its port, routes and model from Vertex AI's `AIP_HTTP_PORT`, `AIP_PREDICT_ROUTE`, `AIP_HEALTH_ROUTE` and
+`AIP_STORAGE_URI` when they are set.
+
+MODEL is a tuned model directory, a URI of one (`gs://...`: copied into the model cache once, at start), or a
+registered model (MLflow name or Vertex AI resource name), served alike: the model's own `StudentPredictor`,
+with token counts.
 """
 
 from __future__ import annotations
@@ -48,6 +58,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from kfp_distill._implementation.models import is_remote, resolve_hf_model
 from kfp_distill._implementation.student import StudentPredictor, Task
 
 TASK_FIELD = "kfp_distill_task"
@@ -61,6 +72,10 @@ DEFAULT_TIMEOUT_S = 30.0
 # Connections served at once (each holds a thread; those past the first wait for the model): more get a 503.
 DEFAULT_MAX_CONNECTIONS = 32
 _MAX_BODY_BYTES = 16 << 20
+HEALTH_ROUTE = "/health"
+# Where Vertex AI-style prediction requests go when AIP_PREDICT_ROUTE does not say.
+PREDICT_ROUTE = "/predict"
+INSTANCE_FIELDS = ("input_text", "rationale", "max_tokens")
 
 
 class RequestError(Exception):
@@ -74,6 +89,10 @@ class RequestError(Exception):
     def body(self) -> dict[str, Any]:
         kind = "invalid_request_error" if self.status < 500 else "server_error"
         return {"error": {"message": str(self), "type": kind, "param": self.param, "code": None}}
+
+    def vertex_body(self) -> dict[str, Any]:
+        """The error as Vertex AI passes a serving container's error on to its caller."""
+        return {"error": str(self)}
 
 
 @dataclass
@@ -93,7 +112,9 @@ class StudentService:
         model_id: The name `/v1/models` lists.
         max_tokens: Tokens generated when a request does not say.
         max_tokens_cap: The most tokens a request may ask for; raised to `max_tokens` when that is higher.
-        max_prompts: The most prompts one completion request may hold.
+        max_prompts: The most prompts one completion request (or instances one prediction request) may hold.
+        task_type: The task type the student was tuned for (its training record's): how predictions cut the
+            label, as `kfp-distill predict` does. Empty: unknown.
     """
 
     predictor: StudentPredictor
@@ -101,12 +122,20 @@ class StudentService:
     max_tokens: int = DEFAULT_MAX_TOKENS
     max_tokens_cap: int = MAX_TOKENS_CAP
     max_prompts: int = MAX_PROMPTS
+    task_type: str = ""
     created: int = field(default_factory=lambda: int(time.time()))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         # A server started with a higher default than the cap means to allow that many tokens.
         self.max_tokens_cap = max(self.max_tokens_cap, self.max_tokens)
+
+    def _prompt_tokens(self, input_text: str, task: Task) -> int:
+        """The prompt's token count at the predictor's current token limit; a limit past the context is a 400."""
+        try:
+            return len(self.predictor.input_ids(input_text, task))
+        except ValueError as error:  # max_tokens larger than the model's context
+            raise RequestError(str(error), param="max_tokens") from None
 
     def answer(self, input_text: str, task: Task, max_tokens: int | None = None, stop: list[str] = ()) -> Answer:
         """The student's greedy answer to one input, cut at the first stop string, with token counts."""
@@ -115,10 +144,7 @@ class StudentService:
         with self._lock:
             # The predictor reads its token limit per call; the lock keeps each request's limit its own.
             self.predictor.max_new_tokens = limit
-            try:
-                prompt_tokens = len(self.predictor.input_ids(input_text, task))
-            except ValueError as error:  # max_tokens larger than the model's context
-                raise RequestError(str(error), param="max_tokens") from None
+            prompt_tokens = self._prompt_tokens(input_text, task)
             (prediction,) = self.predictor.predict([input_text], task=task)
         # The predictor returns text, not token ids: the answer is counted by tokenizing it again, which
         # can differ from the generated count by a token where a word was split differently.
@@ -134,6 +160,18 @@ class StudentService:
             answer.text, answer.finish_reason = answer.text[:cut], "stop"
         return answer
 
+    def prediction(self, input_text: str, with_rationale: bool, max_tokens: int | None = None) -> str | dict:
+        """What `kfp-distill predict` answers for one input: the label, or with_rationale label and rationale."""
+        from kfp_distill.components.upload_model.registry import answer
+
+        with self._lock:
+            self.predictor.max_new_tokens = max_tokens or self.max_tokens
+            # A max_tokens past the context is the caller's error (400), found before anything is generated.
+            for task in ("label", "rationale") if with_rationale else ("label",):
+                self._prompt_tokens(input_text, task)
+            (result,) = answer(self.predictor, [input_text], with_rationale, self.task_type)
+        return result
+
     def models(self) -> dict[str, Any]:
         ids = [self.model_id, self.model_id + RATIONALE_SUFFIX]
         return {
@@ -146,19 +184,24 @@ def load_student(model: str, registry_uri: str = "", max_tokens: int = DEFAULT_M
     """Loads a student to serve.
 
     Args:
-        model: A tuned model directory (tune-student's output), or a registered model, resolved as
+        model: A tuned model directory (tune-student's output), a URI of one (`gs://...`, Vertex AI's
+            AIP_STORAGE_URI: copied into the model cache once), or a registered model, resolved as
             `kfp-distill predict` resolves it (`registry.load_model`: a name for its latest version,
             `models:/NAME/VERSION`, or a Vertex AI model resource name).
         registry_uri: The MLflow registry for registered names; empty: the embedded one.
         max_tokens: Tokens generated when a request does not say.
     """
-    path = Path(model).expanduser()
-    if path.is_dir():
-        predictor = StudentPredictor(str(path), max_new_tokens=max_tokens)
-        return StudentService(predictor, model_id=path.resolve().name, max_tokens=max_tokens)
-    from kfp_distill.components.upload_model.registry import load_model
+    from kfp_distill.components.upload_model import registry
 
-    return StudentService(load_model(model, registry_uri).predictor, model_id=model, max_tokens=max_tokens)
+    path = Path(model).expanduser()
+    if path.is_dir() or is_remote(model):
+        local = str(path) if path.is_dir() else resolve_hf_model(model)
+        predictor, task_type = registry.load_student(local)
+        model_id = path.resolve().name if path.is_dir() else model.rstrip("/").rsplit("/", 1)[-1]
+    else:
+        registered = registry.load_model(model, registry_uri)
+        predictor, task_type, model_id = registered.predictor, registered.task_type, model
+    return StudentService(predictor, model_id=model_id, max_tokens=max_tokens, task_type=task_type)
 
 
 def _task(body: dict[str, Any]) -> Task:
@@ -261,6 +304,41 @@ def completion(service: StudentService, body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _instance(instance: Any, index: int, cap: int) -> tuple[str, bool, int | None]:
+    """(input text, with rationale, max tokens) of one Vertex AI instance: a string, or an object."""
+    where = f"instances[{index}]"
+    if isinstance(instance, str):
+        return instance, False, None
+    if not isinstance(instance, dict) or not isinstance(instance.get("input_text"), str):
+        raise RequestError(f'{where} must be an input text or an object with a string "input_text"')
+    unknown = sorted(set(instance) - set(INSTANCE_FIELDS))
+    if unknown:
+        raise RequestError(f"{where} has unknown field(s) {', '.join(unknown)}; known: {', '.join(INSTANCE_FIELDS)}")
+    rationale = instance.get("rationale", False)
+    if not isinstance(rationale, bool):
+        raise RequestError(f'{where}: "rationale" must be true or false, got {rationale!r}')
+    try:
+        max_tokens = _max_tokens(instance, cap)
+    except RequestError as error:
+        raise RequestError(f"{where}: {error}") from None
+    return instance["input_text"], rationale, max_tokens
+
+
+def vertex_prediction(service: StudentService, body: dict[str, Any]) -> dict[str, Any]:
+    """Vertex AI's online prediction: `{"instances": [...]}` answered `{"predictions": [...]}`, one per instance
+    (the label, or `{"label", "rationale"}` for an instance that asks). Every instance is checked before the
+    first is answered, so a bad one costs no generation."""
+    instances = body.get("instances")
+    if not isinstance(instances, list) or not instances:
+        raise RequestError('the request body must be {"instances": [...]} with at least one instance')
+    if len(instances) > service.max_prompts:
+        raise RequestError(
+            f"the request holds {len(instances)} instances, over this server's cap of {service.max_prompts}"
+        )
+    checked = [_instance(instance, i, service.max_tokens_cap) for i, instance in enumerate(instances)]
+    return {"predictions": [service.prediction(*instance) for instance in checked]}
+
+
 def stream_events(response: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
     """A whole response as the chunks of a stream: the content, then the finish reason, then (asked) usage."""
     chat = response["object"] == "chat.completion"
@@ -313,12 +391,17 @@ class _DeadlineReader(io.RawIOBase):
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "kfp-distill"
-    service: StudentService  # set on the subclass create_server makes, as are the next two
+    service: StudentService  # set on the subclass create_server makes, as are the next four
     timeout: float  # seconds for a whole request to arrive, and for each write of the answer
     api_key: str
+    predict_route: str  # Vertex AI's prediction requests
+    health_routes: frozenset[str]
     # What a 408 for a request line that never arrived is logged and answered with.
     requestline = ""
     request_version = "HTTP/1.0"
+
+    def _route(self) -> str:
+        return self.path.rstrip("/") or "/"
 
     def setup(self) -> None:
         super().setup()
@@ -340,7 +423,7 @@ class _Handler(BaseHTTPRequestHandler):
         return RequestError(f"the request did not arrive within {self.timeout:g} seconds", HTTPStatus.REQUEST_TIMEOUT)
 
     def _authorized(self) -> bool:
-        if not self.api_key or self.path.rstrip("/") == "/health":  # probes carry no key
+        if not self.api_key or self._route() in self.health_routes:  # probes carry no key
             return True
         # Compared as bytes in constant time: the header as sent (read as Latin-1), the key as UTF-8.
         sent = self.headers.get("Authorization", "").encode("latin-1")
@@ -350,16 +433,20 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorized():
             self._send_error(RequestError("a valid API key is required: Authorization: Bearer KEY",
                                           HTTPStatus.UNAUTHORIZED))
-        elif self.path.rstrip("/") == "/v1/models":
+        elif self._route() == "/v1/models":
             self._send_json(HTTPStatus.OK, self.service.models())
-        elif self.path.rstrip("/") == "/health":
+        elif self._route() in self.health_routes:
             self._send_json(HTTPStatus.OK, {"status": "ok"})
         else:
             self._send_error(RequestError(f"no such endpoint: GET {self.path}", HTTPStatus.NOT_FOUND))
 
     def do_POST(self) -> None:
-        routes = {"/v1/chat/completions": chat_completion, "/v1/completions": completion}
-        route = routes.get(self.path.rstrip("/"))
+        routes = {
+            "/v1/chat/completions": chat_completion,
+            "/v1/completions": completion,
+            self.predict_route: vertex_prediction,
+        }
+        route = routes.get(self._route())
         try:
             if not self._authorized():  # before the body is read: a caller without the key costs nothing
                 raise RequestError("a valid API key is required: Authorization: Bearer KEY", HTTPStatus.UNAUTHORIZED)
@@ -419,7 +506,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _send_error(self, error: RequestError) -> None:
-        self._send_json(error.status, error.body())
+        # Vertex AI's callers see the error of a prediction request as its body says it.
+        vertex = self.command == "POST" and self._route() == self.predict_route
+        self._send_json(error.status, error.vertex_body() if vertex else error.body())
 
     def _send_stream(self, events: list[dict[str, Any]]) -> None:
         self._answered = True
@@ -482,6 +571,8 @@ def create_server(
     api_key_env: str = API_KEY_ENV,
     timeout: float = DEFAULT_TIMEOUT_S,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    predict_route: str = PREDICT_ROUTE,
+    health_route: str = HEALTH_ROUTE,
 ) -> ThreadingHTTPServer:
     """An HTTP server for the service, bound and ready for `serve_forever()`; each connection gets a thread.
 
@@ -495,9 +586,17 @@ def create_server(
             not an argument, so that the key never shows in `ps`).
         timeout: Seconds a request (line, headers and body) may take to arrive, and each write of an answer.
         max_connections: Connections served at once; one more is answered 503 with `Retry-After`.
+        predict_route: The path of Vertex AI-style prediction requests (Vertex AI's AIP_PREDICT_ROUTE).
+        health_route: A health-check path (Vertex AI's AIP_HEALTH_ROUTE), answered besides `/health`.
     """
     api_key = os.environ.get(api_key_env, "") if api_key is None else api_key
-    attributes = {"service": service, "api_key": api_key, "timeout": timeout}
+    attributes = {
+        "service": service,
+        "api_key": api_key,
+        "timeout": timeout,
+        "predict_route": predict_route.rstrip("/") or "/",
+        "health_routes": frozenset({HEALTH_ROUTE, health_route.rstrip("/") or "/"}),
+    }
     server = _BoundedServer((host, port), type("StudentHandler", (_Handler,), attributes), max_connections)
     bound, bound_port = server.server_address[:2]
     if not api_key and not ipaddress.ip_address(bound).is_loopback:

@@ -191,18 +191,22 @@ SERVER_TIMEOUT_S = 2.0
 ANSWER_WITHIN_S = 10.0  # generous: the server answers within its 2 s timeout plus a scheduler's delay
 
 
-@pytest.fixture(scope="module")
-def bounded_port(predictor, expected):
-    server = create_server(
-        StudentService(predictor, model_id="tiny-student", max_tokens=MAX_TOKENS), port=0, api_key="",
-        timeout=SERVER_TIMEOUT_S,
-    )
+def _running(server):
+    """Serves on a thread; yields the port, then stops the server."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server.server_address[1]
     server.shutdown()
     server.server_close()
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def bounded_port(predictor, expected):
+    yield from _running(create_server(
+        StudentService(predictor, model_id="tiny-student", max_tokens=MAX_TOKENS), port=0, api_key="",
+        timeout=SERVER_TIMEOUT_S,
+    ))
 
 
 def _exchange(port: int, head: str, body: bytes = b"", trickle: bytes = b"") -> tuple[int, dict, float]:
@@ -381,3 +385,109 @@ def test_a_long_prompt_is_answered_within_the_context_and_max_tokens_past_it_is_
     assert status == 400 and payload["error"]["param"] == "max_tokens"
     assert "512-token context" in payload["error"]["message"]
     _still_serving(bounded_port)
+
+
+# Vertex AI's custom-container contract: the routes, port and model come from AIP_* variables, requests are
+# {"instances": [...]}, answers {"predictions": [...]}, and a refused request is {"error": "..."} with a 4xx.
+VERTEX_PREDICT_ROUTE = "/v1/endpoints/1/deployedModels/2:predict"
+
+
+def _vertex_post(port: int, body: dict, route: str = VERTEX_PREDICT_ROUTE) -> tuple[int, dict, float]:
+    data = json.dumps(body).encode("utf-8")
+    return _exchange(port, f"POST {route} HTTP/1.1\r\nContent-Length: {len(data)}\r\n", data)
+
+
+@pytest.fixture(scope="module")
+def vertex_port(predictor, expected):
+    yield from _running(create_server(
+        StudentService(predictor, model_id="m", max_tokens=MAX_TOKENS), port=0, api_key="",
+        predict_route=VERTEX_PREDICT_ROUTE, health_route="/ping",
+    ))
+
+
+def test_vertex_ai_instances_get_the_predictions_predict_gives(vertex_port, predictor):
+    from kfp_distill.components.upload_model.registry import answer
+
+    instances = [QUESTION, {"input_text": QUESTION}, {"input_text": QUESTION, "rationale": True}]
+    status, payload, _ = _vertex_post(vertex_port, {"instances": instances})
+
+    assert status == 200, payload
+    (label,) = answer(predictor, [QUESTION])
+    (explained,) = answer(predictor, [QUESTION], with_rationale=True)
+    assert payload == {"predictions": [label, label, explained]}
+    assert set(explained) == {"label", "rationale"}
+    assert _exchange(vertex_port, "GET /ping HTTP/1.1\r\n")[0] == 200
+    _still_serving(vertex_port)  # the OpenAI-compatible routes stay
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"prompt": QUESTION}, "instances"),
+        ({"instances": []}, "instances"),
+        ({"instances": QUESTION}, "instances"),
+        ({"instances": [7]}, "instances[0]"),
+        ({"instances": [QUESTION, {"text": QUESTION}]}, "instances[1]"),
+        ({"instances": [{"input_text": QUESTION, "rationale": "yes"}]}, "rationale"),
+        ({"instances": [{"input_text": QUESTION, "rationalle": True}]}, "rationalle"),
+        ({"instances": [{"input_text": QUESTION, "max_tokens": 10**9}]}, str(MAX_TOKENS_CAP)),
+        ({"instances": [QUESTION] * (MAX_PROMPTS + 1)}, str(MAX_PROMPTS)),
+    ],
+)
+def test_a_bad_vertex_ai_request_is_a_400_whose_error_vertex_ai_shows(vertex_port, body, message):
+    status, payload, seconds = _vertex_post(vertex_port, body)
+
+    assert (status, seconds < ANSWER_WITHIN_S) == (400, True)
+    assert set(payload) == {"error"} and isinstance(payload["error"], str)
+    assert message in payload["error"]
+    _still_serving(vertex_port)
+
+
+def test_the_vertex_ai_route_keeps_the_servers_bounds(vertex_port):
+    head = f"POST {VERTEX_PREDICT_ROUTE} HTTP/1.1\r\n"
+    status, payload, _ = _exchange(vertex_port, head)
+    assert status == 411 and "Content-Length" in payload["error"]
+    status, payload, _ = _exchange(vertex_port, head + f"Content-Length: {(16 << 20) + 1}\r\n")
+    assert status == 413 and isinstance(payload["error"], str)
+
+
+def test_the_cli_serves_as_vertex_ai_runs_a_container_and_answers_as_predict(
+    varied_student_dir, tmp_path, monkeypatch, capsys
+):
+    """`kfp-distill serve` with no MODEL and Vertex AI's variables: the model from AIP_STORAGE_URI, the port and
+    routes from AIP_*; its predictions are what `kfp-distill predict` prints for the registered model."""
+    import os
+    import subprocess
+    import sys
+
+    from kfp_distill import cli
+    from kfp_distill.components.upload_model.registry import register_model
+
+    monkeypatch.setenv("KFP_DISTILL_HOME", str(tmp_path / "home"))
+    register_model(varied_student_dir, "vertex-student")
+    assert cli.main(["predict", "vertex-student", QUESTION, "--rationale"]) == 0
+    rationale_line, answer_line = capsys.readouterr().out.splitlines()
+    printed = {"rationale": rationale_line.removeprefix("rationale: "), "label": answer_line.removeprefix("answer: ")}
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    vertex_environment = {
+        "AIP_HTTP_PORT": str(port), "AIP_HEALTH_ROUTE": "/ping", "AIP_PREDICT_ROUTE": VERTEX_PREDICT_ROUTE,
+        "AIP_STORAGE_URI": varied_student_dir,
+    }
+    # predict's StudentPredictor generates at most 64 tokens; the server is given the same limit.
+    server = subprocess.Popen(
+        [sys.executable, "-m", "kfp_distill.cli", "serve", "--max-tokens", "64"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, **vertex_environment},
+    )
+    try:
+        banner = server.stdout.readline()
+        assert f":{port}" in banner and VERTEX_PREDICT_ROUTE in banner, banner
+        assert _exchange(port, "GET /ping HTTP/1.1\r\n")[0] == 200
+        status, payload, _ = _vertex_post(port, {"instances": [{"input_text": QUESTION, "rationale": True}, QUESTION]})
+        assert status == 200, payload
+        assert payload["predictions"] == [printed, printed["label"]]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

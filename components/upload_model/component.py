@@ -21,6 +21,7 @@ def upload_model(
     tensorboard_logs: Input[Artifact] = None,
     tensorboard_resource_id: str = "",
     pipeline_job_name: str = "",
+    kfp_distill_image_uri: str = IMAGE,
 ) -> NamedTuple("Outputs", [("model_resource_name", str)]):
     """Registers the tuned student: in the Vertex AI Model Registry with a project, else in MLflow's; with a
     project and a Vertex AI TensorBoard, copies the tuning scalars there too.
@@ -33,12 +34,16 @@ def upload_model(
         registry_uri: An MLflow tracking URI; empty: the embedded SQLite registry under `$KFP_DISTILL_HOME`.
         encryption_spec_key_name: A Cloud KMS key for the Vertex AI model (with project).
         staging_bucket: A `gs://` folder for the model when it is not in Cloud Storage yet (with project).
-        serving_container_image_uri: The Vertex AI serving container; empty: Hugging Face's CPU inference one.
+        serving_container_image_uri: Another Vertex AI serving container, run as its own contract says; empty:
+            ours, kfp_distill_image_uri running `kfp-distill serve`.
         tensorboard_logs: tune-student's TensorBoard event files, copied to tensorboard_resource_id.
         tensorboard_resource_id: A Vertex AI TensorBoard instance (with project; without one nothing is sent):
             `projects/P/locations/L/tensorboards/ID`, or the bare ID of one in project and the job's region.
         pipeline_job_name: The pipeline job's name, the TensorBoard experiment's; empty: model_display_name (or
             `kfp-distill` when that is empty too).
+        kfp_distill_image_uri: Our image, the serving container by default: KFP_DISTILL_IMAGE when this component
+            was compiled (the image it runs in). Vertex AI pulls it only from Artifact Registry or Container
+            Registry, which is checked before the upload.
 
     Returns:
         model_resource_name: `projects/PROJECT/locations/LOCATION/models/ID`, or `models:/<name>/<version>`.
@@ -72,6 +77,7 @@ def upload_model(
                 staging_bucket=staging_bucket,
                 encryption_spec_key_name=encryption_spec_key_name,
                 serving_container_image_uri=serving_container_image_uri,
+                kfp_distill_image_uri=kfp_distill_image_uri,
             )
         )
 

@@ -5,8 +5,10 @@ otherwise the SDK's own settings: application-default credentials and the region
 `aiplatform.init(credentials=..., api_endpoint=..., api_transport=...)` set others before (a private endpoint,
 or the tests' loopback server).
 
-The uploaded model's artifact is the tuned model directory in Cloud Storage; its serving container is Hugging
-Face's PyTorch inference container for CPUs (see the README for why, and for the request format). Labels
+The uploaded model's artifact is the tuned model directory in Cloud Storage; its serving container is our own
+image running `kfp-distill serve` (Vertex AI's custom-container contract: see kfp_distill/serving.py), unless
+another image is named. Vertex AI pulls serving images only from Artifact Registry or Container Registry, so
+the image is checked for that before anything is sent. Labels
 record the provenance and the metrics in the form GCP allows (lowercase, at most 63 characters of
 `[a-z0-9_-]`); the description keeps them verbatim.
 """
@@ -19,6 +21,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from kfp_distill import __version__
+from kfp_distill._implementation.preflight import VERTEX_PULLABLE_IMAGE
+from kfp_distill._implementation.settings import IMAGE
 from kfp_distill.components.upload_model.registry import (
     DistilledModel,
     RegisteredModelInfo,
@@ -27,15 +31,14 @@ from kfp_distill.components.upload_model.registry import (
     read_training_record,
 )
 
-# Hugging Face's PyTorch inference Deep Learning Container for Google Cloud, CPU build: it reads the model
-# from AIP_STORAGE_URI (where Vertex AI copies artifact_uri) and serves transformers pipelines on Vertex AI's
-# predict route. Documented in https://huggingface.co/docs/google-cloud/containers/available and
-# https://cloud.google.com/deep-learning-containers/docs/choosing-container#hugging-face.
-DEFAULT_SERVING_IMAGE = (
-    "us-docker.pkg.dev/deeplearning-platform-release/gcr.io/"
-    "huggingface-pytorch-inference-cpu.2-3.transformers.4-48.ubuntu2204.py311"
-)
-SERVING_ENVIRONMENT = {"HF_TASK": "text-generation"}
+# How Vertex AI runs our image as a serving container: it sets AIP_HTTP_PORT to the first port, AIP_PREDICT_ROUTE
+# and AIP_HEALTH_ROUTE to the routes, and AIP_STORAGE_URI to its copy of artifact_uri, which `kfp-distill serve`
+# reads; all interfaces, as Vertex AI's proxy reaches the container from outside it.
+SERVING_COMMAND = ["kfp-distill", "serve"]
+SERVING_ARGS = ["--host", "0.0.0.0"]
+SERVING_PORT = 8080
+PREDICT_ROUTE = "/predict"
+HEALTH_ROUTE = "/health"
 # Marks the models kfp-distill uploaded (value: the kfp-distill version); listing filters on it.
 MARKER_LABEL = "kfp_distill"
 PROVENANCE_LABELS = {
@@ -95,6 +98,38 @@ def vertex_labels(record: Mapping[str, Any], metrics: Mapping[str, float]) -> di
     return {key: value for key, value in labels.items() if value}
 
 
+def serving_container_spec(image: str) -> dict[str, Any]:
+    """The containerSpec of a model served by our image (`image`), as the Model Registry records it."""
+    return {
+        "imageUri": image,
+        "command": SERVING_COMMAND,
+        "args": SERVING_ARGS,
+        "ports": [{"containerPort": SERVING_PORT}],
+        "predictRoute": PREDICT_ROUTE,
+        "healthRoute": HEALTH_ROUTE,
+    }
+
+
+def check_serving_image(image: str, ours: bool) -> None:
+    """Refuses a serving image Vertex AI cannot pull (it pulls from Artifact Registry and Container Registry only).
+
+    Raises:
+        ValueError: Naming the image, where Vertex AI pulls from, and (for ours) KFP_DISTILL_IMAGE.
+    """
+    if VERTEX_PULLABLE_IMAGE.match(image):
+        return
+    fix = (
+        "push the kfp-distill image there and compile with KFP_DISTILL_IMAGE set to its name"
+        if ours
+        else "push it there, or leave serving_container_image_uri empty to serve with the kfp-distill image"
+    )
+    raise ValueError(
+        f"Vertex AI cannot pull the serving image '{image}': it pulls serving containers only from Artifact "
+        f"Registry (LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE) or Container Registry (gcr.io/PROJECT/IMAGE); "
+        f"{fix}"
+    )
+
+
 def _quoted(text: str) -> str:
     """`text` inside a double-quoted filter string."""
     return text.replace("\\", "\\\\").replace('"', '\\"')
@@ -110,6 +145,7 @@ def register_vertex_model(
     encryption_spec_key_name: str = "",
     serving_container_image_uri: str = "",
     metrics: Mapping[str, float] | None = None,
+    kfp_distill_image_uri: str = IMAGE,
 ) -> str:
     """Uploads a tuned student to the Vertex AI Model Registry.
 
@@ -126,18 +162,25 @@ def register_vertex_model(
         artifact_uri: The same directory already in Cloud Storage (`gs://...`, a pipeline output on Vertex AI).
         staging_bucket: A `gs://` folder to copy model_dir into when artifact_uri is empty.
         encryption_spec_key_name: A Cloud KMS key for the model (CMEK).
-        serving_container_image_uri: The serving container; empty: Hugging Face's CPU inference container.
+        serving_container_image_uri: Another serving container, run as its own contract says; empty (or our
+            image): our image running `kfp-distill serve`.
         metrics: More metrics to record; they override the training record's.
+        kfp_distill_image_uri: Our image (the components' image, KFP_DISTILL_IMAGE when they were compiled).
 
     Returns:
         The model resource name, `projects/PROJECT/locations/LOCATION/models/ID`.
 
     Raises:
-        ValueError: The model is neither in Cloud Storage nor given a staging bucket.
+        ValueError: The model is neither in Cloud Storage nor given a staging bucket, or the serving image is
+            one Vertex AI cannot pull.
         FileNotFoundError: model_dir is not a model directory.
     """
     from google.cloud import aiplatform
 
+    ours = serving_container_image_uri in ("", kfp_distill_image_uri)
+    image = kfp_distill_image_uri if ours else serving_container_image_uri
+    check_serving_image(image, ours)
+    container = serving_container_spec(image) if ours else {"imageUri": image}
     if not (Path(model_dir) / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir} is not a Hugging Face model directory (no config.json)")
     if not artifact_uri.startswith("gs://") and not staging_bucket.startswith("gs://"):
@@ -162,8 +205,12 @@ def register_vertex_model(
         description=model_description(record, all_metrics),
         artifact_uri=artifact_uri or str(Path(model_dir).resolve()),
         staging_bucket=staging_bucket or None,
-        serving_container_image_uri=serving_container_image_uri or DEFAULT_SERVING_IMAGE,
-        serving_container_environment_variables=SERVING_ENVIRONMENT,
+        serving_container_image_uri=image,
+        serving_container_command=container.get("command"),
+        serving_container_args=container.get("args"),
+        serving_container_ports=[SERVING_PORT] if ours else None,
+        serving_container_predict_route=container.get("predictRoute"),
+        serving_container_health_route=container.get("healthRoute"),
         labels=vertex_labels(record, all_metrics),
         encryption_spec_key_name=encryption_spec_key_name or None,
         project=project,

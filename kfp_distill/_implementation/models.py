@@ -90,7 +90,8 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _is_remote(reference: str) -> bool:
+def is_remote(reference: str) -> bool:
+    """Whether `reference` is a URI to download (`gs://`, `https://`, ...), not a local path."""
     return "://" in reference and not reference.startswith("file://")
 
 
@@ -163,7 +164,7 @@ def resolve_gguf(reference: str) -> Path:
             f"'{reference}' is not a GGUF model: give a catalog name ({', '.join(CATALOG)}) "
             "or the path or URI of a .gguf file"
         )
-    path = _download(reference) if _is_remote(reference) else Path(reference.removeprefix("file://"))
+    path = _download(reference) if is_remote(reference) else Path(reference.removeprefix("file://"))
     if not path.is_file():
         raise ModelReferenceError(f"GGUF file not found: {reference}")
     return path
@@ -199,7 +200,7 @@ def resolve_hf_model(reference: str) -> str:
     """Returns what `from_pretrained` should load: a local directory, or a Hub repo id."""
     if reference in CATALOG:
         return str(_converted_from_gguf(_catalog_gguf(CATALOG[reference])))
-    if _is_remote(reference):
+    if is_remote(reference):
         local = _download(reference)
     elif reference.startswith(("/", ".", "~", "file://")) or os.path.exists(reference):
         local = Path(reference.removeprefix("file://")).expanduser()

@@ -12,20 +12,23 @@ from kfp_distill._implementation.student import StudentPredictor
 from kfp_distill.components.upload_model.component import upload_model
 from kfp_distill.components.upload_model.registry import answer, list_models, load_model
 from kfp_distill.components.upload_model.vertex import (
-    DEFAULT_SERVING_IMAGE,
     is_resource_name,
     label_key,
     label_value,
     metric_label_value,
     parse_metric_label,
     register_vertex_model,
+    serving_container_spec,
     vertex_labels,
 )
+from kfp_distill.serving import load_student, vertex_prediction
 
 KEY = "projects/test-project/locations/europe-west4/keyRings/ring/cryptoKeys/key"
 PROMPT = "Classify: 5 stocks to buy now"
 LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+# Our image, named as Vertex AI can pull it (the tests' KFP_DISTILL_IMAGE).
+OUR_IMAGE = "europe-west4-docker.pkg.dev/test-project/kfp/kfp-distill:0.1.0"
 
 
 def test_labels_follow_gcp_rules():
@@ -67,6 +70,7 @@ def test_upload_stages_the_model_and_records_labels_key_and_container(recorded_s
         staging_bucket="gs://staging-bucket/runs",
         encryption_spec_key_name=KEY,
         metrics={"distilled_student_accuracy": 0.75},
+        kfp_distill_image_uri=OUR_IMAGE,
     )
 
     assert resource_name == "projects/test-project/locations/europe-west4/models/1000"
@@ -75,8 +79,16 @@ def test_upload_stages_the_model_and_records_labels_key_and_container(recorded_s
     model = request["body"]["model"]
     assert "parentModel" not in request["body"]
     assert model["displayName"] == "Arithmetic student"
-    assert model["containerSpec"]["imageUri"] == DEFAULT_SERVING_IMAGE
-    assert model["containerSpec"]["env"] == [{"name": "HF_TASK", "value": "text-generation"}]
+    # Our image serves the model: `kfp-distill serve` on all interfaces, its port and routes as Vertex AI calls them.
+    assert model["containerSpec"] == {
+        "imageUri": OUR_IMAGE,
+        "command": ["kfp-distill", "serve"],
+        "args": ["--host", "0.0.0.0"],
+        "ports": [{"containerPort": 8080}],
+        "predictRoute": "/predict",
+        "healthRoute": "/health",
+    }
+    assert model["containerSpec"] == serving_container_spec(OUR_IMAGE)
     assert model["encryptionSpec"] == {"kmsKeyName": KEY}
     assert model["labels"] == {
         "kfp_distill": label_value(__version__),
@@ -99,7 +111,10 @@ def test_upload_stages_the_model_and_records_labels_key_and_container(recorded_s
 
 
 def test_uploading_the_same_display_name_again_adds_a_version(recorded_student_dir, google_cloud):
-    settings = dict(project="test-project", location="europe-west4", artifact_uri="gs://pipeline-root/model")
+    settings = dict(
+        project="test-project", location="europe-west4", artifact_uri="gs://pipeline-root/model",
+        kfp_distill_image_uri=OUR_IMAGE,
+    )
     first = register_vertex_model(str(recorded_student_dir), "student", **settings)
     second = register_vertex_model(str(recorded_student_dir), "student", **settings)
     other = register_vertex_model(str(recorded_student_dir), "", **settings)
@@ -117,7 +132,7 @@ def test_uploading_the_same_display_name_again_adds_a_version(recorded_student_d
 def test_list_load_and_predict_by_resource_name(recorded_student_dir, google_cloud):
     resource_name = register_vertex_model(
         str(recorded_student_dir), "arithmetic", project="test-project", location="europe-west4",
-        staging_bucket="gs://staging-bucket",
+        staging_bucket="gs://staging-bucket", kfp_distill_image_uri=OUR_IMAGE,
     )
 
     [info] = list_models(project="test-project", location="europe-west4")
@@ -144,21 +159,24 @@ def test_component_uploads_a_pipeline_output_in_place(recorded_student_dir, goog
     assert outputs.model_resource_name == "projects/test-project/locations/us-central1/models/1000"
     body = google_cloud.upload_requests[0]["body"]["model"]
     assert body["artifactUri"] == "gs://pipeline-root/run/tune-student/model"
-    assert body["containerSpec"]["imageUri"] == "us-docker.pkg.dev/my/own-image:1"
+    # Another image follows its own contract: nothing of ours is imposed on it.
+    assert body["containerSpec"] == {"imageUri": "us-docker.pkg.dev/my/own-image:1"}
     assert body["encryptionSpec"]["kmsKeyName"] == KEY
 
 
 def test_component_needs_a_staging_bucket_for_a_local_model(recorded_student_dir, google_cloud):
     model = SimpleNamespace(path=str(recorded_student_dir), uri=str(recorded_student_dir))
     with pytest.raises(ValueError, match="staging_bucket"):
-        upload_model.python_func(model=model, model_display_name="tiny", project="test-project")
+        upload_model.python_func(
+            model=model, model_display_name="tiny", project="test-project", kfp_distill_image_uri=OUR_IMAGE
+        )
     assert not google_cloud.upload_requests
 
 
 def test_cli_lists_and_predicts_with_vertex(recorded_student_dir, google_cloud, capsys):
     resource_name = register_vertex_model(
         str(recorded_student_dir), "arithmetic", project="test-project", location="europe-west4",
-        artifact_uri="gs://pipeline-root/model",
+        artifact_uri="gs://pipeline-root/model", kfp_distill_image_uri=OUR_IMAGE,
     )
     google_cloud.objects.update(
         {("pipeline-root", f"model/{path.name}"): path.read_bytes() for path in Path(recorded_student_dir).iterdir()}
@@ -172,3 +190,45 @@ def test_cli_lists_and_predicts_with_vertex(recorded_student_dir, google_cloud, 
     assert cli.main(["predict", resource_name, PROMPT, "--rationale"]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("rationale: ") and printed[-1].startswith("answer: ")
+
+
+@pytest.mark.parametrize(
+    ("image", "named_by"),
+    [
+        ("ghcr.io/kfp-distill/kfp-distill:0.1.0", "kfp_distill_image_uri"),
+        ("docker.io/me/server:1", "serving_container_image_uri"),
+    ],
+)
+def test_an_image_vertex_ai_cannot_pull_is_refused_before_anything_is_sent(
+    recorded_student_dir, google_cloud, image, named_by
+):
+    with pytest.raises(ValueError) as refused:
+        register_vertex_model(
+            str(recorded_student_dir), "tiny", project="test-project", staging_bucket="gs://staging-bucket",
+            **{named_by: image},
+        )
+
+    message = str(refused.value)
+    assert image in message and "Artifact Registry" in message and "Container Registry" in message
+    if named_by == "kfp_distill_image_uri":
+        assert "KFP_DISTILL_IMAGE" in message
+    assert not google_cloud.upload_requests and not google_cloud.objects and not google_cloud.list_filters
+
+
+def test_the_uploaded_model_is_served_from_its_cloud_storage_copy_as_vertex_ai_serves_it(
+    recorded_student_dir, google_cloud
+):
+    """What the registered container does at start: the model from AIP_STORAGE_URI (here the stand-in's
+    Cloud Storage copy that upload staged), then Vertex AI prediction requests, answered as predict answers."""
+    register_vertex_model(
+        str(recorded_student_dir), "tiny", project="test-project", location="europe-west4",
+        staging_bucket="gs://staging-bucket/runs", kfp_distill_image_uri=OUR_IMAGE,
+    )
+    artifact_uri = google_cloud.upload_requests[0]["body"]["model"]["artifactUri"]
+
+    service = load_student(artifact_uri, max_tokens=64)
+
+    assert service.task_type == "classification"
+    expected = answer(StudentPredictor(str(recorded_student_dir)), [PROMPT], True, "classification")
+    body = {"instances": [{"input_text": PROMPT, "rationale": True}, PROMPT]}
+    assert vertex_prediction(service, body) == {"predictions": [expected[0], expected[0]["label"]]}
