@@ -130,7 +130,7 @@ def check_serving_image(image: str, ours: bool) -> None:
     )
 
 
-def _quoted(text: str) -> str:
+def quoted(text: str) -> str:
     """`text` inside a double-quoted filter string."""
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
@@ -194,7 +194,7 @@ def register_vertex_model(
     display_name = display_name.strip()[:MAX_DISPLAY_NAME_LENGTH] or model_name("", student)
     location = location or None
     earlier = aiplatform.Model.list(
-        filter=f'display_name="{_quoted(display_name)}" AND labels.{MARKER_LABEL}:*',
+        filter=f'display_name="{quoted(display_name)}" AND labels.{MARKER_LABEL}:*',
         order_by="create_time desc",
         project=project,
         location=location,

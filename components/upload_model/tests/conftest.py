@@ -1,5 +1,6 @@
-"""Fixtures of the upload-model tests: a student with a training record, an isolated MLflow home, and a
-loopback server standing in for Vertex AI's model and TensorBoard services and Cloud Storage."""
+"""Fixtures of the upload-model tests (deploy-model's too): a student with a training record, an isolated MLflow
+home, and a loopback server standing in for Vertex AI's model, endpoint and TensorBoard services and Cloud
+Storage."""
 
 import http.server
 import json
@@ -39,15 +40,17 @@ def recorded_student_dir(tiny_student_dir, tmp_path):
 
 @dataclass
 class FakeGoogleCloud:
-    """What the fake remembers: Cloud Storage objects, Vertex AI models and TensorBoard resources (experiments,
-    runs, time series by resource name), every model and TensorBoard request received, and the TensorBoard data
-    points in the order written."""
+    """What the fake remembers: Cloud Storage objects, Vertex AI models, endpoints and TensorBoard resources
+    (experiments, runs, time series by resource name), every model, endpoint and TensorBoard request received,
+    and the TensorBoard data points in the order written."""
 
     objects: dict[tuple[str, str], bytes] = field(default_factory=dict)
     models: dict[str, dict] = field(default_factory=dict)
     operations: dict[str, dict] = field(default_factory=dict)
     upload_requests: list[dict] = field(default_factory=list)
     list_filters: list[str] = field(default_factory=list)
+    endpoints: dict[str, dict] = field(default_factory=dict)
+    endpoint_requests: list[dict] = field(default_factory=list)
     tensorboard_resources: dict[str, dict] = field(default_factory=dict)
     tensorboard_requests: list[dict] = field(default_factory=list)
     tensorboard_points: list[dict] = field(default_factory=list)
@@ -75,7 +78,11 @@ class FakeGoogleCloud:
             name = f"{parent}/models/{1000 + len(self.models)}"
             version = "1"
         created = f"2026-11-28T01:{len(self.upload_requests):02d}:00Z"
-        self.models[name] = {**body["model"], "name": name, "versionId": version, "createTime": created}
+        # Vertex AI marks a model with a serving container deployable to dedicated machines (output only).
+        self.models[name] = {
+            **body["model"], "name": name, "versionId": version, "createTime": created,
+            "supportedDeploymentResourcesTypes": ["DEDICATED_RESOURCES"],
+        }
         operation = f"{name}/operations/{len(self.operations) + 1}"
         self.operations[operation] = {
             "name": operation,
@@ -87,6 +94,40 @@ class FakeGoogleCloud:
             },
         }
         return {"name": operation, "done": False}
+
+    def _done(self, name: str, response: dict) -> dict:
+        """A pending operation on `name` that is done when polled, answering `response`."""
+        operation = f"{name}/operations/{len(self.operations) + 1}"
+        self.operations[operation] = {"name": operation, "done": True, "response": response}
+        return {"name": operation, "done": False}
+
+    def endpoint(self, method: str, path: str, query: dict, body: dict) -> tuple[dict, int]:
+        """Vertex AI's endpoint service: create, list (by display name), get, deployModel."""
+        self.endpoint_requests.append({"method": method, "path": path, "query": query, "body": body})
+        name = path.removeprefix("/v1/")
+        if method == "POST" and name.endswith("/endpoints"):
+            created = f"{name}/{2000 + len(self.endpoints)}"
+            self.endpoints[created] = {**body, "name": created, "createTime": "2026-12-02T01:00:00Z"}
+            response = {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.Endpoint", **self.endpoints[created]}
+            return self._done(created, response), 200
+        if method == "POST" and (deploy := re.fullmatch(r"(.+/endpoints/[^/]+):deployModel", name)):
+            endpoint = self.endpoints[deploy.group(1)]
+            deployed = {**body["deployedModel"], "id": str(3000 + len(endpoint.get("deployedModels", [])))}
+            endpoint.setdefault("deployedModels", []).append(deployed)
+            endpoint["trafficSplit"] = {
+                (deployed["id"] if key == "0" else key): value for key, value in body.get("trafficSplit", {}).items()
+            }
+            response = {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.DeployModelResponse",
+                        "deployedModel": deployed}
+            return self._done(deploy.group(1), response), 200
+        if method == "GET" and name.endswith("/endpoints"):
+            found = [e for key, e in self.endpoints.items() if key.startswith(name + "/")]
+            if display_name := re.search(r'display_name="((?:[^"\\]|\\.)*)"', query.get("filter", "")):
+                found = [e for e in found if e["displayName"] == display_name.group(1)]
+            return {"endpoints": found}, 200
+        if method == "GET" and name in self.endpoints:
+            return self.endpoints[name], 200
+        return _error(404, "NOT_FOUND", f"{path} not found")
 
     def list_models(self, parent: str, filter_text: str) -> dict:
         """models.list, honouring the two filters kfp-distill sends: a label's existence and a display name."""
@@ -170,6 +211,8 @@ class FakeGoogleCloudHandler(http.server.BaseHTTPRequestHandler):
             self._json(self.state.upload_model(path, json.loads(body)))
         elif "/tensorboards/" in path:
             self._json(*self.state.tensorboard("POST", path, _query(url.query), json.loads(body or b"{}")))
+        elif "/endpoints" in path:
+            self._json(*self.state.endpoint("POST", path, _query(url.query), json.loads(body or b"{}")))
         elif upload := re.fullmatch(r"/upload/storage/v1/b/([^/]+)/o", path):
             # A multipart upload: the object's metadata as JSON, then its bytes.
             boundary = re.search(r'boundary="?([^";]+)"?', self.headers["Content-Type"]).group(1).encode()
@@ -192,6 +235,8 @@ class FakeGoogleCloudHandler(http.server.BaseHTTPRequestHandler):
             self._json(self.state.operations[operation.group(1)])
         elif "/tensorboards/" in path:
             self._json(*self.state.tensorboard("GET", path, query, {}))
+        elif "/endpoints" in path:
+            self._json(*self.state.endpoint("GET", path, query, {}))
         elif listing := re.fullmatch(r"/v1/(projects/[^/]+/locations/[^/]+)/models", path):
             self._json(self.state.list_models(listing.group(1), query.get("filter", "")))
         elif model := re.fullmatch(r"/v1/(projects/[^/]+/locations/[^/]+/models/[^/@]+)(@\w+)?", path):

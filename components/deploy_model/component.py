@@ -1,0 +1,61 @@
+"""The deploy-model component: deploys the registered student to a Vertex AI endpoint named after it."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+
+from kfp_distill._implementation.settings import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def deploy_model(
+    model_resource_name: str,
+    project: str = "",
+    deploy_model: bool = True,
+    machine_type: str = "n1-standard-2",
+    min_replica_count: int = 1,
+    max_replica_count: int = 1,
+    traffic_percentage: int = 100,
+    encryption_spec_key_name: str = "",
+    service_account: str = "",
+) -> NamedTuple("Outputs", [("endpoint_resource_name", str)]):
+    """Deploys the model upload-model registered in Vertex AI to the endpoint of its display name (reused if it
+    exists), in the model's project and region. Without a project nothing is deployed: it says how to serve.
+
+    Args:
+        model_resource_name: upload-model's output.
+        project: The Google Cloud project; empty: nothing is deployed.
+        deploy_model: False: nothing is deployed.
+        machine_type: The serving machine type.
+        min_replica_count: Replicas always running.
+        max_replica_count: Replicas under load at most.
+        traffic_percentage: The endpoint's traffic share of the new deployment (0-100).
+        encryption_spec_key_name: A Cloud KMS key for a newly created endpoint (CMEK).
+        service_account: The service account the serving container runs as; empty: Vertex AI's default.
+
+    Returns:
+        endpoint_resource_name: `projects/P/locations/L/endpoints/ID`; empty when nothing was deployed.
+    """
+    from collections import namedtuple
+
+    outputs = namedtuple("Outputs", ["endpoint_resource_name"])
+    if not project:
+        print(f"no project: nothing deployed. Serve the model with `kfp-distill serve {model_resource_name}` "
+              f"(OpenAI-compatible and Vertex AI prediction routes), here or in the image {IMAGE}")
+        return outputs("")
+    if not deploy_model:
+        print("deploy_model is false: the model is registered, not deployed")
+        return outputs("")
+    from kfp_distill.components.deploy_model.deployment import deploy_to_endpoint
+
+    return outputs(
+        deploy_to_endpoint(
+            model_resource_name,
+            machine_type=machine_type,
+            min_replica_count=min_replica_count,
+            max_replica_count=max_replica_count,
+            traffic_percentage=traffic_percentage,
+            encryption_spec_key_name=encryption_spec_key_name,
+            service_account=service_account,
+        )
+    )
