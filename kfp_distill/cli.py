@@ -86,7 +86,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nDistillation finished in {elapsed / 60:.1f} min.")
     print(f"  artifacts:        {run_dir}")
     print(f"  TensorBoard logs: tensorboard --logdir {run_dir / 'tune-student' / 'tensorboard_logs'}")
-    print(f"  registered model: {task.output}   (kfp-distill predict {task.output} \"...\")")
+    model = task.outputs["model_resource_name"]
+    print(f"  registered model: {model}   (kfp-distill predict {model} \"...\"; kfp-distill serve {model})")
+    if task.outputs["endpoint_resource_name"]:
+        print(f"  endpoint:         {task.outputs['endpoint_resource_name']}")
     report = run_dir / "evaluate" / "report"
     if report.exists():
         print("\n" + report.read_text())

@@ -182,7 +182,8 @@ def kubeflow_run(docker_client, image_of_this_tree, compiled, pipeline_root) -> 
         registry_uri=registry_uri,
     )
     (run_dir,) = pipeline_root.glob("distillation-*")
-    return SimpleNamespace(output=task.output, run_dir=run_dir, registry_uri=registry_uri)
+    assert task.outputs["endpoint_resource_name"] == "", "no project: nothing deployed"
+    return SimpleNamespace(output=task.outputs["model_resource_name"], run_dir=run_dir, registry_uri=registry_uri)
 
 
 def _registered_model_answers(model_uri: str, registry_uri: str, capsys) -> None:
@@ -496,3 +497,83 @@ def test_the_vertex_ai_custom_job_runs_in_the_image_and_its_model_reaches_evalua
     (run_dir,) = set(pipeline_root.glob("after-the-custom-job-*")) - earlier_runs
     assert "| Distilled student" in (_task_dir(run_dir, "evaluate") / "report").read_text()
     _registered_model_answers(task.output, registry_uri, capsys)
+
+
+# The serving route: the image run as Vertex AI runs the serving container upload-model registers.
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def test_the_image_serves_a_model_as_vertex_ai_runs_its_serving_container(
+    docker_client, image_of_this_tree, varied_student_dir
+):
+    """upload-model's container spec (command, args, routes) run in the image with Vertex AI's AIP_* variables
+    and the model directory mounted where AIP_STORAGE_URI points; Vertex AI-format requests are answered as
+    `kfp-distill predict`'s function (`registry.answer`) answers on the host."""
+    import time
+
+    from kfp_distill._implementation.student import StudentPredictor
+    from kfp_distill.components.upload_model.registry import answer
+    from kfp_distill.components.upload_model.vertex import serving_container_spec
+    from kfp_distill.serving import DEFAULT_MAX_TOKENS
+
+    spec = serving_container_spec(IMAGE)
+    # Vertex AI sets AIP_HTTP_PORT to the spec's port; on the host's network a free port stands in for 8080.
+    port = _free_port()
+    environment = {
+        "AIP_HTTP_PORT": str(port),
+        "AIP_PREDICT_ROUTE": spec["predictRoute"],
+        "AIP_HEALTH_ROUTE": spec["healthRoute"],
+        "AIP_STORAGE_URI": "/model",
+    }
+    container = docker_client.containers.run(
+        spec["imageUri"], spec["command"] + spec["args"], environment=environment, network_mode="host",
+        volumes={varied_student_dir: {"bind": "/model", "mode": "ro"}}, detach=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:  # Vertex AI sends traffic once the health route answers 200
+            try:
+                if _http("GET", base + spec["healthRoute"])[0] == 200:
+                    break
+            except OSError:
+                pass
+            container.reload()
+            assert container.status == "running" and time.monotonic() < deadline, container.logs().decode()[-3000:]
+            time.sleep(1)
+
+        text = "Write the arithmetic expression that answers the question.\nQuestion: 2 plus 3?"
+        instances = [text, {"input_text": text, "rationale": True}, {"input_text": text, "max_tokens": 64}]
+        status, payload = _http("POST", base + spec["predictRoute"], {"instances": instances})
+
+        at_server_limit = StudentPredictor(varied_student_dir, max_new_tokens=DEFAULT_MAX_TOKENS)
+        (label,), (explained,) = answer(at_server_limit, [text]), answer(at_server_limit, [text], True)
+        (as_predict,) = answer(StudentPredictor(varied_student_dir), [text])  # predict's 64 tokens
+        assert status == 200, payload
+        assert payload == {"predictions": [label, explained, as_predict]}
+        status, payload = _http("POST", base + spec["predictRoute"], {"instances": []})
+        assert status == 400 and isinstance(payload["error"], str)
+        status, payload = _http("POST", base + "/v1/completions", {"prompt": text, "max_tokens": 8})
+        assert status == 200 and payload["choices"][0]["text"]
+    finally:
+        container.remove(force=True)

@@ -48,7 +48,8 @@ def test_compiled_pipeline_runs_locally_end_to_end(tmp_path, tiny_student_dir, m
         model_display_name="e2e-test",
     )
 
-    assert task.output.startswith("models:/e2e-test/")
+    assert task.outputs["model_resource_name"].startswith("models:/e2e-test/")
+    assert task.outputs["endpoint_resource_name"] == "", "no project: nothing deployed"
     (run_dir,) = (tmp_path / "runs").iterdir()
     distilled = _task_dir(run_dir, "generate-rationales") / "distilled_dataset"
     rows = [json.loads(line) for line in distilled.read_text().splitlines()]
@@ -66,6 +67,6 @@ def test_compiled_pipeline_runs_locally_end_to_end(tmp_path, tiny_student_dir, m
 
     assert cli.main(["models", "list"]) == 0
     assert "e2e-test" in capsys.readouterr().out
-    assert cli.main(["predict", task.output, "Write the arithmetic expression: 2 plus 3", "--rationale"]) == 0
+    assert cli.main(["predict", task.outputs["model_resource_name"], "Write the arithmetic expression: 2 plus 3", "--rationale"]) == 0
     printed = capsys.readouterr().out
     assert "rationale: " in printed and "answer: " in printed

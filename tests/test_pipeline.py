@@ -204,3 +204,44 @@ def test_the_local_runner_hands_on_the_model_of_the_branch_that_ran(tmp_path, wh
 
     init_local_runner(tmp_path)
     assert _one_of_two_models(where=where).output == expected
+
+
+def test_the_model_is_deployed_after_upload_and_both_resource_names_are_pipeline_outputs():
+    spec = _spec()
+    tasks = spec["root"]["dag"]["tasks"]
+    outputs = spec["root"]["outputDefinitions"]["parameters"]
+    assert set(outputs) == {"model_resource_name", "endpoint_resource_name"}
+    selectors = spec["root"]["dag"]["outputs"]["parameters"]
+    assert selectors["model_resource_name"]["valueFromParameter"] == {
+        "outputParameterKey": "model_resource_name", "producerSubtask": "upload-model"
+    }
+    assert selectors["endpoint_resource_name"]["valueFromParameter"] == {
+        "outputParameterKey": "endpoint_resource_name", "producerSubtask": "deploy-model"
+    }
+
+    deploy = tasks["deploy-model"]
+    assert deploy["dependentTasks"] == ["upload-model"]
+    parameters = deploy["inputs"]["parameters"]
+    assert parameters["model_resource_name"]["taskOutputParameter"] == {
+        "outputParameterKey": "model_resource_name", "producerTask": "upload-model"
+    }
+    # The project decides inside the task (no project: nothing deployed), as do deploy_model and the settings.
+    for name, pipeline_parameter in {
+        "project": "project",
+        "deploy_model": "deploy_model",
+        "machine_type": "deploy_machine_type",
+        "min_replica_count": "deploy_min_replica_count",
+        "max_replica_count": "deploy_max_replica_count",
+        "traffic_percentage": "deploy_traffic_percentage",
+        "encryption_spec_key_name": "encryption_spec_key_name",
+    }.items():
+        assert parameters[name] == {"componentInputParameter": pipeline_parameter}, name
+    assert parameters["service_account"]["runtimeValue"]["constant"] == "{{$.pipeline_service_account}}"
+    defaults = {name: _pipeline_inputs()[name]["defaultValue"] for name in (
+        "deploy_model", "deploy_machine_type", "deploy_min_replica_count", "deploy_max_replica_count",
+        "deploy_traffic_percentage",
+    )}
+    assert defaults == {
+        "deploy_model": True, "deploy_machine_type": "n1-standard-2", "deploy_min_replica_count": 1,
+        "deploy_max_replica_count": 1, "deploy_traffic_percentage": 100,
+    }

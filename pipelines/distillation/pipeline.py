@@ -1,10 +1,13 @@
 """The `distillation` pipeline: validate, teach, tune, evaluate, register."""
 
+from typing import NamedTuple
+
 from google_cloud_pipeline_components import _placeholders as google_cloud_placeholders
 from google_cloud_pipeline_components.v1.custom_job import create_custom_training_job_from_component
 from kfp import dsl
 
 from kfp_distill._implementation.models import DEFAULT_STUDENT, DEFAULT_TEACHER
+from kfp_distill.components.deploy_model.component import deploy_model as deploy_model_component
 from kfp_distill.components.evaluate.component import evaluate
 from kfp_distill.components.generate_rationales.component import generate_rationales
 from kfp_distill.components.tune_student.component import tune_student
@@ -63,9 +66,14 @@ def distillation(
     class_names: str = "",
     drop_contradicting_rationales: bool = False,
     registry_uri: str = "",
+    deploy_model: bool = True,
+    deploy_machine_type: str = "n1-standard-2",
+    deploy_min_replica_count: int = 1,
+    deploy_max_replica_count: int = 1,
+    deploy_traffic_percentage: int = 100,
     task_type: str = "auto",
     trust_remote_code: bool = False,
-) -> str:
+) -> NamedTuple("Outputs", [("model_resource_name", str), ("endpoint_resource_name", str)]):
     """Distils a teacher into a student and registers the result.
 
     Args:
@@ -117,6 +125,15 @@ def distillation(
         drop_contradicting_rationales: Leave out of the training data the labeled examples whose teacher
             answer contradicts the label (the evaluation step keeps them, to score the teacher fairly).
         registry_uri: An MLflow tracking URI; empty uses the embedded SQLite registry.
+        deploy_model: With a project, deploy the registered model to the Vertex AI endpoint of its display name
+            (created, with encryption_spec_key_name, when there is none; found and reused when there is), served
+            by the kfp-distill image (or serving_container_image_uri) as the pipeline job's service account.
+            Without a project nothing is deployed: serve the model with `kfp-distill serve`.
+        deploy_machine_type: The endpoint's machine type (a small CPU machine by default).
+        deploy_min_replica_count: Replicas the endpoint always runs.
+        deploy_max_replica_count: Replicas the endpoint scales up to under load.
+        deploy_traffic_percentage: The share (0-100) of the endpoint's traffic the new deployment gets; models
+            already deployed there share the rest.
         task_type: `classification`, `extractive_qa`, `summarization`, `math` or `free_text`: the teacher's
             instruction, how answers are compared and which metrics the evaluation reports; `auto`: inferred
             once by validate-dataset from the training and evaluation data.
@@ -124,7 +141,9 @@ def distillation(
             off, such a student is refused. Turn it on only for a source you trust.
 
     Returns:
-        The registered model's resource name.
+        model_resource_name: The registered model's resource name.
+        endpoint_resource_name: The Vertex AI endpoint the model was deployed to; empty when nothing was
+            deployed (no project, or deploy_model false).
     """
     validation = validate_dataset(
         dataset_uri=dataset_uri,
@@ -222,4 +241,21 @@ def distillation(
         tensorboard_resource_id=tensorboard_resource_id,
         pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
     ).set_display_name("upload-model")
-    return upload.outputs["model_resource_name"]
+    # Always a task, as in Google Cloud Pipeline Components' RLHF pipeline: a pipeline output cannot come from
+    # inside a dsl.If. Without a project (or with deploy_model false) it deploys nothing and answers "".
+    deployment = deploy_model_component(
+        model_resource_name=upload.outputs["model_resource_name"],
+        project=project,
+        deploy_model=deploy_model,
+        machine_type=deploy_machine_type,
+        min_replica_count=deploy_min_replica_count,
+        max_replica_count=deploy_max_replica_count,
+        traffic_percentage=deploy_traffic_percentage,
+        encryption_spec_key_name=encryption_spec_key_name,
+        service_account=google_cloud_placeholders.SERVICE_ACCOUNT_PLACEHOLDER,
+    ).set_display_name("deploy-model")
+    outputs = NamedTuple("Outputs", [("model_resource_name", str), ("endpoint_resource_name", str)])
+    return outputs(
+        model_resource_name=upload.outputs["model_resource_name"],
+        endpoint_resource_name=deployment.outputs["endpoint_resource_name"],
+    )
