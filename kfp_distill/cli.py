@@ -173,7 +173,13 @@ def submit_request(args: argparse.Namespace) -> int:
         print(f"kfp-distill submit: cannot read {args.request}: {error}", file=sys.stderr)
         return 2
     try:
-        result = submit(request, project=args.project, location=args.location, dry_run=args.dry_run)
+        result = submit(
+            request,
+            project=args.project,
+            location=args.location,
+            dry_run=args.dry_run,
+            on_note=lambda note: print(f"kfp-distill submit: note: {note}", file=sys.stderr),
+        )
     except RequestError as error:
         print(f"kfp-distill submit: {args.request}: {error}", file=sys.stderr)
         return 2

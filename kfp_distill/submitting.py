@@ -4,7 +4,9 @@ The request body is the one Vertex AI's distillation page shows for `POST .../pi
 `displayName`, `runtimeConfig.gcsOutputDirectory`, `runtimeConfig.parameterValues`,
 `encryptionSpec.kmsKeyName`, `serviceAccount` and `templateUri`. The Vertex SDK only rejects unknown
 parameter names; here every parameter's name, type and presence is checked against the template's
-input definitions, and every problem is reported at once, before anything is sent.
+input definitions, and every problem is reported at once, before anything is sent. So are the preflight's
+problems (retired models, a malformed secret name, a serving image Vertex AI cannot pull), found in the values
+the template's first step, validate-dataset, would check again.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import difflib
 import json
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import fsspec
 import yaml
+
+from kfp_distill._implementation.preflight import SETTINGS, preflight
 
 # An Artifact Registry template: https://REGION-kfp.pkg.dev/PROJECT/REPO/PACKAGE/TAG_OR_VERSION.
 ARTIFACT_REGISTRY_URI = re.compile(
@@ -74,6 +79,7 @@ class PipelineJobRequest:
         parameter_values: `runtimeConfig.parameterValues`, with numbers and booleans in their template types.
         encryption_spec_key_name: `encryptionSpec.kmsKeyName`, or None.
         service_account: `serviceAccount`, or None for the project's default.
+        notes: Settings that will have no effect as given (they only apply with a project).
     """
 
     display_name: str
@@ -82,6 +88,7 @@ class PipelineJobRequest:
     parameter_values: dict[str, Any] = field(default_factory=dict)
     encryption_spec_key_name: str | None = None
     service_account: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     def to_request_body(self) -> dict:
         """The request in the pipelineJobs body's own shape, fields left out where not given."""
@@ -209,6 +216,40 @@ def validate_parameters(parameter_values: dict[str, Any], template: dict) -> tup
     return converted, problems
 
 
+def preflight_settings(parameter_values: dict[str, Any], template: dict) -> dict[str, Any] | None:
+    """The values the template's validate-dataset task will check before spending, as this request sets them.
+
+    Args:
+        parameter_values: The request's parameter values, in their template types.
+        template: The compiled pipeline spec.
+
+    Returns:
+        The preflight's settings (pipeline parameters with the template's defaults, constants, and the
+        component's own defaults for what the task leaves unset), or None for a template without a
+        validate-dataset task.
+    """
+    task = template.get("root", {}).get("dag", {}).get("tasks", {}).get("validate-dataset")
+    if task is None:
+        return None
+
+    def defaults(inputs: dict) -> dict[str, Any]:
+        parameters = inputs.get("inputDefinitions", {}).get("parameters", {})
+        return {name: definition.get("defaultValue") for name, definition in parameters.items()}
+
+    pipeline_defaults = defaults(template["root"])
+    component = template.get("components", {}).get(task.get("componentRef", {}).get("name", ""), {})
+    settings = {name: value for name, value in defaults(component).items() if name in SETTINGS}
+    for name, source in task.get("inputs", {}).get("parameters", {}).items():
+        if name not in SETTINGS:
+            continue
+        if "componentInputParameter" in source:
+            parameter = source["componentInputParameter"]
+            settings[name] = parameter_values.get(parameter, pipeline_defaults.get(parameter))
+        else:
+            settings[name] = source.get("runtimeValue", {}).get("constant")
+    return settings
+
+
 def _unknown_fields(section: dict, known: tuple[str, ...], prefix: str) -> list[str]:
     return [
         f"{prefix}{name}: unknown field; kfp-distill submit takes {', '.join(known)}"
@@ -273,12 +314,17 @@ def validate_request(request: dict, template: dict | None = None, credentials: A
             template = load_template(template_uri, credentials)
         except Exception as error:  # Any failure to read the template is one more problem to report.
             problems.append(f"templateUri: cannot read {template_uri}: {error}")
-    typed_values = {}
+    typed_values, notes = {}, []
     if template is not None and not (isinstance(template, dict) and "root" in template):
         problems.append(f"templateUri: {template_uri} is not a compiled pipeline (it has no `root`)")
     elif template is not None:
         typed_values, parameter_problems = validate_parameters(parameter_values, template)
         problems += parameter_problems
+        settings = preflight_settings(typed_values, template)
+        if settings is not None:
+            found = preflight(settings)
+            problems += found.problems
+            notes = found.notes
 
     if problems:
         raise RequestError(problems)
@@ -289,6 +335,7 @@ def validate_request(request: dict, template: dict | None = None, credentials: A
         parameter_values=typed_values,
         encryption_spec_key_name=key_name,
         service_account=service_account,
+        notes=notes,
     )
 
 
@@ -334,6 +381,7 @@ def submit(
     location: str | None = None,
     credentials: Any = None,
     dry_run: bool = False,
+    on_note: Callable[[str], None] | None = None,
 ):
     """Checks a pipelineJobs request body and, unless `dry_run`, starts the pipeline on Vertex AI.
 
@@ -343,6 +391,7 @@ def submit(
         location: The region the pipeline job runs in; None uses the SDK's default.
         credentials: Google credentials; None uses the application default.
         dry_run: Check only: return the checked request and send nothing.
+        on_note: Called with each of the check's notes (settings without effect as given) before anything is sent.
 
     Returns:
         The checked `PipelineJobRequest` with `dry_run`, else the submitted `aiplatform.PipelineJob`.
@@ -351,6 +400,8 @@ def submit(
         RequestError: Listing every problem found in the request; nothing was sent.
     """
     checked = validate_request(request, credentials=credentials)
+    for note in checked.notes if on_note else []:
+        on_note(note)
     if dry_run:
         return checked
     job = build_pipeline_job(checked, project=project, location=location, credentials=credentials)

@@ -13,14 +13,15 @@ from kfp_distill.compiling import compile_all
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPILED = ROOT / "compiled" / "distillation.yaml"
+COMPILED_KUBEFLOW = ROOT / "compiled" / "distillation-kubeflow.yaml"
 CONTRACT = ROOT.parent / "shared" / "CONTRACT.md"
 
 
 def test_compiled_pipeline_and_components_are_fresh(tmp_path):
     written = compile_all(tmp_path)
     fresh = {path.relative_to(tmp_path) for path in written}
-    assert {Path("distillation.yaml"), Path("components/tune_student.yaml")} <= fresh
-    assert len(fresh) == 6, "the pipeline and the five components"
+    assert {Path("distillation.yaml"), Path("distillation-kubeflow.yaml"), Path("components/tune_student.yaml")} <= fresh
+    assert len(fresh) == 7, "the pipeline for Vertex AI and kfp.local, the same for Kubeflow, and the five components"
     committed = {path.relative_to(COMPILED.parent) for path in COMPILED.parent.rglob("*.yaml")}
     assert committed == fresh, "compiled/ holds other files than compile_all writes: run `make compile`"
     stale = [str(name) for name in sorted(fresh) if (tmp_path / name).read_text() != (COMPILED.parent / name).read_text()]
@@ -152,7 +153,9 @@ def test_accelerator_type_is_checked_before_any_teacher_task():
         assert "validate-dataset" in tasks[name]["dependentTasks"], name
 
 
-def test_tpu_stops_the_compiled_pipeline_at_validation_before_the_teacher_is_asked(tmp_path, stub_teacher, capfd):
+def _stopped_at_validation(tmp_path, stub_teacher, capfd, **arguments) -> str:
+    """Runs the compiled pipeline locally with the stub teacher and `arguments`, which validate-dataset must refuse
+    before the teacher is asked anything; returns what the run printed."""
     from kfp import components
 
     from kfp_distill.demo import write_demo_data
@@ -161,20 +164,84 @@ def test_tpu_stops_the_compiled_pipeline_at_validation_before_the_teacher_is_ask
     files = write_demo_data(tmp_path / "data", train_size=12, evaluation_size=10)
     init_local_runner(tmp_path / "runs")
     pipeline = components.load_component_from_file(str(COMPILED))
-
     with pytest.raises(RuntimeError, match="validate-dataset"):
         pipeline(
             dataset_uri=files["train"],
             evaluation_data_uri=files["evaluation"],
             project="my-project",
-            accelerator_type="TPU",
             teacher_model_reference=f"{stub_teacher.base_url}#stub-teacher",
             teacher_cache_uri=str(tmp_path / "teacher.sqlite"),
+            **arguments,
         )
-    assert "NotImplementedError: accelerator_type 'TPU' is not supported yet" in capfd.readouterr().out
     assert stub_teacher.requests == []
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert sorted(path.name for path in run_dir.iterdir()) == ["validate-dataset"]
+    return capfd.readouterr().out
+
+
+def test_tpu_stops_the_compiled_pipeline_at_validation_before_the_teacher_is_asked(tmp_path, stub_teacher, capfd):
+    printed = _stopped_at_validation(tmp_path, stub_teacher, capfd, accelerator_type="TPU")
+    assert "NotImplementedError: accelerator_type 'TPU' is not supported yet" in printed
+
+
+def test_vertex_ai_gets_one_yaml_document_and_kubeflow_the_same_with_the_teacher_key_from_a_kubernetes_secret():
+    # Vertex AI's SDK reads a template with yaml.safe_load, which refuses a second document.
+    (vertex,) = yaml.safe_load_all(COMPILED.read_text())
+    pipeline, platform = yaml.safe_load_all(COMPILED_KUBEFLOW.read_text())
+    assert pipeline == vertex
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    # Both teacher steps, the training one and the evaluation one (inside its condition: a channel of the parameter).
+    assert sorted(executors) == ["exec-generate-rationales", "exec-generate-rationales-2"]
+    for name, config in executors.items():
+        (secret,) = config["secretAsEnv"]
+        assert secret["keyToEnv"] == [{"secretKey": "api_key", "envVar": "KFP_DISTILL_TEACHER_API_KEY"}]
+        assert secret["optional"] is True, "a pod starts where no such secret exists"
+        # Named at run time by a pipeline parameter, not fixed at compile time.
+        assert secret["secretNameParameter"]["componentInputParameter"].endswith("teacher_api_key_kubernetes_secret")
+    inputs = vertex["root"]["inputDefinitions"]["parameters"]
+    assert inputs["teacher_api_key_kubernetes_secret"]["defaultValue"] == "kfp-distill-teacher-api-key"
+    assert inputs["teacher_api_key_secret"]["defaultValue"] == ""
+
+
+def test_the_teacher_steps_read_the_named_secret_and_validate_dataset_checks_everything_first():
+    spec = _spec()
+    tasks = spec["root"]["dag"]["tasks"]
+    checked = tasks["validate-dataset"]["inputs"]["parameters"]
+    for name in ("project", "teacher_model_reference", "student_model_reference", "teacher_api_key_secret",
+                 "tensorboard_resource_id", "serving_container_image_uri", "deploy_model", "deploy_machine_type",
+                 "deploy_min_replica_count", "deploy_max_replica_count", "deploy_traffic_percentage"):
+        assert checked[name] == {"componentInputParameter": name}, name
+    # The serving image by default, checked as upload-model will use it: the image the components were compiled with.
+    assert checked["kfp_distill_image_uri"] == {"runtimeValue": {"constant": IMAGE}}
+    teacher_steps = [
+        task
+        for component in [spec["root"], *spec["components"].values()]
+        for task in component.get("dag", {}).get("tasks", {}).values()
+        if task["componentRef"]["name"].startswith("comp-generate-rationales")
+    ]
+    assert len(teacher_steps) == 2
+    for task in teacher_steps:
+        assert task["inputs"]["parameters"]["teacher_api_key_secret"]["componentInputParameter"].endswith(
+            "teacher_api_key_secret"
+        )
+    upload = tasks["upload-model"]["inputs"]["parameters"]
+    assert upload["serving_container_image_uri"] == {"componentInputParameter": "serving_container_image_uri"}
+
+
+def test_what_would_fail_after_money_is_spent_stops_the_compiled_pipeline_at_validation(tmp_path, stub_teacher, capfd):
+    printed = _stopped_at_validation(
+        tmp_path,
+        stub_teacher,
+        capfd,
+        student_model_reference="text-bison@002",
+        teacher_api_key_secret="projects/my-project/secrets/teacher-key",
+        serving_container_image_uri="ghcr.io/me/kfp-distill:0.1.0",
+    )
+    assert "PreflightError: 3 problems found before anything was spent" in printed
+    for problem in ("student_model_reference 'text-bison@002' is a PaLM model",
+                    "teacher_api_key_secret is not a Secret Manager secret version name",
+                    "Vertex AI cannot pull the serving image 'ghcr.io/me/kfp-distill:0.1.0'"):
+        assert problem in printed
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

@@ -11,14 +11,25 @@ GOOD = {
     "student_model_reference": "smollm2-135m-instruct",
     "teacher_api_key_secret": "projects/my-project/secrets/teacher-key/versions/latest",
     "tensorboard_resource_id": "projects/my-project/locations/us-central1/tensorboards/1",
-    "serving_image": "us-central1-docker.pkg.dev/my-project/kfp-distill/kfp-distill:0.1.0",
+    "serving_container_image_uri": "us-central1-docker.pkg.dev/my-project/kfp-distill/kfp-distill:0.1.0",
+    "deploy_model": True,
+    "deploy_machine_type": "n1-standard-2",
+    "deploy_min_replica_count": 1,
+    "deploy_max_replica_count": 3,
+    "deploy_traffic_percentage": 100,
+}
+BAD_ENDPOINT = {
+    "deploy_machine_type": "n1 standard 2",
+    "deploy_min_replica_count": 0,
+    "deploy_max_replica_count": -1,
+    "deploy_traffic_percentage": 101,
 }
 
 
 def test_settings_vertex_ai_can_run_pass_with_nothing_to_say():
     assert preflight(GOOD).problems == [] and preflight(GOOD).notes == []
     for image in ("gcr.io/my-project/kfp-distill:0.1.0", "eu.gcr.io/my-project/kfp-distill", "europe-west4-docker.pkg.dev/p/r/i@sha256:ab"):
-        assert preflight({**GOOD, "serving_image": image}).problems == [], image
+        assert preflight({**GOOD, "serving_container_image_uri": image}).problems == [], image
 
 
 def test_every_problem_is_found_at_once_each_with_its_own_message():
@@ -28,7 +39,7 @@ def test_every_problem_is_found_at_once_each_with_its_own_message():
             "teacher_model_reference": "text-unicorn@001",
             "student_model_reference": "text-bison@002",
             "teacher_api_key_secret": "projects/my-project/secrets/teacher-key",
-            "serving_image": "ghcr.io/kfp-distill/kfp-distill:0.1.0",
+            "serving_container_image_uri": "ghcr.io/kfp-distill/kfp-distill:0.1.0",
         }
     )
     teacher, student, secret, image = found.problems
@@ -36,7 +47,7 @@ def test_every_problem_is_found_at_once_each_with_its_own_message():
     assert student.startswith("student_model_reference 'text-bison@002' is a PaLM model") and "smollm2-135m-instruct" in student
     assert secret.startswith("teacher_api_key_secret is not a Secret Manager secret version name")
     assert "ghcr.io/kfp-distill/kfp-distill:0.1.0" in image and "Artifact Registry" in image and "gcr.io" in image
-    assert "KFP_DISTILL_IMAGE" in image
+    assert "leave serving_container_image_uri empty" in image
     with pytest.raises(PreflightError) as raised:
         check_before_spending({**GOOD, "teacher_model_reference": "vertex:chat-bison", "student_model_reference": "code-gecko"})
     assert raised.value.problems == preflight(
@@ -46,7 +57,7 @@ def test_every_problem_is_found_at_once_each_with_its_own_message():
 
 
 def test_settings_that_only_apply_with_a_project_are_notes_without_one():
-    local = {**GOOD, "project": "", "serving_image": "ghcr.io/kfp-distill/kfp-distill:0.1.0"}
+    local = {**GOOD, "project": "", "serving_container_image_uri": "ghcr.io/kfp-distill/kfp-distill:0.1.0"}
     found = preflight(local)
     assert found.problems == []
     tensorboard, image = found.notes
@@ -66,3 +77,25 @@ def test_the_teacher_and_the_preflight_read_one_list_of_retired_models():
         with pytest.raises(RetiredModelError) as raised:
             backend_for(reference, project="my-project")
         assert str(raised.value) == preflight({"teacher_model_reference": reference}).problems[0]
+
+
+def test_malformed_endpoint_settings_are_refused_with_a_project_and_notes_without_one():
+    machine, minimum, maximum, traffic = preflight({**GOOD, **BAD_ENDPOINT}).problems
+    assert machine.startswith("deploy_machine_type 'n1 standard 2' is not a machine type")
+    assert minimum.startswith("deploy_min_replica_count is 0")
+    assert maximum.startswith("deploy_max_replica_count is -1, below deploy_min_replica_count (0)")
+    assert traffic.startswith("deploy_traffic_percentage is 101")
+    local = preflight({**GOOD, **BAD_ENDPOINT, "project": ""})
+    assert local.problems == []
+    assert len(local.notes) == 5  # the four, and the TensorBoard one
+    assert all(note.startswith("without a project nothing is deployed; with one: deploy_") for note in local.notes[1:])
+    # Not deploying: the endpoint settings are not used, so not checked.
+    assert preflight({**GOOD, **BAD_ENDPOINT, "deploy_model": False}).problems == []
+
+
+def test_without_a_serving_image_of_its_own_the_kfp_distill_image_is_the_one_checked():
+    ours = {**GOOD, "serving_container_image_uri": "", "kfp_distill_image_uri": "ghcr.io/kfp-distill/kfp-distill:0.1.0"}
+    (problem,) = preflight(ours).problems
+    assert problem.startswith("Vertex AI cannot pull the serving image 'ghcr.io/kfp-distill/kfp-distill:0.1.0'")
+    assert "KFP_DISTILL_IMAGE" in problem
+    assert preflight({**ours, "kfp_distill_image_uri": "gcr.io/my-project/kfp-distill:0.1.0"}).problems == []

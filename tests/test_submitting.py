@@ -90,9 +90,30 @@ def test_seed_request_body_carries_the_contract_parameters():
     assert set(body) == {"displayName", "runtimeConfig", "encryptionSpec", "serviceAccount", "templateUri"}
 
 
+@pytest.fixture
+def pullable_template(tmp_path) -> Path:
+    """compiled/distillation.yaml as compiled with KFP_DISTILL_IMAGE in Artifact Registry, which Vertex AI can pull
+    (the committed one names the default ghcr.io image)."""
+    from kfp_distill._implementation.settings import IMAGE
+
+    path = tmp_path / "distillation.yaml"
+    path.write_text(COMPILED.read_text().replace(IMAGE, "us-central1-docker.pkg.dev/test-project/images/kfp-distill:0.1.0"))
+    return path
+
+
 @needs_shared
-def test_seed_request_builds_a_real_pipeline_job_offline(no_network):
-    checked = validate_request(_seed_request_body())
+def test_seed_request_with_the_default_image_is_refused_before_anything_is_sent(no_network):
+    with pytest.raises(RequestError) as raised:
+        validate_request(_seed_request_body())
+    (problem,) = raised.value.problems
+    assert problem.startswith("Vertex AI cannot pull the serving image 'ghcr.io/") and "KFP_DISTILL_IMAGE" in problem
+
+
+@needs_shared
+def test_seed_request_builds_a_real_pipeline_job_offline(no_network, pullable_template):
+    body = _seed_request_body()
+    body["templateUri"] = str(pullable_template)
+    checked = validate_request(body)
 
     values = checked.parameter_values
     assert values["train_steps"] == 200 and values["learning_rate_multiplier"] == 0.5
@@ -144,6 +165,42 @@ def test_every_problem_is_reported_at_once_each_with_its_own_message():
         f"{prefix}dataset_uri: missing required parameter (STRING)",
     ]
     assert str(raised.value).startswith("6 problem(s)")
+
+
+def test_what_would_fail_after_money_is_spent_is_refused_with_the_other_problems(no_network):
+    request = _request(
+        dataset_uri="gs://b/t.jsonl",
+        project="test-project",
+        teacher_model_reference="text-unicorn@001",
+        student_model_reference="text-bison@002",
+        teacher_api_key_secret="projects/test-project/secrets/teacher-key",
+        serving_container_image_uri="ghcr.io/me/kfp-distill:0.1.0",
+        train_steps="many",
+    )
+    with pytest.raises(RequestError) as raised:
+        submit(request, dry_run=True)
+    wrong_type, teacher, student, secret, image = raised.value.problems
+    assert wrong_type.startswith("runtimeConfig.parameterValues.train_steps: wrong type")
+    assert teacher.startswith("teacher_model_reference 'text-unicorn@001' is a PaLM model") and "gemini-2.5-pro" in teacher
+    assert student.startswith("student_model_reference 'text-bison@002' is a PaLM model")
+    assert secret.startswith("teacher_api_key_secret is not a Secret Manager secret version name")
+    assert image.startswith("Vertex AI cannot pull the serving image 'ghcr.io/me/kfp-distill:0.1.0'")
+
+
+def test_settings_that_only_apply_with_a_project_are_notes_without_one(tmp_path, capsys, no_network):
+    request = _request(
+        dataset_uri="gs://b/t.jsonl",
+        tensorboard_resource_id="projects/test-project/locations/us-central1/tensorboards/1",
+        teacher_api_key_secret="projects/test-project/secrets/teacher-key/versions/latest",
+        serving_container_image_uri="ghcr.io/me/kfp-distill:0.1.0",
+    )
+    (tensorboard, image) = submit(request, dry_run=True).notes
+    assert tensorboard.startswith("tensorboard_resource_id is set but project is empty")
+    assert image.startswith("without a project nothing is served on Vertex AI")
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(request))
+    assert cli.main(["submit", str(path), "--dry-run"]) == 0
+    assert capsys.readouterr().err.splitlines() == [f"kfp-distill submit: note: {tensorboard}", f"kfp-distill submit: note: {image}"]
 
 
 def test_request_fields_are_checked_too():

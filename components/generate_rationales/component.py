@@ -34,6 +34,7 @@ def generate_rationales(
     class_names: str = "",
     probe_rows: int = 8,
     rationale_length: str = "concise",
+    teacher_api_key_secret: str = "",
 ):
     """Asks the teacher for a rationale (and a label where missing) for every example.
 
@@ -41,7 +42,8 @@ def generate_rationales(
         dataset: Validated JSON Lines examples.
         teacher_model_reference: `gemini-<...>` or `vertex:<model>` (Vertex AI, in `project` and `location`;
             credentials from the environment), `<base_url>#<model>` (OpenAI-compatible endpoint; API key from
-            KFP_DISTILL_TEACHER_API_KEY or OPENAI_API_KEY), `hf:<model>` (Hugging Face model run in-process,
+            `teacher_api_key_secret`, else KFP_DISTILL_TEACHER_API_KEY, else OPENAI_API_KEY for api.openai.com
+            only), `hf:<model>` (Hugging Face model run in-process,
             batched, on a GPU when there is one), `precomputed`, or a GGUF catalog name, path or URI
             (llama.cpp). See the component README.
         distilled_dataset: The examples with rationales, teacher labels and agreement with the gold labels.
@@ -75,11 +77,18 @@ def generate_rationales(
             than half of them got a usable answer. 0: no probe.
         rationale_length: `concise` (one or two sentences, as the paper's rationales are) or `detailed` (as
             long as the task needs): what the teacher is asked to write.
+        teacher_api_key_secret: A Secret Manager secret version (`projects/P/secrets/S/versions/latest`) holding
+            an OpenAI-compatible teacher's API key, read at run time with the job's service account; it is the
+            secret's name, never the key, that is recorded. Empty: the key comes from the environment.
     """
+    from kfp_distill._implementation.teacher_key import teacher_api_key_from_secret
     from kfp_distill.components.generate_rationales.cache import local_cache_file, resolve_cache_uri
     from kfp_distill.components.generate_rationales.generation import generate_rationales as generate
 
-    with local_cache_file(resolve_cache_uri(cache_uri, pipeline_root, teacher_model_reference)) as cache_path:
+    with (
+        teacher_api_key_from_secret(teacher_api_key_secret),
+        local_cache_file(resolve_cache_uri(cache_uri, pipeline_root, teacher_model_reference)) as cache_path,
+    ):
         result = generate(
             dataset_path=dataset.path,
             output_path=distilled_dataset.path,

@@ -22,11 +22,19 @@ SETTINGS = (
     "student_model_reference",
     "teacher_api_key_secret",
     "tensorboard_resource_id",
-    "serving_image",
+    "serving_container_image_uri",
+    "kfp_distill_image_uri",
+    "deploy_model",
+    "deploy_machine_type",
+    "deploy_min_replica_count",
+    "deploy_max_replica_count",
+    "deploy_traffic_percentage",
 )
 # Vertex AI pulls serving containers from Artifact Registry (LOCATION-docker.pkg.dev) and Container Registry
 # (gcr.io and its regional hosts) only.
 VERTEX_PULLABLE_IMAGE = re.compile(r"^(?:[a-z0-9-]+-docker\.pkg\.dev|(?:[a-z]+\.)?gcr\.io)/")
+# Compute Engine machine types: family, then class and size (n1-standard-2, g2-standard-8, a2-highgpu-1g).
+MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)+$")
 
 
 @dataclass
@@ -58,39 +66,85 @@ def preflight(settings: Mapping[str, Any]) -> Preflight:
     """Checks a job's settings.
 
     Args:
-        settings: Values by the names in `SETTINGS` (missing ones count as empty); `serving_image` is the
-            container Vertex AI is to serve the distilled model with.
+        settings: Values by the names in `SETTINGS` (a missing one counts as empty, `deploy_model` as false).
+            The serving image is `serving_container_image_uri`, else `kfp_distill_image_uri` (our image, the
+            serving container by default).
 
     Returns:
         The problems and notes, in the order of `SETTINGS`.
     """
-    value = {name: str(settings.get(name) or "").strip() for name in SETTINGS}
+    text = {name: str(settings.get(name) or "").strip() for name in SETTINGS}
     found = Preflight()
     for message in (
-        retired_teacher_message(value["teacher_model_reference"]),
-        retired_student_message(value["student_model_reference"]),
-        secret_version_problem(value["teacher_api_key_secret"]),
+        retired_teacher_message(text["teacher_model_reference"]),
+        retired_student_message(text["student_model_reference"]),
+        secret_version_problem(text["teacher_api_key_secret"]),
     ):
         if message:
             found.problems.append(message)
-    has_project = bool(value["project"])
-    if value["tensorboard_resource_id"] and not has_project:
+    # Without a project nothing goes to Vertex AI: what would be refused there is only worth a note.
+    has_project = bool(text["project"])
+
+    def refuse_with_project(problem: str, without: str) -> None:
+        if has_project:
+            found.problems.append(problem)
+        else:
+            found.notes.append(f"without a project {without}; with one: {problem}")
+
+    if text["tensorboard_resource_id"] and not has_project:
         found.notes.append(
             "tensorboard_resource_id is set but project is empty: the tuning metrics stay in the run's own "
             "TensorBoard logs and are sent to no Vertex AI TensorBoard"
         )
-    image = value["serving_image"]
-    if image and not VERTEX_PULLABLE_IMAGE.match(image):
-        where = (
-            f"Vertex AI cannot pull the serving image '{image}': it takes serving containers only from Artifact "
-            "Registry (LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE) or Container Registry (gcr.io/PROJECT/IMAGE); "
-            "push the image there and compile with KFP_DISTILL_IMAGE set to its name"
-        )
-        if has_project:
-            found.problems.append(where)
-        else:
-            found.notes.append(f"without a project nothing is served on Vertex AI; with one: {where}")
+    image = text["serving_container_image_uri"] or text["kfp_distill_image_uri"]
+    problem = serving_image_problem(image, ours=not text["serving_container_image_uri"]) if image else None
+    if problem:
+        refuse_with_project(problem, "nothing is served on Vertex AI")
+    if settings.get("deploy_model"):
+        for problem in _endpoint_problems(settings):
+            refuse_with_project(problem, "nothing is deployed")
     return found
+
+
+def serving_image_problem(image: str, ours: bool) -> str | None:
+    """Why Vertex AI cannot pull a serving image, or None when it can.
+
+    Args:
+        image: The image's name.
+        ours: Whether it is the kfp-distill image (named by KFP_DISTILL_IMAGE at compile time).
+    """
+    if VERTEX_PULLABLE_IMAGE.match(image):
+        return None
+    fix = (
+        "push the kfp-distill image there and compile with KFP_DISTILL_IMAGE set to its name"
+        if ours
+        else "push it there, or leave serving_container_image_uri empty to serve with the kfp-distill image"
+    )
+    return (
+        f"Vertex AI cannot pull the serving image '{image}': it pulls serving containers only from Artifact "
+        f"Registry (LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE) or Container Registry (gcr.io/PROJECT/IMAGE); "
+        f"{fix}"
+    )
+
+
+def _endpoint_problems(settings: Mapping[str, Any]) -> list[str]:
+    """What is wrong with the deploy settings (the endpoint's machine, replicas and traffic)."""
+    problems = []
+    machine_type = str(settings.get("deploy_machine_type") or "")
+    if not MACHINE_TYPE.match(machine_type):
+        problems.append(
+            f"deploy_machine_type '{machine_type}' is not a machine type; name one Vertex AI serves on, "
+            "e.g. n1-standard-2 (the default) or g2-standard-8"
+        )
+    minimum, maximum = settings.get("deploy_min_replica_count", 1), settings.get("deploy_max_replica_count", 1)
+    traffic = settings.get("deploy_traffic_percentage", 100)
+    if minimum < 1:
+        problems.append(f"deploy_min_replica_count is {minimum}; an endpoint runs at least 1 replica")
+    if maximum < minimum:
+        problems.append(f"deploy_max_replica_count is {maximum}, below deploy_min_replica_count ({minimum})")
+    if not 0 <= traffic <= 100:
+        problems.append(f"deploy_traffic_percentage is {traffic}; a share of the endpoint's traffic is 0 to 100")
+    return problems
 
 
 def check_before_spending(settings: Mapping[str, Any]) -> list[str]:

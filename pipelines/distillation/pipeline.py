@@ -4,9 +4,11 @@ from typing import NamedTuple
 
 from google_cloud_pipeline_components import _placeholders as google_cloud_placeholders
 from google_cloud_pipeline_components.v1.custom_job import create_custom_training_job_from_component
-from kfp import dsl
+from kfp import dsl, kubernetes
 
 from kfp_distill._implementation.models import DEFAULT_STUDENT, DEFAULT_TEACHER
+from kfp_distill._implementation.settings import IMAGE
+from kfp_distill._implementation.teacher_key import TEACHER_API_KEY_ENV
 from kfp_distill.components.deploy_model.component import deploy_model as deploy_model_component
 from kfp_distill.components.evaluate.component import evaluate
 from kfp_distill.components.generate_rationales.component import generate_rationales
@@ -27,6 +29,20 @@ tune_student_on_vertex_ai = create_custom_training_job_from_component(
     tune_student, display_name="kfp-distill-tune-student", **VERTEX_AI_GPU_MACHINE
 )
 tune_student_on_vertex_ai.component_spec.name = "tune-student-on-vertex-ai"
+
+# On Kubeflow the teacher's key comes from this field of a Kubernetes secret (its name a pipeline parameter).
+KUBERNETES_SECRET_KEY = "api_key"
+DEFAULT_KUBERNETES_SECRET = "kfp-distill-teacher-api-key"
+
+
+def _teacher_key_from_kubernetes_secret(task: dsl.PipelineTask, secret_name) -> None:
+    """Mounts the secret's `api_key` as the variable the teacher reads; optional, so a pod without it starts.
+
+    Only Kubeflow reads this (compiled/distillation-kubeflow.yaml); Vertex AI and kfp.local ignore it.
+    """
+    kubernetes.use_secret_as_env(
+        task, secret_name=secret_name, secret_key_to_env={KUBERNETES_SECRET_KEY: TEACHER_API_KEY_ENV}, optional=True
+    )
 
 
 @dsl.pipeline(
@@ -63,9 +79,12 @@ def distillation(
     teacher_probe_rows: int = 8,
     teacher_rationale_length: str = "concise",
     teacher_min_answered_fraction: float = 0.9,
+    teacher_api_key_secret: str = "",
+    teacher_api_key_kubernetes_secret: str = DEFAULT_KUBERNETES_SECRET,
     class_names: str = "",
     drop_contradicting_rationales: bool = False,
     registry_uri: str = "",
+    serving_container_image_uri: str = "",
     deploy_model: bool = True,
     deploy_machine_type: str = "n1-standard-2",
     deploy_min_replica_count: int = 1,
@@ -120,11 +139,21 @@ def distillation(
             `detailed` (as long as the task needs): what the teacher is asked to write.
         teacher_min_answered_fraction: A teacher step fails when a smaller share of its rows got a usable
             answer.
+        teacher_api_key_secret: A Secret Manager secret version (`projects/P/secrets/S/versions/latest`) holding an
+            OpenAI-compatible teacher's API key, read by the teacher steps at run time with the job's service
+            account (it needs roles/secretmanager.secretAccessor on the secret). The key itself is never a
+            parameter: parameters are recorded in the job. Empty: the key comes from the step's environment.
+        teacher_api_key_kubernetes_secret: On Kubeflow (compiled/distillation-kubeflow.yaml), the Kubernetes secret
+            in the run's namespace whose `api_key` becomes the teacher steps' KFP_DISTILL_TEACHER_API_KEY; a missing
+            secret leaves it unset. Vertex AI and kfp.local ignore it.
         class_names: Comma-separated classes of a classification task (the teacher's answer is held to them);
             empty: from the labels, else from the instruction in the inputs (`classes: [a, b]`).
         drop_contradicting_rationales: Leave out of the training data the labeled examples whose teacher
             answer contradicts the label (the evaluation step keeps them, to score the teacher fairly).
         registry_uri: An MLflow tracking URI; empty uses the embedded SQLite registry.
+        serving_container_image_uri: With a project, the container Vertex AI serves the distilled model with; it
+            must be in Artifact Registry (`LOCATION-docker.pkg.dev/...`) or Container Registry (`gcr.io/...`), which
+            validate-dataset checks first. Empty: the kfp-distill image (KFP_DISTILL_IMAGE when compiled).
         deploy_model: With a project, deploy the registered model to the Vertex AI endpoint of its display name
             (created, with encryption_spec_key_name, when there is none; found and reused when there is), served
             by the kfp-distill image (or serving_container_image_uri) as the pipeline job's service account.
@@ -151,6 +180,18 @@ def distillation(
         student_model_reference=student_model_reference,
         accelerator_type=accelerator_type,
         task_type=task_type,
+        project=project,
+        teacher_model_reference=teacher_model_reference,
+        teacher_api_key_secret=teacher_api_key_secret,
+        tensorboard_resource_id=tensorboard_resource_id,
+        serving_container_image_uri=serving_container_image_uri,
+        # A constant, not the component's default: a default is kept in the component's source, run without IMAGE.
+        kfp_distill_image_uri=IMAGE,
+        deploy_model=deploy_model,
+        deploy_machine_type=deploy_machine_type,
+        deploy_min_replica_count=deploy_min_replica_count,
+        deploy_max_replica_count=deploy_max_replica_count,
+        deploy_traffic_percentage=deploy_traffic_percentage,
     ).set_display_name("validate-dataset")
 
     # The teacher labels the training rows and answers the evaluation rows with the same prompt and cache.
@@ -172,12 +213,14 @@ def distillation(
         pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
         project=project,
         location=location,
+        teacher_api_key_secret=teacher_api_key_secret,
     )
     teaching = generate_rationales(
         dataset=validation.outputs["train_dataset"],
         drop_contradicting_rationales=drop_contradicting_rationales,
         **teacher_settings,
     ).set_display_name("generate-rationales")
+    _teacher_key_from_kubernetes_secret(teaching, teacher_api_key_kubernetes_secret)
 
     tuning_settings = dict(
         distilled_dataset=teaching.outputs["distilled_dataset"],
@@ -220,6 +263,7 @@ def distillation(
         teacher_on_evaluation = generate_rationales(
             dataset=validation.outputs["evaluation_dataset"], use_gold_labels=False, **teacher_settings
         ).set_display_name("teacher-on-evaluation-data")
+        _teacher_key_from_kubernetes_secret(teacher_on_evaluation, teacher_api_key_kubernetes_secret)
         evaluate(
             model=tuned_model,
             evaluation_dataset=validation.outputs["evaluation_dataset"],
@@ -236,6 +280,7 @@ def distillation(
         project=project,
         location=location,
         registry_uri=registry_uri,
+        serving_container_image_uri=serving_container_image_uri,
         encryption_spec_key_name=encryption_spec_key_name,
         tensorboard_logs=training_logs,
         tensorboard_resource_id=tensorboard_resource_id,
