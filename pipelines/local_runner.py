@@ -4,7 +4,9 @@ The distillation pipeline tunes in one of two branches (in-process, or a Vertex 
 model that the branch which ran produced to evaluate and upload-model through `dsl.OneOf`. Vertex AI and
 Kubeflow resolve that; kfp.local 2.17.3 resolves a `dsl.OneOf` of parameters but stops at one of artifacts
 ("Expected 1 artifact in ArtifactSelectorSpec. Got: 2"), whichever runner runs the tasks. `init_local_runner`
-teaches it the artifact case, the same way it already handles parameters, and then calls `kfp.local.init`.
+teaches it the artifact case, the same way it already handles parameters, and the pipeline job's service
+account placeholder, which deploy-model is given and kfp.local does not know (an IndexError in every run), as
+empty: no service account, as on a machine without Google Cloud. Then it calls `kfp.local.init`.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from google_cloud_pipeline_components import _placeholders as google_cloud_placeholders
 from kfp import local
-from kfp.local import io
+from kfp.local import io, placeholder_utils
 from kfp.local.orchestrator.orchestrator_utils import OrchestratorUtils
 from kfp.pipeline_spec import pipeline_spec_pb2
 
@@ -39,10 +42,19 @@ def _dag_output_artifacts(
     return outputs
 
 
+_KFP_RESOLVE_PLACEHOLDER = placeholder_utils.resolve_individual_placeholder
+
+
+def _resolve_placeholder(element: str, *args, **kwargs) -> str:
+    """kfp.local's placeholder resolution, with the pipeline job's service account resolved to empty."""
+    element = element.replace(google_cloud_placeholders.SERVICE_ACCOUNT_PLACEHOLDER, "")
+    return _KFP_RESOLVE_PLACEHOLDER(element, *args, **kwargs)
+
+
 def init_local_runner(
     pipeline_root: str | Path, runner: local.SubprocessRunner | local.DockerRunner | None = None
 ) -> None:
-    """Initializes kfp.local to run our pipelines, `dsl.OneOf` artifacts included.
+    """Initializes kfp.local to run our pipelines, `dsl.OneOf` artifacts and the service account included.
 
     Args:
         pipeline_root: Where each run's task outputs are written (one folder per run, one per task).
@@ -52,4 +64,5 @@ def init_local_runner(
             registry a task is given must lie under it.
     """
     OrchestratorUtils.get_dag_output_artifacts = classmethod(_dag_output_artifacts)
+    placeholder_utils.resolve_individual_placeholder = _resolve_placeholder
     local.init(runner=runner or local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))

@@ -28,6 +28,20 @@ def test_compiled_pipeline_and_components_are_fresh(tmp_path):
     assert not stale, f"compiled/ is stale ({', '.join(stale)}): run `make compile`"
 
 
+def test_each_tasks_program_loads_as_its_executor_loads_it():
+    # The executor runs a component's own source alone (after kfp's imports): a default naming a module-level
+    # constant (`= IMAGE`) is a NameError in every run of that task, found only when the pipeline runs.
+    executors = yaml.safe_load(COMPILED.read_text())["deploymentSpec"]["executors"]
+    programs = {
+        name: executor["container"]["command"][-1]
+        for name, executor in executors.items()
+        if "ephemeral_component" in " ".join(executor["container"].get("command", []))
+    }
+    assert {"exec-validate-dataset", "exec-upload-model", "exec-deploy-model"} <= set(programs)
+    for name, program in programs.items():
+        exec(compile(program, f"ephemeral_component ({name})", "exec"), {})
+
+
 def _pipeline_inputs() -> dict:
     spec = yaml.safe_load(COMPILED.read_text())
     return spec["root"]["inputDefinitions"]["parameters"]
@@ -312,3 +326,23 @@ def test_the_model_is_deployed_after_upload_and_both_resource_names_are_pipeline
         "deploy_model": True, "deploy_machine_type": "n1-standard-2", "deploy_min_replica_count": 1,
         "deploy_max_replica_count": 1, "deploy_traffic_percentage": 100,
     }
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def _echo(text: str) -> str:
+    return text
+
+
+@dsl.pipeline
+def _with_the_service_account() -> str:
+    from google_cloud_pipeline_components import _placeholders as google_cloud_placeholders
+
+    return _echo(text=google_cloud_placeholders.SERVICE_ACCOUNT_PLACEHOLDER).output
+
+
+def test_the_local_runner_gives_the_pipeline_service_account_as_empty(tmp_path):
+    # deploy-model is given the job's service account; locally there is none (kfp.local 2.17.3 crashed on it).
+    from kfp_distill.pipelines.local_runner import init_local_runner
+
+    init_local_runner(tmp_path)
+    assert _with_the_service_account().output == ""

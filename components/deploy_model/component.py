@@ -40,6 +40,9 @@ def deploy_model(
 
     outputs = namedtuple("Outputs", ["endpoint_resource_name"])
     if not project:
+        # Imported here: the task runs this function's source alone, without the module's names.
+        from kfp_distill._implementation.settings import IMAGE
+
         print(f"no project: nothing deployed. Serve the model with `kfp-distill serve {model_resource_name}` "
               f"(OpenAI-compatible and Vertex AI prediction routes), here or in the image {IMAGE}")
         return outputs("")

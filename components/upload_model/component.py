@@ -21,7 +21,7 @@ def upload_model(
     tensorboard_logs: Input[Artifact] = None,
     tensorboard_resource_id: str = "",
     pipeline_job_name: str = "",
-    kfp_distill_image_uri: str = IMAGE,
+    kfp_distill_image_uri: str = "",
 ) -> NamedTuple("Outputs", [("model_resource_name", str)]):
     """Registers the tuned student: in the Vertex AI Model Registry with a project, else in MLflow's; with a
     project and a Vertex AI TensorBoard, copies the tuning scalars there too.
@@ -41,8 +41,9 @@ def upload_model(
             `projects/P/locations/L/tensorboards/ID`, or the bare ID of one in project and the job's region.
         pipeline_job_name: The pipeline job's name, the TensorBoard experiment's; empty: model_display_name (or
             `kfp-distill` when that is empty too).
-        kfp_distill_image_uri: Our image, the serving container by default: KFP_DISTILL_IMAGE when this component
-            was compiled (the image it runs in). Vertex AI pulls it only from Artifact Registry or Container
+        kfp_distill_image_uri: Our image, the serving container by default: the pipeline passes KFP_DISTILL_IMAGE
+            as it was when compiled (the image the steps run in); empty: KFP_DISTILL_IMAGE in this task's
+            environment, else the default name. Vertex AI pulls it only from Artifact Registry or Container
             Registry, which is checked before the upload.
 
     Returns:
@@ -77,7 +78,8 @@ def upload_model(
                 staging_bucket=staging_bucket,
                 encryption_spec_key_name=encryption_spec_key_name,
                 serving_container_image_uri=serving_container_image_uri,
-                kfp_distill_image_uri=kfp_distill_image_uri,
+                # A default here would be kept in this function's source, which its task runs without IMAGE.
+                **({"kfp_distill_image_uri": kfp_distill_image_uri} if kfp_distill_image_uri else {}),
             )
         )
 

@@ -281,6 +281,7 @@ def distillation(
         location=location,
         registry_uri=registry_uri,
         serving_container_image_uri=serving_container_image_uri,
+        kfp_distill_image_uri=IMAGE,
         encryption_spec_key_name=encryption_spec_key_name,
         tensorboard_logs=training_logs,
         tensorboard_resource_id=tensorboard_resource_id,
