@@ -20,8 +20,8 @@ CONTRACT = ROOT.parent / "shared" / "CONTRACT.md"
 def test_compiled_pipeline_and_components_are_fresh(tmp_path):
     written = compile_all(tmp_path)
     fresh = {path.relative_to(tmp_path) for path in written}
-    assert {Path("distillation.yaml"), Path("distillation-kubeflow.yaml"), Path("components/tune_student.yaml")} <= fresh
-    assert len(fresh) == 7, "the pipeline for Vertex AI and kfp.local, the same for Kubeflow, and the five components"
+    assert {Path("distillation.yaml"), Path("distillation-kubeflow.yaml"), Path("components/deploy_model.yaml")} <= fresh
+    assert len(fresh) == 8, "the pipeline for Vertex AI and kfp.local, the same for Kubeflow, and the six components"
     committed = {path.relative_to(COMPILED.parent) for path in COMPILED.parent.rglob("*.yaml")}
     assert committed == fresh, "compiled/ holds other files than compile_all writes: run `make compile`"
     stale = [str(name) for name in sorted(fresh) if (tmp_path / name).read_text() != (COMPILED.parent / name).read_text()]

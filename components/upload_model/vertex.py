@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from kfp_distill import __version__
-from kfp_distill._implementation.preflight import VERTEX_PULLABLE_IMAGE
+from kfp_distill._implementation.preflight import serving_image_problem
 from kfp_distill._implementation.settings import IMAGE
 from kfp_distill.components.upload_model.registry import (
     DistilledModel,
@@ -116,18 +116,9 @@ def check_serving_image(image: str, ours: bool) -> None:
     Raises:
         ValueError: Naming the image, where Vertex AI pulls from, and (for ours) KFP_DISTILL_IMAGE.
     """
-    if VERTEX_PULLABLE_IMAGE.match(image):
-        return
-    fix = (
-        "push the kfp-distill image there and compile with KFP_DISTILL_IMAGE set to its name"
-        if ours
-        else "push it there, or leave serving_container_image_uri empty to serve with the kfp-distill image"
-    )
-    raise ValueError(
-        f"Vertex AI cannot pull the serving image '{image}': it pulls serving containers only from Artifact "
-        f"Registry (LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE) or Container Registry (gcr.io/PROJECT/IMAGE); "
-        f"{fix}"
-    )
+    problem = serving_image_problem(image, ours)
+    if problem:
+        raise ValueError(problem)
 
 
 def quoted(text: str) -> str:

@@ -144,6 +144,7 @@ def test_component_uploads_the_scalars_to_a_tensorboard_in_the_jobs_region(
         model=model, model_display_name="tiny", project="test-project", location="us-central1",
         tensorboard_logs=SimpleNamespace(path=str(log_dir)), tensorboard_resource_id="777",
         pipeline_job_name="distillation-20261128051600",
+        kfp_distill_image_uri="us-central1-docker.pkg.dev/test-project/kfp/kfp-distill:0.1.0",  # one Vertex AI pulls
     )
 
     assert outputs.model_resource_name == "projects/test-project/locations/us-central1/models/1000"
