@@ -6,7 +6,7 @@ model's regional endpoint, unless `aiplatform.init(...)` set others before: the 
 
 from __future__ import annotations
 
-from kfp_distill.components.upload_model.vertex import quoted
+from kfp_distill._implementation.vertex_filters import display_name_filter
 
 # The cheap default: one small CPU machine. Distilled students are small, and cheap serving is the point.
 DEFAULT_MACHINE_TYPE = "n1-standard-2"
@@ -43,7 +43,7 @@ def deploy_to_endpoint(
     model = aiplatform.Model(model_resource_name)
     project, location = model.project, model.location
     found = aiplatform.Endpoint.list(
-        filter=f'display_name="{quoted(model.display_name)}"',
+        filter=display_name_filter(model.display_name),
         order_by="create_time desc",
         project=project,
         location=location,

@@ -23,6 +23,7 @@ from typing import Any, Mapping
 from kfp_distill import __version__
 from kfp_distill._implementation.preflight import serving_image_problem
 from kfp_distill._implementation.settings import IMAGE
+from kfp_distill._implementation.vertex_filters import display_name_filter
 from kfp_distill.components.upload_model.registry import (
     DistilledModel,
     RegisteredModelInfo,
@@ -121,11 +122,6 @@ def check_serving_image(image: str, ours: bool) -> None:
         raise ValueError(problem)
 
 
-def quoted(text: str) -> str:
-    """`text` inside a double-quoted filter string."""
-    return text.replace("\\", "\\\\").replace('"', '\\"')
-
-
 def register_vertex_model(
     model_dir: str,
     display_name: str,
@@ -185,7 +181,7 @@ def register_vertex_model(
     display_name = display_name.strip()[:MAX_DISPLAY_NAME_LENGTH] or model_name("", student)
     location = location or None
     earlier = aiplatform.Model.list(
-        filter=f'display_name="{quoted(display_name)}" AND labels.{MARKER_LABEL}:*',
+        filter=f"{display_name_filter(display_name)} AND labels.{MARKER_LABEL}:*",
         order_by="create_time desc",
         project=project,
         location=location,
