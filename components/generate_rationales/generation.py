@@ -478,7 +478,7 @@ def _self_made_demonstrations(
         left = [row for row in left if row not in chosen]
         made = _agreed_demonstrations(chosen, asking, report)
         agreed += made
-        labels = {asking.profile.canonical(demonstration.output_text) for _, demonstration in agreed}
+        labels = {demonstration.output_text for _, demonstration in agreed}  # canonical already
         if not classes or not made or not left or labels >= set(classes):
             break
     demonstrations, per_label = [], collections.Counter()
