@@ -21,8 +21,7 @@ from pathlib import Path
 from kfp import compiler, components, dsl
 from kfp.dsl import Dataset, Input, Output
 
-from kfp_distill._implementation.models import DEFAULT_STUDENT
-from kfp_distill._implementation.settings import IMAGE
+from kfp_distill import DEFAULT_STUDENT, IMAGE
 from kfp_distill.components.generate_rationales.component import generate_rationales
 from kfp_distill.components.validate_dataset.component import validate_dataset
 

@@ -6,9 +6,7 @@ from google_cloud_pipeline_components import _placeholders as google_cloud_place
 from google_cloud_pipeline_components.v1.custom_job import create_custom_training_job_from_component
 from kfp import dsl, kubernetes
 
-from kfp_distill._implementation.models import DEFAULT_STUDENT, DEFAULT_TEACHER
-from kfp_distill._implementation.settings import IMAGE
-from kfp_distill._implementation.teacher_key import TEACHER_API_KEY_ENV
+from kfp_distill import DEFAULT_STUDENT, DEFAULT_TEACHER, IMAGE, TEACHER_API_KEY_ENV
 from kfp_distill.components.deploy_model.component import deploy_model as deploy_model_component
 from kfp_distill.components.evaluate.component import evaluate
 from kfp_distill.components.generate_rationales.component import generate_rationales
