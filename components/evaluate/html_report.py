@@ -10,9 +10,9 @@ import base64
 import html
 import io
 
-from kfp_distill.components.evaluate.evaluation import MODEL_TITLES, EvaluationResult, ModelResult
-from kfp_distill.components.evaluate.task_metrics import EXAMPLE_SCORE_TITLES, METRIC_TITLES, METRICS_BY_TASK
-from kfp_distill.components.evaluate.training_curves import LOSS_TAGS, TOKEN_ACCURACY_TAGS, Curve
+from .results import MODEL_TITLES, EvaluationResult, ModelResult
+from .task_metrics import EXAMPLE_SCORE_TITLES, METRIC_TITLES, METRICS_BY_TASK
+from .training_curves import LOSS_TAGS, TOKEN_ACCURACY_TAGS, Curve
 
 _TEXT_CHARS = 1000
 _COLORS = {"teacher": "#4c72b0", "untuned_student": "#999999", "distilled_student": "#dd8452"}
