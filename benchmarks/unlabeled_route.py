@@ -221,7 +221,9 @@ def table(results: list[TaskResult]) -> str:
             f"- {result.task}, {result.rationale_length} rationales: usable answers {result.usable_share:.1%} (target {USABLE_TARGET:.0%}: {usable}); "
             f"distilled student at {result.student_share:.0%} of the teacher's accuracy (target "
             f"{STUDENT_SHARE_TARGET:.0%}: {share}); {result.restating_rationales} rationales only restate their "
-            f"answer; few-shot: {result.self_made_demonstrations}; classes: {result.class_source}."
+            f"answer; few-shot: {result.self_made_demonstrations}"
+            # Multiple choice has no class list: each row lists its own options.
+            + (f"; classes: {result.class_source}." if result.class_source else ".")
         )
     return "\n".join(lines)
 

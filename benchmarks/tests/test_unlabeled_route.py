@@ -51,6 +51,12 @@ def test_table_checks_the_targets():
     assert "cqa, concise rationales: usable answers 90.0% (target 95%: missed); distilled student at 95%" in text
 
 
+def test_a_task_without_a_class_list_gets_no_classes_clause():
+    # Multiple choice: each row lists its own options, so the teacher's report has no "Classes" line.
+    text = route.table([_result(task="cqa", class_source="")])
+    assert "classes:" not in text and text.rstrip().endswith("made by the teacher.")
+
+
 def test_readme_table_goes_between_the_markers(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("before\n<!-- unlabeled-route -->\nold\n<!-- /unlabeled-route -->\nafter\n")
