@@ -1,0 +1,118 @@
+"""Parameters are documented once, in the component docstrings; the READMEs' input lists are made from them.
+
+Each component README holds its inputs between `<!-- inputs -->` and `<!-- /inputs -->`: name, type and
+default from the component's signature, the description from its docstring's Args (as KFP reads it into the
+compiled YAML). A test fails when a list is stale; rewrite them all with
+
+    .venv/bin/python tests/test_parameter_docs.py
+
+The top README's contract names the pipeline's parameters in prose: a test checks the names and defaults it
+gives against the pipeline's signature.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import textwrap
+import typing
+from pathlib import Path
+
+from kfp_distill.compiling import COMPONENTS
+from kfp_distill.pipelines.distillation.pipeline import distillation
+
+ROOT = Path(__file__).resolve().parent.parent
+START, END = "<!-- inputs -->", "<!-- /inputs -->"
+WIDTH = 116
+
+
+def _type_name(annotation) -> str:
+    """`str`, `int`, ... for a parameter; the artifact class's name for an `Input[...]`."""
+    return typing.get_args(annotation)[0].__name__ if typing.get_args(annotation) else annotation.__name__
+
+
+def _default(value) -> str:
+    """A default as the READMEs show it: `true`, `""`, `auto`, `0.7`."""
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    return f"`{value}`" if value != "" else '`""`'
+
+
+def inputs_markdown(component) -> str:
+    """The component's inputs as a Markdown list, one wrapped item each: `name` (type, default): description."""
+    parameters = inspect.signature(component.python_func).parameters
+    items = []
+    for name, spec in component.component_spec.inputs.items():
+        parameter = parameters[name]
+        facts = [_type_name(parameter.annotation)]
+        if parameter.default is None:
+            facts.append("optional")
+        elif parameter.default is not inspect.Parameter.empty:
+            facts.append(f"default {_default(parameter.default)}")
+        item = f"- `{name}` ({', '.join(facts)}): {' '.join((spec.description or '').split())}"
+        items += textwrap.wrap(item, WIDTH, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
+    return "\n".join(items)
+
+
+def readme_path(file_name: str) -> Path:
+    """The README of the component compiled to `file_name` (`compiled/components/<folder>.yaml`)."""
+    return ROOT / "components" / Path(file_name).stem / "README.md"
+
+
+def with_inputs(readme: str, component) -> str:
+    """The README text with its inputs list made afresh from the component."""
+    before, start, rest = readme.partition(START)
+    _, end, after = rest.partition(END)
+    if not (start and end):
+        raise ValueError(f"{component.name}'s README has no {START} ... {END} list")
+    return f"{before}{START}\n{inputs_markdown(component)}\n{END}{after}"
+
+
+def write_readmes() -> None:
+    """Rewrites every component README's inputs list from the component."""
+    for file_name, component in COMPONENTS.items():
+        path = readme_path(file_name)
+        path.write_text(with_inputs(path.read_text(), component))
+
+
+def test_every_input_has_a_docstring_description():
+    missing = [
+        f"{component.name}: {name}"
+        for component in COMPONENTS.values()
+        for name, spec in component.component_spec.inputs.items()
+        if not spec.description
+    ]
+    assert not missing, f"inputs the component docstrings' Args do not describe: {missing}"
+
+
+def test_component_readmes_list_their_inputs_as_the_docstrings_describe_them():
+    stale = []
+    for file_name, component in COMPONENTS.items():
+        readme = readme_path(file_name).read_text()
+        if with_inputs(readme, component) != readme:
+            stale.append(str(readme_path(file_name).relative_to(ROOT)))
+    assert not stale, f"input lists out of date in {', '.join(stale)}: run .venv/bin/python {__file__}"
+
+
+def _contract_parameters() -> str:
+    readme = (ROOT / "README.md").read_text()
+    contract = readme[readme.index("## The contract") :]
+    return contract[contract.index("Parameters:") : contract.index("TensorBoard scalars:")]
+
+
+def test_the_contract_names_the_pipeline_parameters_with_their_defaults():
+    parameters = inspect.signature(distillation.pipeline_func).parameters
+    text = _contract_parameters()
+    stated_defaults = re.findall(r"`(\w+)`\s+\(`?([^`),]+)`?\)", text)
+    named = set(re.findall(r"`(\w+)`", text)) - {stated for _, stated in stated_defaults}
+    assert named <= set(parameters), f"the contract names parameters the pipeline lacks: {named - set(parameters)}"
+    # `teacher_*` stands for every teacher setting.
+    unnamed = {name for name in parameters if name not in named and not name.startswith("teacher_")}
+    assert not unnamed, f"the contract does not name {sorted(unnamed)}"
+    for name, stated in stated_defaults:
+        default = parameters[name].default
+        assert _default(default).strip("`") == stated, f"the contract gives {name} the default {stated}: {default!r}"
+
+
+if __name__ == "__main__":
+    write_readmes()
