@@ -83,37 +83,35 @@ def generate_rationales(
     """
     from kfp_distill._implementation.teacher_key import teacher_api_key_from_secret
     from kfp_distill.components.generate_rationales.cache import local_cache_file, resolve_cache_uri
+    from kfp_distill.components.generate_rationales.config import GenerationConfig
     from kfp_distill.components.generate_rationales.generation import generate_rationales as generate
 
+    config = GenerationConfig(
+        teacher_model_reference=teacher_model_reference,
+        use_gold_labels=use_gold_labels,
+        prompt_template=prompt_template,
+        few_shot_uri=few_shot_uri,
+        max_new_tokens=max_new_tokens,
+        task_type=task_type,
+        self_consistency_samples=self_consistency_samples,
+        self_consistency_temperature=self_consistency_temperature,
+        drop_contradicting_rationales=drop_contradicting_rationales,
+        max_concurrency=max_concurrency,
+        requests_per_minute=requests_per_minute,
+        tokens_per_minute=tokens_per_minute,
+        max_total_tokens=max_total_tokens,
+        min_answered_fraction=min_answered_fraction,
+        project=project,
+        location=location,
+        answer_format=answer_format,
+        class_names=tuple(name for name in class_names.split(",") if name.strip()),
+        probe_rows=probe_rows,
+        rationale_length=rationale_length,
+    )
     with (
         teacher_api_key_from_secret(teacher_api_key_secret),
         local_cache_file(resolve_cache_uri(cache_uri, pipeline_root, teacher_model_reference)) as cache_path,
     ):
-        result = generate(
-            dataset_path=dataset.path,
-            output_path=distilled_dataset.path,
-            report_path=report.path,
-            teacher_model_reference=teacher_model_reference,
-            use_gold_labels=use_gold_labels,
-            prompt_template=prompt_template,
-            few_shot_uri=few_shot_uri,
-            max_new_tokens=max_new_tokens,
-            task_type=task_type,
-            self_consistency_samples=self_consistency_samples,
-            self_consistency_temperature=self_consistency_temperature,
-            drop_contradicting_rationales=drop_contradicting_rationales,
-            cache_path=cache_path,
-            max_concurrency=max_concurrency,
-            requests_per_minute=requests_per_minute,
-            tokens_per_minute=tokens_per_minute,
-            max_total_tokens=max_total_tokens,
-            min_answered_fraction=min_answered_fraction,
-            project=project,
-            location=location,
-            answer_format=answer_format,
-            class_names=[name for name in class_names.split(",") if name.strip()],
-            probe_rows=probe_rows,
-            rationale_length=rationale_length,
-        )
+        result = generate(dataset.path, distilled_dataset.path, report.path, config, cache_path=cache_path)
     for name, value in result.metrics().items():
         metrics.log_metric(name, value)

@@ -9,7 +9,6 @@ import random
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
 from tqdm.auto import tqdm
 
@@ -30,6 +29,7 @@ from .asking import NOT_ASKED_BUDGET, Answer, RowTally, Teacher, TeacherUnavaila
 from .backends import PrecomputedBackend, backend_for
 from .backends.base import Completion, DecodingSettings
 from .cache import AnswerCache
+from .config import SELF_CONSISTENCY_TEMPERATURE, GenerationConfig
 from .pricing import estimated_cost_usd
 from .prompts import (
     CONCISE,
@@ -38,7 +38,6 @@ from .prompts import (
     Mode,
     build_messages,
     load_demonstrations,
-    validate_rationale_length,
     validate_template,
 )
 from .rate_limit import RateLimiter
@@ -58,8 +57,6 @@ DRAWN_DEMONSTRATIONS = 4
 DEMONSTRATION_SEED = 0
 SNIPPET_CHARS = 160
 PROBLEMS_SHOWN = 20
-# Self-consistency samples are drawn at this temperature unless told otherwise (Wang et al. 2023 use 0.5-0.7).
-SELF_CONSISTENCY_TEMPERATURE = 0.7
 # Without labels or a few-shot file the teacher makes its own demonstrations: it answers this many rows
 # this many times each, and keeps the rows whose samples all agree; up to this many draws, while a known
 # class has no demonstration.
@@ -565,35 +562,13 @@ def generate_rationales(
     dataset_path: str | os.PathLike,
     output_path: str | os.PathLike,
     report_path: str | os.PathLike,
-    teacher_model_reference: str,
-    use_gold_labels: bool = True,
-    prompt_template: str = "",
-    few_shot_uri: str = "",
-    max_new_tokens: int = 256,
-    temperature: float = 0.0,
-    task_type: str = "auto",
-    self_consistency_samples: int = 1,
-    self_consistency_temperature: float = SELF_CONSISTENCY_TEMPERATURE,
-    drop_contradicting_rationales: bool = False,
+    config: GenerationConfig,
     cache_path: str | os.PathLike | None = None,
-    max_concurrency: int = 8,
-    requests_per_minute: int = 0,
-    tokens_per_minute: int = 0,
-    max_total_tokens: int = 0,
-    min_answered_fraction: float = 0.9,
-    request_timeout_s: float = 600.0,
-    max_attempts: int = 6,
-    project: str = "",
-    location: str = "",
-    answer_format: str = "auto",
-    class_names: Sequence[str] = (),
-    probe_rows: int = 8,
-    rationale_length: str = CONCISE,
 ) -> GenerationReport:
     """Asks the teacher for a rationale (and a label where missing) for every row, and writes them out.
 
-    Rows with a label are explained (EXPLAIN mode) when `use_gold_labels`, else the teacher answers them
-    without seeing the label (PREDICT mode: the evaluation set). Every answer is cached durably as it
+    Rows with a label are explained (EXPLAIN mode) when `config.use_gold_labels`, else the teacher answers
+    them without seeing the label (PREDICT mode: the evaluation set). Every answer is cached durably as it
     arrives, so a re-run after a crash asks only what was not answered yet. Requests that fail with a rate
     limit, a server error, a timeout or a dropped connection are retried with exponential backoff and full
     jitter (or after the server's `Retry-After`).
@@ -602,53 +577,8 @@ def generate_rationales(
         dataset_path: Validated JSON Lines rows (`input_text`, `output_text` or null, optional `rationale`).
         output_path: Where the output rows go (JSON Lines; see the component README for the fields).
         report_path: Where the Markdown report goes.
-        teacher_model_reference: `precomputed`, `gemini-<...>` or `vertex:<model>` (Vertex AI),
-            `<base_url>#<model>` (OpenAI-compatible), `hf:<model>` (local Hugging Face model), or a GGUF
-            catalog name, path or URI (llama.cpp); see the component README.
-        use_gold_labels: Show the teacher the gold labels and ask it to explain them.
-        prompt_template: The user turn, with `{input_text}` (and `{output_text}`, explain mode only);
-            empty: the question as it is.
-        few_shot_uri: JSON Lines few-shot examples (`input_text`, `rationale`, `output_text`); empty: up to
-            4 labeled rows explained by the teacher, or zero-shot when no row has a label.
-        max_new_tokens: The most tokens the teacher writes per answer.
-        temperature: The teacher's sampling temperature (0: greedy).
-        task_type: `classification`, `extractive_qa`, `summarization`, `math` or `free_text`: picks the
-            teacher's system instruction and how answers are compared (with gold labels, and in votes);
-            `auto`: inferred from the rows (the report says which type and why).
-        self_consistency_samples: Answers sampled per row (k); above 1, each row is asked k times at
-            `self_consistency_temperature` with seeds 0..k-1 (each sample cached on its own), the majority
-            answer becomes the teacher label and the first sample that gave it supplies the rationale.
-            Tokens and cost count every sample.
-        self_consistency_temperature: The sampling temperature of those samples (above 0).
-        drop_contradicting_rationales: Leave out of the output the labeled rows whose teacher answer
-            contradicts the gold label (counted and listed in the report); False keeps them, flagged
-            `agrees_with_gold: false`. Meant for training data: on an evaluation set it would hide the
-            teacher's mistakes.
+        config: The teacher and how to ask it.
         cache_path: The SQLite answer cache; None: `teacher_answers.sqlite` under the kfp-distill cache.
-        max_concurrency: Requests in flight at once (HTTP endpoints; the embedded llama.cpp model asks one
-            at a time).
-        requests_per_minute: Client-side limit on requests started in any minute, retries included; 0: none.
-        tokens_per_minute: Client-side limit on prompt and completion tokens in any minute (a request counts
-            with an estimate until the server reports its usage); 0: none.
-        max_total_tokens: Stop asking once this run's requests used so many tokens (answers from the cache
-            are free); the rows left are reported "not asked: budget reached". 0: no cap.
-        min_answered_fraction: The step fails when a smaller share of the rows it asked about (rows left
-            out for the budget aside) got a usable answer; it stops as soon as that is certain.
-        request_timeout_s: Seconds one HTTP attempt may take.
-        max_attempts: Attempts per request, the first included.
-        project: The Google Cloud project of a Vertex AI teacher (`gemini-...`, `vertex:<model>`); required
-            for those, unused by the others.
-        location: The Vertex AI region of such a teacher; empty: the global endpoint.
-        answer_format: `json` (a rationale and an answer as fields of a JSON object, held to a JSON schema
-            where the backend supports it: llama.cpp, OpenAI-compatible servers, Gemini), `text` (a
-            rationale ending "The answer is <answer>."), or `auto`: `json` where the backend supports
-            structured output, else `text` (also when a server refuses it).
-        class_names: The classes of a classification task (a structured answer can only be one of them);
-            empty: from the labeled rows, else from the instruction in the inputs (`classes: [a, b]`).
-        probe_rows: Rows asked first (with all their samples); the run stops with a message showing what
-            the teacher said when fewer than half of them got a usable answer. 0: no probe.
-        rationale_length: `concise` (one or two sentences, as the paper's rationales are) or `detailed` (as
-            long as the task needs): what the teacher's instruction asks for.
 
     Returns:
         The report, also written to `report_path`.
@@ -660,44 +590,29 @@ def generate_rationales(
         NoUsableAnswersError: No row got a usable answer (outputs and report are written first).
         TeacherAnswersUnusableError: The probe's answers were mostly unusable (the rest was not asked).
     """
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    if temperature < 0:
-        raise ValueError(f"temperature must not be negative, got {temperature}")
-    if self_consistency_samples < 1:
-        raise ValueError(f"self_consistency_samples must be at least 1, got {self_consistency_samples}")
-    if self_consistency_samples > 1 and self_consistency_temperature <= 0:
-        raise ValueError(
-            "self-consistency needs varied samples: self_consistency_temperature must be above 0, "
-            f"got {self_consistency_temperature}"
-        )
-    if not 0.0 <= min_answered_fraction <= 1.0:
-        raise ValueError(f"min_answered_fraction must be between 0 and 1, got {min_answered_fraction}")
-    if probe_rows < 0:
-        raise ValueError(f"probe_rows must not be negative (0: no probe), got {probe_rows}")
-    validate_rationale_length(rationale_length)
     started = time.perf_counter()
     dataset_uri = str(dataset_path)
     rows = _read_rows(dataset_uri)
     profile = task_profile(
-        task_type, [row.input_text for row in rows], [row.gold_label for row in rows], class_names
+        config.task_type, [row.input_text for row in rows], [row.gold_label for row in rows], config.class_names
     )
-    backend = backend_for(teacher_model_reference, request_timeout_s, project, location)
+    backend = backend_for(config.teacher_model_reference, config.request_timeout_s, config.project, config.location)
     report = GenerationReport(
         dataset_uri=dataset_uri,
         teacher=backend.identity,
         rows=len(rows),
-        max_total_tokens=max_total_tokens,
-        min_answered_fraction=min_answered_fraction,
+        max_total_tokens=config.max_total_tokens,
+        min_answered_fraction=config.min_answered_fraction,
         task_type=profile.task_type,
         task_type_reason=profile.reason,
         class_source=profile.class_source,
         classes=profile.classes,
-        drop_contradicting_rationales=drop_contradicting_rationales,
-        rationale_length=rationale_length,
+        drop_contradicting_rationales=config.drop_contradicting_rationales,
+        rationale_length=config.rationale_length,
     )
     modes = {
-        row.line: Mode.EXPLAIN if row.gold_label is not None and use_gold_labels else Mode.PREDICT for row in rows
+        row.line: Mode.EXPLAIN if row.gold_label is not None and config.use_gold_labels else Mode.PREDICT
+        for row in rows
     }
     report.explained = sum(mode is Mode.EXPLAIN for mode in modes.values())
     report.predicted = len(rows) - report.explained
@@ -706,27 +621,27 @@ def generate_rationales(
         report.few_shot_source = "none (the rationales come with the dataset)"
         answers = [[Answer(backend.completion_for(row.raw, row.line, dataset_uri), 0.0)] for row in rows]
     else:
-        template = prompt_template or DEFAULT_TEMPLATE
+        template = config.prompt_template or DEFAULT_TEMPLATE
         validate_template(template, modes.values())
-        file_demonstrations = load_demonstrations(few_shot_uri) if few_shot_uri else None
-        report.answer_format = resolve_answer_format(answer_format, backend.supports_structured_output)
-        settings = DecodingSettings(max_new_tokens=max_new_tokens, temperature=temperature)
-        if self_consistency_samples > 1:
-            report.self_consistency_samples = self_consistency_samples
-            report.self_consistency_temperature = self_consistency_temperature
-        rate_limiter = RateLimiter(requests_per_minute, tokens_per_minute)
+        file_demonstrations = load_demonstrations(config.few_shot_uri) if config.few_shot_uri else None
+        report.answer_format = resolve_answer_format(config.answer_format, backend.supports_structured_output)
+        settings = DecodingSettings(max_new_tokens=config.max_new_tokens, temperature=config.temperature)
+        if config.self_consistency_samples > 1:
+            report.self_consistency_samples = config.self_consistency_samples
+            report.self_consistency_temperature = config.self_consistency_temperature
+        rate_limiter = RateLimiter(config.requests_per_minute, config.tokens_per_minute)
         with (
             AnswerCache(cache_path or cache_root() / "teacher_answers.sqlite") as cache,
-            tqdm(total=len(rows) * self_consistency_samples, desc="teacher", unit="answer") as progress,
+            tqdm(total=len(rows) * config.self_consistency_samples, desc="teacher", unit="answer") as progress,
         ):
             teacher = Teacher(
                 backend,
                 cache,
                 settings,
-                max_concurrency=max_concurrency,
-                retry_policy=RetryPolicy(max_attempts=max_attempts),
+                max_concurrency=config.max_concurrency,
+                retry_policy=RetryPolicy(max_attempts=config.max_attempts),
                 rate_limiter=rate_limiter if rate_limiter.limits_anything else None,
-                max_total_tokens=max_total_tokens,
+                max_total_tokens=config.max_total_tokens,
                 progress=progress,
             )
             ask = functools.partial(
@@ -734,18 +649,15 @@ def generate_rationales(
                 rows,
                 modes,
                 report,
-                few_shot=(few_shot_uri, file_demonstrations),
-                probe_rows=probe_rows,
-                min_answered_fraction=min_answered_fraction,
-                samples=self_consistency_samples,
-                sample_temperature=self_consistency_temperature,
+                config=config,
+                file_demonstrations=file_demonstrations,
                 written_to=(output_path, report_path),
             )
-            asking = _Asking(teacher, template, profile, report.answer_format, settings, rationale_length)
+            asking = _Asking(teacher, template, profile, report.answer_format, settings, config.rationale_length)
             try:
                 answers = ask(asking=asking)
             except _StructuredOutputRefused as refused:
-                if answer_format.strip().lower() != "auto":
+                if config.answer_format.strip().lower() != "auto":
                     raise TeacherAnswersUnusableError(
                         f"answer_format='json', but {refused}; use answer_format='auto' or 'text' with this server"
                     ) from None
@@ -765,10 +677,10 @@ def generate_rationales(
             f"{len(report.not_asked)} not asked, {len(report.dropped_contradicting)} dropped for contradicting "
             f"the gold label); see {report_path}"
         )
-    if report.answered_fraction is not None and report.answered_fraction < min_answered_fraction:
+    if report.answered_fraction is not None and report.answered_fraction < config.min_answered_fraction:
         raise TeacherUnavailableError(
             f"only {report.answered_fraction:.1%} of the rows asked got a usable answer ({report.answered} of "
-            f"{report.rows - len(report.not_asked)}), below min_answered_fraction={min_answered_fraction}; "
+            f"{report.rows - len(report.not_asked)}), below min_answered_fraction={config.min_answered_fraction}; "
             f"see {report_path}; the answers are kept in the cache"
         )
     return report
@@ -783,11 +695,8 @@ def _ask_every_row(
     modes: dict[int, Mode],
     report: GenerationReport,
     asking: _Asking,
-    few_shot: tuple[str, list[Demonstration] | None],
-    probe_rows: int,
-    min_answered_fraction: float,
-    samples: int,
-    sample_temperature: float,
+    config: GenerationConfig,
+    file_demonstrations: list[Demonstration] | None,
     written_to: tuple,
 ) -> list[list[Answer | Unanswered]]:
     """Every row's answers (one per self-consistency sample): demonstrations first, then the probe rows,
@@ -797,7 +706,8 @@ def _ask_every_row(
         _StructuredOutputRefused: The server takes no JSON schema (nothing was answered in that format).
         TeacherAnswersUnusableError: Too few probe rows got a usable answer (report and outputs written).
     """
-    demonstrations = _demonstrations(rows, asking, *few_shot, report)
+    demonstrations = _demonstrations(rows, asking, config.few_shot_uri, file_demonstrations, report)
+    samples = config.self_consistency_samples
     def refused() -> str | None:  # only a JSON run cares; the free-text retry after a refusal does not
         found = getattr(asking.teacher.backend, "structured_output_refused", None)
         return found if asking.answer_format == JSON else None
@@ -808,12 +718,12 @@ def _ask_every_row(
         shots = [example for line, example in demonstrations if line != row.line]
         messages = asking.messages(row, mode, row.gold_label if mode is Mode.EXPLAIN else None, shots)
         for seed in range(samples):  # a row's samples differ in their seed
-            changes = {"temperature": sample_temperature, "seed": seed} if samples > 1 else {}
+            changes = {"temperature": config.self_consistency_temperature, "seed": seed} if samples > 1 else {}
             conversations.append(messages)
             settings.append(asking.settings_for(row, **changes))
             row_of.append(number)
     tally = RowTally(row_of, functools.partial(_is_usable, answer_format=asking.answer_format))
-    probed = min(probe_rows, len(rows)) * samples
+    probed = min(config.probe_rows, len(rows)) * samples
     answers = []
     if refused():  # found out while making the demonstrations
         raise _StructuredOutputRefused(refused())
@@ -826,7 +736,7 @@ def _ask_every_row(
         _check_probe(rows, probed // samples, answers, modes, asking, report, *written_to)
     try:
         answers += asking.teacher.ask_all(
-            conversations[probed:], min_answered_fraction, settings[probed:], row_of[probed:], tally
+            conversations[probed:], config.min_answered_fraction, settings[probed:], row_of[probed:], tally
         )
     finally:
         if refused():

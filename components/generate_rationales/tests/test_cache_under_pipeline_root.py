@@ -198,13 +198,15 @@ fsspec.register_implementation("jittery", JitteryMemoryFileSystem, clobber=True)
 
 def teacher_step(server, tmp_path, name, rows, uri, use_gold_labels):
     """One teacher step as the component runs it: a local copy of the remote cache around generation."""
+    from kfp_distill.components.generate_rationales.config import GenerationConfig
     from kfp_distill.components.generate_rationales.generation import generate_rationales
 
     write_jsonl(tmp_path / f"{name}.jsonl", rows)
+    config = GenerationConfig(f"{server.base_url}#stub", use_gold_labels=use_gold_labels, max_concurrency=2)
     with local_cache_file(uri, sync_interval_s=0.01) as cache_path:
         generate_rationales(
-            tmp_path / f"{name}.jsonl", tmp_path / f"{name}-out.jsonl", tmp_path / f"{name}.md",
-            f"{server.base_url}#stub", use_gold_labels=use_gold_labels, cache_path=cache_path, max_concurrency=2,
+            tmp_path / f"{name}.jsonl", tmp_path / f"{name}-out.jsonl", tmp_path / f"{name}.md", config,
+            cache_path=cache_path,
         )
 
 

@@ -15,6 +15,7 @@ from kfp_distill.components.generate_rationales.backends.base import (
 )
 from kfp_distill.components.generate_rationales.backends.openai_compatible import OpenAICompatibleBackend
 from kfp_distill.components.generate_rationales.cache import AnswerCache
+from kfp_distill.components.generate_rationales.config import GenerationConfig
 from kfp_distill.components.generate_rationales.generation import generate_rationales
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
@@ -27,8 +28,9 @@ def run(server, tmp_path, rows, model="stub-model", **options):
     write_jsonl(tmp_path / "data.jsonl", rows)
     write_jsonl(tmp_path / "shots.jsonl", SHOTS)
     report = generate_rationales(
-        tmp_path / "data.jsonl", tmp_path / "out.jsonl", tmp_path / "report.md", f"{server.base_url}#{model}",
-        cache_path=tmp_path / "cache.sqlite", few_shot_uri=str(tmp_path / "shots.jsonl"), **options,
+        tmp_path / "data.jsonl", tmp_path / "out.jsonl", tmp_path / "report.md",
+        GenerationConfig(f"{server.base_url}#{model}", few_shot_uri=str(tmp_path / "shots.jsonl"), **options),
+        cache_path=tmp_path / "cache.sqlite",
     )
     return report, load_rows(tmp_path / "out.jsonl")
 

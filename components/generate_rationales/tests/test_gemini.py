@@ -14,6 +14,7 @@ from kfp_distill.components.generate_rationales.backends import backend_for
 from kfp_distill.components.generate_rationales.backends.base import DecodingSettings, TeacherRequestError
 from kfp_distill.components.generate_rationales.backends.gemini import GeminiBackend, RetiredModelError
 from kfp_distill.components.generate_rationales.cache import AnswerCache
+from kfp_distill.components.generate_rationales.config import GenerationConfig
 from kfp_distill.components.generate_rationales.generation import generate_rationales
 from kfp_distill.components.generate_rationales.retry import RetryPolicy
 
@@ -222,8 +223,9 @@ def test_generate_rationales_sends_to_the_pipelines_project_and_location(vertex,
     write_jsonl(tmp_path / "data.jsonl", [{"input_text": f"What is {n} + 7?", "output_text": None} for n in range(3)])
 
     report = generate_rationales(
-        tmp_path / "data.jsonl", tmp_path / "out.jsonl", tmp_path / "report.md", "vertex:gemini-2.5-pro",
-        cache_path=tmp_path / "cache.sqlite", project="pipeline-project", location="europe-west4",
+        tmp_path / "data.jsonl", tmp_path / "out.jsonl", tmp_path / "report.md",
+        GenerationConfig("vertex:gemini-2.5-pro", project="pipeline-project", location="europe-west4"),
+        cache_path=tmp_path / "cache.sqlite",
     )
 
     assert [row["teacher_label"] for row in load_rows(tmp_path / "out.jsonl")] == ["7", "8", "9"]

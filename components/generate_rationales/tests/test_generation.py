@@ -13,6 +13,7 @@ import pytest
 from kfp_distill._implementation.jsonl import DatasetError, load_rows, write_jsonl
 from kfp_distill.components.generate_rationales.backends import PrecomputedBackend, backend_for
 from kfp_distill.components.generate_rationales.backends.openai_compatible import OpenAICompatibleBackend
+from kfp_distill.components.generate_rationales.config import GenerationConfig
 from kfp_distill.components.generate_rationales.generation import (
     NoUsableAnswersError,
     TeacherUnavailableError,
@@ -37,13 +38,13 @@ def write(path, rows):
 
 def run(server, tmp_path, rows, model="stub-model", **options):
     """Runs generation on `rows` against the stub; returns (report, output rows)."""
+    cache_path = options.pop("cache_path", tmp_path / "cache.sqlite")
     report = generate_rationales(
         dataset_path=write(tmp_path / "data.jsonl", rows),
         output_path=tmp_path / "out.jsonl",
         report_path=tmp_path / "report.md",
-        teacher_model_reference=f"{server.base_url}#{model}",
-        cache_path=options.pop("cache_path", tmp_path / "cache.sqlite"),
-        **options,
+        config=GenerationConfig(f"{server.base_url}#{model}", **options),
+        cache_path=cache_path,
     )
     return report, load_rows(tmp_path / "out.jsonl")
 
@@ -310,8 +311,8 @@ def test_precomputed_rationales_need_no_teacher(tmp_path):
         {"input_text": "What is 2 + 5?", "output_text": None, "rationale": "Seven. The answer is 7."},
     ]
     report = generate_rationales(
-        write(tmp_path / "data.jsonl", rows), tmp_path / "out.jsonl", tmp_path / "report.md", "precomputed",
-        cache_path=tmp_path / "cache.sqlite",
+        write(tmp_path / "data.jsonl", rows), tmp_path / "out.jsonl", tmp_path / "report.md",
+        GenerationConfig("precomputed"), cache_path=tmp_path / "cache.sqlite",
     )
     outputs = load_rows(tmp_path / "out.jsonl")
     assert [(o["output_text"], o["teacher_label"], o["rationale"], o["agrees_with_gold"]) for o in outputs] == [
@@ -323,7 +324,8 @@ def test_precomputed_rationales_need_no_teacher(tmp_path):
     rows[1].pop("rationale")
     with pytest.raises(DatasetError) as error:
         generate_rationales(
-            write(tmp_path / "data.jsonl", rows), tmp_path / "out.jsonl", tmp_path / "report.md", "precomputed"
+            write(tmp_path / "data.jsonl", rows), tmp_path / "out.jsonl", tmp_path / "report.md",
+            GenerationConfig("precomputed"),
         )
     assert (error.value.line, error.value.field) == (2, "rationale")
 
@@ -342,10 +344,12 @@ def test_backend_for_reads_the_reference():
 
 KILLED_RUN = """
 import sys
+from kfp_distill.components.generate_rationales.config import GenerationConfig
 from kfp_distill.components.generate_rationales.generation import generate_rationales
 generate_rationales(
-    sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], few_shot_uri=sys.argv[5], cache_path=sys.argv[6],
-    max_concurrency=int(sys.argv[7]),
+    sys.argv[1], sys.argv[2], sys.argv[3],
+    GenerationConfig(sys.argv[4], few_shot_uri=sys.argv[5], max_concurrency=int(sys.argv[7])),
+    cache_path=sys.argv[6],
 )
 """
 
@@ -389,7 +393,9 @@ def test_killed_run_resumes_asking_only_what_was_not_answered(stub, start_stub_s
     assert cached == answered_before_kill  # every answer that arrived was committed, none that did not
 
     asked_before = len(stub_server.requests)
-    report = generate_rationales(*arguments[:4], few_shot_uri=arguments[4], cache_path=arguments[5])
+    report = generate_rationales(
+        *arguments[:3], GenerationConfig(arguments[3], few_shot_uri=arguments[4]), cache_path=arguments[5]
+    )
     assert len(stub_server.requests) - asked_before == total - cached
     assert (report.requests, report.cache_hits, report.answered) == (total - cached, cached, total)
     assert cached_answers(tmp_path / "cache.sqlite") == total

@@ -5,6 +5,7 @@ import pytest
 
 from kfp_distill._implementation.jsonl import load_rows, write_jsonl
 from kfp_distill.components.generate_rationales.answer_format import MIN_RATIONALE_CHARS
+from kfp_distill.components.generate_rationales.config import GenerationConfig
 from kfp_distill.components.generate_rationales.generation import (
     SELF_MADE_CANDIDATES,
     SELF_MADE_DRAWS,
@@ -47,9 +48,9 @@ def test_smollm2_teacher_answers_through_llama_cpp_and_is_cached(tmp_path):
         dataset_path=tmp_path / "data.jsonl",
         output_path=tmp_path / "out.jsonl",
         report_path=tmp_path / "report.md",
-        teacher_model_reference="smollm2-135m-instruct",
-        few_shot_uri=str(tmp_path / "shots.jsonl"),
-        max_new_tokens=MAX_NEW_TOKENS,
+        config=GenerationConfig(
+            "smollm2-135m-instruct", few_shot_uri=str(tmp_path / "shots.jsonl"), max_new_tokens=MAX_NEW_TOKENS
+        ),
         cache_path=tmp_path / "cache.sqlite",
     )
     first = generate_rationales(**arguments)
@@ -80,9 +81,10 @@ def test_smollm2_labels_unlabeled_rows_in_the_seeds_format_with_demonstrations_i
     stopped = None
     try:
         generate_rationales(
-            tmp_path / "data.jsonl", tmp_path / "out.jsonl", tmp_path / "report.md", "smollm2-135m-instruct",
-            max_new_tokens=128, min_answered_fraction=0.0, cache_path=tmp_path / "cache.sqlite",
-        )  # fmt: skip
+            tmp_path / "data.jsonl", tmp_path / "out.jsonl", tmp_path / "report.md",
+            GenerationConfig("smollm2-135m-instruct", max_new_tokens=128, min_answered_fraction=0.0),
+            cache_path=tmp_path / "cache.sqlite",
+        )
     except TeacherAnswersUnusableError as error:
         stopped = str(error)
     markdown = (tmp_path / "report.md").read_text()

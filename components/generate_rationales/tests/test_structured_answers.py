@@ -12,6 +12,7 @@ from kfp_distill.components.generate_rationales.answer_format import (
     restates_answer,
     unusable_reason,
 )
+from kfp_distill.components.generate_rationales.config import GenerationConfig
 from kfp_distill.components.generate_rationales.generation import (
     TeacherAnswersUnusableError,
     TeacherUnavailableError,
@@ -26,8 +27,8 @@ NEWS = ["Oil prices fall", "New film tops the box office", "Shares rise", "Singe
 def run(server, tmp_path, rows, **options):
     write_jsonl(tmp_path / "data.jsonl", rows)
     report = generate_rationales(
-        tmp_path / "data.jsonl", tmp_path / "out.jsonl", tmp_path / "report.md", f"{server.base_url}#stub",
-        cache_path=tmp_path / "cache.sqlite", **options,
+        tmp_path / "data.jsonl", tmp_path / "out.jsonl", tmp_path / "report.md",
+        GenerationConfig(f"{server.base_url}#stub", **options), cache_path=tmp_path / "cache.sqlite",
     )
     return report, load_rows(tmp_path / "out.jsonl")
 

@@ -9,6 +9,7 @@ import pytest
 
 from kfp_distill._implementation.answers import token_f1
 from kfp_distill._implementation.jsonl import DatasetError, load_rows, write_jsonl
+from kfp_distill.components.generate_rationales.config import GenerationConfig
 from kfp_distill.components.generate_rationales.generation import generate_rationales
 from kfp_distill.components.generate_rationales.prompts import SYSTEM_INSTRUCTION, load_demonstrations
 from kfp_distill.components.generate_rationales.task_profile import majority_vote, task_profile
@@ -35,8 +36,8 @@ def run(server, tmp_path, rows, **options):
         write_jsonl(tmp_path / "shots.jsonl", [{"input_text": "Q", "rationale": "Because so.", "output_text": "A"}])
         options["few_shot_uri"] = str(tmp_path / "shots.jsonl")
     report = generate_rationales(
-        str(tmp_path / "data.jsonl"), tmp_path / "out.jsonl", tmp_path / "report.md", f"{server.base_url}#stub",
-        cache_path=tmp_path / "cache.sqlite", **options,
+        str(tmp_path / "data.jsonl"), tmp_path / "out.jsonl", tmp_path / "report.md",
+        GenerationConfig(f"{server.base_url}#stub", **options), cache_path=tmp_path / "cache.sqlite",
     )
     return report, load_rows(tmp_path / "out.jsonl")
 
