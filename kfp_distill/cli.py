@@ -130,7 +130,7 @@ def compile_pipelines(args: argparse.Namespace) -> int:
 
 
 def list_models(args: argparse.Namespace) -> int:
-    from kfp_distill.components.upload_model.registry import list_models as registered
+    from kfp_distill._implementation.model_store import list_models as registered
 
     models = registered(args.registry_uri, project=args.project, location=args.location)
     if not models:
@@ -151,7 +151,7 @@ def list_models(args: argparse.Namespace) -> int:
 
 
 def predict(args: argparse.Namespace) -> int:
-    from kfp_distill.components.upload_model.registry import load_model
+    from kfp_distill._implementation.model_store import load_model
 
     (result,) = load_model(args.model, args.registry_uri).predict([args.text], with_rationale=args.rationale)
     if args.rationale:

@@ -58,6 +58,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from kfp_distill._implementation.model_store import answer, load_model
+from kfp_distill._implementation.model_store import load_student as load_tuned_student
 from kfp_distill._implementation.models import is_remote, resolve_hf_model
 from kfp_distill._implementation.student import StudentPredictor, Task
 
@@ -162,8 +164,6 @@ class StudentService:
 
     def prediction(self, input_text: str, with_rationale: bool, max_tokens: int | None = None) -> str | dict:
         """What `kfp-distill predict` answers for one input: the label, or with_rationale label and rationale."""
-        from kfp_distill.components.upload_model.registry import answer
-
         with self._lock:
             self.predictor.max_new_tokens = max_tokens or self.max_tokens
             # A max_tokens past the context is the caller's error (400), found before anything is generated.
@@ -186,20 +186,18 @@ def load_student(model: str, registry_uri: str = "", max_tokens: int = DEFAULT_M
     Args:
         model: A tuned model directory (tune-student's output), a URI of one (`gs://...`, Vertex AI's
             AIP_STORAGE_URI: copied into the model cache once), or a registered model, resolved as
-            `kfp-distill predict` resolves it (`registry.load_model`: a name for its latest version,
+            `kfp-distill predict` resolves it (the model store's `load_model`: a name for its latest version,
             `models:/NAME/VERSION`, or a Vertex AI model resource name).
         registry_uri: The MLflow registry for registered names; empty: the embedded one.
         max_tokens: Tokens generated when a request does not say.
     """
-    from kfp_distill.components.upload_model import registry
-
     path = Path(model).expanduser()
     if path.is_dir() or is_remote(model):
         local = str(path) if path.is_dir() else resolve_hf_model(model)
-        predictor, task_type = registry.load_student(local)
+        predictor, task_type = load_tuned_student(local)
         model_id = path.resolve().name if path.is_dir() else model.rstrip("/").rsplit("/", 1)[-1]
     else:
-        registered = registry.load_model(model, registry_uri)
+        registered = load_model(model, registry_uri)
         predictor, task_type, model_id = registered.predictor, registered.task_type, model
     return StudentService(predictor, model_id=model_id, max_tokens=max_tokens, task_type=task_type)
 

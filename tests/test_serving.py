@@ -406,7 +406,7 @@ def vertex_port(predictor, expected):
 
 
 def test_vertex_ai_instances_get_the_predictions_predict_gives(vertex_port, predictor):
-    from kfp_distill.components.upload_model.registry import answer
+    from kfp_distill._implementation.model_store import answer
 
     instances = [QUESTION, {"input_text": QUESTION}, {"input_text": QUESTION, "rationale": True}]
     status, payload, _ = _vertex_post(vertex_port, {"instances": instances})

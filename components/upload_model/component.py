@@ -51,42 +51,23 @@ def upload_model(
     """
     from collections import namedtuple
 
+    from kfp_distill.components.upload_model.upload import upload_model as upload
+
     outputs = namedtuple("Outputs", ["model_resource_name"])
-    if project:
-        from kfp_distill.components.upload_model.vertex import register_vertex_model
-
-        if tensorboard_resource_id and tensorboard_logs is not None:
-            from kfp_distill.components.upload_model.tensorboard import upload_tensorboard_scalars
-
-            # Before the model: a retry after a TensorBoard failure then registers the model once. Rewriting
-            # the scalars is idempotent. A bare TensorBoard ID is looked up in the job's region (the SDK's
-            # default), as the contract places the instance there; `location` is where the model goes.
-            experiment = upload_tensorboard_scalars(
-                tensorboard_logs.path,
-                tensorboard_resource_id,
-                pipeline_job_name or model_display_name,
-                project=project,
-            )
-            print(f"tuning metrics in Vertex AI TensorBoard experiment {experiment}")
-        return outputs(
-            register_vertex_model(
-                model.path,
-                model_display_name,
-                project=project,
-                location=location,
-                artifact_uri=model.uri if model.uri.startswith("gs://") else "",
-                staging_bucket=staging_bucket,
-                encryption_spec_key_name=encryption_spec_key_name,
-                serving_container_image_uri=serving_container_image_uri,
-                # A default here would be kept in this function's source, which its task runs without IMAGE.
-                **({"kfp_distill_image_uri": kfp_distill_image_uri} if kfp_distill_image_uri else {}),
-            )
+    return outputs(
+        upload(
+            model_dir=model.path,
+            model_uri=model.uri,
+            model_display_name=model_display_name,
+            project=project,
+            location=location,
+            registry_uri=registry_uri,
+            encryption_spec_key_name=encryption_spec_key_name,
+            staging_bucket=staging_bucket,
+            serving_container_image_uri=serving_container_image_uri,
+            tensorboard_dir=tensorboard_logs.path if tensorboard_logs is not None else None,
+            tensorboard_resource_id=tensorboard_resource_id,
+            pipeline_job_name=pipeline_job_name,
+            kfp_distill_image_uri=kfp_distill_image_uri,
         )
-
-    from kfp_distill.components.upload_model.registry import register_model
-
-    if encryption_spec_key_name:
-        print("encryption_spec_key_name applies to the Vertex AI upload only; the MLflow registry ignores it")
-    if tensorboard_resource_id:
-        print("tensorboard_resource_id needs a project (without one nothing is sent to Google Cloud): not uploaded")
-    return outputs(register_model(model.path, model_display_name, registry_uri=registry_uri))
+    )

@@ -1,8 +1,9 @@
 """The MLflow pyfunc model of a distilled student, logged as an MLflow "model from code" file.
 
 MLflow copies this file next to the model and runs it when the model is loaded (no pickled objects), so it
-needs kfp-distill installed where the model is loaded. `model_input` is a list of input texts (or a one-column
-DataFrame); params `{"with_rationale": True}` also asks the student for its rationale.
+needs kfp-distill installed where the model is loaded, and imports absolutely (it runs outside this package).
+`model_input` is a list of input texts (or a one-column DataFrame); params `{"with_rationale": True}` also asks
+the student for its rationale.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import mlflow
 from mlflow.pyfunc import PythonModel
 
-from kfp_distill.components.upload_model.registry import STUDENT_ARTIFACT, answer, load_student
+from kfp_distill._implementation.model_store import answer, load_student
+from kfp_distill._implementation.model_store.mlflow_backend import STUDENT_ARTIFACT
 
 
 class DistilledStudentModel(PythonModel):

@@ -1,4 +1,5 @@
-"""The Vertex AI Model Registry: uploading a distilled student, listing the distilled models, loading one.
+"""Uploading a distilled student to the Vertex AI Model Registry (the model store's Vertex AI backend lists and
+loads the models uploaded: `kfp_distill/_implementation/model_store`).
 
 Every call goes through the Vertex AI SDK (`google.cloud.aiplatform`) with the project and region given, and
 otherwise the SDK's own settings: application-default credentials and the regional endpoint, unless
@@ -21,16 +22,18 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from kfp_distill import __version__
+from kfp_distill._implementation.model_record import read_record
+from kfp_distill._implementation.model_store.vertex_backend import (
+    MARKER_LABEL,
+    METRIC_LABEL_PREFIX,
+    PROVENANCE_LABELS,
+    metric_label_value,
+)
 from kfp_distill._implementation.preflight import serving_image_problem
 from kfp_distill._implementation.settings import IMAGE
 from kfp_distill._implementation.vertex_filters import display_name_filter
-from kfp_distill.components.upload_model.registry import (
-    DistilledModel,
-    RegisteredModelInfo,
-    model_description,
-    model_name,
-    read_training_record,
-)
+
+from .registry import model_description, model_name
 
 # How Vertex AI runs our image as a serving container: it sets AIP_HTTP_PORT to the first port, AIP_PREDICT_ROUTE
 # and AIP_HEALTH_ROUTE to the routes, and AIP_STORAGE_URI to its copy of artifact_uri, which `kfp-distill serve`
@@ -40,26 +43,10 @@ SERVING_ARGS = ["--host", "0.0.0.0"]
 SERVING_PORT = 8080
 PREDICT_ROUTE = "/predict"
 HEALTH_ROUTE = "/health"
-# Marks the models kfp-distill uploaded (value: the kfp-distill version); listing filters on it.
-MARKER_LABEL = "kfp_distill"
-PROVENANCE_LABELS = {
-    "teacher_model_reference": "teacher",
-    "student_model_reference": "student",
-    "dataset_uri": "dataset",
-    "train_steps": "train_steps",
-    "task_type": "task_type",
-}
-METRIC_LABEL_PREFIX = "metric-"
 MAX_LABELS = 64
 MAX_LABEL_LENGTH = 63
 MAX_DISPLAY_NAME_LENGTH = 128
-RESOURCE_NAME = re.compile(r"^projects/[^/]+/locations/[^/]+/models/[^/@]+(@[^/]+)?$")
 _LABEL_UNSAFE = re.compile(r"[^a-z0-9_-]+")
-
-
-def is_resource_name(name: str) -> bool:
-    """Whether `name` is a Vertex AI model resource name, `projects/P/locations/L/models/ID[@VERSION]`."""
-    return bool(RESOURCE_NAME.match(name))
 
 
 def label_value(text: str) -> str:
@@ -72,19 +59,6 @@ def label_key(text: str) -> str:
     """`text` as a GCP label key: like a label value, but starting with a letter and cut at its end."""
     key = _LABEL_UNSAFE.sub("-", text.lower()).lstrip("0123456789_-")[:MAX_LABEL_LENGTH].rstrip("-")
     return key or "unnamed"
-
-
-def metric_label_value(value: float) -> str:
-    """A number as a label value: four significant digits, the decimal point written as `_` (0.8125 -> 0_8125)."""
-    return f"{value:.4g}".replace(".", "_").replace("+", "")
-
-
-def parse_metric_label(value: str) -> float | None:
-    """The number a metric label holds; None when it holds none."""
-    try:
-        return float(value.replace("_", "."))
-    except ValueError:
-        return None
 
 
 def vertex_labels(record: Mapping[str, Any], metrics: Mapping[str, float]) -> dict[str, str]:
@@ -140,7 +114,7 @@ def register_vertex_model(
     otherwise a new model is created.
 
     Args:
-        model_dir: The tuned student directory, read for its `kfp_distill.json` (provenance, metrics) and
+        model_dir: The tuned student directory, read for its model record (provenance, metrics) and
             uploaded when artifact_uri is empty.
         display_name: The model's display name; empty: `distilled-<student>`.
         project: The Google Cloud project.
@@ -151,7 +125,7 @@ def register_vertex_model(
         encryption_spec_key_name: A Cloud KMS key for the model (CMEK).
         serving_container_image_uri: Another serving container, run as its own contract says; empty (or our
             image): our image running `kfp-distill serve`.
-        metrics: More metrics to record; they override the training record's.
+        metrics: More metrics to record; they override the model record's.
         kfp_distill_image_uri: Our image (the components' image, KFP_DISTILL_IMAGE when they were compiled).
 
     Returns:
@@ -175,7 +149,7 @@ def register_vertex_model(
             f"the model at '{artifact_uri or model_dir}' is not in Cloud Storage: give staging_bucket "
             "(a gs:// folder) to copy it there for the Vertex AI upload"
         )
-    record = read_training_record(model_dir)
+    record = read_record(model_dir)
     all_metrics = {**record.get("metrics", {}), **{name: float(value) for name, value in (metrics or {}).items()}}
     student = record.get("student_model_reference")
     display_name = display_name.strip()[:MAX_DISPLAY_NAME_LENGTH] or model_name("", student)
@@ -204,53 +178,3 @@ def register_vertex_model(
         location=location,
     )
     return model.resource_name
-
-
-def _model_info(model: Any) -> RegisteredModelInfo:
-    labels = dict(model.labels or {})
-    metrics = {
-        key.removeprefix(METRIC_LABEL_PREFIX): parsed
-        for key, value in labels.items()
-        if key.startswith(METRIC_LABEL_PREFIX) and (parsed := parse_metric_label(value)) is not None
-    }
-    return RegisteredModelInfo(
-        uri=model.resource_name,
-        name=model.display_name,
-        version=int(model.version_id) if str(model.version_id or "").isdigit() else 1,
-        teacher=labels.get("teacher"),
-        student=labels.get("student"),
-        created=model.create_time,
-        metrics=metrics,
-    )
-
-
-def list_vertex_models(project: str, location: str = "") -> list[RegisteredModelInfo]:
-    """The distilled models kfp-distill uploaded to one project and region (each model's default version),
-    newest first. Teacher, student and metrics are read back from the labels (so in their label form)."""
-    from google.cloud import aiplatform
-
-    models = aiplatform.Model.list(
-        filter=f"labels.{MARKER_LABEL}:*", order_by="create_time desc", project=project, location=location or None
-    )
-    return [_model_info(model) for model in models]
-
-
-def load_vertex_model(resource_name: str) -> DistilledModel:
-    """Loads a distilled model from the Vertex AI Model Registry by resource name, the equivalent of
-    `TextGenerationModel.get_tuned_model(TUNED_MODEL_NAME)`: its artifact is downloaded (once, into the
-    model cache) and run here.
-
-    Args:
-        resource_name: `projects/PROJECT/locations/LOCATION/models/ID`, optionally `@VERSION`.
-
-    Raises:
-        ValueError: The model has no artifact to download.
-    """
-    from google.cloud import aiplatform
-
-    from kfp_distill._implementation.student import StudentPredictor
-
-    model = aiplatform.Model(resource_name)
-    if not model.uri:
-        raise ValueError(f"Vertex AI model {resource_name} has no artifact URI to load the student from")
-    return DistilledModel(resource_name, StudentPredictor(model.uri), (model.labels or {}).get("task_type", ""))

@@ -4,18 +4,11 @@ from types import SimpleNamespace
 import mlflow
 import pytest
 
+from kfp_distill._implementation.model_record import read_record
+from kfp_distill._implementation.model_store import answer, list_models, load_model
+from kfp_distill._implementation.model_store.mlflow_backend import default_registry_uri, mlflow_at
 from kfp_distill.components.upload_model.component import upload_model
-from kfp_distill.components.upload_model.registry import (
-    _experiment_id,
-    _mlflow_at,
-    answer,
-    default_registry_uri,
-    list_models,
-    load_model,
-    model_name,
-    read_training_record,
-    register_model,
-)
+from kfp_distill.components.upload_model.registry import experiment_id, model_name, register_model
 
 
 def test_model_names_are_sanitised_and_default_to_the_student():
@@ -26,12 +19,12 @@ def test_model_names_are_sanitised_and_default_to_the_student():
 
 
 def test_training_record_is_read_defensively(tmp_path, recorded_student_dir):
-    assert read_training_record(tmp_path) == {}
+    assert read_record(tmp_path) == {}
     (tmp_path / "kfp_distill.json").write_text("{not json")
-    assert read_training_record(tmp_path) == {}
+    assert read_record(tmp_path) == {}
     (tmp_path / "kfp_distill.json").write_text(json.dumps({"train_steps": 5, "dataset_uri": None, "metrics": [1]}))
-    assert read_training_record(tmp_path) == {"train_steps": "5"}
-    assert read_training_record(recorded_student_dir) == {
+    assert read_record(tmp_path) == {"train_steps": "5"}
+    assert read_record(recorded_student_dir) == {
         "teacher_model_reference": "qwen2.5-coder-1.5b-instruct",
         "student_model_reference": "smollm2-135m-instruct",
         "dataset_uri": "gs://bucket/train.jsonl",
@@ -134,9 +127,9 @@ class _CodeThatMustNotRun(mlflow.pyfunc.PythonModel):
 def test_a_pyfunc_model_that_is_not_ours_is_refused_without_running_its_code(tmp_path, registry_home, tiny_student_dir):
     register_model(tiny_student_dir, "ours")  # the registry is shared: ours loads, theirs is refused
     marker = tmp_path / "ran"
-    with _mlflow_at(default_registry_uri()) as client:
+    with mlflow_at(default_registry_uri()) as client:
         # In kfp-distill's experiment, whose artifacts live under the registry's home (not ./mlruns).
-        with mlflow.start_run(experiment_id=_experiment_id(client, default_registry_uri())):
+        with mlflow.start_run(experiment_id=experiment_id(client, default_registry_uri())):
             logged = mlflow.pyfunc.log_model(
                 name="model", python_model=_CodeThatMustNotRun(str(marker)), pip_requirements=["mlflow"]
             )
@@ -146,3 +139,43 @@ def test_a_pyfunc_model_that_is_not_ours_is_refused_without_running_its_code(tmp
         load_model("theirs")
     assert not marker.exists()
     assert load_model("ours").uri == "models:/ours/1"
+
+
+# The pyfunc wrapper as upload-model stored it with every model it registered before the model store moved to
+# kfp_distill/_implementation (MLflow keeps a copy of it with each model and runs that copy when loading).
+WRAPPER_BEFORE_THE_MODEL_STORE = '''
+import mlflow
+from mlflow.pyfunc import PythonModel
+
+from kfp_distill.components.upload_model.registry import STUDENT_ARTIFACT, answer, load_student
+
+
+class DistilledStudentModel(PythonModel):
+    def load_context(self, context):
+        self.predictor, self.task_type = load_student(context.artifacts[STUDENT_ARTIFACT])
+
+    def predict(self, context, model_input, params=None):
+        texts = model_input.iloc[:, 0].tolist() if hasattr(model_input, "iloc") else list(model_input)
+        return answer(self.predictor, texts, bool((params or {}).get("with_rationale")), self.task_type)
+
+
+mlflow.models.set_model(DistilledStudentModel())
+'''
+
+
+def test_a_model_registered_with_the_wrapper_of_before_the_model_store_still_loads(
+    recorded_student_dir, registry_home, tmp_path, monkeypatch
+):
+    from kfp_distill.components.upload_model import registry
+
+    old_wrapper = tmp_path / "pyfunc_model.py"
+    old_wrapper.write_text(WRAPPER_BEFORE_THE_MODEL_STORE)
+    monkeypatch.setattr(registry, "_PYFUNC_MODEL_CODE", old_wrapper)
+    resource_name = register_model(recorded_student_dir, "registered-before")
+    stored = next((registry_home / "mlartifacts").rglob("pyfunc_model.py")).read_text()
+    assert "from kfp_distill.components.upload_model.registry import" in stored
+
+    [label] = load_model(resource_name).predict(["Classify: 5 stocks to buy now"])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", default_registry_uri())
+    # MLflow's own loading runs the stored wrapper, which imports the module path of its day.
+    assert mlflow.pyfunc.load_model(resource_name).predict(["Classify: 5 stocks to buy now"]) == [label]

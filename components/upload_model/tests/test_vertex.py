@@ -9,14 +9,16 @@ import pytest
 
 from kfp_distill import __version__, cli
 from kfp_distill._implementation.student import StudentPredictor
-from kfp_distill.components.upload_model.component import upload_model
-from kfp_distill.components.upload_model.registry import answer, list_models, load_model
-from kfp_distill.components.upload_model.vertex import (
+from kfp_distill._implementation.model_store import answer, list_models, load_model
+from kfp_distill._implementation.model_store.vertex_backend import (
     is_resource_name,
-    label_key,
-    label_value,
     metric_label_value,
     parse_metric_label,
+)
+from kfp_distill.components.upload_model.component import upload_model
+from kfp_distill.components.upload_model.vertex import (
+    label_key,
+    label_value,
     register_vertex_model,
     serving_container_spec,
     vertex_labels,
