@@ -63,6 +63,7 @@ def tune_student(
     """
     from kfp_distill.components.tune_student.config import TuningConfig
     from kfp_distill.components.tune_student.distributed import tune_on_every_device
+    from kfp_distill.components.tune_student.tuning import TuningRequest
 
     config = TuningConfig(
         student_model_reference=student_model_reference,
@@ -78,7 +79,7 @@ def tune_student(
         trust_remote_code=trust_remote_code,
         mixed_precision=mixed_precision,
     )
-    result = tune_on_every_device(  # one process per GPU when there are several
+    request = TuningRequest(
         train_path=distilled_dataset.path,
         evaluation_path=evaluation_dataset.path,
         model_dir=model.path,
@@ -91,6 +92,7 @@ def tune_student(
         },
         checkpoint_dir=f"{model.path}-checkpoints",
     )
+    result = tune_on_every_device(request)  # one process per GPU when there are several
     for name, value in result.metrics.items():
         if value is not None:
             metrics.log_metric(name, float(value))

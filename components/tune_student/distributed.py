@@ -19,8 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from kfp_distill.components.tune_student.config import TuningConfig
-from kfp_distill.components.tune_student.tuning import TuningResult, tune_student
+from .config import TuningConfig
+from .tuning import TuningRequest, TuningResult, tune_student
 
 
 def device_count() -> int:
@@ -58,19 +58,11 @@ def usable_processes(devices: int, config: TuningConfig) -> int:
     return 1
 
 
-def tune_on_every_device(
-    train_path: str,
-    evaluation_path: str | None,
-    model_dir: str,
-    tensorboard_dir: str,
-    config: TuningConfig,
-    provenance: dict,
-    checkpoint_dir: str | None = None,
-    processes: int | None = None,
-) -> TuningResult:
-    """`tune_student` (its arguments but `extra_callbacks`, and its result) over `processes` data-parallel processes.
+def tune_on_every_device(request: TuningRequest, processes: int | None = None) -> TuningResult:
+    """`tune_student(request)` over `processes` data-parallel processes.
 
     Args:
+        request: What `tune_student` tunes on and writes to.
         processes: How many processes; None: `wanted_processes()` (one per GPU unless
             `$KFP_DISTILL_TUNING_PROCESSES` says otherwise), or as many of them as share the batch evenly
             (`usable_processes`). With 1, or inside a process torchrun started, `tune_student` runs here.
@@ -78,6 +70,7 @@ def tune_on_every_device(
     Raises:
         RuntimeError: A tuning process failed (its output, above, says why).
     """
+    config = request.config
     if processes is None:
         wanted = wanted_processes()
         processes = usable_processes(wanted, config)
@@ -85,39 +78,29 @@ def tune_on_every_device(
             print(f"batch_size {config.batch_size} splits evenly over {processes} of the {wanted} processes wanted: "
                   f"tuning in {processes} processes", flush=True)
     if processes <= 1 or "LOCAL_RANK" in os.environ:
-        return tune_student(train_path, evaluation_path, model_dir, tensorboard_dir, config, provenance, checkpoint_dir)
+        return tune_student(request)
     with tempfile.TemporaryDirectory(prefix="kfp-distill-data-parallel-") as scratch:
-        request, result = Path(scratch) / "request.json", Path(scratch) / "result.json"
-        request.write_text(json.dumps({
-            "train_path": train_path,
-            "evaluation_path": evaluation_path,
-            "model_dir": model_dir,
-            "tensorboard_dir": tensorboard_dir,
-            "config": dataclasses.asdict(config),
-            "provenance": provenance,
-            # Every process must save into and resume from the same folder.
-            "checkpoint_dir": checkpoint_dir or str(Path(scratch) / "checkpoints"),
-            "result_path": str(result),
-        }))
+        request_path, result_path = Path(scratch) / "request.json", Path(scratch) / "result.json"
+        # Every process must save into and resume from the same folder.
+        checkpoint_dir = request.checkpoint_dir or str(Path(scratch) / "checkpoints")
+        shared = dataclasses.replace(request, checkpoint_dir=checkpoint_dir)
+        request_path.write_text(json.dumps({"request": shared.to_dict(), "result_path": str(result_path)}))
         print(f"tuning in {processes} data-parallel processes", flush=True)
         command = [
             sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-            "-m", __name__, str(request),
+            "-m", __name__, str(request_path),
         ]
         completed = subprocess.run(command, check=False)
         if completed.returncode != 0:
             raise RuntimeError(f"data-parallel tuning failed (exit status {completed.returncode}); see the output above")
-        return TuningResult(**json.loads(result.read_text()))
+        return TuningResult(**json.loads(result_path.read_text()))
 
 
 def _tune_in_this_process(request_path: str) -> None:
-    request = json.loads(Path(request_path).read_text())
-    result = tune_student(
-        request["train_path"], request["evaluation_path"], request["model_dir"], request["tensorboard_dir"],
-        TuningConfig(**request["config"]), request["provenance"], request["checkpoint_dir"],
-    )
+    sent = json.loads(Path(request_path).read_text())
+    result = tune_student(TuningRequest.from_dict(sent["request"]))
     if int(os.environ.get("RANK", "0")) == 0:
-        Path(request["result_path"]).write_text(json.dumps(dataclasses.asdict(result)))
+        Path(sent["result_path"]).write_text(json.dumps(dataclasses.asdict(result)))
 
 
 if __name__ == "__main__":

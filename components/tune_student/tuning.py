@@ -1,9 +1,9 @@
 """Tunes a student on labels and rationales, and writes a self-contained model directory.
 
-The model directory holds safetensors weights, the tokenizer, a model card (README.md) and
-`kfp_distill.json`, the same facts machine-readable for the model registry. LoRA adapters are merged into
-the weights before saving, so the directory loads like any causal LM (or, for an encoder-decoder student such
-as T5, any seq2seq LM).
+The model directory holds safetensors weights, the tokenizer, a model card (README.md) and the model record
+(`kfp_distill.json`: see `kfp_distill/_implementation/model_record.py`), the same facts machine-readable for
+the model registry. LoRA adapters are merged into the weights before saving, so the directory loads like any
+causal LM (or, for an encoder-decoder student such as T5, any seq2seq LM).
 
 Checkpoints (weights, optimizer, scheduler, RNG states, data position) are written to a checkpoint folder
 every evaluation interval; a run that finds checkpoints there (a task retried after a preemption) resumes
@@ -18,7 +18,7 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
@@ -28,11 +28,13 @@ from transformers import TrainerCallback, TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from kfp_distill import __version__
+from kfp_distill._implementation.model_record import write_record
 from kfp_distill._implementation.models import CATALOG, load_tokenizer
 from kfp_distill._implementation.redaction import redact_uri
 from kfp_distill._implementation.student import Task, load_student_model, student_config, student_prompt
-from kfp_distill.components.tune_student.config import TuningConfig
-from kfp_distill.components.tune_student.data import (
+
+from .config import TuningConfig
+from .data import (
     TASKS,
     encode_example,
     prepare_evaluation_examples,
@@ -40,11 +42,47 @@ from kfp_distill.components.tune_student.data import (
     read_evaluation_rows,
     read_training_rows,
 )
-from kfp_distill.components.tune_student.seq2seq import encode_seq2seq_example
-from kfp_distill.components.tune_student.trainer import NUM_PREDICTIONS, TOKEN_ACCURACY, build_trainer, peak_memory_mb
+from .seq2seq import encode_seq2seq_example
+from .trainer import NUM_PREDICTIONS, TOKEN_ACCURACY, build_trainer, peak_memory_mb
 
-MODEL_FACTS_FILE = "kfp_distill.json"
 TRAINING_CURVES_FILE = "training_curves.png"
+
+
+@dataclass
+class TuningRequest:
+    """What to tune on, with which settings, and where the results go.
+
+    Attributes:
+        train_path: generate-rationales' output (JSON Lines with input_text, output_text, rationale). Without
+            a rationale in any row, the student is tuned on the labels alone (standard fine-tuning; alpha 1).
+        evaluation_path: The labeled evaluation set; None or an empty file for none.
+        model_dir: Where the tuned model directory is written.
+        tensorboard_dir: Where the TensorBoard event files are written (the contract's six scalars and the
+            run's learning rate, tokens/s and peak memory).
+        config: The tuning settings.
+        provenance: Facts about the run that tuning does not use, for the model card and the model record
+            (e.g. teacher_model_reference, dataset_uri, task_type).
+        checkpoint_dir: Where checkpoints are written and, if it holds some, resumed from; it must outlive a
+            crashed run (e.g. next to the model artifact) for a restarted run to resume. A temporary folder if
+            None (no resume). Removed after the model directory is written.
+    """
+
+    train_path: str
+    evaluation_path: str | None
+    model_dir: str
+    tensorboard_dir: str
+    config: TuningConfig
+    provenance: dict = field(default_factory=dict)
+    checkpoint_dir: str | None = None
+
+    def to_dict(self) -> dict:
+        """The request as JSON-ready data, which `from_dict` reads back."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TuningRequest:
+        """The request `to_dict` wrote."""
+        return cls(**{**data, "config": TuningConfig(**data["config"])})
 
 
 @dataclass
@@ -67,31 +105,11 @@ class TuningResult:
     metrics: dict[str, float | int | bool | None]
 
 
-def tune_student(
-    train_path: str,
-    evaluation_path: str | None,
-    model_dir: str,
-    tensorboard_dir: str,
-    config: TuningConfig,
-    provenance: dict,
-    checkpoint_dir: str | None = None,
-    extra_callbacks: Sequence[TrainerCallback] = (),
-) -> TuningResult:
-    """Tunes `config.student_model_reference` on the label and rationale tasks.
+def tune_student(request: TuningRequest, extra_callbacks: Sequence[TrainerCallback] = ()) -> TuningResult:
+    """Tunes `request.config.student_model_reference` on the label and rationale tasks.
 
     Args:
-        train_path: generate-rationales' output (JSON Lines with input_text, output_text, rationale). Without
-            a rationale in any row, the student is tuned on the labels alone (standard fine-tuning; alpha 1).
-        evaluation_path: The labeled evaluation set; None or an empty file for none.
-        model_dir: Where the tuned model directory is written.
-        tensorboard_dir: Where the TensorBoard event files are written (the contract's six scalars and the
-            run's learning rate, tokens/s and peak memory).
-        config: The tuning settings.
-        provenance: Facts about the run for the model card and kfp_distill.json
-            (e.g. teacher_model_reference, dataset_uri).
-        checkpoint_dir: Where checkpoints are written and, if it holds some, resumed from; it must outlive a
-            crashed run (e.g. next to the model artifact) for a restarted run to resume. A temporary folder if
-            None (no resume). Removed after the model directory is written.
+        request: The data, settings and output folders.
         extra_callbacks: More Hugging Face `TrainerCallback`s for the run (e.g. to measure the model as it trains).
 
     Returns:
@@ -100,10 +118,11 @@ def tune_student(
     Raises:
         DatasetError: A row of either dataset lacks a field the tuning needs, or there are no training rows.
     """
-    train_rows = read_training_rows(train_path)
+    config, model_dir, checkpoint_dir = request.config, request.model_dir, request.checkpoint_dir
+    train_rows = read_training_rows(request.train_path)
     if train_rows[0].rationale is None:
         config = dataclasses.replace(config, alpha=1.0)  # the label loss is all there is; the model card says so
-    evaluation_rows = read_evaluation_rows(evaluation_path)
+    evaluation_rows = read_evaluation_rows(request.evaluation_path)
     tokenizer = load_tokenizer(config.student_model_reference, config.trust_remote_code)
     student = student_config(config.student_model_reference, config.trust_remote_code)
     encoder_decoder = bool(getattr(student, "is_encoder_decoder", False))
@@ -145,7 +164,8 @@ def tune_student(
     if resume_from:
         print(f"resuming from {resume_from} (step {resumed_from_step})", flush=True)
     trainer = build_trainer(
-        model, config, training.examples, evaluation.examples, tokenizer.pad_token_id, checkpoint_dir, tensorboard_dir
+        model, config, training.examples, evaluation.examples, tokenizer.pad_token_id, checkpoint_dir,
+        request.tensorboard_dir,
     )
     for callback in extra_callbacks:
         trainer.add_callback(callback)
@@ -201,8 +221,8 @@ def tune_student(
     tokenizer.save_pretrained(model_dir)
     name_tokenizer_class_for_older_transformers(model_dir)
     tasks = TASKS if train_rows[0].rationale is not None else ("label",)
-    facts = _model_facts(config, provenance, metrics, encoder_decoder, tasks)
-    (Path(model_dir) / MODEL_FACTS_FILE).write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
+    facts = _model_facts(config, request.provenance, metrics, encoder_decoder, tasks)
+    write_record(model_dir, facts)
     write_training_curves(state.log_history, Path(model_dir) / TRAINING_CURVES_FILE)
     (Path(model_dir) / "README.md").write_text(_model_card(facts), encoding="utf-8")
     # Only now is nothing lost without the checkpoints (they hold optimizer states, several times the model).
@@ -271,7 +291,7 @@ def _model_facts(
         prompt_format = {task: {"encoder": "{input_text}", "decoder": student_prompt("", task)} for task in tasks}
     else:
         prompt_format = {task: student_prompt("{input_text}", task) for task in tasks}
-    # The facts go to kfp_distill.json, the model card and from there the registry: no credentials in URIs.
+    # The facts go to the model record, the model card and from there the registry: no credentials in URIs.
     student = redact_uri(config.student_model_reference)
     return {
         "kfp_distill_version": __version__,

@@ -15,6 +15,7 @@ from kfp_distill.components.tune_student.distributed import (
     usable_processes,
     wanted_processes,
 )
+from kfp_distill.components.tune_student.tuning import TuningRequest
 
 
 def test_the_batch_is_shared_by_as_many_gpus_as_split_it_evenly(tiny_student_dir):
@@ -51,10 +52,8 @@ def test_two_processes_take_the_steps_of_one(tiny_student_dir, distilled_path, e
     runs = {}
     for processes in (1, 2):
         out = tmp_path / f"processes-{processes}"
-        result = tune_on_every_device(
-            distilled_path, str(five_rows), str(out / "model"), str(out / "tensorboard"), config, {},
-            processes=processes,
-        )
+        request = TuningRequest(distilled_path, str(five_rows), str(out / "model"), str(out / "tensorboard"), config)
+        result = tune_on_every_device(request, processes=processes)
         runs[processes] = (result, read_scalars(out / "tensorboard"))
 
     (one, one_logged), (two, two_logged) = runs[1], runs[2]

@@ -19,7 +19,7 @@ from kfp_distill.components.tune_student.data import (
     read_training_rows,
 )
 from kfp_distill.components.tune_student.trainer import TaskPrefixTrainer, TokenStatistics, bf16_supported, build_trainer
-from kfp_distill.components.tune_student.tuning import tune_student
+from kfp_distill.components.tune_student.tuning import TuningRequest, tune_student
 
 TRAIN_SCALARS = {
     "/train_total_loss",
@@ -40,7 +40,9 @@ def first_query_weight(model) -> torch.Tensor:
 def run(tmp_path, student, train, evaluation, checkpoint_dir=None, **settings):
     config = TuningConfig(student, batch_size=4, learning_rate_multiplier=10.0, **settings)
     result = tune_student(
-        train, evaluation, str(tmp_path / "model"), str(tmp_path / "tensorboard"), config, PROVENANCE, checkpoint_dir
+        TuningRequest(
+            train, evaluation, str(tmp_path / "model"), str(tmp_path / "tensorboard"), config, PROVENANCE, checkpoint_dir
+        )
     )
     return result, read_scalars(tmp_path / "tensorboard")
 
@@ -266,7 +268,7 @@ def test_a_label_only_file_tunes_with_alpha_one_and_says_so(tiny_student_dir, un
     recorder = StepRecorder()
     config = TuningConfig(tiny_student_dir, batch_size=2, train_steps=3, alpha=0.3)
     result = tune_student(
-        str(train), empty_evaluation_path, str(tmp_path / "model"), str(tmp_path / "tb"), config, PROVENANCE,
+        TuningRequest(str(train), empty_evaluation_path, str(tmp_path / "model"), str(tmp_path / "tb"), config, PROVENANCE),
         extra_callbacks=[recorder],
     )
     assert recorder.steps == [1, 2, 3] and result.metrics["truncated_rationales"] == 0
