@@ -15,7 +15,8 @@ from typing import Sequence
 import torch
 
 from kfp_distill._implementation.student import Task, student_input_ids, task_marker_ids
-from kfp_distill.components.tune_student.data import IGNORE_INDEX
+
+from .data import IGNORE_INDEX
 
 
 def encode_seq2seq_example(

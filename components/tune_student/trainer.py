@@ -28,15 +28,15 @@ from transformers import (
     TrainingArguments,
 )
 
-from kfp_distill.components.tune_student.config import TuningConfig
-from kfp_distill.components.tune_student.data import (
+from .config import TuningConfig
+from .data import (
     IGNORE_INDEX,
     TASKS,
     SeededLengthGroupedSampler,
     SharedPrefixCollator,
     packed_length,
 )
-from kfp_distill.components.tune_student.seq2seq import SharedEncoderCollator, decoder_logits
+from .seq2seq import SharedEncoderCollator, decoder_logits
 
 # The attention implementations that take a custom 4D mask (the shared-prefix packing needs one).
 CUSTOM_MASK_ATTENTION = ("sdpa", "eager")
