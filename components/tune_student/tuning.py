@@ -27,7 +27,7 @@ import torch
 from transformers import TrainerCallback, TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from kfp_distill import __version__
+from kfp_distill._version import __version__
 from kfp_distill._implementation.model_record import write_record
 from kfp_distill._implementation.models import CATALOG, load_tokenizer
 from kfp_distill._implementation.redaction import redact_uri

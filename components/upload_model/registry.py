@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from kfp_distill import __version__
+from kfp_distill._version import __version__
 from kfp_distill._implementation.model_record import PROVENANCE_KEYS, read_record
 from kfp_distill._implementation.model_store.mlflow_backend import (
     METRICS_TAG,

@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from kfp_distill import __version__
+from kfp_distill._version import __version__
 from kfp_distill._implementation.model_record import read_record
 from kfp_distill._implementation.model_store.vertex_backend import (
     MARKER_LABEL,
