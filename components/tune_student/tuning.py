@@ -1,9 +1,9 @@
 """Tunes a student on labels and rationales, and writes a self-contained model directory.
 
 The model directory holds safetensors weights, the tokenizer, a model card (README.md) and the model record
-(`kfp_distill.json`: see `kfp_distill/_implementation/model_record.py`), the same facts machine-readable for
-the model registry. LoRA adapters are merged into the weights before saving, so the directory loads like any
-causal LM (or, for an encoder-decoder student such as T5, any seq2seq LM).
+(`kfp_distill/_implementation/model_record.py`), the same facts machine-readable for the model registry.
+LoRA adapters are merged into the weights before saving, so the directory loads like any causal LM (or, for
+an encoder-decoder student such as T5, any seq2seq LM).
 
 Checkpoints (weights, optimizer, scheduler, RNG states, data position) are written to a checkpoint folder
 every evaluation interval; a run that finds checkpoints there (a task retried after a preemption) resumes
@@ -27,11 +27,11 @@ import torch
 from transformers import TrainerCallback, TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from kfp_distill._version import __version__
 from kfp_distill._implementation.model_record import write_record
 from kfp_distill._implementation.models import CATALOG, load_tokenizer
 from kfp_distill._implementation.redaction import redact_uri
 from kfp_distill._implementation.student import Task, load_student_model, student_config, student_prompt
+from kfp_distill._version import __version__
 
 from .config import TuningConfig
 from .data import (

@@ -14,8 +14,10 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from kfp_distill._version import __version__
 from kfp_distill._implementation.model_record import PROVENANCE_KEYS, read_record
+# Not used here: the pyfunc wrapper stored with each model registered before the model store moved to
+# _implementation imports them from this module, and MLflow runs that stored copy, so those models keep loading.
+from kfp_distill._implementation.model_store import answer, load_student  # noqa: F401
 from kfp_distill._implementation.model_store.mlflow_backend import (
     METRICS_TAG,
     STUDENT_ARTIFACT,
@@ -23,10 +25,7 @@ from kfp_distill._implementation.model_store.mlflow_backend import (
     default_registry_uri,
     mlflow_at,
 )
-
-# The pyfunc wrapper of models registered before the model store moved to _implementation imports these from
-# here (MLflow stored a copy of that pyfunc_model.py with each model): they keep loading.
-from kfp_distill._implementation.model_store.base import answer, load_student  # noqa: F401
+from kfp_distill._version import __version__
 
 EXPERIMENT_NAME = "kfp-distill"
 _PYFUNC_MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")

@@ -21,7 +21,6 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from kfp_distill._version import __version__
 from kfp_distill._implementation.model_record import read_record
 from kfp_distill._implementation.model_store.vertex_backend import (
     MARKER_LABEL,
@@ -32,6 +31,7 @@ from kfp_distill._implementation.model_store.vertex_backend import (
 from kfp_distill._implementation.preflight import serving_image_problem
 from kfp_distill._implementation.settings import IMAGE
 from kfp_distill._implementation.vertex_filters import display_name_filter
+from kfp_distill._version import __version__
 
 from .registry import model_description, model_name
 

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import mlflow
 import pytest
 
-from kfp_distill._implementation.model_record import read_record
+from kfp_distill._implementation.model_record import RECORD_FILE, SCHEMA_VERSION, read_record, write_record
 from kfp_distill._implementation.model_store import answer, list_models, load_model
 from kfp_distill._implementation.model_store.mlflow_backend import default_registry_uri, mlflow_at
 from kfp_distill.components.upload_model.component import upload_model
@@ -32,6 +32,14 @@ def test_training_record_is_read_defensively(tmp_path, recorded_student_dir):
         "task_type": "classification",
         "metrics": {"final_train_loss": 1.25, "/eval_fraction_of_correct_next_step_preds": 0.5},
     }
+
+
+def test_a_written_record_carries_its_schema_version_and_reads_as_a_record_of_before(tmp_path, recorded_student_dir):
+    # recorded_student_dir holds a record as tune-student wrote it before records were numbered.
+    record_of_before = json.loads((recorded_student_dir / RECORD_FILE).read_text())
+    path = write_record(tmp_path, record_of_before)
+    assert json.loads(path.read_text()) == {"schema_version": SCHEMA_VERSION, **record_of_before}
+    assert read_record(tmp_path) == read_record(recorded_student_dir)
 
 
 def test_default_registry_is_sqlite_under_kfp_distill_home(registry_home):
