@@ -2,13 +2,15 @@
 
 The names a pipeline or a script of yours needs, so that none has to reach into `kfp_distill._implementation`:
 the default teacher and student, the image the components run in (`KFP_DISTILL_IMAGE` when compiled), the
-variable a hosted teacher's API key is read from, and the version. The components themselves are
+variable a hosted teacher's API key is read from, `load_model` (a registered distilled student, by name or
+Vertex AI resource name, ready to answer), and the version. The components themselves are
 `kfp_distill.components.<name>.component.<name>`, the pipeline `kfp_distill.pipelines.distillation.pipeline`.
 """
 
+from kfp_distill._implementation.model_store import load_model
 from kfp_distill._implementation.models import DEFAULT_STUDENT, DEFAULT_TEACHER
 from kfp_distill._implementation.settings import IMAGE
 from kfp_distill._implementation.teacher_key import TEACHER_API_KEY_ENV
 from kfp_distill._version import __version__
 
-__all__ = ["DEFAULT_STUDENT", "DEFAULT_TEACHER", "IMAGE", "TEACHER_API_KEY_ENV", "__version__"]
+__all__ = ["DEFAULT_STUDENT", "DEFAULT_TEACHER", "IMAGE", "TEACHER_API_KEY_ENV", "__version__", "load_model"]
