@@ -7,10 +7,25 @@ Vertex AI resource name, ready to answer), and the version. The components thems
 `kfp_distill.components.<name>.component.<name>`, the pipeline `kfp_distill.pipelines.distillation.pipeline`.
 """
 
-from kfp_distill._implementation.model_store import load_model
-from kfp_distill._implementation.models import DEFAULT_STUDENT, DEFAULT_TEACHER
-from kfp_distill._implementation.settings import IMAGE
-from kfp_distill._implementation.teacher_key import TEACHER_API_KEY_ENV
 from kfp_distill._version import __version__
 
 __all__ = ["DEFAULT_STUDENT", "DEFAULT_TEACHER", "IMAGE", "TEACHER_API_KEY_ENV", "__version__", "load_model"]
+
+
+def __getattr__(name: str):
+    """A public name, imported from the module that owns it on first use.
+
+    Not at import time: importing any kfp_distill module runs this file first, and the Makefile reads the image
+    name so with a bare python3 (no third-party packages).
+    """
+    if name in ("DEFAULT_STUDENT", "DEFAULT_TEACHER"):
+        from kfp_distill._implementation import models as owner
+    elif name == "IMAGE":
+        from kfp_distill._implementation import settings as owner
+    elif name == "TEACHER_API_KEY_ENV":
+        from kfp_distill._implementation import teacher_key as owner
+    elif name == "load_model":
+        from kfp_distill._implementation import model_store as owner
+    else:
+        raise AttributeError(f"module 'kfp_distill' has no attribute {name!r}")
+    return getattr(owner, name)
