@@ -50,3 +50,16 @@ def test_the_image_compiles_llama_cpp_as_the_makefile_does():
     (image_flags,) = re.findall(r'^ARG LLAMA_CMAKE_ARGS="([^"]*)"$', DOCKERFILE, flags=re.M)
     (make_flags,) = re.findall(r"^LLAMA_CMAKE_ARGS \?= (.*)$", (ROOT / "Makefile").read_text(), flags=re.M)
     assert image_flags == make_flags and "-DGGML_NATIVE=OFF" in make_flags
+
+
+def test_pyproject_lists_every_package_the_wheel_must_carry():
+    # The image installs a wheel: a package folder missing from the explicit list is missing there (an editable
+    # install hides it).
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    on_disk = {
+        ".".join((package, *init.parent.relative_to(ROOT / folder).parts))
+        for package, folder in setuptools["package-dir"].items()
+        for init in (ROOT / folder).rglob("__init__.py")
+        if not {"tests", "__pycache__"} & set(init.relative_to(ROOT / folder).parts)
+    }
+    assert sorted(on_disk - set(setuptools["packages"])) == []
