@@ -49,6 +49,7 @@ from openai import OpenAI
 
 from kfp_distill._implementation.jsonl import DatasetError, read_jsonl, write_jsonl
 from kfp_distill._implementation.models import DEFAULT_STUDENT, DEFAULT_TEACHER, resolve_gguf
+from kfp_distill.components.generate_rationales.config import GenerationConfig
 from kfp_distill.components.generate_rationales.generation import generate_rationales
 from kfp_distill.components.generate_rationales.prompts import Mode, build_messages, load_demonstrations
 from kfp_distill.demo import INSTRUCTION, write_demo_data
@@ -260,14 +261,16 @@ def our_client(
         rows_path,
         output / "rationales.jsonl",
         output / "report.md",
-        f"{base_url}#{SERVED_MODEL}",
-        few_shot_uri=str(few_shot_path),
-        max_new_tokens=max_tokens,
-        temperature=0.0,
+        GenerationConfig(
+            f"{base_url}#{SERVED_MODEL}",
+            few_shot_uri=str(few_shot_path),
+            max_new_tokens=max_tokens,
+            temperature=0.0,
+            max_concurrency=concurrency,
+            request_timeout_s=REQUEST_TIMEOUT_S,
+            answer_format="text",  # the prompts the other phases send, so all three ask the same
+        ),
         cache_path=output / "teacher_answers.sqlite",
-        max_concurrency=concurrency,
-        request_timeout_s=REQUEST_TIMEOUT_S,
-        answer_format="text",  # the prompts the other phases send, so all three ask the same
     )
     seconds = time.perf_counter() - started
     if report.requests != report.rows:

@@ -55,9 +55,10 @@ from kfp_distill._implementation.jsonl import load_rows, write_jsonl  # noqa: E4
 from kfp_distill._implementation.models import load_tokenizer  # noqa: E402
 from kfp_distill._implementation.student import generate_batched  # noqa: E402
 from kfp_distill.components.evaluate.task_metrics import score_answers  # noqa: E402
+from kfp_distill.components.generate_rationales.config import GenerationConfig  # noqa: E402
 from kfp_distill.components.generate_rationales.generation import generate_rationales  # noqa: E402
 from kfp_distill.components.tune_student.config import MixedPrecision, TuningConfig  # noqa: E402
-from kfp_distill.components.tune_student.tuning import tune_student  # noqa: E402
+from kfp_distill.components.tune_student.tuning import TuningRequest, tune_student  # noqa: E402
 from kfp_distill.components.validate_dataset.validation import validate_dataset  # noqa: E402
 
 ARMS = tuple(ARM_NAMES)
@@ -229,18 +230,18 @@ def run_one(key: RunKey, rows: list[dict], test: list[dict], args: argparse.Name
     if key.arm in RATIONALE_ARMS:  # the teacher step, PaLM's recorded rationales replayed
         tuning_rows = work_dir / "distilled.jsonl"
         generate_rationales(
-            str(work_dir / "validated.jsonl"), tuning_rows, work_dir / "teacher.md", "precomputed",
-            task_type=task_type,
+            str(work_dir / "validated.jsonl"), tuning_rows, work_dir / "teacher.md",
+            GenerationConfig("precomputed", task_type=task_type),
         )
     config = tuning_config(args, key.seed)
     max_new_tokens = args.max_new_tokens + (args.rationale_tokens if key.arm == ONE_TARGET_ARM else 0)
     measure = HeldOutAccuracy(args.eval_interval, load_tokenizer(args.student), validation, test, task_type,
                               max_new_tokens, work_dir / "curve.jsonl")
-    result = tune_student(
-        str(tuning_rows), None, str(work_dir / "model"), str(work_dir / "tensorboard"),
-        config, provenance={"dataset_uri": f"dsbs/{key.dataset}"}, extra_callbacks=[measure],
-        checkpoint_dir=str(work_dir / "checkpoints"),
+    request = TuningRequest(
+        str(tuning_rows), None, str(work_dir / "model"), str(work_dir / "tensorboard"), config,
+        provenance={"dataset_uri": f"dsbs/{key.dataset}"}, checkpoint_dir=str(work_dir / "checkpoints"),
     )
+    result = tune_student(request, extra_callbacks=[measure])
     return {
         **asdict(key),
         "train_rows": validated.train.examples,
