@@ -532,7 +532,7 @@ def test_the_image_serves_a_model_as_vertex_ai_runs_its_serving_container(
     import time
 
     from kfp_distill._implementation.student import StudentPredictor
-    from kfp_distill.components.upload_model.registry import answer
+    from kfp_distill._implementation.model_store import answer
     from kfp_distill.components.upload_model.vertex import serving_container_spec
     from kfp_distill.serving import DEFAULT_MAX_TOKENS
 
