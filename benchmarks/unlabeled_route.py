@@ -39,6 +39,10 @@ from convert import DATASETS, DEFAULT_DATA_DIR  # noqa: E402
 
 from kfp_distill._implementation.answers import answers_match  # noqa: E402
 from kfp_distill._implementation.jsonl import load_rows, read_jsonl, write_jsonl  # noqa: E402
+from kfp_distill.components.generate_rationales.prompts import (  # noqa: E402
+    DEFAULT_RATIONALE_LENGTH,
+    RATIONALE_LENGTHS,
+)
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 RESULTS_FILE = REPOSITORY / "benchmarks" / "results" / "unlabeled_route.json"
@@ -246,7 +250,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--evaluation-rows", type=int, default=50)
     parser.add_argument("--train-steps", type=int, default=80)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rationale-length", default="concise", choices=["concise", "detailed"])
+    parser.add_argument("--rationale-length", default=DEFAULT_RATIONALE_LENGTH, choices=RATIONALE_LENGTHS)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--work-dir", type=Path, default=REPOSITORY / ".cache" / "unlabeled-route")
     parser.add_argument("--results", type=Path, default=RESULTS_FILE, help="the JSON file the figures go to")

@@ -33,7 +33,7 @@ def generate_rationales(
     answer_format: str = "auto",
     class_names: str = "",
     probe_rows: int = 8,
-    rationale_length: str = "concise",
+    rationale_length: str = "detailed",
     teacher_api_key_secret: str = "",
 ):
     """Asks the teacher for a rationale (and a label where missing) for every example.
@@ -76,7 +76,7 @@ def generate_rationales(
         probe_rows: Rows asked first; the step stops, saying what the teacher said and what to do, when fewer
             than half of them got a usable answer. 0: no probe.
         rationale_length: `concise` (one or two sentences, as the paper's rationales are) or `detailed` (as
-            long as the task needs): what the teacher is asked to write.
+            long as the task needs): what the teacher is asked to write; `detailed` by default (the README's Results compare them).
         teacher_api_key_secret: A Secret Manager secret version (`projects/P/secrets/S/versions/latest`) holding
             an OpenAI-compatible teacher's API key, read at run time with the job's service account; it is the
             secret's name, never the key, that is recorded. Empty: the key comes from the environment.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .answer_format import AUTO
-from .prompts import CONCISE, validate_rationale_length
+from .prompts import DEFAULT_RATIONALE_LENGTH, validate_rationale_length
 
 # Self-consistency samples are drawn at this temperature unless told otherwise (Wang et al. 2023 use 0.5-0.7).
 SELF_CONSISTENCY_TEMPERATURE = 0.7
@@ -61,7 +61,7 @@ class GenerationConfig:
         probe_rows: Rows asked first (with all their samples); the run stops with a message showing what
             the teacher said when fewer than half of them got a usable answer. 0: no probe.
         rationale_length: `concise` (one or two sentences, as the paper's rationales are) or `detailed` (as
-            long as the task needs): what the teacher's instruction asks for.
+            long as the task needs): what the teacher's instruction asks for; `detailed` by default (the README's Results compare them).
 
     Raises:
         ValueError: A setting out of its range (the message names it and what it must be).
@@ -89,7 +89,7 @@ class GenerationConfig:
     answer_format: str = AUTO
     class_names: tuple[str, ...] = ()
     probe_rows: int = 8
-    rationale_length: str = CONCISE
+    rationale_length: str = DEFAULT_RATIONALE_LENGTH
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:

@@ -32,7 +32,7 @@ from .cache import AnswerCache
 from .config import SELF_CONSISTENCY_TEMPERATURE, GenerationConfig
 from .pricing import estimated_cost_usd
 from .prompts import (
-    CONCISE,
+    DEFAULT_RATIONALE_LENGTH,
     DEFAULT_TEMPLATE,
     Demonstration,
     Mode,
@@ -101,7 +101,7 @@ class GenerationReport:
     self_made_candidates: int = 0  # rows the teacher answered to make its own demonstrations
     answer_format: str = TEXT
     answer_format_note: str = ""
-    rationale_length: str = CONCISE
+    rationale_length: str = DEFAULT_RATIONALE_LENGTH
     class_source: str = ""
     classes: tuple[str, ...] = ()
     probe_rows: int = 0
@@ -415,7 +415,7 @@ class _Asking:
     profile: TaskProfile
     answer_format: str
     settings: DecodingSettings
-    rationale_length: str = CONCISE
+    rationale_length: str = DEFAULT_RATIONALE_LENGTH
 
     def messages(self, row: _Row, mode: Mode, label: str | None, shots=()) -> list[dict[str, str]]:
         system = self.profile.system_instruction(self.answer_format, self.rationale_length)

@@ -29,11 +29,13 @@ class Mode(str, enum.Enum):
     EXPLAIN = "explain"
 
 
-# How long a rationale the teacher is asked for: "concise" (one or two sentences, as the paper's are, and the
-# default: issue 18's measurement in the README) or "detailed" (as long as the task needs).
+# How long a rationale the teacher is asked for: "concise" (one or two sentences, as the paper's are) or
+# "detailed" (as long as the task needs). Detailed is the default: on e-SNLI with the default teacher it labeled
+# 71% of the training rows right against 37%, for 39% more completion tokens (README, Results).
 CONCISE = "concise"
 DETAILED = "detailed"
 RATIONALE_LENGTHS = (CONCISE, DETAILED)
+DEFAULT_RATIONALE_LENGTH = DETAILED
 
 # By task type (kfp_distill._implementation.tasks.TASK_TYPES): how to reason ({briefly} is where a concise
 # instruction says so, with the words given next to it), and what the answer is. The text format's concise
@@ -82,7 +84,7 @@ def validate_rationale_length(rationale_length: str) -> None:
 
 
 def system_instruction(
-    task_type: str, classes: Iterable[str] = (), answer_format: str = TEXT, rationale_length: str = CONCISE
+    task_type: str, classes: Iterable[str] = (), answer_format: str = TEXT, rationale_length: str = DEFAULT_RATIONALE_LENGTH
 ) -> str:
     """The system instruction for a task type, answer format and rationale length; a classification prompt
     also names the known classes.

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 from kfp_distill._implementation.answers import answers_match, arithmetic_value, normalize_text, token_f1
 from kfp_distill._implementation.tasks import resolve_task_type
 
-from .prompts import CONCISE, system_instruction
+from .prompts import DEFAULT_RATIONALE_LENGTH, system_instruction
 
 OVERLAP_F1 = 0.5
 _LOOSE_TYPES = ("summarization", "free_text")
@@ -61,7 +61,7 @@ class TaskProfile:
             return ()
         return (instruction_classes(input_text) or self.classes) if self.per_row_classes else self.classes
 
-    def system_instruction(self, answer_format: str, rationale_length: str = CONCISE) -> str:
+    def system_instruction(self, answer_format: str, rationale_length: str = DEFAULT_RATIONALE_LENGTH) -> str:
         classes = () if self.per_row_classes else self.classes
         return system_instruction(self.task_type, classes, answer_format, rationale_length)
 

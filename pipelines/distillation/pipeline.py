@@ -75,7 +75,7 @@ def distillation(
     teacher_self_consistency_samples: int = 1,
     teacher_answer_format: str = "auto",
     teacher_probe_rows: int = 8,
-    teacher_rationale_length: str = "concise",
+    teacher_rationale_length: str = "detailed",
     teacher_min_answered_fraction: float = 0.9,
     teacher_api_key_secret: str = "",
     teacher_api_key_kubernetes_secret: str = DEFAULT_KUBERNETES_SECRET,
@@ -134,7 +134,8 @@ def distillation(
         teacher_probe_rows: Rows each teacher step asks first; it stops, saying what the teacher said and what
             to do, when fewer than half of them got a usable answer. 0: no probe.
         teacher_rationale_length: `concise` (one or two sentences, as the paper's rationales are) or
-            `detailed` (as long as the task needs): what the teacher is asked to write.
+            `detailed` (as long as the task needs): what the teacher is asked to write; `detailed` by default
+            (the README's Results compare them).
         teacher_min_answered_fraction: A teacher step fails when a smaller share of its rows got a usable
             answer.
         teacher_api_key_secret: A Secret Manager secret version (`projects/P/secrets/S/versions/latest`) holding an

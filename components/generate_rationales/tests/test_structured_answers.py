@@ -163,10 +163,10 @@ def test_rationale_length_picks_the_instruction_and_is_checked_before_any_reques
     with pytest.raises(ValueError, match="rationale_length must be one of concise, detailed"):
         run(server, tmp_path, rows, rationale_length="long")
     assert not server.requests
-    run(server, tmp_path, rows, probe_rows=0)
+    run(server, tmp_path, rows, probe_rows=0, rationale_length="concise")
     concise = server.requests[-1]["messages"][0]["content"]
     asked = len(server.requests)
-    report, _ = run(server, tmp_path, rows, probe_rows=0, rationale_length="detailed")
+    report, _ = run(server, tmp_path, rows, probe_rows=0)  # the default: detailed
     detailed = server.requests[-1]["messages"][0]["content"]
     assert "in one or two sentences" in concise and "briefly" in concise
     assert "as detailed as the task needs" in detailed and "briefly" not in detailed
@@ -186,3 +186,17 @@ def test_when_the_probe_stops_the_run_the_rows_after_it_count_as_not_asked(start
     assert "- Answered (usable): 3; unparseable: 5; failed: 0; not asked: 12" in markdown
     assert "- Rows with a usable answer: 37.5% of those asked" in markdown
     assert "| 9 | not asked: the probe stopped the run |" in markdown  # line 9: the first row after the probe
+
+
+def test_detailed_rationales_are_the_default_of_the_config_the_component_and_the_pipeline():
+    # Measured on e-SNLI with the default teacher (README, Results): detailed rationales labeled 71% of the
+    # training rows right against 37%, and the distilled student reached 54% against 32%.
+    import inspect
+
+    from kfp_distill.components.generate_rationales.component import generate_rationales as component
+    from kfp_distill.pipelines.distillation.pipeline import distillation
+
+    assert GenerationConfig("precomputed").rationale_length == "detailed"
+    assert inspect.signature(component.python_func).parameters["rationale_length"].default == "detailed"
+    pipeline_parameters = inspect.signature(distillation.pipeline_func).parameters
+    assert pipeline_parameters["teacher_rationale_length"].default == "detailed"
