@@ -1,17 +1,18 @@
-"""The seed's main scenario measured on real data: unlabeled training rows, labeled and explained by the
-default embedded teacher, a student distilled from them, all through the pipeline as `kfp-distill run` runs it.
+"""The main scenario of Vertex AI's distillation guide, measured on real data: unlabeled training rows, labeled
+and explained by the default embedded teacher, a student distilled from them, all through the pipeline as
+`kfp-distill run` runs it.
 
 For each task the benchmark takes rows of the paper's data (`../shared/data/dsbs`, read in place), writes the
-training rows in the seed's instruction format with their labels hidden (`input_text` only), the evaluation
+training rows in the guide's instruction format with their labels hidden (`input_text` only), the evaluation
 rows with their labels, and runs the distillation pipeline locally with the default teacher and student and
 no few-shot file: the teacher makes its own demonstrations, labels and explains every training row, and
 answers the evaluation rows. Then it prints, per task, from the run's artifacts: the usable-answer share, the
 teacher's label accuracy on the training rows (the benchmark knows their gold labels; the pipeline does not),
 the teacher's, untuned and distilled student's accuracy and mean latency per example on the evaluation rows,
-and the teacher tokens spent. Targets (issue 18): at least 95% usable answers, and the distilled student at
+and the teacher tokens spent. Targets: at least 95% usable answers, and the distilled student at
 least 90% of the teacher's accuracy.
 
-Tasks (both classification with the classes in the instruction, as the seed's examples write them):
+Tasks (both classification with the classes in the instruction, as the guide's examples write them):
 - `esnli`: "Classify the relation ... into one of the following classes: [entailment, neutral, contradiction]"
   (training rows from e-SNLI's validation split, evaluation rows from its test split);
 - `cqa`: CommonsenseQA, "... one of the following options: [<the row's five choices>]" (multiple choice: each
@@ -20,7 +21,7 @@ Tasks (both classification with the classes in the instruction, as the seed's ex
 The teacher's answers are cached under `--work-dir`, so an interrupted run resumes where it stopped.
 
 Usage (from the repository root; about an hour per task on 2 CPU cores):
-    .venv/bin/python benchmarks/unlabeled_route.py --tasks esnli cqa --readme README.md
+    .venv/bin/python benchmarks/unlabeled_route.py --tasks esnli cqa --readme benchmarks/README.md
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def _cqa_usable(row: dict) -> bool:
 
 @dataclass(frozen=True)
 class Task:
-    """A benchmark task: the dsbs dataset it reads, and its rows in the seed's instruction format."""
+    """A benchmark task: the dsbs dataset it reads, and its rows in the guide's instruction format."""
 
     dataset: str
     input_text: Callable[[dict], str]

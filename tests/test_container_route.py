@@ -8,7 +8,7 @@
   Pipeline Components launcher building the CustomJob request, and that request's worker pool run in Docker with
   Vertex AI's environment and Cloud Storage at /gcs; evaluate and upload-model then read the model it wrote.
 
-Every test needs a Docker daemon and the image (README, "The component image"), built from this tree's package
+Every test needs a Docker daemon and the image (docs/image.md), built from this tree's package
 sources; without them each is skipped with the reason. `KFP_DISTILL_CONTAINER_TESTS=required` (.ci/run sets it)
 makes those reasons failures.
 """
@@ -76,7 +76,7 @@ def docker_client():
     try:
         client.images.get(IMAGE)
     except docker.errors.ImageNotFound:
-        _skip_or_fail(f"the component image {IMAGE} is not built: run make image (README, The component image)")
+        _skip_or_fail(f"the component image {IMAGE} is not built: run make image (docs/image.md)")
     yield client
     client.close()
 
