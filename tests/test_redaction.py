@@ -3,7 +3,9 @@
 import functools
 import http.server
 import json
+import logging
 import threading
+import traceback
 
 import pytest
 from hypothesis import given, settings
@@ -63,6 +65,14 @@ SECRET = "hunter2-s3cret"
 )
 def test_redact_uri_replaces_user_info_and_signatures_and_keeps_the_rest(uri, redacted):
     assert redact_uri(uri) == redacted
+
+
+def test_redact_text_redacts_the_uris_a_message_quotes():
+    from kfp_distill._implementation.redaction import redact_text
+
+    message = f"401, message='Unauthorized', url='https://h/d.jsonl?sig={SECRET}' (from s3://ana:{SECRET}@b/x)"
+    assert redact_text(message) == "401, message='Unauthorized', url='https://h/d.jsonl?sig=*** (from s3://***@b/x)"
+    assert redact_text("no uri: a=1&sig=x") == "no uri: a=1&sig=x"
 
 
 def test_the_model_record_and_card_hold_no_credentials():
@@ -131,13 +141,16 @@ def test_the_evaluation_reports_hold_no_credentials():
         assert "https://***@models.example.com" in report
 
 
-def test_the_validation_report_holds_no_credentials(tmp_path, tiny_student_dir):
+def test_the_validation_report_and_log_hold_no_credentials(tmp_path, tiny_student_dir, caplog):
     from kfp_distill.components.validate_dataset.validation import validate_dataset
 
     # Served over real HTTP: the URIs must still be read with their credentials, only not written out.
-    # Repeated, and leaked into the evaluation set: warnings that name each URI.
+    # Repeated, and leaked into the evaluation set: warnings that name each URI; a byte-order mark, warned of.
     rows = [{"input_text": f"question {i % 5}", "output_text": "answer"} for i in range(10)]
-    (tmp_path / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    (tmp_path / "train.jsonl").write_text(
+        "\ufeff" + "".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8"
+    )
+    caplog.set_level(logging.INFO)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -160,6 +173,35 @@ def test_the_validation_report_holds_no_credentials(tmp_path, tiny_student_dir):
     assert report.warnings and all(SECRET not in warning for warning in report.warnings)
     assert SECRET not in written
     assert "X-Goog-Signature=***" in written
+    assert "byte-order mark" in caplog.text and "validated" in caplog.text
+    assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize("status", [401, 500])
+def test_a_dataset_error_a_server_gives_holds_no_credentials(status):
+    from kfp_distill._implementation.jsonl import DatasetError, read_jsonl
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(DatasetError) as raised:
+            list(read_jsonl(f"http://ana:{SECRET}@127.0.0.1:{server.server_address[1]}/d.jsonl?sig={SECRET}"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    # What a failed step's log shows: the traceback, causes included.
+    shown = "".join(traceback.format_exception(raised.value))
+    assert str(status) in str(raised.value)
+    assert SECRET not in shown
 
 
 def test_the_teacher_cache_name_the_generation_report_and_dataset_errors_hold_no_credentials(tmp_path):

@@ -448,6 +448,6 @@ def validate_dataset(
     )
     logger.info(
         "validated %s: %d training examples (%s), %d evaluation examples",
-        dataset_uri, train_summary.examples, report.kind, evaluation_summary.examples if evaluation_summary else 0,
+        report.dataset_uri, train_summary.examples, report.kind, evaluation_summary.examples if evaluation_summary else 0,
     )
     return report

@@ -11,7 +11,7 @@ from typing import Iterable, Iterator
 
 import fsspec
 
-from kfp_distill._implementation.redaction import redact_uri
+from kfp_distill._implementation.redaction import redact_text, redact_uri
 
 
 class DatasetError(ValueError):
@@ -23,7 +23,7 @@ class DatasetError(ValueError):
         where = shown if line is None else f"{shown}, line {line}"
         if field is not None:
             where += f", field '{field}'"
-        super().__init__(f"{where}: {message}")
+        super().__init__(f"{where}: {redact_text(message)}")  # a library's error may quote the URI whole
 
 
 # The largest dataset read: every contract-valid file fits (10,000 rows whose inputs may be far longer than
@@ -102,13 +102,20 @@ def _size_of(uri: str) -> int | None:
 
 
 def _unreadable(uri: str, error: Exception) -> DatasetError:
-    """A located error for a file that cannot be opened or read (missing, unreachable, no filesystem for it)."""
+    """A located error for a file that cannot be opened or read (missing, unreachable, refused, no filesystem)."""
     if isinstance(error, FileNotFoundError):
+        # fsspec's HTTP filesystem reports a refused connection or an HTTP error as a missing file, its cause
+        # under one or more FileNotFoundErrors.
         cause = error.__cause__
-        # fsspec's HTTP filesystem reports a refused or failed connection as a missing file.
-        if cause is not None and not isinstance(cause, FileNotFoundError) and "404" not in str(cause):
-            return DatasetError(uri, f"cannot be reached: {cause}")
-        return DatasetError(uri, "file not found")
+        while isinstance(cause, FileNotFoundError):
+            cause = cause.__cause__
+        status = getattr(cause, "status", None)  # aiohttp's ClientResponseError
+        if cause is None or status == 404 or "404" in str(cause):
+            return DatasetError(uri, "file not found")
+        if isinstance(status, int):
+            reason = getattr(cause, "message", "")
+            return DatasetError(uri, f"cannot be read: the server answered HTTP {status} {reason}".rstrip())
+        return DatasetError(uri, f"cannot be reached: {cause}")
     return DatasetError(uri, f"cannot be read: {error}")
 
 
@@ -116,7 +123,7 @@ def _first_line_problem(uri: str, raw: bytes) -> bytes:
     """The first line without a UTF-8 byte-order mark (accepted with a warning); other encodings and
     compressed files are refused with what to do."""
     if raw.startswith(_UTF8_BOM):
-        logger.warning("%s starts with a UTF-8 byte-order mark; it is skipped", uri)
+        logger.warning("%s starts with a UTF-8 byte-order mark; it is skipped", redact_uri(uri))
         return raw[len(_UTF8_BOM):]
     if raw.startswith(_UTF16_STARTS):
         raise DatasetError(uri, "the file is UTF-16 text; save it as UTF-8 (JSON Lines must be UTF-8)", 1)
@@ -149,7 +156,8 @@ def read_jsonl(uri: str) -> Iterator[tuple[int, dict]]:
         except DatasetError:
             raise
         except Exception as error:  # noqa: BLE001 - every filesystem's own errors (auth, network) get located
-            raise _unreadable(uri, error) from error
+            # Not chained: a traceback would show the library's errors, which quote the URI whole.
+            raise _unreadable(uri, error) from None
         if raw is None:
             return
         line_number += 1

@@ -33,6 +33,9 @@ _IPV6_LITERAL = re.compile(r"\[[0-9A-Za-z:.%~-]*\]")
 _MAX_LINKS = 8
 # RFC 3986, appendix B: a URI's scheme, authority, path, query and fragment, for any string.
 _URI_PARTS = re.compile(r"(?:([^:/?#]+):)?(?://([^/?#]*))?([^?#]*)(?:\?([^#]*))?(?:#(.*))?", re.DOTALL)
+# A URI in free text, to the next space (a closing quote goes with it: a secret may hold one). Tried only where
+# a run of scheme characters starts, so a long run is scanned once.
+_URIS_IN_TEXT = re.compile(r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://\S+")
 
 
 def _secret_name(name: str) -> bool:
@@ -138,3 +141,11 @@ def redact_uri(uri: str) -> str:
         pieces += [uri[shown_from:start], REDACTED]
         shown_from = end
     return "".join(pieces) + uri[shown_from:]
+
+
+def redact_text(text: str) -> str:
+    """The text with every URI in it (`scheme://...`, to the next space) redacted as `redact_uri` does.
+
+    For messages that quote URIs they did not build: a library's error (`401, url='https://...?sig=...'`).
+    """
+    return _URIS_IN_TEXT.sub(lambda match: redact_uri(match.group()), text)
