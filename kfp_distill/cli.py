@@ -100,7 +100,6 @@ def validate(args: argparse.Namespace) -> int:
     """Runs validate-dataset alone and prints its report, so a file is checked before a teacher is paid."""
     import tempfile
 
-    from kfp_distill._implementation.jsonl import DatasetError
     from kfp_distill.components.validate_dataset.validation import validate_dataset
 
     with tempfile.TemporaryDirectory(prefix="kfp-distill-validate-") as scratch:
@@ -113,8 +112,11 @@ def validate(args: argparse.Namespace) -> int:
                 evaluation_path=Path(scratch) / "evaluation.jsonl",
                 report_path=Path(scratch) / "report.md",
                 task_type=args.task_type,
+                train_steps=args.train_steps,
+                batch_size=args.batch_size,
+                enable_checkpoint_selection=args.enable_checkpoint_selection,
             )
-        except DatasetError as error:
+        except ValueError as error:  # a DatasetError, or a task type or tuning setting out of range
             print(f"kfp-distill validate: {error}", file=sys.stderr)
             return 1
     print(report.to_markdown())
@@ -266,6 +268,14 @@ def main(argv: list[str] | None = None) -> int:
         help="the student whose tokenizer counts tokens (default: the pipeline's)",
     )
     validate_parser.add_argument("--task-type", default="auto", help="as the pipeline's task_type (default: auto)")
+    # The tuning settings: the report states the passes over the data they make, and warns of bad ones.
+    for name, kind in (("train_steps", int), ("batch_size", int), ("enable_checkpoint_selection", _boolean)):
+        default = _pipeline_parameters()[name].default
+        validate_parser.add_argument(
+            "--" + name.replace("_", "-"), type=kind, default=default,
+            metavar="true|false" if kind is _boolean else None,
+            help=f"as the pipeline's {name} (default: {str(default).lower()})",
+        )
     validate_parser.set_defaults(handler=validate)
 
     compile_parser = commands.add_parser("compile", help="compile the pipelines to YAML")

@@ -44,3 +44,21 @@ def test_validate_checks_a_dataset_alone_and_prints_its_report(tmp_path, capsys,
     (tmp_path / "bad.jsonl").write_text('{"input_text": "a"}\n{"output_text": "b"}\n')
     assert cli.main(["validate", str(tmp_path / "bad.jsonl"), "--student-model-reference", tiny_student_dir]) == 1
     assert "bad.jsonl, line 2, field 'input_text'" in capsys.readouterr().err
+
+
+def test_validate_states_the_passes_the_tuning_settings_make_with_the_pipelines_defaults(tmp_path, capsys, tiny_student_dir):
+    from kfp_distill._implementation.jsonl import write_jsonl
+
+    write_jsonl(tmp_path / "train.jsonl", [{"input_text": f"question {i}", "output_text": "yes"} for i in range(30)])
+    arguments = ["validate", str(tmp_path / "train.jsonl"), "--student-model-reference", tiny_student_dir]
+    assert cli.main(arguments) == 0
+    printed = capsys.readouterr().out
+    # The pipeline's defaults: 300 steps of 8, the last checkpoint kept.
+    assert "- Training: 300 steps x batch size 8 = 2,400 examples seen: 80.0 passes over the 30 training examples" in printed
+    assert "go over the 30 training examples 80.0 times, and without checkpoint selection" in printed
+
+    settings = ["--train-steps", "10", "--batch-size", "6", "--enable-checkpoint-selection", "true"]
+    assert cli.main(arguments + settings) == 0
+    printed = capsys.readouterr().out
+    assert "- Training: 10 steps x batch size 6 = 60 examples seen: 2.0 passes over the 30 training examples" in printed
+    assert "checkpoint selection has no evaluation set to choose by" not in printed  # 2 passes: nothing to warn of

@@ -225,6 +225,9 @@ def test_the_teacher_steps_read_the_named_secret_and_validate_dataset_checks_eve
                  "tensorboard_resource_id", "serving_container_image_uri", "deploy_model", "deploy_machine_type",
                  "deploy_min_replica_count", "deploy_max_replica_count", "deploy_traffic_percentage"):
         assert checked[name] == {"componentInputParameter": name}, name
+    # The tuning settings, for the report's passes over the data.
+    for name in ("train_steps", "batch_size", "enable_checkpoint_selection"):
+        assert checked[name] == {"componentInputParameter": name}, name
     # The serving image by default, checked as upload-model will use it: the image the components were compiled with.
     assert checked["kfp_distill_image_uri"] == {"runtimeValue": {"constant": IMAGE}}
     teacher_steps = [

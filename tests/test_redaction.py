@@ -3,9 +3,13 @@
 import functools
 import http.server
 import json
+import logging
 import threading
+import traceback
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kfp_distill._implementation.redaction import redact_uri
 
@@ -15,7 +19,32 @@ SECRET = "hunter2-s3cret"
 @pytest.mark.parametrize(
     ("uri", "redacted"),
     [
-        (f"https://ana:{SECRET}@data.example.com/train.jsonl", "https://ana:***@data.example.com/train.jsonl"),
+        # The whole user info: a user name is as often a token (`https://TOKEN@host`, `TOKEN:x-oauth-basic@`).
+        (f"https://ana:{SECRET}@data.example.com/train.jsonl", "https://***@data.example.com/train.jsonl"),
+        (f"https://{SECRET}@proxy.example.com/v1#gpt", "https://***@proxy.example.com/v1#gpt"),
+        (f"https://{SECRET}:x-oauth-basic@github.com/o/r", "https://***@github.com/o/r"),
+        ("https://ana@h/d.jsonl?alt=media&keyword=x", "https://***@h/d.jsonl?alt=media&keyword=x"),
+        # Key names as servers spell them: any case, `-` or `_`, percent-encoded.
+        (f"https://h/cb?code={SECRET}&state=1", "https://h/cb?code=***&state=1"),
+        (f"https://h/v1?api-key={SECRET}", "https://h/v1?api-key=***"),
+        (f"https://h/t?client_secret={SECRET}&Client-Secret={SECRET}", "https://h/t?client_secret=***&Client-Secret=***"),
+        (f"https://h/t?refresh_token={SECRET}&X-API-Key={SECRET}", "https://h/t?refresh_token=***&X-API-Key=***"),
+        (f"https://h/t?%73ig={SECRET}", "https://h/t?%73ig=***"),
+        # A value is cut at "&" only: a ";" inside it does not end it, and ";" also separates parameters.
+        (f"https://h/t?sig=a;{SECRET}&b=1", "https://h/t?sig=***&b=1"),
+        (f"https://h/t?a=1;sig={SECRET}", "https://h/t?a=1;sig=***"),
+        (f"https://h/t?sig=a::{SECRET}", "https://h/t?sig=***"),
+        # OAuth's implicit flow puts the token in the fragment.
+        (f"https://h/cb#access_token={SECRET}&x=1", "https://h/cb#access_token=***&x=1"),
+        # fsspec's chained URIs: each link is redacted.
+        (f"simplecache::https://ana:{SECRET}@h/x.jsonl", "simplecache::https://***@h/x.jsonl"),
+        (f"zip://train.jsonl::https://{SECRET}@h/d.zip::filecache", "zip://train.jsonl::https://***@h/d.zip::filecache"),
+        # A value runs to the next "&", "::" included (it may be the secret's own): later links go with it.
+        (f"zip://train.jsonl::https://h/d.zip?sig={SECRET}::filecache", "zip://train.jsonl::https://h/d.zip?sig=***"),
+        # Not a URI urlsplit accepts: redacted whole past the scheme when it may hold a credential.
+        (f"https://ana:{SECRET}@[::1/x", "https://***"),
+        (f"https://[h/x?sig={SECRET}", "https://***"),
+        (f"simplecache::https://ana:{SECRET}@[::1/x", "simplecache::https://***"),
         (
             f"https://storage.googleapis.com/b/train.jsonl?X-Goog-Algorithm=GOOG4&X-Goog-Signature={SECRET}&alt=media",
             "https://storage.googleapis.com/b/train.jsonl?X-Goog-Algorithm=GOOG4&X-Goog-Signature=***&alt=media",
@@ -26,15 +55,24 @@ SECRET = "hunter2-s3cret"
         # Nothing secret: returned as given, byte for byte.
         ("gs://bucket/train.jsonl", "gs://bucket/train.jsonl"),
         ("http://127.0.0.1:8080/v1#qwen2.5-coder-1.5b", "http://127.0.0.1:8080/v1#qwen2.5-coder-1.5b"),
-        ("https://ana@h/d.jsonl?alt=media&keyword=x", "https://ana@h/d.jsonl?alt=media&keyword=x"),
+        ("http://[::1]:8080/v1#qwen", "http://[::1]:8080/v1#qwen"),
+        ("https://h/d.jsonl?alt=media&keyword=x&monkey=1#model", "https://h/d.jsonl?alt=media&keyword=x&monkey=1#model"),
         ("smollm2-135m-instruct", "smollm2-135m-instruct"),
         ("/data/my train.jsonl", "/data/my train.jsonl"),
         ("C:\\data\\train.jsonl", "C:\\data\\train.jsonl"),
-        ("http://[::1", "http://[::1"),  # not a URI urlsplit accepts
+        ("http://[::1", "http://[::1"),  # not a URI urlsplit accepts, and nothing in it is a credential
     ],
 )
-def test_redact_uri_replaces_passwords_and_signatures_and_keeps_the_rest(uri, redacted):
+def test_redact_uri_replaces_user_info_and_signatures_and_keeps_the_rest(uri, redacted):
     assert redact_uri(uri) == redacted
+
+
+def test_redact_text_redacts_the_uris_a_message_quotes():
+    from kfp_distill._implementation.redaction import redact_text
+
+    message = f"401, message='Unauthorized', url='https://h/d.jsonl?sig={SECRET}' (from s3://ana:{SECRET}@b/x)"
+    assert redact_text(message) == "401, message='Unauthorized', url='https://h/d.jsonl?sig=*** (from s3://***@b/x)"
+    assert redact_text("no uri: a=1&sig=x") == "no uri: a=1&sig=x"
 
 
 def test_the_model_record_and_card_hold_no_credentials():
@@ -52,7 +90,7 @@ def test_the_model_record_and_card_hold_no_credentials():
     written = json.dumps(facts) + _model_card(facts)
 
     assert SECRET not in written
-    assert "https://ana:***@models.example.com/smollm2.gguf" in written
+    assert "https://***@models.example.com/smollm2.gguf" in written
     assert "X-Goog-Signature=***" in written
 
 
@@ -81,7 +119,7 @@ def test_mlflow_params_tags_and_description_hold_no_credentials(tmp_path):
     run = client.get_run(version.run_id)
     written = json.dumps([run.data.params, run.data.tags, version.tags, version.description])
     assert SECRET not in written
-    assert "https://ana:***@models.example.com/smollm2" in written
+    assert "https://***@models.example.com/smollm2" in written
 
 
 def test_the_evaluation_reports_hold_no_credentials():
@@ -100,16 +138,19 @@ def test_the_evaluation_reports_hold_no_credentials():
 
     for report in (result.to_markdown(), render_html(result, {})):
         assert SECRET not in report
-        assert "ana:***@models.example.com" in report
+        assert "https://***@models.example.com" in report
 
 
-def test_the_validation_report_holds_no_credentials(tmp_path, tiny_student_dir):
+def test_the_validation_report_and_log_hold_no_credentials(tmp_path, tiny_student_dir, caplog):
     from kfp_distill.components.validate_dataset.validation import validate_dataset
 
     # Served over real HTTP: the URIs must still be read with their credentials, only not written out.
-    # Repeated, and leaked into the evaluation set: warnings that name each URI.
+    # Repeated, and leaked into the evaluation set: warnings that name each URI; a byte-order mark, warned of.
     rows = [{"input_text": f"question {i % 5}", "output_text": "answer"} for i in range(10)]
-    (tmp_path / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    (tmp_path / "train.jsonl").write_text(
+        "\ufeff" + "".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8"
+    )
+    caplog.set_level(logging.INFO)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -132,6 +173,35 @@ def test_the_validation_report_holds_no_credentials(tmp_path, tiny_student_dir):
     assert report.warnings and all(SECRET not in warning for warning in report.warnings)
     assert SECRET not in written
     assert "X-Goog-Signature=***" in written
+    assert "byte-order mark" in caplog.text and "validated" in caplog.text
+    assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize("status", [401, 500])
+def test_a_dataset_error_a_server_gives_holds_no_credentials(status):
+    from kfp_distill._implementation.jsonl import DatasetError, read_jsonl
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(DatasetError) as raised:
+            list(read_jsonl(f"http://ana:{SECRET}@127.0.0.1:{server.server_address[1]}/d.jsonl?sig={SECRET}"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    # What a failed step's log shows: the traceback, causes included.
+    shown = "".join(traceback.format_exception(raised.value))
+    assert str(status) in str(raised.value)
+    assert SECRET not in shown
 
 
 def test_the_teacher_cache_name_the_generation_report_and_dataset_errors_hold_no_credentials(tmp_path):
@@ -139,9 +209,12 @@ def test_the_teacher_cache_name_the_generation_report_and_dataset_errors_hold_no
     from kfp_distill.components.generate_rationales.cache import default_cache_uri
     from kfp_distill.components.generate_rationales.generation import GenerationReport
 
+    from kfp_distill.components.generate_rationales.backends.openai_compatible import OpenAICompatibleBackend
+
     signed = f"https://h/train.jsonl?X-Goog-Signature={SECRET}"
-    name = default_cache_uri(str(tmp_path), f"https://ana:{SECRET}@h/v1#qwen")
-    assert SECRET not in name
+    for reference in (f"https://ana:{SECRET}@h/v1#qwen", f"https://{SECRET}@proxy.example.com/v1#m"):
+        assert SECRET not in default_cache_uri(str(tmp_path), reference)
+        assert SECRET not in OpenAICompatibleBackend(reference).identity
     # A reference without credentials keeps the name earlier versions gave its cache (its answers stay found).
     assert default_cache_uri("/root", "http://127.0.0.1:8080/v1#qwen") == (
         "/root/teacher-cache/http-127.0.0.1-8080-v1-qwen-"
@@ -151,3 +224,102 @@ def test_the_teacher_cache_name_the_generation_report_and_dataset_errors_hold_no
     assert SECRET not in report.to_markdown()
     error = DatasetError(signed, "file not found", 3, "input_text")
     assert SECRET not in str(error) and error.uri == signed
+
+
+# Property-based: URIs built with secrets in every credential-bearing part. The secrets carry a mark
+# that the other parts (lowercase, and key names without digits) cannot spell, so a secret found in the output
+# is a leak.
+_MARK = "S3cr3t~"
+_UNRESERVED = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~"
+_SUB_DELIMS = "!$&'()*+,;="
+# What a user name may hold (percent-encoded bytes too); a password may hold ":" besides. Some characters
+# that urlsplit refuses in a host ("[", "＠") are there, to reach the parse failures.
+_USER_CHARS = _UNRESERVED + _SUB_DELIMS + "%é[＠"
+_PASSWORD_CHARS = _USER_CHARS + ":"
+# What a query value may hold ("&" and "#" end it).
+_VALUE_CHARS = _UNRESERVED + "!$'()*+,;=:@/?%[]é"
+# Key names credentials are sent under, as the services that use them spell them.
+_SECRET_KEYS = (
+    "sig", "Signature", "X-Goog-Signature", "X-Goog-Credential", "X-Amz-Signature", "X-Amz-Credential",
+    "X-Amz-Security-Token", "token", "access_token", "refresh_token", "id_token", "key", "api_key", "api-key",
+    "apikey", "X-API-Key", "code", "client_secret", "password", "passwd", "pwd", "secret", "auth",
+)
+_PLAIN_KEYS = ("alt", "page", "sv", "se", "sp", "generation", "keyword", "model", "format", "monkey", "v")
+_PROTOCOLS = ("simplecache", "filecache", "blockcache")
+_lowercase = st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=8)
+_hosts = st.one_of(
+    st.builds("{}.{}".format, _lowercase, _lowercase), st.just("127.0.0.1"), st.just("[::1]"), st.just("[fe80::1]")
+)
+
+
+def _any_case(draw, name: str) -> str:
+    return "".join(c.upper() if draw(st.booleans()) else c.lower() for c in name)
+
+
+@st.composite
+def _link(draw, secrets: list[str], with_secrets: bool) -> str:
+    """One URI (a link of a chain); with_secrets: secrets in user info, query and fragment, each recorded."""
+
+    def secret(alphabet: str) -> str:
+        value = _MARK + draw(st.text(alphabet, max_size=10))
+        secrets.append(value)
+        return value
+
+    if draw(st.integers(0, 5)) == 0:
+        return draw(st.sampled_from(_PROTOCOLS))
+    scheme = draw(st.sampled_from(["https", "http", "gs", "s3", "ftp", "hf"]))
+    host = draw(_hosts)
+    userinfo = ""
+    if with_secrets:
+        kind = draw(st.sampled_from(["none", "user", "user and password", "password"]))
+        if kind == "user":
+            userinfo = secret(_USER_CHARS) + "@"
+        elif kind == "user and password":
+            userinfo = f"{secret(_USER_CHARS)}:{secret(_PASSWORD_CHARS)}@"
+        elif kind == "password":
+            userinfo = f"{draw(_lowercase)}:{secret(_PASSWORD_CHARS)}@"
+        if draw(st.integers(0, 9)) == 0:
+            host = "[" + host.strip("[]")  # an unbalanced bracket: urlsplit raises
+    port = draw(st.sampled_from(["", ":8080", ":443"]))
+    path = "".join("/" + segment for segment in draw(st.lists(_lowercase, max_size=3)))
+    parameters = []
+    for _ in range(draw(st.integers(0, 4))):
+        if with_secrets and draw(st.booleans()):
+            parameters.append(f"{_any_case(draw, draw(st.sampled_from(_SECRET_KEYS)))}={secret(_VALUE_CHARS)}")
+        else:
+            parameters.append(f"{draw(st.sampled_from(_PLAIN_KEYS))}={draw(_lowercase)}")
+    query = ""
+    if parameters:
+        query = "?" + draw(st.sampled_from(["&", ";"])).join(parameters)
+    fragment = draw(st.sampled_from(["", "#" + draw(_lowercase)]))
+    if with_secrets and draw(st.integers(0, 4)) == 0:
+        fragment = f"#access_token={secret(_VALUE_CHARS.replace('?', ''))}&token_type=bearer"
+    return f"{scheme}://{userinfo}{host}{port}{path}{query}{fragment}"
+
+
+@st.composite
+def _uris(draw, with_secrets: bool) -> tuple[str, list[str]]:
+    secrets: list[str] = []
+    links = [draw(_link(secrets, with_secrets)) for _ in range(draw(st.integers(1, 3)))]
+    return "::".join(links), secrets
+
+
+@settings(max_examples=400, deadline=None)
+@given(_uris(with_secrets=True))
+def test_redact_uri_leaves_no_secret_of_any_credential_bearing_part(uri_and_secrets):
+    uri, secrets = uri_and_secrets
+    redacted = redact_uri(uri)
+    assert not [secret for secret in secrets if secret in redacted], redacted
+
+
+@settings(max_examples=200, deadline=None)
+@given(_uris(with_secrets=False))
+def test_redact_uri_returns_a_uri_without_credentials_as_given(uri_and_secrets):
+    uri, _ = uri_and_secrets
+    assert redact_uri(uri) == uri
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(), st.text("ab:/@?#&;=%[]\\\t\n.＠" + _MARK, max_size=60)))
+def test_redact_uri_never_raises_and_returns_text(text):
+    assert isinstance(redact_uri(text), str)

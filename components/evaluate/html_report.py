@@ -15,6 +15,8 @@ from .task_metrics import EXAMPLE_SCORE_TITLES, METRIC_TITLES, METRICS_BY_TASK
 from .training_curves import LOSS_TAGS, TOKEN_ACCURACY_TAGS, Curve
 
 _TEXT_CHARS = 1000
+# Text properties for text from the data (class names): never read as mathtext (`$\\foo$` raises) or TeX.
+_AS_WRITTEN = {"parse_math": False, "usetex": False}
 _COLORS = {"teacher": "#4c72b0", "untuned_student": "#999999", "distilled_student": "#dd8452"}
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em auto; max-width: 1100px;
@@ -90,19 +92,24 @@ def latency_png(models: dict[str, ModelResult]) -> str | None:
 
 def confusion_matrix_png(categories: list[str], matrix: list[list[int]]) -> str:
     """The confusion matrix as a heat map with its counts written in the cells."""
+    return _png_data_uri(confusion_matrix_figure(categories, matrix))
+
+
+def confusion_matrix_figure(categories: list[str], matrix: list[list[int]]):
+    """The confusion matrix's figure; the categories, text from the data, are drawn as they are written."""
     side = min(3.0 + 0.45 * len(categories), 12.0)
     figure, (axis,) = _figure(1, column_width=side + 1.0, height=side)
     axis.imshow(matrix, cmap="Blues")
     ticks = range(len(categories))
     labels = [name if len(name) <= 20 else name[:19] + "…" for name in categories]
-    axis.set_xticks(ticks, labels, rotation=45, ha="right")
-    axis.set_yticks(ticks, labels)
+    axis.set_xticks(ticks, labels, rotation=45, ha="right", **_AS_WRITTEN)
+    axis.set_yticks(ticks, labels, **_AS_WRITTEN)
     axis.set(xlabel="predicted", ylabel="gold", title="Distilled student")
     peak = max((max(row) for row in matrix), default=0)
     for i, row in enumerate(matrix):
         for j, count in enumerate(row):
             axis.text(j, i, str(count), ha="center", va="center", color="white" if count > peak / 2 else "black")
-    return _png_data_uri(figure)
+    return figure
 
 
 def _text(value: str | None) -> str:

@@ -28,6 +28,9 @@ def validate_dataset(
     deploy_min_replica_count: int = 1,
     deploy_max_replica_count: int = 1,
     deploy_traffic_percentage: int = 100,
+    train_steps: int = 300,
+    batch_size: int = 8,
+    enable_checkpoint_selection: bool = False,
 ) -> str:
     """Checks the training and evaluation JSON Lines against the contract; writes normalized, truncated copies.
 
@@ -56,6 +59,11 @@ def validate_dataset(
         deploy_min_replica_count: Replicas the endpoint always runs (at least 1).
         deploy_max_replica_count: Replicas it scales up to (at least the minimum).
         deploy_traffic_percentage: The new deployment's share of the endpoint's traffic (0 to 100).
+        train_steps: The tuning steps; the report states the passes over the training examples that steps x
+            `batch_size` make, and warns when they are far from the recommended settings for the task type or
+            repeat a small dataset many times with the last checkpoint kept.
+        batch_size: The examples per tuning step.
+        enable_checkpoint_selection: Whether tuning keeps its best evaluated checkpoint instead of the last.
 
     Returns:
         The task type, given or inferred (the report says why), for the teacher steps and the evaluation.
@@ -95,6 +103,9 @@ def validate_dataset(
         evaluation_path=evaluation_dataset.path,
         report_path=report.path,
         task_type=task_type,
+        train_steps=train_steps,
+        batch_size=batch_size,
+        enable_checkpoint_selection=enable_checkpoint_selection,
     )
     for name, value in result.metrics().items():
         metrics.log_metric(name, value)

@@ -22,6 +22,8 @@ from kfp_distill._implementation.models import load_tokenizer
 from kfp_distill._implementation.redaction import redact_uri
 from kfp_distill._implementation.tasks import AUTO, TaskType, resolve_task_type
 
+from .training_amount import TrainingAmount, training_amount
+
 logger = logging.getLogger(__name__)
 
 ALLOWED_FIELDS = ("input_text", "output_text", "rationale")
@@ -82,6 +84,8 @@ class ValidationReport:
     evaluation: SplitSummary | None
     task_type: TaskType
     warnings: list[str] = field(default_factory=list)
+    # The passes over the training examples the tuning settings make; None when they were not given.
+    training: TrainingAmount | None = None
 
     @property
     def kind(self) -> str:
@@ -95,6 +99,8 @@ class ValidationReport:
     def metrics(self) -> dict[str, float]:
         """Scalar metrics for a KFP Metrics artifact; evaluation counts are 0 without an evaluation set."""
         values: dict[str, float] = {"warnings": float(len(self.warnings))}
+        if self.training:
+            values["training_passes"] = self.training.passes
         for prefix, split in (("train", self.train), ("evaluation", self.evaluation)):
             values[f"{prefix}_examples"] = float(split.examples if split else 0)
             values[f"{prefix}_labeled_examples"] = float(split.labeled_examples if split else 0)
@@ -115,6 +121,7 @@ class ValidationReport:
             f"- Student tokenizer: `{self.student_model_reference}`",
             f"- Kind: **{self.kind}**",
             f"- Task type: **{self.task_type.name}** ({self.task_type.reason})",
+            *([f"- Training: {self.training.statement}"] if self.training else []),
             "",
             "| | training | evaluation |",
             "|---|---:|---:|",
@@ -378,6 +385,9 @@ def validate_dataset(
     max_output_tokens: int = MAX_OUTPUT_TOKENS,
     max_train_examples: int = MAX_TRAIN_EXAMPLES,
     task_type: str = AUTO,
+    train_steps: int | None = None,
+    batch_size: int | None = None,
+    enable_checkpoint_selection: bool = False,
 ) -> ValidationReport:
     """Validates the training (and evaluation) data and writes normalized copies and a Markdown report.
 
@@ -393,6 +403,10 @@ def validate_dataset(
         max_train_examples: The most training examples accepted.
         task_type: One of `tasks.TASK_TYPES`, or `auto` to infer it from both datasets' inputs and labels;
             decided once here so that the teacher steps and the evaluation use the same one.
+        train_steps: The tuning steps; with `batch_size`, the report states the passes over the training
+            examples they make and warns of settings likely to train badly (`training_amount`). None: not stated.
+        batch_size: The examples per tuning step.
+        enable_checkpoint_selection: Whether tuning keeps its best evaluated checkpoint instead of the last.
 
     Returns:
         The validation report (also written to `report_path`).
@@ -400,6 +414,7 @@ def validate_dataset(
     Raises:
         DatasetError: A file is missing, unreadable or breaks a rule; the message names file, line and field.
             Nothing is written then.
+        ValueError: `train_steps` or `batch_size` is not a positive whole number. Nothing is written then.
     """
     train_rows = _read_rows(dataset_uri, max_train_examples, evaluation=False)
     if not train_rows:
@@ -436,6 +451,12 @@ def validate_dataset(
         task_type=resolved_task_type,
     )
     report.warnings = _warnings(train_rows, evaluation_rows, report)
+    if train_steps is not None and batch_size is not None:
+        report.training = training_amount(
+            train_summary.examples, resolved_task_type.name, train_steps, batch_size, enable_checkpoint_selection,
+            evaluation_data=bool(evaluation_rows),
+        )
+        report.warnings += report.training.warnings
     for warning in report.warnings:
         logger.warning(warning)
 
@@ -448,6 +469,6 @@ def validate_dataset(
     )
     logger.info(
         "validated %s: %d training examples (%s), %d evaluation examples",
-        dataset_uri, train_summary.examples, report.kind, evaluation_summary.examples if evaluation_summary else 0,
+        report.dataset_uri, train_summary.examples, report.kind, evaluation_summary.examples if evaluation_summary else 0,
     )
     return report

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import fsspec
 
-from kfp_distill._implementation.redaction import redact_uri
+from kfp_distill._implementation.redaction import redact_text, redact_uri
 
 
 class DatasetError(ValueError):
@@ -23,7 +25,7 @@ class DatasetError(ValueError):
         where = shown if line is None else f"{shown}, line {line}"
         if field is not None:
             where += f", field '{field}'"
-        super().__init__(f"{where}: {message}")
+        super().__init__(f"{where}: {redact_text(message)}")  # a library's error may quote the URI whole
 
 
 # The largest dataset read: every contract-valid file fits (10,000 rows whose inputs may be far longer than
@@ -32,6 +34,11 @@ class DatasetError(ValueError):
 MAX_DATASET_BYTES = 4 * 1024**3
 # One line (one row) at most; the reader streams, holding one line at a time.
 MAX_LINE_BYTES = 64 * 1024**2
+# The longest a file may take to read (time spent waiting for its bytes): MAX_DATASET_BYTES at 1.2 MB/s. With
+# MAX_DATASET_BYTES it bounds a server that gives no size and never ends its body.
+MAX_READ_SECONDS = 3600.0
+# An HTTP server that sends nothing for this long (connecting included) is given up on.
+READ_STALL_SECONDS = 60.0
 CHUNK_BYTES = 1024**2
 _UTF8_BOM = b"\xef\xbb\xbf"
 _UTF16_STARTS = (b"\xff\xfe", b"\xfe\xff", b"{\x00", b"\x00{")
@@ -70,18 +77,50 @@ def _has_lone_surrogate(value: object) -> bool:
     return False
 
 
+def _open_options(uri: str) -> dict:
+    """fsspec's options for the URI: HTTP reads that give up on a stalled server, and are not cut at aiohttp's
+    default of 5 minutes for the whole body (MAX_READ_SECONDS bounds that instead)."""
+    if uri.partition("://")[0].lower() not in ("http", "https"):
+        return {}
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=READ_STALL_SECONDS, sock_read=READ_STALL_SECONDS)
+    return {"client_kwargs": {"timeout": timeout}}
+
+
 def _raw_lines(uri: str) -> Iterator[bytes]:
-    """The file's lines as bytes, read a chunk at a time (one line held at once, at most MAX_LINE_BYTES)."""
+    """The file's lines as bytes, read a chunk at a time (one line held at once, at most MAX_LINE_BYTES), at
+    most MAX_DATASET_BYTES in all and MAX_READ_SECONDS of waiting for them."""
     line_number = 1
+    read_bytes, reading_s = 0, 0.0
 
     def checked(line: bytes | bytearray) -> bytes | bytearray:
         if len(line) > MAX_LINE_BYTES:
             raise DatasetError(uri, f"the line is longer than {MAX_LINE_BYTES:,} bytes", line_number)
         return line
 
-    with fsspec.open(uri, "rb") as handle:
+    def next_chunk(handle) -> bytes:
+        nonlocal read_bytes, reading_s
+        started = time.monotonic()
+        chunk = handle.read(CHUNK_BYTES)
+        reading_s += time.monotonic() - started
+        read_bytes += len(chunk)
+        # Checked as it is read: a server need not give the size _size_of checks first.
+        if read_bytes > MAX_DATASET_BYTES:
+            raise DatasetError(
+                uri, f"the file is longer than {MAX_DATASET_BYTES:,} bytes; the most a dataset may be is "
+                f"{MAX_DATASET_BYTES:,}"
+            )
+        if reading_s > MAX_READ_SECONDS:
+            raise DatasetError(
+                uri, f"reading took longer than {MAX_READ_SECONDS:g} s, the most a dataset may take "
+                f"({read_bytes:,} bytes read by then)"
+            )
+        return chunk
+
+    with fsspec.open(uri, "rb", **_open_options(uri)) as handle:
         pending = bytearray()  # the start of a line whose end is not read yet
-        while chunk := handle.read(CHUNK_BYTES):
+        while chunk := next_chunk(handle):
             *ended, unended = chunk.split(b"\n")
             for end in ended:
                 yield checked(bytes(pending + end))
@@ -95,28 +134,38 @@ def _raw_lines(uri: str) -> Iterator[bytes]:
 def _size_of(uri: str) -> int | None:
     """The file's size when its filesystem says it cheaply; None when not (the read then reports any error)."""
     try:
-        filesystem, path = fsspec.core.url_to_fs(uri)
+        filesystem, path = fsspec.core.url_to_fs(uri, **_open_options(uri))
         return filesystem.size(path)
     except Exception:  # noqa: BLE001 - any failure here is reported by the read that follows
         return None
 
 
 def _unreadable(uri: str, error: Exception) -> DatasetError:
-    """A located error for a file that cannot be opened or read (missing, unreachable, no filesystem for it)."""
-    if isinstance(error, FileNotFoundError):
-        cause = error.__cause__
-        # fsspec's HTTP filesystem reports a refused or failed connection as a missing file.
-        if cause is not None and not isinstance(cause, FileNotFoundError) and "404" not in str(cause):
-            return DatasetError(uri, f"cannot be reached: {cause}")
+    """A located error for a file that cannot be opened or read (missing, unreachable, refused, stalled, no
+    filesystem)."""
+    # fsspec's HTTP filesystem reports a refused connection, a timeout or an HTTP error as a missing file, with
+    # the cause under one or more FileNotFoundErrors.
+    cause = error
+    while isinstance(cause, FileNotFoundError) and cause.__cause__ is not None:
+        cause = cause.__cause__
+    status = getattr(cause, "status", None)  # aiohttp's ClientResponseError
+    if isinstance(cause, (TimeoutError, asyncio.TimeoutError)):  # distinct classes before Python 3.11
+        return DatasetError(uri, f"cannot be read: the server sent nothing for {READ_STALL_SECONDS:g} s")
+    if not isinstance(error, FileNotFoundError):
+        return DatasetError(uri, f"cannot be read: {error}")
+    if isinstance(cause, FileNotFoundError) or status == 404 or "404" in str(cause):
         return DatasetError(uri, "file not found")
-    return DatasetError(uri, f"cannot be read: {error}")
+    if isinstance(status, int):
+        reason = getattr(cause, "message", "")
+        return DatasetError(uri, f"cannot be read: the server answered HTTP {status} {reason}".rstrip())
+    return DatasetError(uri, f"cannot be reached: {cause}")
 
 
 def _first_line_problem(uri: str, raw: bytes) -> bytes:
     """The first line without a UTF-8 byte-order mark (accepted with a warning); other encodings and
     compressed files are refused with what to do."""
     if raw.startswith(_UTF8_BOM):
-        logger.warning("%s starts with a UTF-8 byte-order mark; it is skipped", uri)
+        logger.warning("%s starts with a UTF-8 byte-order mark; it is skipped", redact_uri(uri))
         return raw[len(_UTF8_BOM):]
     if raw.startswith(_UTF16_STARTS):
         raise DatasetError(uri, "the file is UTF-16 text; save it as UTF-8 (JSON Lines must be UTF-8)", 1)
@@ -134,7 +183,8 @@ def read_jsonl(uri: str) -> Iterator[tuple[int, dict]]:
         uri: A local path, or any URI fsspec reads (`gs://`, `https://`, ...).
 
     Raises:
-        DatasetError: The file is missing, unreachable or unreadable, larger than MAX_DATASET_BYTES, UTF-16 or
+        DatasetError: The file is missing, unreachable or unreadable, larger than MAX_DATASET_BYTES, slower to
+            read than MAX_READ_SECONDS (or an HTTP server sent nothing for READ_STALL_SECONDS), UTF-16 or
             gzip-compressed, or a line is longer than MAX_LINE_BYTES, not UTF-8, not JSON, not an object, repeats
             a key, holds a number or nesting JSON cannot read, or a lone UTF-16 surrogate.
     """
@@ -149,7 +199,8 @@ def read_jsonl(uri: str) -> Iterator[tuple[int, dict]]:
         except DatasetError:
             raise
         except Exception as error:  # noqa: BLE001 - every filesystem's own errors (auth, network) get located
-            raise _unreadable(uri, error) from error
+            # Not chained: a traceback would show the library's errors, which quote the URI whole.
+            raise _unreadable(uri, error) from None
         if raw is None:
             return
         line_number += 1

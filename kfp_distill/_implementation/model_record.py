@@ -23,6 +23,8 @@ from kfp_distill._implementation.redaction import redact_uri
 
 RECORD_FILE = "kfp_distill.json"
 SCHEMA_VERSION = 1
+# A record is a few KB; `read_record` leaves a larger file unread.
+MAX_RECORD_BYTES = 1024**2
 # What registries record about a model, read by `read_record`: provenance and the number of tuning steps.
 PROVENANCE_KEYS = ("teacher_model_reference", "student_model_reference", "dataset_uri", "train_steps", "task_type")
 
@@ -42,31 +44,47 @@ def write_record(model_dir: str | os.PathLike, record: Mapping[str, Any]) -> Pat
     return path
 
 
-def _finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _metric(value: Any) -> float | None:
+    """A metric's value as a finite float; None for anything else (a boolean, a text, a number no float holds)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _provenance(value: Any) -> str | None:
+    """A provenance field as shown to registries (URIs redacted); None for an empty or non-scalar value."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+        return None
+    return redact_uri(str(value))
 
 
 def read_record(model_dir: str | os.PathLike) -> dict[str, Any]:
     """What a model's record says about it for registries: `PROVENANCE_KEYS` as strings and numeric `metrics`.
 
-    Read defensively: a missing or unreadable file, or a field of the wrong type, is left out, never an error.
+    Read defensively, never an error: a missing, unreadable or oversized file (over MAX_RECORD_BYTES), or one
+    that is not a JSON object, reads as `{}`; a field of the wrong type, or a metric no float holds, is left out.
     """
     try:
-        record = json.loads((Path(model_dir) / RECORD_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        with open(Path(model_dir) / RECORD_FILE, "rb") as handle:
+            content = handle.read(MAX_RECORD_BYTES + 1)
+        if len(content) > MAX_RECORD_BYTES:
+            return {}
+        record = json.loads(content.decode("utf-8"))
+    except (OSError, ValueError, RecursionError):  # RecursionError: nesting too deep for json
         return {}
     if not isinstance(record, dict):
         return {}
     # The tuning settings (train_steps among them) are nested under "tuning".
     tuning = record.get("tuning") if isinstance(record.get("tuning"), dict) else {}
-    found = {key: record.get(key, tuning.get(key)) for key in PROVENANCE_KEYS}
     # Redacted again: a model tuned before tune-student redacted its record may hold credentials in a URI.
-    kept: dict[str, Any] = {
-        key: redact_uri(str(value))
-        for key, value in found.items()
-        if isinstance(value, (str, int)) and value not in ("", True, False)
-    }
+    provenance = {key: _provenance(record.get(key, tuning.get(key))) for key in PROVENANCE_KEYS}
+    kept: dict[str, Any] = {key: value for key, value in provenance.items() if value is not None}
     metrics = record.get("metrics")
     if isinstance(metrics, dict):
-        kept["metrics"] = {str(name): float(value) for name, value in metrics.items() if _finite_number(value)}
+        values = {str(name): _metric(value) for name, value in metrics.items()}
+        kept["metrics"] = {name: value for name, value in values.items() if value is not None}
     return kept

@@ -191,6 +191,9 @@ def distillation(
         deploy_min_replica_count=deploy_min_replica_count,
         deploy_max_replica_count=deploy_max_replica_count,
         deploy_traffic_percentage=deploy_traffic_percentage,
+        train_steps=train_steps,
+        batch_size=batch_size,
+        enable_checkpoint_selection=enable_checkpoint_selection,
     ).set_display_name("validate-dataset")
 
     # The teacher labels the training rows and answers the evaluation rows with the same prompt and cache.

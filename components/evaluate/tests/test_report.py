@@ -224,3 +224,39 @@ def test_component_leaves_the_confusion_matrix_empty_for_other_tasks(tiny_studen
     )
     assert classification_metrics.metadata == {}
     assert "No TensorBoard logs were given" in (tmp_path / "report.html").read_text()
+
+
+# Classes matplotlib would read as mathtext or TeX, or cannot draw: each must be shown as the text it is.
+DRAWN_AS_TEXT = ["$\\foo$", "$x$", "a$b", "$", "\\frac{1}{", "^_", "100%", "x\x00y", "\U0001f642", "x" * 40]
+
+
+def test_classes_from_the_data_are_drawn_as_text_not_read_as_math(tmp_path):
+    from kfp_distill._implementation.tasks import TaskType
+
+    rows = [EvaluationRow(f"{CLASSIFY}item {i}", gold) for i, gold in enumerate(DRAWN_AS_TEXT)]
+    count = len(rows)
+    result = compare(
+        rows, {}, DRAWN_AS_TEXT[1:] + DRAWN_AS_TEXT[:1], ["x"] * count, "tiny-student", [0.1] * count,
+        [0.1] * count, TaskType("classification", "given"),
+    )
+    html = render_html(result, {})
+    path = tmp_path / "report.html"
+    path.write_text(html, encoding="utf-8")
+    images = parse(path).images
+    assert len(images) == 2  # latency, and the confusion matrix with every class
+    decoded_png(images[1])
+
+
+def test_a_class_in_dollar_signs_is_as_wide_as_its_text_with_the_dollar_signs():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from kfp_distill.components.evaluate.html_report import confusion_matrix_figure
+
+    figure = confusion_matrix_figure(["$x$", "x", "$\\foo$"], [[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    # Read as math, "$x$" would draw as an italic x, as wide as "x"; the x axis's labels are turned 45 degrees.
+    for axis_labels, wider in ((figure.axes[0].get_xticklabels(), 1.5), (figure.axes[0].get_yticklabels(), 2.5)):
+        dollars, plain, _ = (label.get_window_extent(renderer).width for label in axis_labels)
+        assert dollars > wider * plain
+        assert [label.get_text() for label in axis_labels] == ["$x$", "x", "$\\foo$"]

@@ -218,6 +218,40 @@ def test_duplicates_and_evaluation_leakage_are_warned(tmp_path, outputs, tokeniz
     ]
 
 
+def test_the_report_states_the_passes_the_tuning_settings_make_and_warns_of_repetition(tmp_path, outputs, tokenizer):
+    dataset, evaluation = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
+    dataset.write_bytes(jsonl(*(
+        {"input_text": f"question: who is {i}? context: {i} is a person.", "output_text": f"{i}"} for i in range(70)
+    )))
+    evaluation.write_bytes(labeled(10, prefix="question: held out? context: a passage"))
+
+    report = outputs.run(
+        str(dataset), str(evaluation), train_steps=80, batch_size=8, enable_checkpoint_selection=False
+    )
+
+    assert report.task_type.name == "extractive_qa"
+    statement = (
+        "80 steps x batch size 8 = 640 examples seen: 9.1 passes over the 70 training examples "
+        "(recommended for extractive_qa: 100+ examples, 200-800 steps)"
+    )
+    assert report.training.statement == statement
+    markdown = outputs.report.read_text()
+    assert f"- Training: {statement}\n" in markdown
+    # After the data's own warnings (fewer than 100 labeled examples).
+    assert report.warnings[1:] == report.training.warnings and len(report.warnings) == 3
+    for warning in report.training.warnings:
+        assert f"- {warning}\n" in markdown
+    assert report.metrics()["training_passes"] == pytest.approx(640 / 70)
+    assert report.metrics()["warnings"] == 3.0
+
+    selecting = outputs.run(str(dataset), str(evaluation), train_steps=300, batch_size=8, enable_checkpoint_selection=True)
+    assert selecting.training.warnings == []
+    # Without the tuning settings (a caller that does not tune), there is nothing to state.
+    unstated = outputs.run(str(dataset), str(evaluation))
+    assert unstated.training is None and "Training:" not in outputs.report.read_text()
+    assert "training_passes" not in unstated.metrics()
+
+
 def test_truncation_is_counted_per_field_and_texts_are_decoded_prefixes(tmp_path, outputs, tokenizer):
     long_input = "The quick brown fox jumps over the lazy dog"
     long_output = "one two three four five six"
