@@ -23,7 +23,9 @@ from kfp_distill._implementation.answers import (
 from kfp_distill._implementation.scripts import load_module
 
 # Loaded by path (tests are imported with --import-mode=importlib); generate-rationales' tests share it.
-assert_linear_time = load_module("kfp_distill_tests_linear_time", Path(__file__).with_name("linear_time.py")).assert_linear_time
+assert_linear_time = load_module(
+    "kfp_distill_tests_linear_time", Path(__file__).with_name("linear_time.py")
+).assert_linear_time
 
 
 @pytest.mark.parametrize(
