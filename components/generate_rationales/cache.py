@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -29,7 +30,7 @@ from typing import Iterator
 
 from kfp_distill._implementation.redaction import redact_uri
 
-from .backends.base import Completion, DecodingSettings
+from .backends.base import Completion, DecodingSettings, TeacherRequestError, checked_completion
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,12 @@ class AnswerCache:
         self._connection.commit()
 
     def get(self, key: str) -> CachedAnswer | None:
+        """The answer stored under `key`, or None.
+
+        An answer whose fields do not read as one counts as none, so it is asked again: an earlier version
+        stored whatever a server sent (SQLite keeps a string in an INTEGER column), and reading it back must
+        not crash every later run.
+        """
         row = self._connection.execute(
             "SELECT completion, prompt_tokens, completion_tokens, finish_reason, latency_s FROM answers WHERE key = ?",
             (key,),
@@ -97,7 +104,17 @@ class AnswerCache:
         if row is None:
             return None
         text, prompt_tokens, completion_tokens, finish_reason, latency_s = row
-        return CachedAnswer(Completion(text, prompt_tokens, completion_tokens, finish_reason), latency_s)
+        try:
+            completion = checked_completion(
+                Completion(text, prompt_tokens, completion_tokens, finish_reason), f"answer {key[:12]} of {self.path}"
+            )
+        except TeacherRequestError as error:
+            logger.warning("%s: asked again", error)
+            return None
+        if not isinstance(latency_s, float) or not 0 <= latency_s < math.inf:
+            logger.warning("answer %s of %s: bad latency %r: asked again", key[:12], self.path, latency_s)
+            return None
+        return CachedAnswer(completion, latency_s)
 
     def put(self, key: str, teacher_identity: str, completion: Completion, latency_s: float) -> None:
         """Stores and commits one answer."""

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from kfp_distill._implementation.redaction import redact_uri
 from kfp_distill._implementation.teacher_key import TEACHER_API_KEY_ENV
 
-from .base import Completion, DecodingSettings, TeacherRequestError
+from .base import Completion, DecodingSettings, TeacherRequestError, checked_completion
 
 # The key comes from the environment only: a pipeline parameter would be stored in the run's metadata.
 OPENAI_API_KEY_ENV = "OPENAI_API_KEY"
@@ -139,7 +139,8 @@ class OpenAICompatibleBackend:
 
         extra = {"response_format": response_format} if response_format is not None else {}
         try:
-            response = self._client.chat.completions.create(
+            # The raw body, read by `read_chat_completion`: the client's own models take any JSON as it comes.
+            response = self._client.chat.completions.with_raw_response.create(
                 model=self.model,
                 messages=messages,
                 temperature=settings.temperature,
@@ -159,18 +160,63 @@ class OpenAICompatibleBackend:
                 retryable=status in RETRYABLE_STATUSES or status >= 500,
                 retry_after_s=retry_after_s(error.response.headers),
             ) from error
-        except openai.OpenAIError as error:  # e.g. a body that is not the JSON it should be
+        except openai.OpenAIError as error:  # any other error of the client
             raise TeacherRequestError(f"{self._shown_url}: {error}", "bad response", retryable=True) from error
-        if not response.choices:
-            raise TeacherRequestError(f"{self._shown_url}: the response holds no choices")
-        choice = response.choices[0]
-        usage = response.usage
-        return Completion(
-            text=choice.message.content or "",
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            finish_reason=choice.finish_reason,
-        )
+        return read_chat_completion(response.content, self._shown_url)
+
+
+def read_chat_completion(body: bytes, where: str) -> Completion:
+    """The answer in the JSON body of a chat completion, every field checked before it may be cached.
+
+    The text is the first choice's `content`: a string, null (no text), or a list of parts whose `text` parts
+    are joined; the token counts are `usage`'s, 0 where the server gives none (or null).
+
+    Args:
+        body: The response body.
+        where: The teacher, for error messages.
+
+    Raises:
+        TeacherRequestError: A body that is not JSON ("bad response", retried: it may have been garbled on its
+            way), or a response without the fields of a chat completion ("bad response", not retried).
+    """
+    try:
+        response = json.loads(body)
+    except (ValueError, RecursionError) as error:  # not JSON, or nested beyond the parser's depth
+        raise TeacherRequestError(f"{where}: bad response: not JSON ({error})", "bad response", retryable=True) from None
+
+    def malformed(problem: str) -> TeacherRequestError:
+        return TeacherRequestError(f"{where}: bad response: {problem}", "bad response")
+
+    choices = response.get("choices") if isinstance(response, dict) else None
+    if not isinstance(choices, list):
+        raise malformed("no list of choices")
+    if not choices:
+        raise TeacherRequestError(f"{where}: the response holds no choices")
+    choice = choices[0]
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        raise malformed("choices[0].message is not an object")
+    content = message.get("content")
+    if isinstance(content, list):
+        if not all(isinstance(part, dict) for part in content):
+            raise malformed("choices[0].message.content holds a part that is not an object")
+        texts = [part.get("text") for part in content if part.get("type") == "text"]
+        if not all(isinstance(text, str) for text in texts):
+            raise malformed("choices[0].message.content holds a text part without a string text")
+        content = "".join(texts)
+    elif content is not None and not isinstance(content, str):
+        raise malformed(f"choices[0].message.content is a {type(content).__name__}, not a string")
+    usage = response.get("usage")
+    if usage is not None and not isinstance(usage, dict):
+        raise malformed(f"usage is a {type(usage).__name__}, not an object")
+    counts = {}
+    for name in ("prompt_tokens", "completion_tokens"):
+        count = (usage or {}).get(name)
+        if count is not None and type(count) is not int:  # its range is checked with the other fields below
+            shown = repr(count)[:40] if isinstance(count, (str, float, bool)) else f"a {type(count).__name__}"
+            raise malformed(f"usage.{name} is {shown}, not a number of tokens")
+        counts[name] = count or 0
+    return checked_completion(Completion(content or "", finish_reason=choice.get("finish_reason"), **counts), where)
 
 
 def _refuses_the_format(error: TeacherRequestError) -> bool:
