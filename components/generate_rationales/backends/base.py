@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -37,6 +38,16 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str | None = None
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """The seconds a `Retry-After` header asks to wait, or None: no header, the HTTP-date form (left to the
+    backoff), or no finite, non-negative number ("nan", "inf", "-5")."""
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0.0 <= seconds < math.inf else None
 
 
 class TeacherRequestError(RuntimeError):

@@ -13,7 +13,7 @@ from kfp_distill._implementation.retired_models import (
     short_model_name,
 )
 
-from .base import Completion, DecodingSettings, TeacherRequestError, checked_completion
+from .base import Completion, DecodingSettings, TeacherRequestError, checked_completion, parse_retry_after
 
 GEMINI_PREFIX = "gemini-"
 # The global endpoint serves every current Gemini model; a region pins where requests are processed.
@@ -64,12 +64,9 @@ def to_gemini_contents(messages: list[dict[str, str]]) -> tuple[str | None, list
 def retry_after_s(error) -> float | None:
     """How long Vertex AI asked to wait: the `Retry-After` header, else a `google.rpc.RetryInfo` detail."""
     headers = getattr(getattr(error, "response", None), "headers", None)
-    value = headers.get("retry-after") if headers is not None else None
-    if value is not None:
-        try:
-            return float(value)
-        except ValueError:
-            pass  # the HTTP-date form: leave the wait to the backoff
+    seconds = parse_retry_after(headers.get("retry-after") if headers is not None else None)
+    if seconds is not None:
+        return seconds
     body = error.details.get("error", error.details) if isinstance(error.details, dict) else None
     for detail in (body.get("details") if isinstance(body, dict) else None) or []:
         if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from kfp_distill._implementation.redaction import redact_uri
 from kfp_distill._implementation.teacher_key import TEACHER_API_KEY_ENV
 
-from .base import Completion, DecodingSettings, TeacherRequestError, checked_completion
+from .base import Completion, DecodingSettings, TeacherRequestError, checked_completion, parse_retry_after
 
 # The key comes from the environment only: a pipeline parameter would be stored in the run's metadata.
 OPENAI_API_KEY_ENV = "OPENAI_API_KEY"
@@ -55,15 +55,6 @@ def api_key_for(base_url: str) -> str:
     if url.scheme == "https" and url.hostname == OPENAI_HOST and os.environ.get(OPENAI_API_KEY_ENV):
         return os.environ[OPENAI_API_KEY_ENV]
     return "none"  # local servers (llama.cpp, vLLM) accept any key
-
-
-def retry_after_s(headers) -> float | None:
-    """The seconds form of a `Retry-After` header (the date form is left to the backoff)."""
-    value = headers.get("retry-after") if headers is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 class OpenAICompatibleBackend:
@@ -158,7 +149,7 @@ class OpenAICompatibleBackend:
                 f"{self._shown_url}: {error}",
                 f"http {status}",
                 retryable=status in RETRYABLE_STATUSES or status >= 500,
-                retry_after_s=retry_after_s(error.response.headers),
+                retry_after_s=parse_retry_after(error.response.headers.get("retry-after")),
             ) from error
         except openai.OpenAIError as error:  # any other error of the client
             raise TeacherRequestError(f"{self._shown_url}: {error}", "bad response", retryable=True) from error
