@@ -28,8 +28,11 @@ STRUCTURED_DIALECTS = ("json_schema", "json_object")
 REFUSED_FORMAT_STATUSES = frozenset({400, 422})
 _NAMES_THE_FORMAT = re.compile(r"response_format|json_schema|json_object|schema", re.I)
 # llama-cpp-python's server (0.3.36) answers the same validation error with a 500; a 500 is a refusal only
-# when its message is that validation error of the response_format field (any other 500 is retried).
-_FORMAT_VALIDATION_ERROR = re.compile(r"validation error.*\bresponse_format\b", re.I | re.S)
+# when its message is that validation error of the response_format field (any other 500 is retried): the
+# words "validation error", then the field's name. Two searches, each over the message once (a pattern
+# "validation error.*response_format" scans to the end from every "validation error": quadratic).
+_VALIDATION_ERROR = re.compile(r"validation error", re.I)
+_RESPONSE_FORMAT_FIELD = re.compile(r"\bresponse_format\b", re.I)
 
 
 def parse_reference(reference: str) -> tuple[str, str]:
@@ -214,7 +217,11 @@ def _refuses_the_format(error: TeacherRequestError) -> bool:
     """Whether a failed request is the server refusing its response_format (not to be retried as it is)."""
     if error.kind in {f"http {status}" for status in REFUSED_FORMAT_STATUSES}:
         return bool(_NAMES_THE_FORMAT.search(str(error)))
-    return error.kind == "http 500" and bool(_FORMAT_VALIDATION_ERROR.search(str(error)))
+    if error.kind != "http 500":
+        return False
+    message = str(error)
+    validation = _VALIDATION_ERROR.search(message)
+    return validation is not None and _RESPONSE_FORMAT_FIELD.search(message, validation.end()) is not None
 
 
 def _response_format(dialect: str, schema: dict) -> dict:

@@ -17,6 +17,7 @@ from kfp_distill.components.generate_rationales.asking import Answer, Teacher, U
 from kfp_distill.components.generate_rationales.backends.base import DecodingSettings, TeacherRequestError
 from kfp_distill.components.generate_rationales.backends.openai_compatible import (
     OpenAICompatibleBackend,
+    _refuses_the_format,
     read_chat_completion,
 )
 from kfp_distill.components.generate_rationales.cache import AnswerCache
@@ -26,6 +27,9 @@ from kfp_distill.components.generate_rationales.generation import generate_ratio
 RESPONSES = load_module("generate_rationales_teacher_responses", Path(__file__).with_name("teacher_responses.py"))
 any_json, maybe, or_any, token_counts = RESPONSES.any_json, RESPONSES.maybe, RESPONSES.or_any, RESPONSES.token_counts
 assert_cached_and_read_back = RESPONSES.assert_cached_and_read_back
+assert_linear_time = load_module(
+    "kfp_distill_tests_linear_time", Path(__file__).resolve().parents[3] / "tests" / "linear_time.py"
+).assert_linear_time
 SHOTS = [{"input_text": "What is 1 + 1?", "rationale": "One and one make two.", "output_text": "2"}]
 
 
@@ -181,3 +185,18 @@ def test_any_body_from_a_server_reads_as_a_checked_answer_or_a_teacher_request_e
         assert_cached_and_read_back(completion, tmp_path)
 
     read()
+
+
+@pytest.mark.parametrize("status", ["http 400", "http 500"])
+def test_a_servers_long_error_message_is_read_in_linear_time(status):
+    assert_linear_time(
+        lambda message: _refuses_the_format(TeacherRequestError(message, status)), lambda n: ("validation error " * n)[:n]
+    )
+
+
+def test_a_500_refuses_the_format_when_it_is_the_validation_error_of_the_response_format():
+    def refuses(message):
+        return _refuses_the_format(TeacherRequestError(message, "http 500"))
+
+    assert refuses("1 validation error for Request\nbody -> response_format\n  extra fields not permitted")
+    assert not refuses("validation errorresponse_format") and not refuses("response_format: validation error")
