@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .backends.base import Completion, DecodingSettings, TeacherBackend, TeacherRequestError, checked_completion
-from .cache import AnswerCache, answer_key
+from .cache import AnswerCache, CachedAnswer, answer_key
 from .rate_limit import RateLimiter, estimate_tokens
 from .retry import RetryPolicy, call_with_retries
 
@@ -194,7 +194,7 @@ class Teacher:
                             waiting[key].append(index)
                             pending.popleft()
                             continue
-                        cached = self.cache.get(key)
+                        cached = self._cached(key, conversations[index], settings[index])
                         if cached is not None:
                             self.stats.cache_hits += 1
                             self._resolve([index], Answer(cached.completion, cached.latency_s), results, rows, tally)
@@ -230,6 +230,17 @@ class Teacher:
                 f"{shortfall}; the {len(self.cache)} answers so far are kept in {self.cache.path}: run again to resume"
             )
         return results
+
+    def _cached(self, key: str, messages: list[dict[str, str]], settings: DecodingSettings) -> CachedAnswer | None:
+        """The cached answer to a question: under its key, else under the key an earlier version gave it (a
+        backend's `legacy_identity`), then kept under its key too, where later runs find it."""
+        cached = self.cache.get(key)
+        legacy = getattr(self.backend, "legacy_identity", None)
+        if cached is None and legacy:
+            cached = self.cache.get(answer_key(legacy, messages, settings))
+            if cached is not None:
+                self.cache.put(key, self.backend.identity, cached.completion, cached.latency_s)
+        return cached
 
     def _budget_taken(self, in_flight: dict[Future, tuple[str, int]]) -> bool:
         if not self.max_total_tokens:

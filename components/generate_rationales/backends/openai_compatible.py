@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import re
 import threading
 from dataclasses import replace
+from typing import Callable, TypeVar
 from urllib.parse import urlsplit
 
 from kfp_distill._implementation.redaction import redact_uri
 from kfp_distill._implementation.teacher_key import TEACHER_API_KEY_ENV
 
+from ..retry import RetryPolicy, call_with_retries
 from .base import Completion, DecodingSettings, TeacherRequestError, checked_completion, parse_retry_after
+
+T = TypeVar("T")
 
 # The key comes from the environment only: a pipeline parameter would be stored in the run's metadata.
 OPENAI_API_KEY_ENV = "OPENAI_API_KEY"
@@ -32,6 +38,13 @@ _NAMES_THE_FORMAT = re.compile(r"response_format|json_schema|json_object|schema"
 # words "validation error", then the field's name. Two searches, each over the message once (a pattern
 # "validation error.*response_format" scans to the end from every "validation error": quadratic).
 _VALIDATION_ERROR = re.compile(r"validation error", re.I)
+# A server without a model list (`GET /models`) answers it with one of these; it is known by the name asked for.
+NO_MODEL_LIST_STATUSES = frozenset({404, 405, 501})
+MODEL_LIST_RETRIES = RetryPolicy(max_attempts=3)
+# What a model list may say about the weights behind a name: llama.cpp's server describes them (`meta`:
+# parameters, size, vocabulary, training context), vLLM names what a served name stands for (`root`, `parent`).
+WEIGHT_DESCRIPTIONS = ("meta", "root", "parent")
+MAX_MODEL_ID_CHARS = 256
 _RESPONSE_FORMAT_FIELD = re.compile(r"\bresponse_format\b", re.I)
 
 
@@ -82,7 +95,8 @@ class OpenAICompatibleBackend:
         self.base_url, self.model = parse_reference(reference)
         # What reports, the cache, logs and errors show: a password in the URL stays in the client alone.
         self._shown_url = redact_uri(self.base_url)
-        self.identity = f"openai-compatible:{self._shown_url.rstrip('/')}#{self.model}"
+        # The identity earlier versions cached answers under: the address and the name asked for.
+        self.legacy_identity = f"openai-compatible:{self._shown_url.rstrip('/')}#{self.model}"
         self._client = OpenAI(
             base_url=self.base_url, api_key=api_key_for(self.base_url), max_retries=0, timeout=timeout_s
         )
@@ -90,6 +104,29 @@ class OpenAICompatibleBackend:
         self._dialect_lock = threading.Lock()
         # Why the server answers only free text, once it refused every dialect and took a plain request.
         self.structured_output_refused: str | None = None
+
+    @functools.cached_property
+    def identity(self) -> str:
+        """What the answers of this teacher are cached under: the model the server says it serves, not where.
+
+        Asked once, from the server's model list (`GET <base_url>/models`): see `identity_in_model_list`. A
+        server without one (404, 405, 501) is known by the name asked for, `openai-compatible#<model>`.
+
+        Raises:
+            TeacherRequestError: The server could not be asked (after retries).
+        """
+        try:
+            listing = call_with_retries(
+                lambda: self._send(self._client.models.with_raw_response.list).content, MODEL_LIST_RETRIES, []
+            )
+        except TeacherRequestError as error:
+            if error.kind not in {f"http {status}" for status in NO_MODEL_LIST_STATUSES}:
+                raise TeacherRequestError(
+                    f"{self._shown_url}: its model list (GET /models), which names the model its answers are "
+                    f"cached under, could not be read: {error}", error.kind,
+                ) from error
+            listing = b""
+        return identity_in_model_list(listing, self.model)
 
     def complete(self, messages: list[dict[str, str]], settings: DecodingSettings) -> Completion:
         if settings.response_schema is None:
@@ -129,12 +166,10 @@ class OpenAICompatibleBackend:
             self._dialects = [name for name in self._dialects if name not in dialects]
 
     def _create(self, messages: list[dict[str, str]], settings: DecodingSettings, response_format) -> Completion:
-        import openai
-
         extra = {"response_format": response_format} if response_format is not None else {}
-        try:
-            # The raw body, read by `read_chat_completion`: the client's own models take any JSON as it comes.
-            response = self._client.chat.completions.with_raw_response.create(
+        # The raw body, read by `read_chat_completion`: the client's own models take any JSON as it comes.
+        response = self._send(
+            lambda: self._client.chat.completions.with_raw_response.create(
                 model=self.model,
                 messages=messages,
                 temperature=settings.temperature,
@@ -142,6 +177,15 @@ class OpenAICompatibleBackend:
                 seed=settings.seed,
                 **extra,
             )
+        )
+        return read_chat_completion(response.content, self._shown_url)
+
+    def _send(self, request: Callable[[], T]) -> T:
+        """`request()` through the client, its errors as TeacherRequestError."""
+        import openai
+
+        try:
+            return request()
         except openai.APITimeoutError as error:
             raise TeacherRequestError(f"{self._shown_url}: {error}", "timeout", retryable=True) from error
         except openai.APIConnectionError as error:  # refused, reset, or a body cut short
@@ -156,7 +200,38 @@ class OpenAICompatibleBackend:
             ) from error
         except openai.OpenAIError as error:  # any other error of the client
             raise TeacherRequestError(f"{self._shown_url}: {error}", "bad response", retryable=True) from error
-        return read_chat_completion(response.content, self._shown_url)
+
+
+def identity_in_model_list(body: bytes, model: str) -> str:
+    """The identity of the model asked for as `model`, from a server's model list (a `GET /models` body).
+
+    The model is the list's entry whose id is `model`, else its only entry (llama.cpp's server answers any name
+    with the model it loaded): `openai-compatible#<id>`. Where the entry describes the weights (llama.cpp's
+    `meta`, vLLM's `root` when it is not the id), a digest of that description comes first,
+    `openai-compatible:<digest>#<id>`, so that another model under the same name is another teacher. Without
+    such an entry (or a list: any body that is not one), `openai-compatible#<model>`.
+    """
+    try:
+        listing = json.loads(body) if body else None
+    except (ValueError, RecursionError):
+        listing = None
+    entries = listing.get("data") if isinstance(listing, dict) else None
+    entries = [
+        entry for entry in (entries if isinstance(entries, list) else [])
+        if isinstance(entry, dict) and isinstance(entry.get("id"), str)
+        and 0 < len(entry["id"]) <= MAX_MODEL_ID_CHARS and entry["id"].isprintable()
+    ]
+    chosen = next((entry for entry in entries if entry["id"] == model), entries[0] if len(entries) == 1 else None)
+    if chosen is None:
+        return f"openai-compatible#{model}"
+    description = {key: chosen[key] for key in WEIGHT_DESCRIPTIONS if chosen.get(key) not in (None, chosen["id"])}
+    if not description:
+        return f"openai-compatible#{chosen['id']}"
+    try:
+        digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:16]
+    except RecursionError:  # a description nested too deep to write out
+        return f"openai-compatible#{chosen['id']}"
+    return f"openai-compatible:{digest}#{chosen['id']}"
 
 
 def read_chat_completion(body: bytes, where: str) -> Completion:
