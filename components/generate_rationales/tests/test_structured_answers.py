@@ -283,3 +283,11 @@ def test_an_answer_of_a_long_run_is_read_in_linear_time(unit):
         assert_linear_time(
             lambda text: unusable_reason(text, "stop", answer_format), lambda n: "{" + (unit * n)[:n]
         )
+
+
+@pytest.mark.parametrize(
+    "unit", ["class ", "classes: [", "options [a, ", "context:", "question :", "summarize ", "\n"], ids=repr
+)
+def test_an_input_of_a_long_run_is_profiled_in_linear_time(unit):
+    assert_linear_time(instruction_classes, lambda n: (unit * n)[:n])
+    assert_linear_time(lambda text: task_profile("auto", [text], [None]), lambda n: (unit * n)[:n])
