@@ -209,12 +209,16 @@ def test_the_teacher_cache_name_the_generation_report_and_dataset_errors_hold_no
     from kfp_distill.components.generate_rationales.cache import default_cache_uri
     from kfp_distill.components.generate_rationales.generation import GenerationReport
 
+    from kfp_distill.components.generate_rationales.backends.base import TeacherRequestError
     from kfp_distill.components.generate_rationales.backends.openai_compatible import OpenAICompatibleBackend
 
     signed = f"https://h/train.jsonl?X-Goog-Signature={SECRET}"
     for reference in (f"https://ana:{SECRET}@h/v1#qwen", f"https://{SECRET}@proxy.example.com/v1#m"):
         assert SECRET not in default_cache_uri(str(tmp_path), reference)
-        assert SECRET not in OpenAICompatibleBackend(reference).identity
+        # The identity is the model the server lists; an unreachable server's error shows no credentials either.
+        with pytest.raises(TeacherRequestError) as unreachable:
+            OpenAICompatibleBackend(reference, timeout_s=1).identity
+        assert SECRET not in str(unreachable.value)
     # A reference without credentials keeps the name earlier versions gave its cache (its answers stay found).
     assert default_cache_uri("/root", "http://127.0.0.1:8080/v1#qwen") == (
         "/root/teacher-cache/http-127.0.0.1-8080-v1-qwen-"

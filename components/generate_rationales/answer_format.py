@@ -67,28 +67,41 @@ def render_answer(rationale: str, answer: str, answer_format: str) -> str:
 def parse_answer(text: str, answer_format: str) -> tuple[str, str | None]:
     """Splits a teacher answer into (rationale, answer); the answer is None when there is none to read.
 
-    A JSON answer is the first JSON object in the text with string fields `rationale` and `answer`.
+    A JSON answer is the first JSON object in the text with string fields `rationale` and `answer`. Any text
+    at all is read (never an error): it may come back from the cache on every later run.
     """
     if answer_format != JSON:
         return split_completion(text)
+    rationale, answer, _ = _read_json_answer(text)
+    return rationale, answer
+
+
+def _read_json_answer(text: str) -> tuple[str, str | None, str]:
+    """(rationale, answer, why there is no answer: "" or a parenthesised note) of a JSON answer."""
     start = text.find("{")
     if start < 0:
-        return text.strip(), None
+        return text.strip(), None, ""
     try:
-        value, _ = json.JSONDecoder().raw_decode(text[start:])
+        value, _ = json.JSONDecoder().raw_decode(text, start)
+    except RecursionError:  # deeper than the interpreter's recursion limit
+        return text.strip(), None, " (nested too deep)"
     except ValueError:
-        return text.strip(), None
+        return text.strip(), None, ""
     if not isinstance(value, dict) or not all(isinstance(value.get(key), str) for key in ("rationale", "answer")):
-        return text.strip(), None
+        return text.strip(), None, ""
     answer = " ".join(value["answer"].split())
-    return value["rationale"].strip(), (answer or None)
+    return value["rationale"].strip(), (answer or None), ""
 
 
 def unusable_reason(text: str, finish_reason: str | None, answer_format: str) -> str | None:
     """Why a teacher answer cannot be used, or None when it has a rationale and an answer."""
-    rationale, answer = parse_answer(text, answer_format)
+    if answer_format == JSON:
+        rationale, answer, note = _read_json_answer(text)
+        reason = "no JSON answer with a rationale and an answer" + note
+    else:
+        rationale, answer = split_completion(text)
+        reason = "no 'The answer is ...' line"
     if answer is None:
-        reason = "no JSON answer with a rationale and an answer" if answer_format == JSON else "no 'The answer is ...' line"
         return reason + (" (cut off at max_new_tokens)" if finish_reason == "length" else "")
     return None if rationale else "empty rationale"
 

@@ -1,23 +1,27 @@
 """Asking the teacher: through the answer cache, several requests at once, within limits, with retries.
 
 Worker threads only talk to the teacher; the calling thread alone reads and writes the SQLite cache,
-writing each answer the moment its request returns, so a crash loses at most the requests in flight.
+writing each answer the moment its request returns. Whatever goes wrong, no answer is lost: a request that
+fails in any way (an error the backend did not foresee included) fails alone, and an error in the calling
+thread waits for the requests in flight and caches their answers before it is raised.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .backends.base import Completion, DecodingSettings, TeacherBackend, TeacherRequestError
-from .cache import AnswerCache, answer_key
+from .backends.base import Completion, DecodingSettings, TeacherBackend, TeacherRequestError, checked_completion
+from .cache import AnswerCache, CachedAnswer, answer_key
 from .rate_limit import RateLimiter, estimate_tokens
 from .retry import RetryPolicy, call_with_retries
 
 NOT_ASKED_BUDGET = "not asked: budget reached"
+logger = logging.getLogger(__name__)
 
 
 class TeacherUnavailableError(RuntimeError):
@@ -182,46 +186,61 @@ class Teacher:
         tally = tally or RowTally(rows)
         shortfall = tally.shortfall(min_answered_fraction)  # earlier calls of the run may have settled it
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="teacher") as pool:
-            while pending or in_flight:
-                while pending and shortfall is None:
-                    index, key = pending[0], keys[pending[0]]
-                    if key in waiting:  # the same question is in flight: share its answer
-                        waiting[key].append(index)
+            try:
+                while pending or in_flight:
+                    while pending and shortfall is None:
+                        index, key = pending[0], keys[pending[0]]
+                        if key in waiting:  # the same question is in flight: share its answer
+                            waiting[key].append(index)
+                            pending.popleft()
+                            continue
+                        cached = self._cached(key, conversations[index], settings[index])
+                        if cached is not None:
+                            self.stats.cache_hits += 1
+                            self._resolve([index], Answer(cached.completion, cached.latency_s), results, rows, tally)
+                        elif self.stats.budget_reached:
+                            self._resolve([index], Unanswered(NOT_ASKED_BUDGET), results, rows, tally)
+                        elif len(in_flight) >= self.concurrency:
+                            break
+                        elif self._budget_taken(in_flight):
+                            if in_flight:
+                                break  # what those requests really use decides whether another fits
+                            self.stats.budget_reached = True
+                            continue
+                        else:
+                            estimate = estimate_tokens(conversations[index], settings[index].max_new_tokens)
+                            request = pool.submit(self._request, conversations[index], settings[index], estimate)
+                            in_flight[request] = (key, estimate)
+                            waiting[key] = [index]
                         pending.popleft()
-                        continue
-                    cached = self.cache.get(key)
-                    if cached is not None:
-                        self.stats.cache_hits += 1
-                        self._resolve([index], Answer(cached.completion, cached.latency_s), results, rows, tally)
-                    elif self.stats.budget_reached:
-                        self._resolve([index], Unanswered(NOT_ASKED_BUDGET), results, rows, tally)
-                    elif len(in_flight) >= self.concurrency:
+                    if not in_flight:
                         break
-                    elif self._budget_taken(in_flight):
-                        if in_flight:
-                            break  # what those requests really use decides whether another fits
-                        self.stats.budget_reached = True
-                        continue
-                    else:
-                        estimate = estimate_tokens(conversations[index], settings[index].max_new_tokens)
-                        request = pool.submit(self._request, conversations[index], settings[index], estimate)
-                        in_flight[request] = (key, estimate)
-                        waiting[key] = [index]
-                    pending.popleft()
-                if not in_flight:
-                    break
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    key, _ = in_flight.pop(future)
-                    self._settle(key, future.result(), waiting.pop(key), results, rows, tally)
-                if shortfall is None:
-                    shortfall = tally.shortfall(min_answered_fraction)
+                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        key, _ = in_flight.pop(future)
+                        self._settle(key, future.result(), waiting.pop(key), results, rows, tally)
+                    if shortfall is None:
+                        shortfall = tally.shortfall(min_answered_fraction)
+            except BaseException:  # a failed cache write, Ctrl-C, SIGTERM: keep what is still on its way
+                self._keep_in_flight(in_flight, waiting, results, rows, tally)
+                raise
         shortfall = shortfall or tally.shortfall(min_answered_fraction)
         if shortfall:
             raise TeacherUnavailableError(
                 f"{shortfall}; the {len(self.cache)} answers so far are kept in {self.cache.path}: run again to resume"
             )
         return results
+
+    def _cached(self, key: str, messages: list[dict[str, str]], settings: DecodingSettings) -> CachedAnswer | None:
+        """The cached answer to a question: under its key, else under the key an earlier version gave it (a
+        backend's `legacy_identity`), then kept under its key too, where later runs find it."""
+        cached = self.cache.get(key)
+        legacy = getattr(self.backend, "legacy_identity", None)
+        if cached is None and legacy:
+            cached = self.cache.get(answer_key(legacy, messages, settings))
+            if cached is not None:
+                self.cache.put(key, self.backend.identity, cached.completion, cached.latency_s)
+        return cached
 
     def _budget_taken(self, in_flight: dict[Future, tuple[str, int]]) -> bool:
         if not self.max_total_tokens:
@@ -230,13 +249,14 @@ class Teacher:
         return self.stats.tokens_spent + reserved >= self.max_total_tokens
 
     def _request(self, messages: list[dict[str, str]], settings: DecodingSettings, estimated_tokens: int) -> _Reply:
-        """One question, retried as the policy allows (runs in a worker thread)."""
+        """One question, retried as the policy allows (runs in a worker thread); never raises an Exception."""
         errors: list[TeacherRequestError] = []
 
         def attempt() -> tuple[Completion, float]:
             grant = self.rate_limiter.acquire(estimated_tokens) if self.rate_limiter else None
             started = time.perf_counter()
-            completion = self.backend.complete(messages, settings)
+            # Checked here, before it is cached: whatever the backend read, it is stored and read back as it is.
+            completion = checked_completion(self.backend.complete(messages, settings), self.backend.identity)
             latency = time.perf_counter() - started
             if grant is not None:
                 self.rate_limiter.settle(grant, completion.prompt_tokens + completion.completion_tokens)
@@ -246,7 +266,25 @@ class Teacher:
             completion, latency = call_with_retries(attempt, self.retry_policy, errors)
         except TeacherRequestError:
             return _Reply(None, 0.0, errors)
+        except Exception as error:  # a bug in a backend or its client library: this request fails, not the run
+            logger.exception("a request to %s failed unexpectedly", self.backend.identity)
+            message = f"{self.backend.identity}: unexpected error: {type(error).__name__}: {error}"
+            errors.append(TeacherRequestError(message, "unexpected error"))
+            return _Reply(None, 0.0, errors)
         return _Reply(completion, latency, errors)
+
+    def _keep_in_flight(
+        self, in_flight: dict[Future, tuple[str, int]], waiting: dict[str, list[int]], results: list,
+        rows: list[int], tally: RowTally,
+    ) -> None:
+        """Waits for the requests in flight and caches their answers, each on its own (one that cannot be
+        written keeps no other out)."""
+        for future in as_completed(list(in_flight)):
+            key, _ = in_flight.pop(future)
+            try:
+                self._settle(key, future.result(), waiting.pop(key), results, rows, tally)
+            except Exception:
+                logger.exception("an answer in flight could not be kept")
 
     def _settle(
         self, key: str, reply: _Reply, indices: list[int], results: list, rows: list[int], tally: RowTally

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -25,11 +26,11 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from kfp_distill._implementation.redaction import redact_uri
 
-from .backends.base import Completion, DecodingSettings
+from .backends.base import Completion, DecodingSettings, TeacherRequestError, checked_completion
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,12 @@ class AnswerCache:
         self._connection.commit()
 
     def get(self, key: str) -> CachedAnswer | None:
+        """The answer stored under `key`, or None.
+
+        An answer whose fields do not read as one counts as none, so it is asked again: an earlier version
+        stored whatever a server sent (SQLite keeps a string in an INTEGER column), and reading it back must
+        not crash every later run.
+        """
         row = self._connection.execute(
             "SELECT completion, prompt_tokens, completion_tokens, finish_reason, latency_s FROM answers WHERE key = ?",
             (key,),
@@ -97,7 +104,17 @@ class AnswerCache:
         if row is None:
             return None
         text, prompt_tokens, completion_tokens, finish_reason, latency_s = row
-        return CachedAnswer(Completion(text, prompt_tokens, completion_tokens, finish_reason), latency_s)
+        try:
+            completion = checked_completion(
+                Completion(text, prompt_tokens, completion_tokens, finish_reason), f"answer {key[:12]} of {self.path}"
+            )
+        except TeacherRequestError as error:
+            logger.warning("%s: asked again", error)
+            return None
+        if not isinstance(latency_s, float) or not 0 <= latency_s < math.inf:
+            logger.warning("answer %s of %s: bad latency %r: asked again", key[:12], self.path, latency_s)
+            return None
+        return CachedAnswer(completion, latency_s)
 
     def put(self, key: str, teacher_identity: str, completion: Completion, latency_s: float) -> None:
         """Stores and commits one answer."""
@@ -129,25 +146,28 @@ class AnswerCache:
         self.close()
 
 
-def default_cache_uri(pipeline_root: str, teacher_model_reference: str) -> str:
+def default_cache_uri(pipeline_root: str, teacher: str) -> str:
     """The answer cache kept under a pipeline root: `<pipeline_root>/teacher-cache/<teacher>-<digest>.sqlite`.
 
-    The name depends on the teacher only, never on the job, so a retried task or a new run of the pipeline
-    with the same root finds the answers already paid for.
+    `teacher` is the teacher's identity (earlier versions named the file after the teacher reference, which
+    for an endpoint holds its address). The name depends on the teacher only, never on the job, so a retried
+    task or a new run of the pipeline with the same root finds the answers already paid for.
     """
-    reference = teacher_model_reference.strip()
-    # The name is seen by whoever lists the bucket: no credentials in it (the digest stays the reference's own).
-    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", redact_uri(reference)).strip("-.")[:60] or "teacher"
-    digest = hashlib.sha256(reference.encode("utf-8")).hexdigest()[:12]
+    teacher = teacher.strip()
+    # The name is seen by whoever lists the bucket: no credentials in it (the digest stays the teacher's own).
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", redact_uri(teacher)).strip("-.")[:60] or "teacher"
+    digest = hashlib.sha256(teacher.encode("utf-8")).hexdigest()[:12]
     return f"{pipeline_root.rstrip('/')}/{CACHE_FOLDER}/{readable}-{digest}.sqlite"
 
 
-def resolve_cache_uri(cache_uri: str, pipeline_root: str, teacher_model_reference: str) -> str:
-    """`cache_uri` when given, else the default under `pipeline_root` when known, else "" (the local
-    kfp-distill cache folder)."""
-    if cache_uri:
-        return cache_uri
-    return default_cache_uri(pipeline_root, teacher_model_reference) if pipeline_root else ""
+def _merge_file(target: Path, source: Path) -> None:
+    """Adds the answers of the SQLite cache `source` that `target` lacks to `target`."""
+    with contextlib.closing(sqlite3.connect(target, timeout=60)) as connection:
+        connection.execute(_SCHEMA)
+        connection.execute("ATTACH DATABASE ? AS remote", (str(source),))
+        with connection:
+            connection.execute("INSERT OR IGNORE INTO answers SELECT * FROM remote.answers")
+        connection.execute("DETACH DATABASE remote")
 
 
 class _RemoteCopy:
@@ -158,11 +178,12 @@ class _RemoteCopy:
     new object `<uri>.shards/<writer>-<n>.sqlite` (written under a temporary name, then renamed), a copy down
     merges every shard (and a cache file at the URI itself, as earlier versions wrote it; read, never
     written), and a shard is deleted only by a writer whose own newer shard, already written, holds all of
-    its answers.
+    its answers. The caches at `read_also` (and their shards) are merged at the first copy down, never written.
     """
 
-    def __init__(self, filesystem, remote_path: str, local: Path):
+    def __init__(self, filesystem, remote_path: str, local: Path, read_also: Sequence[str] = ()):
         self.filesystem, self.remote_path, self.local = filesystem, remote_path, local
+        self.read_also = list(read_also)
         self.shards = f"{remote_path}.shards"
         self._writer = uuid.uuid4().hex[:12]
         self._uploads = 0
@@ -176,10 +197,13 @@ class _RemoteCopy:
         with contextlib.closing(sqlite3.connect(self.local, timeout=60)) as connection:
             return connection.execute("SELECT COUNT(*), MAX(created_at) FROM answers").fetchone()
 
-    def _merge_remote(self) -> None:
-        """Merges the answers of every remote shard not merged yet into the local copy."""
-        sources = [self.remote_path] if self.filesystem.exists(self.remote_path) else []
-        sources += sorted(self.filesystem.glob(f"{self.shards}/*.sqlite"))
+    def _merge_remote(self, remote_path: str | None = None) -> None:
+        """Merges the answers of the remote cache (this copy's, or another only read) and of every one of its
+        shards not merged yet into the local copy."""
+        own = remote_path is None
+        remote_path = remote_path or self.remote_path
+        sources = [remote_path] if self.filesystem.exists(remote_path) else []
+        sources += sorted(self.filesystem.glob(f"{remote_path}.shards/*.sqlite"))
         partial = self.local.with_name("download.partial")  # a broken download is never merged
         for source in sources:
             if source in self._merged:  # shards never change: merged once is merged
@@ -189,23 +213,20 @@ class _RemoteCopy:
             except FileNotFoundError:  # compacted by another task meanwhile: its answers are in a newer shard
                 continue
             try:
-                with contextlib.closing(sqlite3.connect(self.local, timeout=60)) as connection:
-                    connection.execute(_SCHEMA)
-                    connection.execute("ATTACH DATABASE ? AS remote", (str(partial),))
-                    with connection:
-                        connection.execute("INSERT OR IGNORE INTO answers SELECT * FROM remote.answers")
-                    connection.execute("DETACH DATABASE remote")
+                _merge_file(self.local, partial)
             except sqlite3.DatabaseError as error:
                 logger.warning("remote answer cache %s unreadable (%s): left out", source, error)
                 continue
             finally:
                 partial.unlink(missing_ok=True)
-            if source != self.remote_path:  # the old single file may still be rewritten by older versions
+            if own and source != self.remote_path:  # the old single file may still be rewritten by older versions
                 self._merged.add(source)
 
     def download(self) -> None:
         with self._lock:
             self._merge_remote()
+            for remote_path in self.read_also:
+                self._merge_remote(remote_path)
             self._copied = self._state()
 
     def upload(self) -> None:
@@ -282,24 +303,34 @@ def _sigterm_exits() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def local_cache_file(cache_uri: str, sync_interval_s: float = SYNC_INTERVAL_S) -> Iterator[Path | None]:
+def local_cache_file(
+    cache_uri: str, sync_interval_s: float = SYNC_INTERVAL_S, read_also: Sequence[str] = ()
+) -> Iterator[Path | None]:
     """A local path for a cache given by URI (None for "": the caller's default).
 
     A local path (or `file://`) is used in place. A remote URI (`gs://...`) is copied down when it exists and
     used locally (SQLite needs a local file); it is copied back, merged with whatever the remote holds by
-    then, every `sync_interval_s` seconds, on the way out (also after an error), and on SIGTERM.
+    then, every `sync_interval_s` seconds, on the way out (also after an error), and on SIGTERM. The answers
+    of the caches at `read_also` (URIs of the same kind, e.g. files earlier versions wrote) are added first;
+    those caches are never written.
     """
     if not cache_uri:
         yield None
         return
     if "://" not in cache_uri or cache_uri.startswith("file://"):
-        yield Path(cache_uri.removeprefix("file://"))
+        path = Path(cache_uri.removeprefix("file://"))
+        for earlier in map(Path, (uri.removeprefix("file://") for uri in read_also)):
+            if earlier.exists() and earlier != path:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _merge_file(path, earlier)
+        yield path
         return
     import fsspec
 
     filesystem, remote_path = fsspec.core.url_to_fs(cache_uri)
     staging = Path(tempfile.mkdtemp(prefix="teacher-cache-"))
-    copy = _RemoteCopy(filesystem, remote_path, staging / "teacher_answers.sqlite")
+    read_paths = [fsspec.core.url_to_fs(uri)[1] for uri in read_also]
+    copy = _RemoteCopy(filesystem, remote_path, staging / "teacher_answers.sqlite", read_paths)
     try:
         copy.download()
         with _sigterm_exits(), copy.every(sync_interval_s):
@@ -315,3 +346,23 @@ def local_cache_file(cache_uri: str, sync_interval_s: float = SYNC_INTERVAL_S) -
         copy.upload()
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def teacher_cache_file(
+    cache_uri: str, pipeline_root: str, teacher_identity: str, teacher_model_reference: str,
+    sync_interval_s: float = SYNC_INTERVAL_S,
+) -> Iterator[Path | None]:
+    """The local file of the answer cache a component's run uses (see `local_cache_file`).
+
+    `cache_uri` when given; else, with a pipeline root, the default there, named after the teacher's identity
+    (`default_cache_uri`), to which the answers of the file earlier versions named after the teacher reference
+    are added (that file is never written); else None: the kfp-distill cache folder.
+    """
+    read_also: tuple[str, ...] = ()
+    if not cache_uri and pipeline_root:
+        cache_uri = default_cache_uri(pipeline_root, teacher_identity)
+        earlier = default_cache_uri(pipeline_root, teacher_model_reference)
+        read_also = (earlier,) if earlier != cache_uri else ()
+    with local_cache_file(cache_uri, sync_interval_s, read_also) as path:
+        yield path

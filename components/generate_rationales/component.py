@@ -82,7 +82,8 @@ def generate_rationales(
             secret's name, never the key, that is recorded. Empty: the key comes from the environment.
     """
     from kfp_distill._implementation.teacher_key import teacher_api_key_from_secret
-    from kfp_distill.components.generate_rationales.cache import local_cache_file, resolve_cache_uri
+    from kfp_distill.components.generate_rationales.backends import backend_for
+    from kfp_distill.components.generate_rationales.cache import teacher_cache_file
     from kfp_distill.components.generate_rationales.config import GenerationConfig
     from kfp_distill.components.generate_rationales.generation import generate_rationales as generate
 
@@ -108,10 +109,12 @@ def generate_rationales(
         probe_rows=probe_rows,
         rationale_length=rationale_length,
     )
-    with (
-        teacher_api_key_from_secret(teacher_api_key_secret),
-        local_cache_file(resolve_cache_uri(cache_uri, pipeline_root, teacher_model_reference)) as cache_path,
-    ):
-        result = generate(dataset.path, distilled_dataset.path, report.path, config, cache_path=cache_path)
+    with teacher_api_key_from_secret(teacher_api_key_secret):
+        # Made first: the default cache file is named after the teacher's identity (an endpoint's model).
+        teacher = backend_for(teacher_model_reference, config.request_timeout_s, project, location)
+        with teacher_cache_file(cache_uri, pipeline_root, teacher.identity, teacher_model_reference) as cache_path:
+            result = generate(
+                dataset.path, distilled_dataset.path, report.path, config, cache_path=cache_path, backend=teacher
+            )
     for name, value in result.metrics().items():
         metrics.log_metric(name, value)

@@ -27,7 +27,7 @@ from .answer_format import (
 )
 from .asking import NOT_ASKED_BUDGET, Answer, RowTally, Teacher, TeacherUnavailableError, Unanswered
 from .backends import PrecomputedBackend, backend_for
-from .backends.base import Completion, DecodingSettings
+from .backends.base import Completion, DecodingSettings, TeacherBackend
 from .cache import AnswerCache
 from .config import SELF_CONSISTENCY_TEMPERATURE, GenerationConfig
 from .pricing import estimated_cost_usd
@@ -564,6 +564,7 @@ def generate_rationales(
     report_path: str | os.PathLike,
     config: GenerationConfig,
     cache_path: str | os.PathLike | None = None,
+    backend: TeacherBackend | PrecomputedBackend | None = None,
 ) -> GenerationReport:
     """Asks the teacher for a rationale (and a label where missing) for every row, and writes them out.
 
@@ -579,6 +580,8 @@ def generate_rationales(
         report_path: Where the Markdown report goes.
         config: The teacher and how to ask it.
         cache_path: The SQLite answer cache; None: `teacher_answers.sqlite` under the kfp-distill cache.
+        backend: The teacher `config.teacher_model_reference` names, when the caller made it already (the
+            component does, to name its cache file after the teacher); None: made here.
 
     Returns:
         The report, also written to `report_path`.
@@ -596,7 +599,9 @@ def generate_rationales(
     profile = task_profile(
         config.task_type, [row.input_text for row in rows], [row.gold_label for row in rows], config.class_names
     )
-    backend = backend_for(config.teacher_model_reference, config.request_timeout_s, config.project, config.location)
+    backend = backend or backend_for(
+        config.teacher_model_reference, config.request_timeout_s, config.project, config.location
+    )
     report = GenerationReport(
         dataset_uri=dataset_uri,
         teacher=backend.identity,

@@ -6,6 +6,7 @@ retrying and how long the server asked to wait.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -39,11 +40,11 @@ class RetryPolicy:
     def delay_s(self, failures: int, retry_after_s: float | None, rng: random.Random | None = None) -> float:
         """The wait before the next attempt, after `failures` failed attempts.
 
-        The server's `Retry-After` wins when given; otherwise "full jitter": uniform between 0 and
-        min(max_delay_s, base_delay_s * 2 ** (failures - 1)), so clients that failed together do not
-        come back together.
+        The server's `Retry-After` wins when it is a finite number (NaN or infinity would make `time.sleep`
+        raise); otherwise "full jitter": uniform between 0 and min(max_delay_s, base_delay_s * 2 ** (failures
+        - 1)), so clients that failed together do not come back together.
         """
-        if retry_after_s is not None:
+        if retry_after_s is not None and math.isfinite(retry_after_s):
             return min(max(retry_after_s, 0.0), self.max_retry_after_s)
         ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (failures - 1))
         return (rng or random).uniform(0.0, ceiling)

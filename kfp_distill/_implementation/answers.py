@@ -12,11 +12,18 @@ import operator
 import re
 import string
 
+# Every pattern here reads text from outside (a teacher's answer, a student's output) and runs in linear
+# time: a repeated part may start only where the run it covers starts (`(?<!...)`), so no run is scanned
+# from each of its characters. (Python 3.10 has no atomic groups or possessive quantifiers.)
+
 # "The answer is X", "Answer: X", "Final answer: X", "#### X"; the last one in the text wins.
 _ANSWER_MARKER = re.compile(r"(?:the\s+(?:final\s+)?answer\s+is\s*:?|final\s+answer\s*:|answer\s*:|####)\s*", re.I)
-# A completion often runs on into an invented next few-shot example.
-_NEXT_EXAMPLE = re.compile(r"\n\s*\n\s*(?:Q|Question|Premise|Input|Problem)\s*:", re.I)
-_ARITHMETIC_SPAN = re.compile(r"[-+*/().\d\s]*\d[-+*/().\d\s]*")
+# A completion often runs on into an invented next few-shot example: a blank line, then "Q:", "Question:",
+# ... The whitespace before the word is taken whole; `_next_example_start` checks that it holds a blank line.
+_NEXT_EXAMPLE = re.compile(r"(?<!\s)(\s+)(?:Q|Question|Premise|Input|Problem)\s*:", re.I)
+# A run of digits, operators, brackets, dots and spaces that holds a digit.
+_ARITHMETIC_SPAN = re.compile(r"(?<![-+*/().\d\s])[-+*/().\d\s]*\d[-+*/().\d\s]*")
+_BOXED = "\\boxed{"
 _OPERATORS = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
@@ -29,16 +36,48 @@ _OPERATORS = {
 _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 
 
+def _next_example_start(completion: str) -> int | None:
+    """Where the first blank line that starts a new question begins (its first line break), or None."""
+    for match in _NEXT_EXAMPLE.finditer(completion):
+        gap = match.group(1)
+        first = gap.find("\n")
+        if first >= 0 and gap.find("\n", first + 1) >= 0:
+            return match.start(1) + first
+    return None
+
+
 def cut_runaway(completion: str) -> str:
     """Drops whatever follows the first blank line that starts a new question."""
-    match = _NEXT_EXAMPLE.search(completion)
-    return completion[: match.start()] if match else completion
+    start = _next_example_start(completion)
+    return completion if start is None else completion[:start]
+
+
+def _unbox(answer: str) -> str:
+    r"""`$\boxed{X}$` and `\boxed{X}` as X, a box reaching to the last closing brace of the line.
+
+    String searches rather than a pattern like `\\boxed\{(.*)\}`, which scans to the end of the line from
+    every box (quadratic in a line of many); each search here starts where the last one ended.
+    """
+    parts, position = [], 0
+    while (start := answer.find(_BOXED, position)) >= 0:
+        content = start + len(_BOXED)
+        in_dollars = start > position and answer[start - 1] == "$"
+        end = answer.rfind("}$", content) if in_dollars else -1
+        if end >= 0:
+            parts += [answer[position : start - 1], answer[content:end]]
+            position = end + 2
+            continue
+        end = answer.rfind("}", content)
+        if end < 0:
+            break
+        parts += [answer[position:start], answer[content:end]]
+        position = end + 1
+    return "".join(parts) + answer[position:]
 
 
 def _clean_answer(answer: str) -> str:
     answer = answer.strip().splitlines()[0] if answer.strip() else ""
-    answer = answer.strip().strip("*_`\"' ")
-    answer = re.sub(r"\$\\boxed\{(.*)\}\$|\\boxed\{(.*)\}", lambda m: m.group(1) or m.group(2), answer)
+    answer = _unbox(answer.strip().strip("*_`\"' "))
     return answer.rstrip(".").strip().strip("*_`\"' ")
 
 

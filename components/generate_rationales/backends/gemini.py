@@ -13,7 +13,7 @@ from kfp_distill._implementation.retired_models import (
     short_model_name,
 )
 
-from .base import Completion, DecodingSettings, TeacherRequestError
+from .base import Completion, DecodingSettings, TeacherRequestError, checked_completion, parse_retry_after
 
 GEMINI_PREFIX = "gemini-"
 # The global endpoint serves every current Gemini model; a region pins where requests are processed.
@@ -24,6 +24,9 @@ TIMEOUT_S = 600.0
 THINKING_OPTIONAL_PREFIXES = ("gemini-2.5-flash",)
 RETRYABLE_STATUSES = frozenset({408, 429})
 _SECONDS = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+# The SDK converts a response body with its own code before it validates it: a body of another shape (a list
+# where an object belongs, a number for an enum, JSON nested beyond the parser's depth) raises one of these.
+_MALFORMED_BODY_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError)
 
 
 def is_vertex_reference(reference: str) -> bool:
@@ -61,12 +64,9 @@ def to_gemini_contents(messages: list[dict[str, str]]) -> tuple[str | None, list
 def retry_after_s(error) -> float | None:
     """How long Vertex AI asked to wait: the `Retry-After` header, else a `google.rpc.RetryInfo` detail."""
     headers = getattr(getattr(error, "response", None), "headers", None)
-    value = headers.get("retry-after") if headers is not None else None
-    if value is not None:
-        try:
-            return float(value)
-        except ValueError:
-            pass  # the HTTP-date form: leave the wait to the backoff
+    seconds = parse_retry_after(headers.get("retry-after") if headers is not None else None)
+    if seconds is not None:
+        return seconds
     body = error.details.get("error", error.details) if isinstance(error.details, dict) else None
     for detail in (body.get("details") if isinstance(body, dict) else None) or []:
         if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
@@ -163,13 +163,15 @@ class GeminiBackend:
         candidate = response.candidates[0]
         parts = candidate.content.parts if candidate.content and candidate.content.parts else []
         usage = response.usage_metadata
-        return Completion(
+        # The SDK has checked each field's type; the counts' range is checked here, before the answer is cached.
+        completion = Completion(
             text="".join(part.text for part in parts if part.text and not part.thought),
             prompt_tokens=(usage.prompt_token_count or 0) if usage else 0,
             # Thinking tokens are billed as output tokens.
             completion_tokens=((usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)) if usage else 0,
             finish_reason=_finish_reason(candidate.finish_reason),
         )
+        return checked_completion(completion, self._where)
 
     def _request_error(self, error: Exception) -> TeacherRequestError | None:
         """The TeacherRequestError an SDK, HTTP or auth error stands for; None for any other error."""
@@ -202,6 +204,9 @@ class GeminiBackend:
             return TeacherRequestError(f"{where}: credentials: {error}", "credentials", retryable=retryable)
         if isinstance(error, (json.JSONDecodeError, pydantic.ValidationError)):  # a body cut short or garbled
             return TeacherRequestError(f"{where}: bad response: {error}", "bad response", retryable=True)
+        if isinstance(error, _MALFORMED_BODY_ERRORS):  # what the SDK raises on a body it cannot convert
+            message = f"{where}: bad response: {type(error).__name__}: {error}"
+            return TeacherRequestError(message, "bad response", retryable=True)
         return None
 
 

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import re
 import threading
 from dataclasses import replace
+from typing import Callable, TypeVar
 from urllib.parse import urlsplit
 
 from kfp_distill._implementation.redaction import redact_uri
 from kfp_distill._implementation.teacher_key import TEACHER_API_KEY_ENV
 
-from .base import Completion, DecodingSettings, TeacherRequestError
+from ..retry import RetryPolicy, call_with_retries
+from .base import Completion, DecodingSettings, TeacherRequestError, checked_completion, parse_retry_after
+
+T = TypeVar("T")
 
 # The key comes from the environment only: a pipeline parameter would be stored in the run's metadata.
 OPENAI_API_KEY_ENV = "OPENAI_API_KEY"
@@ -28,8 +34,18 @@ STRUCTURED_DIALECTS = ("json_schema", "json_object")
 REFUSED_FORMAT_STATUSES = frozenset({400, 422})
 _NAMES_THE_FORMAT = re.compile(r"response_format|json_schema|json_object|schema", re.I)
 # llama-cpp-python's server (0.3.36) answers the same validation error with a 500; a 500 is a refusal only
-# when its message is that validation error of the response_format field (any other 500 is retried).
-_FORMAT_VALIDATION_ERROR = re.compile(r"validation error.*\bresponse_format\b", re.I | re.S)
+# when its message is that validation error of the response_format field (any other 500 is retried): the
+# words "validation error", then the field's name. Two searches, each over the message once (a pattern
+# "validation error.*response_format" scans to the end from every "validation error": quadratic).
+_VALIDATION_ERROR = re.compile(r"validation error", re.I)
+# A server without a model list (`GET /models`) answers it with one of these; it is known by the name asked for.
+NO_MODEL_LIST_STATUSES = frozenset({404, 405, 501})
+MODEL_LIST_RETRIES = RetryPolicy(max_attempts=3)
+# What a model list may say about the weights behind a name: llama.cpp's server describes them (`meta`:
+# parameters, size, vocabulary, training context), vLLM names what a served name stands for (`root`, `parent`).
+WEIGHT_DESCRIPTIONS = ("meta", "root", "parent")
+MAX_MODEL_ID_CHARS = 256
+_RESPONSE_FORMAT_FIELD = re.compile(r"\bresponse_format\b", re.I)
 
 
 def parse_reference(reference: str) -> tuple[str, str]:
@@ -57,15 +73,6 @@ def api_key_for(base_url: str) -> str:
     return "none"  # local servers (llama.cpp, vLLM) accept any key
 
 
-def retry_after_s(headers) -> float | None:
-    """The seconds form of a `Retry-After` header (the date form is left to the backoff)."""
-    value = headers.get("retry-after") if headers is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
 class OpenAICompatibleBackend:
     """Chat completions through the `openai` client (thread-safe, so requests may run at once).
 
@@ -88,7 +95,8 @@ class OpenAICompatibleBackend:
         self.base_url, self.model = parse_reference(reference)
         # What reports, the cache, logs and errors show: a password in the URL stays in the client alone.
         self._shown_url = redact_uri(self.base_url)
-        self.identity = f"openai-compatible:{self._shown_url.rstrip('/')}#{self.model}"
+        # The identity earlier versions cached answers under: the address and the name asked for.
+        self.legacy_identity = f"openai-compatible:{self._shown_url.rstrip('/')}#{self.model}"
         self._client = OpenAI(
             base_url=self.base_url, api_key=api_key_for(self.base_url), max_retries=0, timeout=timeout_s
         )
@@ -96,6 +104,29 @@ class OpenAICompatibleBackend:
         self._dialect_lock = threading.Lock()
         # Why the server answers only free text, once it refused every dialect and took a plain request.
         self.structured_output_refused: str | None = None
+
+    @functools.cached_property
+    def identity(self) -> str:
+        """What the answers of this teacher are cached under: the model the server says it serves, not where.
+
+        Asked once, from the server's model list (`GET <base_url>/models`): see `identity_in_model_list`. A
+        server without one (404, 405, 501) is known by the name asked for, `openai-compatible#<model>`.
+
+        Raises:
+            TeacherRequestError: The server could not be asked (after retries).
+        """
+        try:
+            listing = call_with_retries(
+                lambda: self._send(self._client.models.with_raw_response.list).content, MODEL_LIST_RETRIES, []
+            )
+        except TeacherRequestError as error:
+            if error.kind not in {f"http {status}" for status in NO_MODEL_LIST_STATUSES}:
+                raise TeacherRequestError(
+                    f"{self._shown_url}: its model list (GET /models), which names the model its answers are "
+                    f"cached under, could not be read: {error}", error.kind,
+                ) from error
+            listing = b""
+        return identity_in_model_list(listing, self.model)
 
     def complete(self, messages: list[dict[str, str]], settings: DecodingSettings) -> Completion:
         if settings.response_schema is None:
@@ -135,11 +166,10 @@ class OpenAICompatibleBackend:
             self._dialects = [name for name in self._dialects if name not in dialects]
 
     def _create(self, messages: list[dict[str, str]], settings: DecodingSettings, response_format) -> Completion:
-        import openai
-
         extra = {"response_format": response_format} if response_format is not None else {}
-        try:
-            response = self._client.chat.completions.create(
+        # The raw body, read by `read_chat_completion`: the client's own models take any JSON as it comes.
+        response = self._send(
+            lambda: self._client.chat.completions.with_raw_response.create(
                 model=self.model,
                 messages=messages,
                 temperature=settings.temperature,
@@ -147,6 +177,15 @@ class OpenAICompatibleBackend:
                 seed=settings.seed,
                 **extra,
             )
+        )
+        return read_chat_completion(response.content, self._shown_url)
+
+    def _send(self, request: Callable[[], T]) -> T:
+        """`request()` through the client, its errors as TeacherRequestError."""
+        import openai
+
+        try:
+            return request()
         except openai.APITimeoutError as error:
             raise TeacherRequestError(f"{self._shown_url}: {error}", "timeout", retryable=True) from error
         except openai.APIConnectionError as error:  # refused, reset, or a body cut short
@@ -157,27 +196,107 @@ class OpenAICompatibleBackend:
                 f"{self._shown_url}: {error}",
                 f"http {status}",
                 retryable=status in RETRYABLE_STATUSES or status >= 500,
-                retry_after_s=retry_after_s(error.response.headers),
+                retry_after_s=parse_retry_after(error.response.headers.get("retry-after")),
             ) from error
-        except openai.OpenAIError as error:  # e.g. a body that is not the JSON it should be
+        except openai.OpenAIError as error:  # any other error of the client
             raise TeacherRequestError(f"{self._shown_url}: {error}", "bad response", retryable=True) from error
-        if not response.choices:
-            raise TeacherRequestError(f"{self._shown_url}: the response holds no choices")
-        choice = response.choices[0]
-        usage = response.usage
-        return Completion(
-            text=choice.message.content or "",
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            finish_reason=choice.finish_reason,
-        )
+
+
+def identity_in_model_list(body: bytes, model: str) -> str:
+    """The identity of the model asked for as `model`, from a server's model list (a `GET /models` body).
+
+    The model is the list's entry whose id is `model`, else its only entry (llama.cpp's server answers any name
+    with the model it loaded): `openai-compatible#<id>`. Where the entry describes the weights (llama.cpp's
+    `meta`, vLLM's `root` when it is not the id), a digest of that description comes first,
+    `openai-compatible:<digest>#<id>`, so that another model under the same name is another teacher. Without
+    such an entry (or a list: any body that is not one), `openai-compatible#<model>`.
+    """
+    try:
+        listing = json.loads(body) if body else None
+    except (ValueError, RecursionError):
+        listing = None
+    entries = listing.get("data") if isinstance(listing, dict) else None
+    entries = [
+        entry for entry in (entries if isinstance(entries, list) else [])
+        if isinstance(entry, dict) and isinstance(entry.get("id"), str)
+        and 0 < len(entry["id"]) <= MAX_MODEL_ID_CHARS and entry["id"].isprintable()
+    ]
+    chosen = next((entry for entry in entries if entry["id"] == model), entries[0] if len(entries) == 1 else None)
+    if chosen is None:
+        return f"openai-compatible#{model}"
+    description = {key: chosen[key] for key in WEIGHT_DESCRIPTIONS if chosen.get(key) not in (None, chosen["id"])}
+    if not description:
+        return f"openai-compatible#{chosen['id']}"
+    try:
+        digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:16]
+    except RecursionError:  # a description nested too deep to write out
+        return f"openai-compatible#{chosen['id']}"
+    return f"openai-compatible:{digest}#{chosen['id']}"
+
+
+def read_chat_completion(body: bytes, where: str) -> Completion:
+    """The answer in the JSON body of a chat completion, every field checked before it may be cached.
+
+    The text is the first choice's `content`: a string, null (no text), or a list of parts whose `text` parts
+    are joined; the token counts are `usage`'s, 0 where the server gives none (or null).
+
+    Args:
+        body: The response body.
+        where: The teacher, for error messages.
+
+    Raises:
+        TeacherRequestError: A body that is not JSON ("bad response", retried: it may have been garbled on its
+            way), or a response without the fields of a chat completion ("bad response", not retried).
+    """
+    try:
+        response = json.loads(body)
+    except (ValueError, RecursionError) as error:  # not JSON, or nested beyond the parser's depth
+        raise TeacherRequestError(f"{where}: bad response: not JSON ({error})", "bad response", retryable=True) from None
+
+    def malformed(problem: str) -> TeacherRequestError:
+        return TeacherRequestError(f"{where}: bad response: {problem}", "bad response")
+
+    choices = response.get("choices") if isinstance(response, dict) else None
+    if not isinstance(choices, list):
+        raise malformed("no list of choices")
+    if not choices:
+        raise TeacherRequestError(f"{where}: the response holds no choices")
+    choice = choices[0]
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        raise malformed("choices[0].message is not an object")
+    content = message.get("content")
+    if isinstance(content, list):
+        if not all(isinstance(part, dict) for part in content):
+            raise malformed("choices[0].message.content holds a part that is not an object")
+        texts = [part.get("text") for part in content if part.get("type") == "text"]
+        if not all(isinstance(text, str) for text in texts):
+            raise malformed("choices[0].message.content holds a text part without a string text")
+        content = "".join(texts)
+    elif content is not None and not isinstance(content, str):
+        raise malformed(f"choices[0].message.content is a {type(content).__name__}, not a string")
+    usage = response.get("usage")
+    if usage is not None and not isinstance(usage, dict):
+        raise malformed(f"usage is a {type(usage).__name__}, not an object")
+    counts = {}
+    for name in ("prompt_tokens", "completion_tokens"):
+        count = (usage or {}).get(name)
+        if count is not None and type(count) is not int:  # its range is checked with the other fields below
+            shown = repr(count)[:40] if isinstance(count, (str, float, bool)) else f"a {type(count).__name__}"
+            raise malformed(f"usage.{name} is {shown}, not a number of tokens")
+        counts[name] = count or 0
+    return checked_completion(Completion(content or "", finish_reason=choice.get("finish_reason"), **counts), where)
 
 
 def _refuses_the_format(error: TeacherRequestError) -> bool:
     """Whether a failed request is the server refusing its response_format (not to be retried as it is)."""
     if error.kind in {f"http {status}" for status in REFUSED_FORMAT_STATUSES}:
         return bool(_NAMES_THE_FORMAT.search(str(error)))
-    return error.kind == "http 500" and bool(_FORMAT_VALIDATION_ERROR.search(str(error)))
+    if error.kind != "http 500":
+        return False
+    message = str(error)
+    validation = _VALIDATION_ERROR.search(message)
+    return validation is not None and _RESPONSE_FORMAT_FIELD.search(message, validation.end()) is not None
 
 
 def _response_format(dialect: str, schema: dict) -> dict:

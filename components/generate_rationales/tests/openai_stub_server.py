@@ -8,7 +8,10 @@ of a type in `response_formats` gets the same answer as a JSON object `{"rationa
 no answer line stays as it is); another type is refused with `refusal_status`, as a server without that
 kind of structured output does. Every request body
 and Authorization header is recorded, and so are the most requests ever in flight at once. With an `api_key`
-the server demands it, as a hosted teacher does: any other Authorization is answered 401.
+the server demands it, as a hosted teacher does: any other Authorization is answered 401. An `edit_reply`
+turns (request body, the chat completion it would send) into the body sent instead: JSON of what it returns,
+or bytes as they are (a teacher that answers badly). `GET /v1/models` lists `models` (the entries of its
+`data`), or answers 404 when it is None, as a server without a model list does.
 
 Faults: a plan maps a question (the last message) to the faults its first attempts meet, one per attempt:
 "429" (with Retry-After), "500", "timeout" (no answer for `timeout_sleep_s`), "truncated" (a 200 whose
@@ -83,9 +86,12 @@ class OpenAIStubServer(ThreadingHTTPServer):
         response_formats: tuple[str, ...] = ("json_schema", "json_object"),
         refusal_status: int = 400,
         api_key: str | None = None,
+        edit_reply: Callable[[dict, dict], object] | None = None,
+        models: list[dict] | None = None,
     ):
         super().__init__(("127.0.0.1", 0), _Handler)
-        self.api_key = api_key
+        self.api_key, self.edit_reply, self.models = api_key, edit_reply, models
+        self.model_lists = 0  # GET /v1/models answered
         self.responder, self.body_responder = responder, body_responder
         self.fault_plan = fault_plan or {}
         self.retry_after, self.timeout_sleep_s = retry_after, timeout_sleep_s
@@ -116,6 +122,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format, *args) -> None:  # keep test output quiet
         pass
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") != "/v1/models" or self.server.models is None:
+            self.send_error(404)
+            return
+        with self.server._lock:
+            self.server.model_lists += 1
+        self._send_json(200, {"object": "list", "data": self.server.models})
 
     def do_POST(self) -> None:
         if self.path.rstrip("/") != "/v1/chat/completions":
@@ -188,13 +202,15 @@ class _Handler(BaseHTTPRequestHandler):
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+        if self.server.edit_reply is not None:
+            payload = self.server.edit_reply(body, payload)
         self._send_json(200, payload, truncated=fault == "truncated")
         if fault is None:
             with self.server._lock:
                 self.server.answered[body["messages"][-1]["content"]] += 1
 
-    def _send_json(self, status: int, payload: dict, truncated: bool = False) -> None:
-        data = json.dumps(payload).encode()
+    def _send_json(self, status: int, payload, truncated: bool = False) -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))

@@ -24,7 +24,7 @@ from kfp_distill.components.generate_rationales.cache import (
     answer_key,
     default_cache_uri,
     local_cache_file,
-    resolve_cache_uri,
+    teacher_cache_file,
 )
 
 COMPILED = Path(__file__).resolve().parents[3] / "compiled" / "distillation.yaml"
@@ -46,16 +46,29 @@ def remote_answers(uri: str) -> int:
         return answers_in(path) if path.exists() else 0
 
 
-def test_the_default_cache_is_named_by_the_teacher_not_the_job():
-    uri = default_cache_uri("gs://bucket/root/", "http://127.0.0.1:8080/v1#qwen")
-    assert uri.startswith("gs://bucket/root/teacher-cache/http-127.0.0.1-8080-v1-qwen-") and uri.endswith(".sqlite")
-    assert uri == default_cache_uri("gs://bucket/root", "http://127.0.0.1:8080/v1#qwen")
-    assert uri != default_cache_uri("gs://bucket/root", "http://127.0.0.1:8080/v1#llama")
-    assert resolve_cache_uri("/mine.sqlite", "gs://bucket/root", "qwen") == "/mine.sqlite"
-    assert resolve_cache_uri("", "gs://bucket/root", "qwen") == default_cache_uri("gs://bucket/root", "qwen")
-    assert resolve_cache_uri("", "", "qwen") == ""
-    with local_cache_file("") as path:
+def test_the_default_cache_is_named_by_the_teacher_not_the_job(tmp_path):
+    uri = default_cache_uri("gs://bucket/root/", "openai-compatible#qwen")
+    assert uri.startswith("gs://bucket/root/teacher-cache/openai-compatible-qwen-") and uri.endswith(".sqlite")
+    assert uri == default_cache_uri("gs://bucket/root", "openai-compatible#qwen")
+    assert uri != default_cache_uri("gs://bucket/root", "openai-compatible#llama")
+    with teacher_cache_file(str(tmp_path / "mine.sqlite"), str(tmp_path), "openai-compatible#qwen", "ref") as path:
+        assert path == tmp_path / "mine.sqlite"
+    with teacher_cache_file("", str(tmp_path), "openai-compatible#qwen", "ref") as path:
+        assert str(path) == default_cache_uri(str(tmp_path), "openai-compatible#qwen")
+    with teacher_cache_file("", "", "openai-compatible#qwen", "ref") as path:
         assert path is None  # generation's own default: the kfp-distill cache folder
+
+
+def test_a_remote_default_cache_adds_the_answers_of_the_file_earlier_versions_named_after_the_reference():
+    reference, identity = "http://127.0.0.1:8080/v1#qwen", "openai-compatible#qwen"
+    earlier = default_cache_uri("memory://named-by-reference", reference)
+    with local_cache_file(earlier) as path, AnswerCache(path) as cache:
+        cache.put(key(1), "teacher-a", ANSWER, latency_s=0.1)
+    with teacher_cache_file("", "memory://named-by-reference", identity, reference) as path, AnswerCache(path) as cache:
+        assert cache.get(key(1)) is not None
+        cache.put(key(2), "teacher-a", ANSWER, latency_s=0.1)
+    assert remote_answers(default_cache_uri("memory://named-by-reference", identity)) == 2
+    assert remote_answers(earlier) == 1  # read, never written
 
 
 def test_a_remote_cache_is_copied_back_while_the_task_runs():
@@ -156,7 +169,7 @@ def test_kfp_local_resolves_the_pipeline_root_and_a_new_run_resumes_from_it(stub
     arguments = dict(dataset_uri=str(tmp_path / "data.jsonl"), teacher_model_reference=f"{stub_server.base_url}#stub")
     teacher_only(**arguments)
     (cache,) = (tmp_path / "root" / "teacher-cache").glob("*.sqlite")
-    assert cache.name == Path(default_cache_uri(str(tmp_path / "root"), arguments["teacher_model_reference"])).name
+    assert cache.name == Path(default_cache_uri(str(tmp_path / "root"), "openai-compatible#stub")).name
     # 3 rows, and 3 samples of each that the teacher made its demonstrations from (no labels).
     assert answers_in(cache) == 12 and len(stub_server.requests) == 12
     assert not (tmp_path / "not-here").exists()

@@ -4,11 +4,15 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from google.oauth2.credentials import Credentials
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kfp_distill._implementation.jsonl import load_rows, write_jsonl
+from kfp_distill._implementation.scripts import load_module
 from kfp_distill.components.generate_rationales.asking import Answer, Teacher
 from kfp_distill.components.generate_rationales.backends import backend_for
 from kfp_distill.components.generate_rationales.backends.base import DecodingSettings, TeacherRequestError
@@ -269,3 +273,42 @@ def test_backend_for_builds_a_gemini_teacher_in_the_given_project():
         "my-project",
         "us-east5",
     )
+
+
+# Property-based test of the response reader: whatever body Vertex AI's place is taken by, the answer is
+# either checked and cached, readable ever after, or the request fails with a TeacherRequestError.
+RESPONSES = load_module("generate_rationales_teacher_responses", Path(__file__).with_name("teacher_responses.py"))
+any_json, maybe, or_any, token_counts = RESPONSES.any_json, RESPONSES.maybe, RESPONSES.or_any, RESPONSES.token_counts
+parts = st.lists(or_any(maybe(text=or_any(st.text()), thought=or_any(st.booleans()))), max_size=3)
+candidates = st.lists(
+    or_any(maybe(
+        content=or_any(maybe(role=st.just("model"), parts=or_any(parts))),
+        finishReason=or_any(st.sampled_from(["STOP", "MAX_TOKENS", "SAFETY", "A_NEW_REASON"])),
+    )),
+    min_size=1, max_size=2,
+)
+usages = maybe(
+    promptTokenCount=token_counts, candidatesTokenCount=token_counts, thoughtsTokenCount=token_counts,
+    totalTokenCount=token_counts,
+)
+gemini_bodies = or_any(st.fixed_dictionaries(
+    {"candidates": or_any(candidates), "usageMetadata": or_any(usages)},
+    optional={"promptFeedback": or_any(maybe(blockReason=or_any(st.text(max_size=10)))), "modelVersion": any_json},
+))
+
+
+def test_any_body_reads_as_a_checked_answer_or_a_teacher_request_error(vertex, tmp_path):
+    server = vertex()
+    backend = gemini(server)
+
+    @settings(max_examples=150, deadline=None)
+    @given(gemini_bodies)
+    def read(body):
+        server.replies = [(200, {}, body)]
+        try:
+            completion = backend.complete(CONVERSATION, DecodingSettings())
+        except TeacherRequestError:
+            return
+        RESPONSES.assert_cached_and_read_back(completion, tmp_path)
+
+    read()

@@ -335,7 +335,7 @@ def test_backend_for_reads_the_reference():
     endpoint = backend_for("http://127.0.0.1:8080/v1#qwen")
     assert isinstance(endpoint, OpenAICompatibleBackend)
     assert (endpoint.base_url, endpoint.model) == ("http://127.0.0.1:8080/v1", "qwen")
-    assert endpoint.identity == "openai-compatible:http://127.0.0.1:8080/v1#qwen"
+    assert endpoint.legacy_identity == "openai-compatible:http://127.0.0.1:8080/v1#qwen"  # the identity: the server says
     with pytest.raises(ValueError, match="<base_url>#<model>"):
         backend_for("http://127.0.0.1:8080/v1")
     with pytest.raises(ValueError, match="not a GGUF model"):

@@ -42,7 +42,7 @@ SLOT_CONTEXT = 2048
 
 
 class RecordingProxy(ThreadingHTTPServer):
-    """Passes POSTs on to `upstream` unchanged and records each request body with the server's status and
+    """Passes requests on to `upstream` unchanged and records each POST's body with the server's status and
     response body."""
 
     daemon_threads = True
@@ -55,6 +55,14 @@ class RecordingProxy(ThreadingHTTPServer):
 
 
 class _ProxyHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # the model list, unrecorded
+        response = httpx.get(self.server.upstream + self.path.removeprefix("/v1"), timeout=60)
+        self.send_response(response.status_code)
+        self.send_header("Content-Type", response.headers.get("content-type", "application/json"))
+        self.send_header("Content-Length", str(len(response.content)))
+        self.end_headers()
+        self.wfile.write(response.content)
+
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         response = httpx.post(
@@ -135,6 +143,9 @@ def test_llama_cpp_server_holds_answers_to_the_schema_it_takes_as_json_object(
         answer = json.loads(response["choices"][0]["message"]["content"])  # the whole reply is the object
         assert list(answer) == ["rationale", "answer"] and answer["answer"] in CLASSES
     assert report.answer_format == "json" and report.answered == len(HEADLINES) and not report.unparseable
+    # The answers are cached under the model the server lists (its one model, under the alias it was started
+    # with, whatever name is asked), not under its address.
+    assert report.teacher == f"openai-compatible#{throughput.SERVED_MODEL}"
     outputs = load_rows(tmp_path / "out.jsonl")
     assert [row["input_text"] for row in outputs] == [SEED_FORMAT.format(text) for text in HEADLINES]
     for row in outputs:

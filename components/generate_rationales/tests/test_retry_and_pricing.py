@@ -1,8 +1,18 @@
+import math
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from kfp_distill.components.generate_rationales.backends.base import TeacherRequestError
+from kfp_distill.components.generate_rationales.asking import Answer, Teacher
+from kfp_distill.components.generate_rationales.backends.base import (
+    DecodingSettings,
+    TeacherRequestError,
+    parse_retry_after,
+)
+from kfp_distill.components.generate_rationales.backends.openai_compatible import OpenAICompatibleBackend
+from kfp_distill.components.generate_rationales.cache import AnswerCache
 from kfp_distill.components.generate_rationales.pricing import estimated_cost_usd, price_per_million_tokens
 from kfp_distill.components.generate_rationales.retry import RetryPolicy, call_with_retries
 
@@ -71,3 +81,29 @@ def test_known_models_are_priced_by_their_longest_name():
     openai_teacher = "openai-compatible:https://api.openai.com/v1#gpt-4o-mini"
     assert estimated_cost_usd(openai_teacher, 2_000_000, 1_000_000) == pytest.approx(0.30 + 0.60)
     assert estimated_cost_usd("llama.cpp:gguf-sha256:abc", 1000, 1000) is None
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True) | st.none(), st.integers(1, 100))
+def test_any_retry_after_makes_a_wait_time_sleep_takes(retry_after_s, failures):
+    policy = RetryPolicy(base_delay_s=1.0, max_delay_s=8.0, max_retry_after_s=30.0)
+    delay = policy.delay_s(failures, retry_after_s, random.Random(0))
+    assert 0.0 <= delay <= 30.0
+    if retry_after_s is None or not math.isfinite(retry_after_s):  # no wait the server meant: the backoff's
+        assert delay <= 8.0
+
+
+@pytest.mark.parametrize("header", ["nan", "inf", "-inf", "-5", "1e999", "soon"])
+def test_a_retry_after_that_is_no_number_of_seconds_is_left_to_the_backoff(header):
+    assert parse_retry_after(header) is None
+
+
+def test_a_429_with_retry_after_nan_is_retried_not_a_crash(start_stub_server, tmp_path):
+    server = start_stub_server(fault_plan={"What is 2 + 2?": ["429"]}, retry_after="nan")
+    with AnswerCache(tmp_path / "cache.sqlite") as cache:
+        teacher = Teacher(
+            OpenAICompatibleBackend(f"{server.base_url}#stub"), cache, DecodingSettings(),
+            retry_policy=RetryPolicy(base_delay_s=0.01),
+        )
+        (answer,) = teacher.ask_all([[{"role": "user", "content": "What is 2 + 2?"}]])
+    assert isinstance(answer, Answer) and answer.completion.text.endswith("The answer is 4.")
+    assert dict(teacher.stats.request_errors) == {"http 429": 1}

@@ -2,13 +2,18 @@
 that stops a run whose teacher cannot answer, and counts that agree with each other."""
 
 import json
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kfp_distill._implementation.jsonl import load_rows, write_jsonl
+from kfp_distill._implementation.scripts import load_module
 from kfp_distill.components.generate_rationales.answer_format import (
     answer_schema,
     parse_answer,
+    render_answer,
     restates_answer,
     unusable_reason,
 )
@@ -20,6 +25,9 @@ from kfp_distill.components.generate_rationales.generation import (
 )
 from kfp_distill.components.generate_rationales.task_profile import instruction_classes, task_profile
 
+assert_linear_time = load_module(
+    "kfp_distill_tests_linear_time", Path(__file__).resolve().parents[3] / "tests" / "linear_time.py"
+).assert_linear_time
 SEED_FORMAT = "Classify the following text into one of the following classes: [business, entertainment] Text: {}"
 NEWS = ["Oil prices fall", "New film tops the box office", "Shares rise", "Singer announces a tour"] * 3
 
@@ -200,3 +208,86 @@ def test_detailed_rationales_are_the_default_of_the_config_the_component_and_the
     assert inspect.signature(component.python_func).parameters["rationale_length"].default == "detailed"
     pipeline_parameters = inspect.signature(distillation.pipeline_func).parameters
     assert pipeline_parameters["teacher_rationale_length"].default == "detailed"
+
+
+DEEP = '{"rationale": ' + "[" * 5000 + "]" * 5000 + ', "answer": "business"}'
+
+
+def test_a_json_answer_nested_too_deep_is_unusable_with_its_reason():
+    assert parse_answer(DEEP, "json") == (DEEP, None)
+    assert unusable_reason(DEEP, "stop", "json") == "no JSON answer with a rationale and an answer (nested too deep)"
+
+
+def test_a_cached_answer_nested_too_deep_never_crashes_a_run_or_its_rerun(start_stub_server, tmp_path):
+    def deep_for_shares(messages):
+        return DEEP if "Shares" in messages[-1]["content"] else news_answer(messages)
+
+    server = start_stub_server(deep_for_shares)
+    rows = [{"input_text": SEED_FORMAT.format(text), "output_text": None} for text in NEWS[:4]]
+    for attempt in range(2):  # the second run reads the deep answer back from the cache
+        report, outputs = run(server, tmp_path, rows, min_answered_fraction=0.5, probe_rows=0)
+        assert len(outputs) == 3
+        assert [problem.reason for problem in report.unparseable] == [
+            "no JSON answer with a rationale and an answer (nested too deep)"
+        ]
+    assert report.requests == 0
+
+
+# Property-based tests: a teacher's answer is any text, and the cache hands it back on every later run.
+JSON_PIECES = [
+    "{", "}", "[", "]", ":", ",", '"', '"rationale"', '"answer"', '"business"', '"a reason long enough to count"',
+    "null", "true", "1e999", "-0", "\\u0000", "\\ud800", "\\", " ", "\n", "The answer is", "x",
+]
+answer_texts = st.lists(st.sampled_from(JSON_PIECES) | st.text(max_size=3), max_size=40).map("".join)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.sampled_from(["rationale", "answer", "x"]), children, max_size=3),
+    max_leaves=20,
+)
+PROPERTIES = settings(max_examples=300, deadline=None)
+
+
+def assert_reads(text: str, finish_reason) -> None:
+    for answer_format in ("json", "text"):
+        rationale, answer = parse_answer(text, answer_format)
+        assert isinstance(rationale, str) and (answer is None or (isinstance(answer, str) and answer))
+        reason = unusable_reason(text, finish_reason, answer_format)
+        assert reason is None or isinstance(reason, str)
+        assert (reason is None) == (answer is not None and rationale != "")
+
+
+@PROPERTIES
+@given(answer_texts, st.sampled_from([None, "stop", "length", "x"]))
+def test_any_answer_text_is_read_never_an_error(text, finish_reason):
+    assert_reads(text, finish_reason)
+
+
+@PROPERTIES
+@given(st.text(max_size=5), json_values, st.text(max_size=5))
+def test_any_json_in_an_answer_is_read_never_an_error(before, value, after):
+    assert_reads(before + json.dumps(value) + after, "stop")
+
+
+@PROPERTIES
+@given(st.text(max_size=40), st.text(min_size=1, max_size=20))
+def test_a_rendered_answer_reads_back(rationale, answer):
+    assert parse_answer(render_answer(rationale, answer, "json"), "json") == (
+        rationale.strip(), " ".join(answer.split()) or None
+    )
+
+
+@pytest.mark.parametrize("unit", ["[", "{", '{"a":', '"', "\\", "{}"], ids=repr)
+def test_an_answer_of_a_long_run_is_read_in_linear_time(unit):
+    for answer_format in ("json", "text"):
+        assert_linear_time(
+            lambda text: unusable_reason(text, "stop", answer_format), lambda n: "{" + (unit * n)[:n]
+        )
+
+
+@pytest.mark.parametrize(
+    "unit", ["class ", "classes: [", "options [a, ", "context:", "question :", "summarize ", "\n"], ids=repr
+)
+def test_an_input_of_a_long_run_is_profiled_in_linear_time(unit):
+    assert_linear_time(instruction_classes, lambda n: (unit * n)[:n])
+    assert_linear_time(lambda text: task_profile("auto", [text], [None]), lambda n: (unit * n)[:n])
