@@ -208,12 +208,21 @@ def publish_template(args: argparse.Namespace) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """Serves a distilled student on an OpenAI-compatible HTTP endpoint until interrupted."""
+    import logging
+
     from kfp_distill.serving import create_server, load_student
 
     if not args.model:
         print("kfp-distill serve: name a MODEL (or set AIP_STORAGE_URI, as Vertex AI does)", file=sys.stderr)
         return 2
     service = load_student(args.model, args.registry_uri, max_tokens=args.max_tokens)
+    # The server's log (uvicorn's: each request, and what was refused) goes to stderr, stdout keeps the banner.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    server_log = logging.getLogger("uvicorn")
+    server_log.addHandler(handler)
+    server_log.setLevel(logging.INFO)
+    server_log.propagate = False
     server = create_server(
         service, args.host, args.port, api_key_env=args.api_key_env, max_connections=args.max_connections,
         predict_route=args.predict_route, health_route=args.health_route,

@@ -491,3 +491,127 @@ def test_the_cli_serves_as_vertex_ai_runs_a_container_and_answers_as_predict(
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+# Hostile bodies: each refused with a 4xx before it costs memory or a server error, and serving goes on.
+
+
+def test_a_body_of_many_small_values_is_refused_before_it_is_parsed(bounded_port):
+    # 16 MiB of `{}` grows about 26x as Python objects: the scan of the bytes refuses it before json.loads.
+    import tracemalloc
+
+    data = b'{"prompt": [' + b"{}," * ((15 << 20) // 3) + b"{}]}"
+    tracemalloc.start()
+    try:
+        status, payload, _ = _exchange(
+            bounded_port, f"POST /v1/completions HTTP/1.1\r\nContent-Length: {len(data)}\r\n", data
+        )
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert status == 400 and "values" in payload["error"]["message"], payload
+    assert peak < 4 * len(data), f"{peak / 2**20:.0f} MiB allocated for a {len(data) / 2**20:.0f} MiB body"
+    _still_serving(bounded_port)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (b'{"prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", None),  # deeper than json.loads can recurse
+        (b'{"prompt": "x", "stream": true, "stream_options": "yes"}', "stream_options"),
+        (b'{"prompt": "x", "stream": true, "stream_options": {"include_usage": "yes"}}', "stream_options"),
+        (b'{"prompt": "x", "stream": "no"}', "stream"),
+        (b'{"prompt": "x", "model": ["m"]}', "model"),
+    ],
+    ids=["deep", "stream-options-not-an-object", "include-usage-not-a-boolean", "stream-not-a-boolean",
+         "model-not-a-string"],
+)
+def test_a_malformed_body_is_a_400_naming_what_is_wrong(bounded_port, body, param):
+    status, payload, _ = _exchange(bounded_port, f"POST /v1/completions HTTP/1.1\r\nContent-Length: {len(body)}\r\n",
+                                   body)
+
+    assert status == 400, payload
+    assert payload["error"]["param"] == param
+    if param is None:
+        assert "deep" in payload["error"]["message"]
+    _still_serving(bounded_port)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [[{"type": "text", "text": 5}], [{"type": "text", "text": None}], ["plain"], [{"type": "text"}], 7],
+)
+def test_a_chat_message_whose_content_parts_are_not_text_is_a_400(bounded_port, content):
+    data = json.dumps({"model": "m", "messages": [{"role": "user", "content": content}]}).encode()
+    status, payload, _ = _exchange(
+        bounded_port, f"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: {len(data)}\r\n", data
+    )
+
+    assert status == 400, payload
+    assert payload["error"]["param"] == "messages"
+    _still_serving(bounded_port)
+
+
+def test_a_connection_that_sends_nothing_is_answered_408_without_a_traceback(bounded_port, capfd):
+    status, payload, seconds = _exchange(bounded_port, "")  # "" + "\r\n": a blank line, then silence
+
+    assert (status, seconds < ANSWER_WITHIN_S) == (408, True)
+    assert "seconds" in payload["error"]["message"]
+    with socket.create_connection(("127.0.0.1", bounded_port)) as silent:  # not even a blank line
+        silent.settimeout(ANSWER_WITHIN_S)
+        assert b" 408 " in silent.recv(1024)
+    _still_serving(bounded_port)
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_large_bodies_share_a_memory_budget_and_small_ones_are_still_served(bounded_port):
+    from kfp_distill.serving import LARGE_BODIES_BYTES, MAX_BODY_BYTES
+
+    head = f"POST /v1/completions HTTP/1.1\r\nContent-Length: {MAX_BODY_BYTES}\r\n\r\n".encode()
+    # Clients that declare the largest body and send it slowly hold the budget for large bodies until their
+    # deadline; one more is answered 503 before its body is read, not buffered beside them.
+    holders = [socket.create_connection(("127.0.0.1", bounded_port)) for _ in range(LARGE_BODIES_BYTES // MAX_BODY_BYTES)]
+    try:
+        for holder in holders:
+            holder.sendall(head + b'{"prompt": "')
+        time.sleep(0.5)
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", bounded_port)) as late:
+            late.sendall(head + b'{"prompt": "')
+            response = http.client.HTTPResponse(late)
+            response.begin()
+            payload = json.loads(response.read())
+        assert (response.status, time.monotonic() - started < SERVER_TIMEOUT_S) == (503, True), payload
+        assert response.getheader("Retry-After") == "1"
+        _still_serving(bounded_port)  # a small body needs no share of the budget
+    finally:
+        for holder in holders:
+            holder.close()
+
+
+def test_a_client_that_reads_no_answer_frees_its_connection_within_the_timeout(predictor):
+    # The answer (an error that repeats a 2 MiB field) is larger than the socket buffers of a client that reads
+    # nothing: the server's writes stall, and the connection is dropped after `timeout` seconds.
+    server = create_server(
+        StudentService(predictor, model_id="m", max_tokens=MAX_TOKENS), port=0, api_key="", timeout=SERVER_TIMEOUT_S,
+        max_connections=1,
+    )
+    runner = _running(server)
+    port = next(runner)
+    try:
+        data = json.dumps({"prompt": QUESTION, "kfp_distill_task": "x" * (2 << 20)}).encode()
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+        stalled.connect(("127.0.0.1", port))
+        stalled.sendall(f"POST /v1/completions HTTP/1.1\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+        time.sleep(0.5)
+        answers = []
+        deadline = time.monotonic() + ANSWER_WITHIN_S
+        while not answers or answers[-1][0] != 200 and time.monotonic() < deadline:
+            answers.append(_post(port, {"model": "m", "prompt": QUESTION}))  # 503 while the stalled client holds it
+            time.sleep(0.25)
+        assert answers[0][0] == 503 and answers[-1][0] == 200, [status for status, _, _ in answers]
+        stalled.close()
+    finally:
+        next(runner, None)
