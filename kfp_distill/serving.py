@@ -603,6 +603,7 @@ class _StudentApp:
             ),
         }
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kfp-distill-model")
+        self.in_progress = 0  # connections open or with a request at work (see _BoundedProtocol)
         self._large_bodies_bytes = 0  # held by bodies over SMALL_BODY_BYTES, from their reading to their answer
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
@@ -745,9 +746,24 @@ class _BoundedProtocol(H11Protocol):
         self._head_deadline = self.loop.call_later(app.timeout, self._head_timed_out)
         # The application reads the body until the same deadline.
         self.app_state = {**self.app_state, _DEADLINE: time.monotonic() + app.timeout}
-        # Requests still running count too: their clients may be gone while they wait for the model.
-        if len(self.connections) > app.max_connections or len(self.tasks) >= app.max_connections:
+        # A place among max_connections is held until the connection is closed and its request's work is done
+        # (a request whose client left still waits for the model).
+        self._working = self._closed = False
+        self._counted = app.in_progress < app.max_connections
+        if not self._counted:
             self._refuse(app.busy())
+            return
+        app.in_progress += 1
+        application = self.app
+
+        async def counted(scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+            try:
+                await application(scope, receive, send)
+            finally:
+                self._working = False
+                self._release_if_done()
+
+        self.app = counted
 
     def data_received(self, data: bytes) -> None:
         if self._head is None:  # the head was checked: the rest is h11's to read
@@ -774,6 +790,7 @@ class _BoundedProtocol(H11Protocol):
         if "host" not in headers:  # h11 asks HTTP/1.1 for one; a server without virtual hosts has no use for it
             head = head.replace(b"\n", b"\nHost: \r\n", 1)
         super().data_received(head)
+        self._working = self.cycle is not None  # h11 read a request: its task is made, not yet run
 
     def send_400_response(self, msg: str) -> None:  # h11 found the request malformed
         self._refuse(RequestError(msg))
@@ -806,7 +823,14 @@ class _BoundedProtocol(H11Protocol):
         self._head_deadline.cancel()
         if self._write_stall is not None:
             self._write_stall.cancel()
+        self._closed = True
+        self._release_if_done()
         super().connection_lost(exc)
+
+    def _release_if_done(self) -> None:
+        if self._counted and self._closed and not self._working:
+            self._counted = False
+            self.student_app.in_progress -= 1
 
 
 class StudentServer:

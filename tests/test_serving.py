@@ -618,6 +618,29 @@ def test_a_client_that_reads_no_answer_frees_its_connection_within_the_timeout(p
         next(runner, None)
 
 
+def test_a_request_whose_client_left_holds_its_place_until_its_work_is_done(predictor):
+    service = StudentService(predictor, model_id="m", max_tokens=MAX_TOKENS)
+    server = create_server(service, port=0, api_key="", timeout=SERVER_TIMEOUT_S, max_connections=1)
+    runner = _running(server)
+    port = next(runner)
+    try:
+        with service._lock:  # the model is busy: the request below waits for it
+            data = json.dumps({"prompt": QUESTION}).encode()
+            with socket.create_connection(("127.0.0.1", port)) as leaving:
+                leaving.sendall(f"POST /v1/completions HTTP/1.1\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+                time.sleep(0.5)
+            time.sleep(0.5)  # its client is gone; its request still waits for the model
+            status, payload, _ = _post(port, {"model": "m", "prompt": QUESTION})
+            assert status == 503, payload
+        deadline = time.monotonic() + ANSWER_WITHIN_S
+        while status != 200 and time.monotonic() < deadline:  # the place comes free once its answer is made
+            time.sleep(0.25)
+            status, payload, _ = _post(port, {"model": "m", "prompt": QUESTION})
+        assert status == 200, payload
+    finally:
+        next(runner, None)
+
+
 # Property-based tests of the request parsing: whatever a client sends, a 4xx RequestError or a checked request.
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
