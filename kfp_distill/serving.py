@@ -876,6 +876,19 @@ class StudentServer:
         self._socket.close()
         self._app.close()
 
+    @contextlib.contextmanager
+    def running(self) -> Iterator[int]:
+        """Serves on a background thread while the block runs (a program or notebook that goes on meanwhile),
+        then shuts down and closes; yields the port."""
+        thread = threading.Thread(target=self.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self.server_address[1]
+        finally:
+            self.shutdown()
+            self.server_close()
+            thread.join(timeout=10)
+
 
 def create_server(
     service: StudentService,

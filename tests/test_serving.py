@@ -193,12 +193,8 @@ ANSWER_WITHIN_S = 10.0  # generous: the server answers within its 2 s timeout pl
 
 def _running(server):
     """Serves on a thread; yields the port, then stops the server."""
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
+    with server.running() as port:
+        yield port
 
 
 @pytest.fixture(scope="module")
@@ -592,38 +588,30 @@ def test_large_bodies_share_a_memory_budget_and_small_ones_are_still_served(boun
 
 
 def test_a_client_that_reads_no_answer_frees_its_connection_within_the_timeout(predictor):
-    # The answer (an error that repeats a 2 MiB field) is larger than the socket buffers of a client that reads
+    # The answer (an error that repeats an 8 MiB field) is larger than the socket buffers of a client that reads
     # nothing: the server's writes stall, and the connection is dropped after `timeout` seconds.
     server = create_server(
         StudentService(predictor, model_id="m", max_tokens=MAX_TOKENS), port=0, api_key="", timeout=SERVER_TIMEOUT_S,
         max_connections=1,
     )
-    runner = _running(server)
-    port = next(runner)
-    try:
-        data = json.dumps({"prompt": QUESTION, "kfp_distill_task": "x" * (2 << 20)}).encode()
-        stalled = socket.socket()
-        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
-        stalled.connect(("127.0.0.1", port))
-        stalled.sendall(f"POST /v1/completions HTTP/1.1\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
-        time.sleep(0.5)
-        answers = []
-        deadline = time.monotonic() + ANSWER_WITHIN_S
-        while not answers or answers[-1][0] != 200 and time.monotonic() < deadline:
-            answers.append(_post(port, {"model": "m", "prompt": QUESTION}))  # 503 while the stalled client holds it
-            time.sleep(0.25)
+    with server.running() as port:
+        data = json.dumps({"prompt": QUESTION, "kfp_distill_task": "x" * (8 << 20)}).encode()
+        with socket.socket() as stalled:
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+            stalled.connect(("127.0.0.1", port))
+            stalled.sendall(f"POST /v1/completions HTTP/1.1\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+            time.sleep(0.5)
+            answers = []
+            deadline = time.monotonic() + ANSWER_WITHIN_S
+            while not answers or answers[-1][0] != 200 and time.monotonic() < deadline:
+                answers.append(_post(port, {"model": "m", "prompt": QUESTION}))  # 503 while the stalled one holds it
+                time.sleep(0.25)
         assert answers[0][0] == 503 and answers[-1][0] == 200, [status for status, _, _ in answers]
-        stalled.close()
-    finally:
-        next(runner, None)
 
 
 def test_a_request_whose_client_left_holds_its_place_until_its_work_is_done(predictor):
     service = StudentService(predictor, model_id="m", max_tokens=MAX_TOKENS)
-    server = create_server(service, port=0, api_key="", timeout=SERVER_TIMEOUT_S, max_connections=1)
-    runner = _running(server)
-    port = next(runner)
-    try:
+    with create_server(service, port=0, api_key="", timeout=SERVER_TIMEOUT_S, max_connections=1).running() as port:
         with service._lock:  # the model is busy: the request below waits for it
             data = json.dumps({"prompt": QUESTION}).encode()
             with socket.create_connection(("127.0.0.1", port)) as leaving:
@@ -637,8 +625,6 @@ def test_a_request_whose_client_left_holds_its_place_until_its_work_is_done(pred
             time.sleep(0.25)
             status, payload, _ = _post(port, {"model": "m", "prompt": QUESTION})
         assert status == 200, payload
-    finally:
-        next(runner, None)
 
 
 # Property-based tests of the request parsing: whatever a client sends, a 4xx RequestError or a checked request.

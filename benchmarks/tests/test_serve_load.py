@@ -6,7 +6,6 @@ verdicts and report against `create_server` in this process.
 """
 
 import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -23,12 +22,8 @@ def server_port(tiny_student_dir):
     predictor = StudentPredictor(tiny_student_dir, max_new_tokens=load.MAX_TOKENS)
     server = create_server(StudentService(predictor, model_id="tiny", max_tokens=load.MAX_TOKENS), port=0,
                            api_key=load.API_KEY, timeout=0.5)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
+    with server.running() as port:
+        yield port
 
 
 def test_every_phase_runs_and_every_hostile_kind_gets_its_refusal(server_port, capsys):
