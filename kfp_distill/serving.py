@@ -629,17 +629,17 @@ class _StudentApp:
                 # The body and its JSON are let go once parsed: a request waiting for the model holds its fields.
                 parsed = parse(decode_body(await self._body(request)))
                 loop = asyncio.get_running_loop()
-                response = await loop.run_in_executor(self._model_thread, answer_request, self.service, parsed)
+                answered = await loop.run_in_executor(self._model_thread, answer_request, self.service, parsed)
         except RequestError as error:
             return self.error_response(error, method, route)
         except ClientDisconnect:
             raise
         except Exception as error:  # the server keeps serving; the client learns what failed
-            error = RequestError(f"{type(error).__name__}: {error}", HTTPStatus.INTERNAL_SERVER_ERROR)
-            return self.error_response(error, method, route)
+            failure = RequestError(f"{type(error).__name__}: {error}", HTTPStatus.INTERNAL_SERVER_ERROR)
+            return self.error_response(failure, method, route)
         if getattr(parsed, "stream", False):  # predictions are never streamed
-            return _event_stream(stream_events(response, parsed.include_usage))
-        return _json_response(HTTPStatus.OK, response)
+            return _event_stream(stream_events(answered, parsed.include_usage))
+        return _json_response(HTTPStatus.OK, answered)
 
     def _authorized(self, request: Request, route: str) -> bool:
         if not self.api_key or route in self.health_routes:  # probes carry no key
@@ -805,6 +805,9 @@ class _BoundedProtocol(H11Protocol):
         self._head_deadline.cancel()
         response = self.student_app.error_response(error, self._method, self._route)
         status = HTTPStatus(response.status_code)
+        if self.access_log:  # as uvicorn logs the requests that reach the application
+            client = "%s:%d" % self.client if self.client else "-"
+            self.access_logger.info('%s - "%s %s" %d', client, self._method or "-", self._route or "-", status.value)
         head = [f"HTTP/1.1 {status.value} {status.phrase}".encode("ascii")]
         head += [name + b": " + value for name, value in response.raw_headers]
         self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + response.body)
