@@ -46,9 +46,10 @@ KServe conventionally are. It is bounded, so a careless or hostile client cannot
   endpoint but `/health` asks for `Authorization: Bearer KEY` (401 otherwise); bound beyond loopback without
   one, the server warns that anyone who reaches the port can use it.
 
-A refused request is answered with an OpenAI-style error body; request parsing (`parse_chat_request`,
-`parse_completion_request`, `parse_prediction_request`, `decode_body`) is pure functions that raise
-`RequestError`, apart from the HTTP layer.
+Apart from the HTTP layer: request parsing is pure functions that raise `RequestError` (`decode_body`,
+`parse_chat_request`, `parse_completion_request`, `parse_prediction_request`), the model's work is behind
+`StudentService` (`answer_chat`, `answer_completion`, `answer_prediction` answer a checked request), and
+`chat_completion`, `completion` and `vertex_prediction` answer a decoded body, parsing it first.
 
 It is also a Vertex AI serving container (the custom-container contract): `POST` on the predict route takes
 `{"instances": [...]}`, each instance an input text or `{"input_text": TEXT, "rationale": true, "max_tokens":
@@ -497,8 +498,8 @@ def _usage(answers: list[Answer]) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def chat_completion(service: StudentService, request: ChatRequest) -> dict[str, Any]:
-    """The `chat.completion` object answering one chat request."""
+def answer_chat(service: StudentService, request: ChatRequest) -> dict[str, Any]:
+    """The `chat.completion` object answering one checked chat request."""
     answer = service.answer(request.input_text, request.task, request.max_tokens, request.stop)
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -515,8 +516,8 @@ def chat_completion(service: StudentService, request: ChatRequest) -> dict[str, 
     }
 
 
-def completion(service: StudentService, request: CompletionRequest) -> dict[str, Any]:
-    """The `text_completion` object answering one completion request (one choice per prompt)."""
+def answer_completion(service: StudentService, request: CompletionRequest) -> dict[str, Any]:
+    """The `text_completion` object answering one checked completion request (one choice per prompt)."""
     answers = [service.answer(prompt, request.task, request.max_tokens, request.stop) for prompt in request.prompts]
     return {
         "id": f"cmpl-{uuid.uuid4().hex}",
@@ -530,10 +531,29 @@ def completion(service: StudentService, request: CompletionRequest) -> dict[str,
     }
 
 
-def vertex_prediction(service: StudentService, request: PredictionRequest) -> dict[str, Any]:
+def answer_prediction(service: StudentService, request: PredictionRequest) -> dict[str, Any]:
     """Vertex AI's online prediction: `{"predictions": [...]}`, one per instance (the label, or `{"label",
     "rationale"}` for an instance that asks)."""
     return {"predictions": [service.prediction(*instance) for instance in request.instances]}
+
+
+# The routes as functions of a decoded body (the server parses first, then answers on the model's thread).
+
+
+def chat_completion(service: StudentService, body: dict[str, Any]) -> dict[str, Any]:
+    """The `chat.completion` object answering one chat request."""
+    return answer_chat(service, parse_chat_request(body, service.max_tokens_cap))
+
+
+def completion(service: StudentService, body: dict[str, Any]) -> dict[str, Any]:
+    """The `text_completion` object answering one completion request (one choice per prompt)."""
+    return answer_completion(service, parse_completion_request(body, service.max_tokens_cap, service.max_prompts))
+
+
+def vertex_prediction(service: StudentService, body: dict[str, Any]) -> dict[str, Any]:
+    """Vertex AI's online prediction of `{"instances": [...]}`; every instance is checked before the first is
+    answered, so a bad one costs no generation."""
+    return answer_prediction(service, parse_prediction_request(body, service.max_tokens_cap, service.max_prompts))
 
 
 def stream_events(response: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
@@ -594,12 +614,12 @@ class _StudentApp:
         caps = {"max_tokens_cap": service.max_tokens_cap}
         # How each POST route's body is parsed, then answered.
         self.post_routes: dict[str, tuple[Callable[[dict[str, Any]], Any], Callable[..., dict[str, Any]]]] = {
-            "/v1/chat/completions": (functools.partial(parse_chat_request, **caps), chat_completion),
+            "/v1/chat/completions": (functools.partial(parse_chat_request, **caps), answer_chat),
             "/v1/completions": (
-                functools.partial(parse_completion_request, **caps, max_prompts=service.max_prompts), completion
+                functools.partial(parse_completion_request, **caps, max_prompts=service.max_prompts), answer_completion
             ),
             predict_route: (
-                functools.partial(parse_prediction_request, **caps, max_prompts=service.max_prompts), vertex_prediction
+                functools.partial(parse_prediction_request, **caps, max_prompts=service.max_prompts), answer_prediction
             ),
         }
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kfp-distill-model")

@@ -14,6 +14,7 @@ from kfp_distill.serving import (
     API_KEY_ENV,
     MAX_PROMPTS,
     MAX_TOKENS_CAP,
+    RequestError,
     StudentService,
     create_server,
     load_student,
@@ -120,6 +121,18 @@ def test_streaming_clients_get_the_same_answer(client, expected):
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == expected["label"]
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
     assert chunks[-1].usage.completion_tokens > 0
+
+
+def test_the_route_functions_answer_a_decoded_body_as_the_server_does(predictor, expected):
+    from kfp_distill.serving import chat_completion, completion
+
+    service = StudentService(predictor, model_id="tiny-student", max_tokens=MAX_TOKENS)
+    chat = chat_completion(service, {"messages": [{"role": "user", "content": QUESTION}]})
+    assert chat["choices"][0]["message"]["content"] == expected["label"] and chat["model"] == "tiny-student"
+    text = completion(service, {"prompt": [QUESTION], "kfp_distill_task": "rationale"})
+    assert text["choices"][0]["text"] == expected["rationale"]
+    with pytest.raises(RequestError, match="max_tokens"):
+        completion(service, {"prompt": QUESTION, "max_tokens": 0})
 
 
 def test_models_lists_both_tasks(client):
