@@ -1,5 +1,5 @@
 """The serve load benchmark's machinery at a tiny scale: a loopback server on the tiny student with a half-second
-timeout, a fraction of a second of load and a second of hostile requests of every kind.
+timeout, fractions of a second of load, then alone and under hostile requests of every kind.
 
 The benchmark's own run starts `kfp-distill serve` on SmolLM2 for minutes; this runs its clients, phases,
 verdicts and report against `create_server` in this process.
@@ -28,7 +28,7 @@ def server_port(tiny_student_dir):
 
 def test_every_phase_runs_and_every_hostile_kind_gets_its_refusal(server_port, capsys):
     arguments = load.parse_arguments([
-        "--seconds", "0.3", "--hostile-seconds", "1", "--clients", "1", "2", "--timeout", "0.5",
+        "--seconds", "0.3", "--hostile-seconds", "0.5", "--rounds", "1", "--clients", "1", "2", "--timeout", "0.5",
         "--body-bytes", str(2 << 20), "--hostile-clients", "12", "--max-tokens", "2",
     ])
     text, verdicts = load.run(server_port, os.getpid(), arguments)
