@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from kfp_distill.serving import API_KEY_ENV, DEFAULT_MAX_CONNECTIONS, HEALTH_ROUTE, PREDICT_ROUTE
+from kfp_distill.serving import API_KEY_ENV, DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT_S, HEALTH_ROUTE, PREDICT_ROUTE
 
 DEMO_SETTINGS = {
     # Sized for a 2-core laptop CPU: ~100 teacher calls, a few minutes of tuning.
@@ -210,15 +210,24 @@ def publish_template(args: argparse.Namespace) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """Serves a distilled student on an OpenAI-compatible HTTP endpoint until interrupted."""
+    import logging
+
     from kfp_distill.serving import create_server, load_student
 
     if not args.model:
         print("kfp-distill serve: name a MODEL (or set AIP_STORAGE_URI, as Vertex AI does)", file=sys.stderr)
         return 2
     service = load_student(args.model, args.registry_uri, max_tokens=args.max_tokens)
+    # The server's log (uvicorn's: each request, and what was refused) goes to stderr, stdout keeps the banner.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    server_log = logging.getLogger("uvicorn")
+    server_log.addHandler(handler)
+    server_log.setLevel(logging.INFO)
+    server_log.propagate = False
     server = create_server(
-        service, args.host, args.port, api_key_env=args.api_key_env, max_connections=args.max_connections,
-        predict_route=args.predict_route, health_route=args.health_route,
+        service, args.host, args.port, api_key_env=args.api_key_env, timeout=args.timeout,
+        max_connections=args.max_connections, predict_route=args.predict_route, health_route=args.health_route,
     )
     host, port = server.server_address[:2]
     print(f"Serving {service.model_id} at http://{host}:{port}/v1 (OpenAI-compatible) and "
@@ -341,6 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument(
         "--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
         help="connections served at once; more are answered 503 (default: %(default)s)",
+    )
+    serve_parser.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+        help="how long a request's line, headers and body may take to arrive (else 408), and an answer may wait "
+             "unread (default: %(default)s)",
     )
     serve_parser.set_defaults(handler=serve)
 

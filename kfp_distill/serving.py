@@ -12,19 +12,44 @@ rationale, by a model name ending in `:rationale` or by the extra body field `kf
 Any model name is accepted, so clients configured for the teacher need no change.
 
 Generation is greedy (temperature and other sampling settings are ignored: the student was tuned to answer
-one way) and one request at a time (one model object on the CPU); `max_tokens` (or `max_completion_tokens`)
-and `stop` are honoured; `usage` counts the prompt's and the answer's tokens. `stream: true` is answered as
+one way) and one request at a time, in the order they arrive (one model object on the CPU, on a thread of its
+own, so `/health` and refusals are answered while it works); `max_tokens` (or `max_completion_tokens`) and
+`stop` are honoured; `usage` counts the prompt's and the answer's tokens. `stream: true` is answered as
 server-sent events carrying the whole answer in one chunk, so streaming clients work too.
 
-The server is bounded, so a careless or hostile client cannot hold it: one request per connection, whose
-line, headers and body must all arrive within `timeout` seconds (else 408, and the connection is dropped;
-each connection has its own thread, so a slow one delays no other); a body needs a `Content-Length` (411)
-that is one non-negative integer (400) of at most 16 MiB (413); `max_tokens` over `MAX_TOKENS_CAP` (or
-the server's own default, when higher) and more than `MAX_PROMPTS` prompts in one request are refused
-(400, naming the cap); past `max_connections` open connections a new one is answered 503 at once, with
-`Retry-After`, rather than queued without end behind the one model. With an API key (the `KFP_DISTILL_API_KEY` environment variable, so it never shows
-in `ps`), every endpoint but `/health` asks for `Authorization: Bearer KEY` (401 otherwise); bound beyond
-loopback without one, the server warns that anyone who reaches the port can use it.
+The server is uvicorn (HTTP/1.1 by h11) running a small ASGI application, as Vertex AI custom containers and
+KServe conventionally are. It is bounded, so a careless or hostile client cannot hold it:
+
+- Time: one request per connection, whose line, headers and body must all arrive within `timeout` seconds
+  (else 408, and the connection is dropped); an answer the client leaves unread for `timeout` seconds drops
+  the connection too. A waiting connection holds no thread, so a slow one delays no other.
+- Bytes: a body needs a `Content-Length` (411; chunked bodies are not accepted) that is one non-negative
+  integer (400) of at most `MAX_BODY_BYTES`, 16 MiB (413), all refused before the body is read; the request
+  line and headers get at most 64 KiB (431).
+- Memory, bounded before a body is parsed: a body must be UTF-8 JSON at most `MAX_JSON_DEPTH` (64) levels
+  deep with at most `MAX_JSON_VALUES` (32,768) values and object keys (else 400), which a linear scan of its
+  bytes checks before `json.loads` builds anything (16 MiB of `{}` would become some 400 MiB of dicts).
+  Parsing then builds the body's text, decoded once and parsed once, at most 4 bytes for each body byte (a
+  string with one character beyond U+FFFF takes 4 bytes for every character), plus a few hundred bytes a
+  value: at most 8 times the body (128 MiB for 16 MiB; twice the body for ASCII text), one body at a time.
+  A request waiting for the model keeps only its checked fields (at most 4 times its body), not the body.
+  Bodies over `SMALL_BODY_BYTES` (1 MiB) share `LARGE_BODIES_BYTES` (64 MiB) from the start of their
+  reading until their answer is ready; one that does not fit is answered 503 with `Retry-After` before it
+  is read. So the `max_connections` (32) requests hold at most 32 x 1 MiB + 64 MiB of bodies, and at most
+  4 times that of fields, however they are sent.
+- Work: `max_tokens` over `MAX_TOKENS_CAP` (or the server's own default, when higher) and more than
+  `MAX_PROMPTS` prompts in one request are refused (400, naming the cap).
+- Connections: past `max_connections` open connections (or requests still waiting for the model, their
+  clients gone or not) a new one is answered 503 at once, with `Retry-After`, rather than queued without end
+  behind the one model.
+- Who: with an API key (the `KFP_DISTILL_API_KEY` environment variable, so it never shows in `ps`), every
+  endpoint but `/health` asks for `Authorization: Bearer KEY` (401 otherwise); bound beyond loopback without
+  one, the server warns that anyone who reaches the port can use it.
+
+Apart from the HTTP layer: request parsing is pure functions that raise `RequestError` (`decode_body`,
+`parse_chat_request`, `parse_completion_request`, `parse_prediction_request`), the model's work is behind
+`StudentService` (`answer_chat`, `answer_completion`, `answer_prediction` answer a checked request), and
+`chat_completion`, `completion` and `vertex_prediction` answer a decoded body, parsing it first.
 
 It is also a Vertex AI serving container (the custom-container contract): `POST` on the predict route takes
 `{"instances": [...]}`, each instance an input text or `{"input_text": TEXT, "rationale": true, "max_tokens":
@@ -42,21 +67,30 @@ with token counts.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import hmac
-import io
 import ipaddress
 import json
 import os
+import re
 import socket
 import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
+from urllib.parse import unquote
+
+import uvicorn
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from kfp_distill._implementation.model_store import answer, load_model
 from kfp_distill._implementation.model_store import load_student as load_tuned_student
@@ -71,9 +105,15 @@ MAX_TOKENS_CAP = 2048
 MAX_PROMPTS = 32
 API_KEY_ENV = "KFP_DISTILL_API_KEY"
 DEFAULT_TIMEOUT_S = 30.0
-# Connections served at once (each holds a thread; those past the first wait for the model): more get a 503.
+# Connections served at once (those past the first wait for the model): more get a 503.
 DEFAULT_MAX_CONNECTIONS = 32
-_MAX_BODY_BYTES = 16 << 20
+MAX_BODY_BYTES = 16 << 20
+MAX_JSON_DEPTH = 64
+MAX_JSON_VALUES = 32_768
+# Bodies up to this size are always read; larger ones share LARGE_BODIES_BYTES.
+SMALL_BODY_BYTES = 1 << 20
+LARGE_BODIES_BYTES = 64 << 20
+MAX_HEAD_BYTES = 64 << 10
 HEALTH_ROUTE = "/health"
 # Where Vertex AI-style prediction requests go when AIP_PREDICT_ROUTE does not say.
 PREDICT_ROUTE = "/predict"
@@ -202,10 +242,113 @@ def load_student(model: str, registry_uri: str = "", max_tokens: int = DEFAULT_M
     return StudentService(predictor, model_id=model_id, max_tokens=max_tokens, task_type=task_type)
 
 
-def _task(body: dict[str, Any]) -> Task:
+def _route(path: str) -> str:
+    return path.rstrip("/") or "/"
+
+
+# Request parsing: pure functions of a request's body that raise RequestError, apart from the HTTP layer.
+
+# Every byte but those of JSON's structure (quotes, brackets, commas, colons), deleted before the scan.
+_NOT_JSON_STRUCTURE = bytes(set(range(256)) - set(b'"[]{},:'))
+_QUOTE, _OPENING, _CLOSING = ord('"'), b"[{", b"]}"
+# json.loads joins surrogate pairs, so a surrogate left in a string is unpaired, and no tokenizer encodes it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_json_shape(data: bytes | bytearray) -> None:
+    """Refuses JSON nested deeper than MAX_JSON_DEPTH or with more than MAX_JSON_VALUES values and object keys,
+    from its bytes alone, in time linear in their length, before anything is built.
+
+    Every value but the first, and every key, follows one of `[ { , :`; counting those outside strings bounds
+    what json.loads builds. For input that is not JSON the scan stops where a string or a closing bracket
+    stands where JSON allows none: json.loads refuses the input there, having built only what was counted.
+    """
+    if b"\\" in data:  # without escaped backslashes and quotes, each quote left opens or closes a string
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    structure = data.translate(None, _NOT_JSON_STRUCTURE)
+    values, strings, depth, position = 1, 0, 0, 0
+    while position < len(structure):
+        token = structure[position]
+        position += 1
+        if token == _QUOTE:
+            strings += 1
+            end = structure.find(b'"', position)
+            if end < 0 or strings > values:  # unterminated, or more strings than places for them
+                return
+            position = end + 1
+        elif token in _CLOSING:
+            depth -= 1
+            if depth < 0:
+                return
+        else:
+            values += 1
+            if values > MAX_JSON_VALUES:
+                raise RequestError(f"the request body holds more than {MAX_JSON_VALUES} JSON values")
+            if token in _OPENING:
+                depth += 1
+                if depth > MAX_JSON_DEPTH:
+                    raise RequestError(f"the request body is nested too deep: over {MAX_JSON_DEPTH} levels")
+
+
+def decode_body(data: bytes | bytearray) -> dict[str, Any]:
+    """A request body as the JSON object it must be: UTF-8 JSON within the depth and value caps, checked
+    before it is parsed (the module docstring says what that bounds)."""
+    _check_json_shape(data)
+    try:
+        body = json.loads(data.decode("utf-8-sig") or "null")
+    except UnicodeDecodeError as error:
+        raise RequestError(f"the request body is not UTF-8: {error}") from None
+    except ValueError as error:
+        raise RequestError(f"the request body is not JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise RequestError("the request body must be a JSON object")
+    return body
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """A checked chat request: what the student reads, and how the answer is made and sent."""
+
+    input_text: str
+    task: Task
+    max_tokens: int | None
+    stop: list[str]
+    model: str  # as the request names it; empty: not named
+    stream: bool = False
+    include_usage: bool = False
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    """A checked completion request: one answer per prompt."""
+
+    prompts: list[str]
+    task: Task
+    max_tokens: int | None
+    stop: list[str]
+    model: str
+    stream: bool = False
+    include_usage: bool = False
+
+
+@dataclass(frozen=True)
+class PredictionRequest:
+    """A checked Vertex AI prediction request: (input text, with rationale, max tokens) per instance."""
+
+    instances: list[tuple[str, bool, int | None]]
+
+
+def _model(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise RequestError(f"model must be a string, got {model!r}", param="model")
+    return model or ""
+
+
+def _task(body: dict[str, Any], model: str) -> Task:
     task = body.get(TASK_FIELD)
     if task is None:
-        task = "rationale" if str(body.get("model", "")).endswith(RATIONALE_SUFFIX) else "label"
+        task = "rationale" if model.endswith(RATIONALE_SUFFIX) else "label"
     if task not in TASKS:
         raise RequestError(f"{TASK_FIELD} must be one of {', '.join(TASKS)}, got {task!r}", param=TASK_FIELD)
     return task
@@ -230,23 +373,57 @@ def _stop(body: dict[str, Any]) -> list[str]:
     return stop
 
 
+def _stream(body: dict[str, Any]) -> tuple[bool, bool]:
+    """(stream, include usage): `stream` and `stream_options.include_usage`, each true, false or left out."""
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise RequestError(f"stream must be true or false, got {stream!r}", param="stream")
+    options = body.get("stream_options")
+    options = {} if options is None else options
+    if not isinstance(options, dict):
+        raise RequestError(f"stream_options must be an object, got {options!r}", param="stream_options")
+    include_usage = options.get("include_usage")
+    if include_usage is not None and not isinstance(include_usage, bool):
+        raise RequestError(f"stream_options.include_usage must be true or false, got {include_usage!r}",
+                           param="stream_options")
+    return bool(stream), bool(include_usage)
+
+
+def _model_text(text: str, where: str, param: str | None = None) -> str:
+    """Text the student reads, refused if a `\\ud800`-style escape left an unpaired surrogate in it."""
+    if _SURROGATE.search(text):
+        raise RequestError(f"{where} holds an unpaired surrogate (a \\ud800-\\udfff escape alone), which is not text",
+                           param=param)
+    return text
+
+
 def _message_text(content: Any) -> str:
-    """A message's text: a string, or the text parts of a list of content parts."""
+    """A message's text: a string, or the text parts of a list of content parts (other parts are left out)."""
     if isinstance(content, str):
         return content
-    if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
-    raise RequestError("a message's content must be a string or a list of content parts", param="messages")
+    if not isinstance(content, list):
+        raise RequestError("a message's content must be a string or a list of content parts", param="messages")
+    texts = []
+    for part in content:
+        if not isinstance(part, dict):
+            raise RequestError(f"a message's content parts must be objects, got {part!r}", param="messages")
+        if part.get("type") == "text":
+            if not isinstance(part.get("text"), str):
+                raise RequestError('a text content part needs a string "text"', param="messages")
+            texts.append(part["text"])
+    return "".join(texts)
 
 
 def _last_user_message(body: dict[str, Any]) -> str:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise RequestError("messages must be a non-empty list", param="messages")
-    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    if not all(isinstance(message, dict) for message in messages):
+        raise RequestError("each message must be an object", param="messages")
+    users = [message for message in messages if message.get("role") == "user"]
     if not users:
         raise RequestError("messages hold no user message: the student answers the last one", param="messages")
-    return _message_text(users[-1].get("content"))
+    return _model_text(_message_text(users[-1].get("content")), "the last user message", "messages")
 
 
 def _prompts(body: dict[str, Any], cap: int) -> list[str]:
@@ -258,55 +435,33 @@ def _prompts(body: dict[str, Any], cap: int) -> list[str]:
     if len(prompts) > cap:
         raise RequestError(f"prompt holds {len(prompts)} prompts, over this server's cap of {cap} per request",
                            param="prompt")
-    return prompts
+    return [_model_text(prompt, f"prompt {i}", "prompt") for i, prompt in enumerate(prompts)]
 
 
-def _usage(answers: list[Answer]) -> dict[str, int]:
-    prompt = sum(a.prompt_tokens for a in answers)
-    completion = sum(a.completion_tokens for a in answers)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+def parse_chat_request(body: dict[str, Any], max_tokens_cap: int = MAX_TOKENS_CAP) -> ChatRequest:
+    """A chat request's body, checked: RequestError names the first field that is wrong."""
+    max_tokens = _max_tokens(body, max_tokens_cap)
+    input_text = _last_user_message(body)
+    model = _model(body)
+    stream, include_usage = _stream(body)
+    return ChatRequest(input_text, _task(body, model), max_tokens, _stop(body), model, stream, include_usage)
 
 
-def chat_completion(service: StudentService, body: dict[str, Any]) -> dict[str, Any]:
-    """The `chat.completion` object answering one chat request."""
-    max_tokens = _max_tokens(body, service.max_tokens_cap)
-    answer = service.answer(_last_user_message(body), _task(body), max_tokens, _stop(body))
-    return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": body.get("model") or service.model_id,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": answer.text},
-            "logprobs": None,
-            "finish_reason": answer.finish_reason,
-        }],
-        "usage": _usage([answer]),
-    }
-
-
-def completion(service: StudentService, body: dict[str, Any]) -> dict[str, Any]:
-    """The `text_completion` object answering one completion request (one choice per prompt)."""
-    task, max_tokens, stop = _task(body), _max_tokens(body, service.max_tokens_cap), _stop(body)
-    answers = [service.answer(prompt, task, max_tokens, stop) for prompt in _prompts(body, service.max_prompts)]
-    return {
-        "id": f"cmpl-{uuid.uuid4().hex}",
-        "object": "text_completion",
-        "created": int(time.time()),
-        "model": body.get("model") or service.model_id,
-        "choices": [
-            {"index": i, "text": a.text, "logprobs": None, "finish_reason": a.finish_reason} for i, a in enumerate(answers)
-        ],
-        "usage": _usage(answers),
-    }
+def parse_completion_request(
+    body: dict[str, Any], max_tokens_cap: int = MAX_TOKENS_CAP, max_prompts: int = MAX_PROMPTS
+) -> CompletionRequest:
+    """A completion request's body, checked: RequestError names the first field that is wrong."""
+    model = _model(body)
+    task, max_tokens, stop = _task(body, model), _max_tokens(body, max_tokens_cap), _stop(body)
+    stream, include_usage = _stream(body)
+    return CompletionRequest(_prompts(body, max_prompts), task, max_tokens, stop, model, stream, include_usage)
 
 
 def _instance(instance: Any, index: int, cap: int) -> tuple[str, bool, int | None]:
     """(input text, with rationale, max tokens) of one Vertex AI instance: a string, or an object."""
     where = f"instances[{index}]"
     if isinstance(instance, str):
-        return instance, False, None
+        return _model_text(instance, where), False, None
     if not isinstance(instance, dict) or not isinstance(instance.get("input_text"), str):
         raise RequestError(f'{where} must be an input text or an object with a string "input_text"')
     unknown = sorted(set(instance) - set(INSTANCE_FIELDS))
@@ -319,22 +474,86 @@ def _instance(instance: Any, index: int, cap: int) -> tuple[str, bool, int | Non
         max_tokens = _max_tokens(instance, cap)
     except RequestError as error:
         raise RequestError(f"{where}: {error}") from None
-    return instance["input_text"], rationale, max_tokens
+    return _model_text(instance["input_text"], where), rationale, max_tokens
 
 
-def vertex_prediction(service: StudentService, body: dict[str, Any]) -> dict[str, Any]:
-    """Vertex AI's online prediction: `{"instances": [...]}` answered `{"predictions": [...]}`, one per instance
-    (the label, or `{"label", "rationale"}` for an instance that asks). Every instance is checked before the
-    first is answered, so a bad one costs no generation."""
+def parse_prediction_request(
+    body: dict[str, Any], max_tokens_cap: int = MAX_TOKENS_CAP, max_prompts: int = MAX_PROMPTS
+) -> PredictionRequest:
+    """Vertex AI's `{"instances": [...]}`, every instance checked, so that a bad one costs no generation."""
     instances = body.get("instances")
     if not isinstance(instances, list) or not instances:
         raise RequestError('the request body must be {"instances": [...]} with at least one instance')
-    if len(instances) > service.max_prompts:
-        raise RequestError(
-            f"the request holds {len(instances)} instances, over this server's cap of {service.max_prompts}"
-        )
-    checked = [_instance(instance, i, service.max_tokens_cap) for i, instance in enumerate(instances)]
-    return {"predictions": [service.prediction(*instance) for instance in checked]}
+    if len(instances) > max_prompts:
+        raise RequestError(f"the request holds {len(instances)} instances, over this server's cap of {max_prompts}")
+    return PredictionRequest([_instance(instance, i, max_tokens_cap) for i, instance in enumerate(instances)])
+
+
+# Answers: the model's work for a checked request, behind StudentService.
+
+
+def _usage(answers: list[Answer]) -> dict[str, int]:
+    prompt = sum(a.prompt_tokens for a in answers)
+    completion = sum(a.completion_tokens for a in answers)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def answer_chat(service: StudentService, request: ChatRequest) -> dict[str, Any]:
+    """The `chat.completion` object answering one checked chat request."""
+    answer = service.answer(request.input_text, request.task, request.max_tokens, request.stop)
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": request.model or service.model_id,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": answer.text},
+            "logprobs": None,
+            "finish_reason": answer.finish_reason,
+        }],
+        "usage": _usage([answer]),
+    }
+
+
+def answer_completion(service: StudentService, request: CompletionRequest) -> dict[str, Any]:
+    """The `text_completion` object answering one checked completion request (one choice per prompt)."""
+    answers = [service.answer(prompt, request.task, request.max_tokens, request.stop) for prompt in request.prompts]
+    return {
+        "id": f"cmpl-{uuid.uuid4().hex}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": request.model or service.model_id,
+        "choices": [
+            {"index": i, "text": a.text, "logprobs": None, "finish_reason": a.finish_reason} for i, a in enumerate(answers)
+        ],
+        "usage": _usage(answers),
+    }
+
+
+def answer_prediction(service: StudentService, request: PredictionRequest) -> dict[str, Any]:
+    """Vertex AI's online prediction: `{"predictions": [...]}`, one per instance (the label, or `{"label",
+    "rationale"}` for an instance that asks)."""
+    return {"predictions": [service.prediction(*instance) for instance in request.instances]}
+
+
+# The routes as functions of a decoded body (the server parses first, then answers on the model's thread).
+
+
+def chat_completion(service: StudentService, body: dict[str, Any]) -> dict[str, Any]:
+    """The `chat.completion` object answering one chat request."""
+    return answer_chat(service, parse_chat_request(body, service.max_tokens_cap))
+
+
+def completion(service: StudentService, body: dict[str, Any]) -> dict[str, Any]:
+    """The `text_completion` object answering one completion request (one choice per prompt)."""
+    return answer_completion(service, parse_completion_request(body, service.max_tokens_cap, service.max_prompts))
+
+
+def vertex_prediction(service: StudentService, body: dict[str, Any]) -> dict[str, Any]:
+    """Vertex AI's online prediction of `{"instances": [...]}`; every instance is checked before the first is
+    answered, so a bad one costs no generation."""
+    return answer_prediction(service, parse_prediction_request(body, service.max_tokens_cap, service.max_prompts))
 
 
 def stream_events(response: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
@@ -357,207 +576,341 @@ def stream_events(response: dict[str, Any], include_usage: bool) -> list[dict[st
     return events
 
 
-class _DeadlineReader(io.RawIOBase):
-    """A connection's incoming bytes, each read bounded by what is left of the time the request may take.
+# The HTTP layer: uvicorn's HTTP/1.1 protocol with the bounds that hold before a request reaches the
+# application, and the ASGI application.
 
-    A timeout per read alone would let a client that sends a byte now and then hold its connection forever.
-    """
+# In the ASGI scope's state: when the request must have arrived in full (a time.monotonic() value).
+_DEADLINE = "kfp_distill_deadline"
+# Where a request's line and headers end, as h11 finds it.
+_HEAD_END = re.compile(rb"\n\r?\n")
 
-    def __init__(self, connection: socket.socket, seconds: float):
-        super().__init__()
-        self._connection = connection
-        self._deadline = time.monotonic() + seconds
-        self.timed_out = False
 
-    def readable(self) -> bool:
-        return True
+def _json_response(status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    # Every connection carries one request: the answer closes it.
+    return Response(json.dumps(payload), status, {**(headers or {}), "Connection": "close"},
+                    media_type="application/json")
 
-    def readinto(self, buffer: Any) -> int:
-        left = self._deadline - time.monotonic()
-        timeout = self._connection.gettimeout()  # the one writes use, restored after the read
+
+def _event_stream(events: list[dict[str, Any]]) -> Response:
+    text = "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
+    return Response(text, HTTPStatus.OK, {"Cache-Control": "no-cache", "Connection": "close"},
+                    media_type="text/event-stream")
+
+
+class _StudentApp:
+    """The ASGI application: routes, the key, a body's deadline, memory budget and parsing, and answers made on
+    the model's own thread, one at a time in the order they were asked for."""
+
+    def __init__(
+        self, service: StudentService, *, api_key: str, timeout: float, max_connections: int, predict_route: str,
+        health_routes: frozenset[str],
+    ):
+        self.service = service
+        self.api_key = api_key
+        self.timeout = timeout
+        self.max_connections = max_connections
+        self.predict_route = predict_route
+        self.health_routes = health_routes
+        caps = {"max_tokens_cap": service.max_tokens_cap}
+        # How each POST route's body is parsed, then answered.
+        self.post_routes: dict[str, tuple[Callable[[dict[str, Any]], Any], Callable[..., dict[str, Any]]]] = {
+            "/v1/chat/completions": (functools.partial(parse_chat_request, **caps), answer_chat),
+            "/v1/completions": (
+                functools.partial(parse_completion_request, **caps, max_prompts=service.max_prompts), answer_completion
+            ),
+            predict_route: (
+                functools.partial(parse_prediction_request, **caps, max_prompts=service.max_prompts), answer_prediction
+            ),
+        }
+        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kfp-distill-model")
+        self.in_progress = 0  # connections open or with a request at work (see _BoundedProtocol)
+        self._large_bodies_bytes = 0  # held by bodies over SMALL_BODY_BYTES, from their reading to their answer
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        request = Request(scope, receive)
         try:
-            if left <= 0:
-                raise TimeoutError("the request's time is up")
-            self._connection.settimeout(left)
-            return self._connection.recv_into(buffer)
-        except TimeoutError:
-            self.timed_out = True
+            response = await self._respond(request, request.method, _route(scope["path"]))
+        except ClientDisconnect:  # nobody is left to answer
+            return
+        await response(scope, receive, send)
+
+    async def _respond(self, request: Request, method: str, route: str) -> Response:
+        try:
+            if not self._authorized(request, route):  # before the body is read: a caller without the key costs nothing
+                raise RequestError("a valid API key is required: Authorization: Bearer KEY", HTTPStatus.UNAUTHORIZED)
+            if method == "GET" and route == "/v1/models":
+                return _json_response(HTTPStatus.OK, self.service.models())
+            if method == "GET" and route in self.health_routes:
+                return _json_response(HTTPStatus.OK, {"status": "ok"})
+            if method != "POST" or route not in self.post_routes:
+                raise RequestError(f"no such endpoint: {method} {request.scope['path']}", HTTPStatus.NOT_FOUND)
+            parse, answer_request = self.post_routes[route]
+            with self._body_share(int(request.headers["content-length"])):  # checked by the protocol
+                # The body and its JSON are let go once parsed: a request waiting for the model holds its fields.
+                parsed = parse(decode_body(await self._body(request)))
+                loop = asyncio.get_running_loop()
+                answered = await loop.run_in_executor(self._model_thread, answer_request, self.service, parsed)
+        except RequestError as error:
+            return self.error_response(error, method, route)
+        except ClientDisconnect:
             raise
-        finally:
-            self._connection.settimeout(timeout)
+        except Exception as error:  # the server keeps serving; the client learns what failed
+            failure = RequestError(f"{type(error).__name__}: {error}", HTTPStatus.INTERNAL_SERVER_ERROR)
+            return self.error_response(failure, method, route)
+        if getattr(parsed, "stream", False):  # predictions are never streamed
+            return _event_stream(stream_events(answered, parsed.include_usage))
+        return _json_response(HTTPStatus.OK, answered)
 
-
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "kfp-distill"
-    service: StudentService  # set on the subclass create_server makes, as are the next four
-    timeout: float  # seconds for a whole request to arrive, and for each write of the answer
-    api_key: str
-    predict_route: str  # Vertex AI's prediction requests
-    health_routes: frozenset[str]
-    # What a 408 for a request line that never arrived is logged and answered with.
-    requestline = ""
-    request_version = "HTTP/1.0"
-
-    def _route(self) -> str:
-        return self.path.rstrip("/") or "/"
-
-    def setup(self) -> None:
-        super().setup()
-        self.rfile.close()  # the stream the base class opened, replaced by one with a deadline
-        self._reader = _DeadlineReader(self.connection, self.timeout)
-        self.rfile = io.BufferedReader(self._reader)
-        self._answered = False
-
-    def handle_one_request(self) -> None:
-        super().handle_one_request()
-        # The base class drops a request whose line or headers do not arrive in time without a word.
-        if self._reader.timed_out and not self._answered:
-            try:
-                self._send_error(self._timed_out())
-            except OSError:  # the client is gone
-                pass
-
-    def _timed_out(self) -> RequestError:
-        return RequestError(f"the request did not arrive within {self.timeout:g} seconds", HTTPStatus.REQUEST_TIMEOUT)
-
-    def _authorized(self) -> bool:
-        if not self.api_key or self._route() in self.health_routes:  # probes carry no key
+    def _authorized(self, request: Request, route: str) -> bool:
+        if not self.api_key or route in self.health_routes:  # probes carry no key
             return True
         # Compared as bytes in constant time: the header as sent (read as Latin-1), the key as UTF-8.
-        sent = self.headers.get("Authorization", "").encode("latin-1")
+        sent = request.headers.get("authorization", "").encode("latin-1")
         return hmac.compare_digest(sent, b"Bearer " + self.api_key.encode("utf-8"))
 
-    def do_GET(self) -> None:
-        if not self._authorized():
-            self._send_error(RequestError("a valid API key is required: Authorization: Bearer KEY",
-                                          HTTPStatus.UNAUTHORIZED))
-        elif self._route() == "/v1/models":
-            self._send_json(HTTPStatus.OK, self.service.models())
-        elif self._route() in self.health_routes:
-            self._send_json(HTTPStatus.OK, {"status": "ok"})
-        else:
-            self._send_error(RequestError(f"no such endpoint: GET {self.path}", HTTPStatus.NOT_FOUND))
-
-    def do_POST(self) -> None:
-        routes = {
-            "/v1/chat/completions": chat_completion,
-            "/v1/completions": completion,
-            self.predict_route: vertex_prediction,
-        }
-        route = routes.get(self._route())
-        try:
-            if not self._authorized():  # before the body is read: a caller without the key costs nothing
-                raise RequestError("a valid API key is required: Authorization: Bearer KEY", HTTPStatus.UNAUTHORIZED)
-            if route is None:
-                raise RequestError(f"no such endpoint: POST {self.path}", HTTPStatus.NOT_FOUND)
-            body = self._read_json()
-            response = route(self.service, body)
-        except RequestError as error:
-            self._send_error(error)
+    @contextlib.contextmanager
+    def _body_share(self, length: int) -> Iterator[None]:
+        """Holds a large body's share of LARGE_BODIES_BYTES while it is read, parsed and answered; a body that
+        does not fit is refused before it is read (503: the share comes free as others are answered)."""
+        if length <= SMALL_BODY_BYTES:
+            yield
             return
-        except Exception as error:  # the server keeps serving; the client learns what failed
-            self._send_error(RequestError(f"{type(error).__name__}: {error}", HTTPStatus.INTERNAL_SERVER_ERROR))
-            return
-        if body.get("stream"):
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            self._send_stream(stream_events(response, include_usage))
-        else:
-            self._send_json(HTTPStatus.OK, response)
-
-    def _content_length(self) -> int:
-        values = self.headers.get_all("Content-Length") or []
-        if not values:
-            raise RequestError("a request body needs a Content-Length header (chunked bodies are not accepted)",
-                               HTTPStatus.LENGTH_REQUIRED)
-        value = values[0].strip()
-        if len(set(values)) > 1 or not (value.isascii() and value.isdigit()):
-            raise RequestError(f"Content-Length must be one non-negative integer, got {', '.join(values)!r}")
-        # Checked on the digits first: a number of thousands of digits is over the cap, and int() refuses it.
-        digits = value.lstrip("0")
-        if len(digits) > len(str(_MAX_BODY_BYTES)) or int(digits or "0") > _MAX_BODY_BYTES:
-            raise RequestError(f"request body over {_MAX_BODY_BYTES} bytes", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
-        return int(digits or "0")
-
-    def _read_json(self) -> dict[str, Any]:
-        length = self._content_length()
+        if self._large_bodies_bytes + length > LARGE_BODIES_BYTES:
+            raise RequestError("the server is busy reading other large request bodies; retry shortly",
+                               HTTPStatus.SERVICE_UNAVAILABLE)
+        self._large_bodies_bytes += length  # the event loop's thread alone counts: no lock needed
         try:
-            data = self.rfile.read(length)
-        except TimeoutError:
-            raise self._timed_out() from None
+            yield
+        finally:
+            self._large_bodies_bytes -= length
+
+    async def _body(self, request: Request) -> bytearray:
+        """The body (as long as its Content-Length says: h11 frames it), if it arrives by the deadline (else 408)."""
+        data = bytearray()
+
+        async def read() -> None:
+            async for chunk in request.stream():
+                data.extend(chunk)
+
         try:
-            body = json.loads(data or b"null")
-        except ValueError as error:
-            raise RequestError(f"the request body is not JSON: {error}") from None
-        if not isinstance(body, dict):
-            raise RequestError("the request body must be a JSON object")
-        return body
+            await asyncio.wait_for(read(), request.scope["state"][_DEADLINE] - time.monotonic())
+        except asyncio.TimeoutError:
+            raise self.timed_out() from None
+        return data
 
-    def _send_json(self, status: HTTPStatus, payload: dict[str, Any]) -> None:
-        self._answered = True
-        data = json.dumps(payload).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        if status == HTTPStatus.UNAUTHORIZED:
-            self.send_header("WWW-Authenticate", "Bearer")
-        self.end_headers()
-        self.wfile.write(data)
+    def timed_out(self) -> RequestError:
+        return RequestError(f"the request did not arrive within {self.timeout:g} seconds", HTTPStatus.REQUEST_TIMEOUT)
 
-    def _send_error(self, error: RequestError) -> None:
-        # Vertex AI's callers see the error of a prediction request as its body says it.
-        vertex = self.command == "POST" and self._route() == self.predict_route
-        self._send_json(error.status, error.vertex_body() if vertex else error.body())
-
-    def _send_stream(self, events: list[dict[str, Any]]) -> None:
-        self._answered = True
-        self.send_response(HTTPStatus.OK)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        for event in events:
-            self.wfile.write(f"data: {json.dumps(event)}\n\n".encode("utf-8"))
-        self.wfile.write(b"data: [DONE]\n\n")
-        self.close_connection = True
-
-
-class _BoundedServer(ThreadingHTTPServer):
-    """A thread per connection, at most `max_connections` at once; one more is answered 503 and closed."""
-
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type[_Handler], max_connections: int):
-        if max_connections < 1:
-            raise ValueError(f"max_connections must be at least 1, got {max_connections}")
-        self.max_connections = max_connections
-        self._slots = threading.BoundedSemaphore(max_connections)
-        super().__init__(address, handler)
-
-    def process_request(self, request: socket.socket, client_address: Any) -> None:
-        if self._slots.acquire(blocking=False):
-            super().process_request(request, client_address)  # the thread it starts frees the slot
-            return
-        error = RequestError(
+    def busy(self) -> RequestError:
+        return RequestError(
             f"the server is busy: {self.max_connections} connections are open; retry shortly",
             HTTPStatus.SERVICE_UNAVAILABLE,
         )
-        data = json.dumps(error.body()).encode("utf-8")
-        head = (
-            f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
-            "Retry-After: 1\r\nConnection: close\r\n\r\n"
-        )
-        try:
-            request.settimeout(1.0)  # a client that reads nothing cannot hold the accepting thread
-            request.sendall(head.encode("ascii") + data)
-        except OSError:  # the client is gone
-            pass
-        self.shutdown_request(request)
 
-    def process_request_thread(self, request: socket.socket, client_address: Any) -> None:
+    def error_response(self, error: RequestError, method: str, route: str) -> Response:
+        """A refusal as the route's callers read it: Vertex AI's for its predict route, OpenAI's elsewhere."""
+        headers = {}
+        if error.status == HTTPStatus.UNAUTHORIZED:
+            headers["WWW-Authenticate"] = "Bearer"
+        if error.status == HTTPStatus.SERVICE_UNAVAILABLE:
+            headers["Retry-After"] = "1"
+        vertex = method == "POST" and route == self.predict_route
+        return _json_response(error.status, error.vertex_body() if vertex else error.body(), headers)
+
+    def close(self) -> None:
+        self._model_thread.shutdown(wait=False, cancel_futures=True)
+
+
+def _head_fields(head: bytes) -> tuple[str, str, dict[str, list[str]]]:
+    """(method, route, header values by lower-case name) of a request's line and headers, read leniently: h11
+    refuses what is malformed."""
+    request_line, *lines = head.split(b"\n")
+    method, _, rest = request_line.strip().partition(b" ")
+    target = rest.partition(b" ")[0].partition(b"?")[0]
+    headers: dict[str, list[str]] = {}
+    for line in lines:
+        name, _, value = line.partition(b":")
+        headers.setdefault(name.strip().lower().decode("latin-1"), []).append(value.strip().decode("latin-1"))
+    return method.decode("latin-1"), _route(unquote(target.decode("latin-1"))), headers
+
+
+def _check_body_framing(headers: dict[str, list[str]]) -> None:
+    """Refuses a body this server does not read: one without a single Content-Length of at most MAX_BODY_BYTES."""
+    lengths = headers.get("content-length", [])
+    if not lengths or "transfer-encoding" in headers:
+        raise RequestError("a request body needs a Content-Length header (chunked bodies are not accepted)",
+                           HTTPStatus.LENGTH_REQUIRED)
+    value = lengths[0]
+    if len(set(lengths)) > 1 or not (value.isascii() and value.isdigit()):
+        raise RequestError(f"Content-Length must be one non-negative integer, got {', '.join(lengths)!r}")
+    # Checked on the digits first: a number of thousands of digits is over the cap, and int() refuses it.
+    digits = value.lstrip("0")
+    if len(digits) > len(str(MAX_BODY_BYTES)) or int(digits or "0") > MAX_BODY_BYTES:
+        raise RequestError(f"request body over {MAX_BODY_BYTES} bytes", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+
+
+class _BoundedProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol (h11) with the bounds that hold before the application sees a request: the
+    connection cap, the deadline and size of the request's line and headers, the body's framing; and an answer
+    left unread for `timeout` seconds drops the connection. Refusals are answered here at once, as the
+    application answers them, and close the connection."""
+
+    student_app: _StudentApp  # set on the subclass StudentServer makes
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        app = self.student_app
+        self._head: bytearray | None = bytearray()  # the request's line and headers so far; None once checked
+        self._method = self._route = ""
+        self._write_stall: asyncio.TimerHandle | None = None
+        self._head_deadline = self.loop.call_later(app.timeout, self._head_timed_out)
+        # The application reads the body until the same deadline.
+        self.app_state = {**self.app_state, _DEADLINE: time.monotonic() + app.timeout}
+        # A place among max_connections is held until the connection is closed and its request's work is done
+        # (a request whose client left still waits for the model).
+        self._working = self._closed = False
+        self._counted = app.in_progress < app.max_connections
+        if not self._counted:
+            self._refuse(app.busy())
+            return
+        app.in_progress += 1
+        application = self.app
+
+        async def counted(scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+            try:
+                await application(scope, receive, send)
+            finally:
+                self._working = False
+                self._release_if_done()
+
+        self.app = counted
+
+    def data_received(self, data: bytes) -> None:
+        if self._head is None:  # the head was checked: the rest is h11's to read
+            super().data_received(data)
+            return
+        searched = max(len(self._head) - 2, 0)  # a trickled head is searched once, not once per byte
+        self._head += data
+        end = _HEAD_END.search(self._head, searched)
+        if (end.start() if end else len(self._head)) > MAX_HEAD_BYTES:
+            self._refuse(RequestError(f"the request's line and headers are over {MAX_HEAD_BYTES} bytes",
+                                      HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE))
+            return
+        if end is None:
+            return
+        head, self._head = bytes(self._head), None
+        self._head_deadline.cancel()
+        self._method, self._route, headers = _head_fields(head[: end.start()])
+        if self._method == "POST" and self._route in self.student_app.post_routes:
+            try:
+                _check_body_framing(headers)
+            except RequestError as error:
+                self._refuse(error)
+                return
+        if "host" not in headers:  # h11 asks HTTP/1.1 for one; a server without virtual hosts has no use for it
+            head = head.replace(b"\n", b"\nHost: \r\n", 1)
+        super().data_received(head)
+        self._working = self.cycle is not None  # h11 read a request: its task is made, not yet run
+
+    def send_400_response(self, msg: str) -> None:  # h11 found the request malformed
+        self._refuse(RequestError(msg))
+
+    def _head_timed_out(self) -> None:
+        self._method, self._route, _ = _head_fields(bytes(self._head or b""))
+        self._refuse(self.student_app.timed_out())
+
+    def _refuse(self, error: RequestError) -> None:
+        """Answers with `error` and closes the connection; h11 has no request to answer, so the bytes are ours."""
+        self._head = None
+        self._head_deadline.cancel()
+        response = self.student_app.error_response(error, self._method, self._route)
+        status = HTTPStatus(response.status_code)
+        if self.access_log:  # as uvicorn logs the requests that reach the application
+            client = "%s:%d" % self.client if self.client else "-"
+            self.access_logger.info('%s - "%s %s" %d', client, self._method or "-", self._route or "-", status.value)
+        head = [f"HTTP/1.1 {status.value} {status.phrase}".encode("ascii")]
+        head += [name + b": " + value for name, value in response.raw_headers]
+        self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + response.body)
+        self.transport.close()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._write_stall = self.loop.call_later(self.student_app.timeout, self.transport.abort)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._write_stall is not None:
+            self._write_stall.cancel()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._head_deadline.cancel()
+        if self._write_stall is not None:
+            self._write_stall.cancel()
+        self._closed = True
+        self._release_if_done()
+        super().connection_lost(exc)
+
+    def _release_if_done(self) -> None:
+        if self._counted and self._closed and not self._working:
+            self._counted = False
+            self.student_app.in_progress -= 1
+
+
+class StudentServer:
+    """What `create_server` makes: uvicorn on a socket bound at creation. `serve_forever()` serves until
+    `shutdown()` (from another thread) or SIGINT or SIGTERM (when it runs on the main thread)."""
+
+    def __init__(self, app: _StudentApp, listening: socket.socket):
+        self._app = app
+        self._socket = listening
+        self.server_address = listening.getsockname()
+        config = uvicorn.Config(
+            app,
+            http=type("StudentProtocol", (_BoundedProtocol,), {"student_app": app}),
+            ws="none",
+            lifespan="off",
+            interface="asgi3",
+            loop="asyncio",
+            log_config=None,  # the uvicorn loggers log where the program sends them (the CLI: stderr)
+            proxy_headers=False,
+            server_header=False,
+            headers=[("Server", "kfp-distill")],
+            h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+            timeout_graceful_shutdown=max(1, round(app.timeout)),
+        )
+        self._server = uvicorn.Server(config)
+        self._serving = threading.Event()
+        self._stopped = threading.Event()
+
+    def serve_forever(self) -> None:
+        self._serving.set()
         try:
-            super().process_request_thread(request, client_address)
+            self._server.run(sockets=[self._socket])
         finally:
-            self._slots.release()
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stops `serve_forever()` (which another thread runs) and waits for it to return."""
+        self._server.should_exit = True
+        if self._serving.is_set():
+            self._stopped.wait()
+
+    def server_close(self) -> None:
+        self._socket.close()
+        self._app.close()
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[int]:
+        """Serves on a background thread while the block runs (a program or notebook that goes on meanwhile),
+        then shuts down and closes; yields the port."""
+        thread = threading.Thread(target=self.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self.server_address[1]
+        finally:
+            self.shutdown()
+            self.server_close()
+            thread.join(timeout=10)
 
 
 def create_server(
@@ -571,8 +924,8 @@ def create_server(
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     predict_route: str = PREDICT_ROUTE,
     health_route: str = HEALTH_ROUTE,
-) -> ThreadingHTTPServer:
-    """An HTTP server for the service, bound and ready for `serve_forever()`; each connection gets a thread.
+) -> StudentServer:
+    """An HTTP server for the service, bound and ready for `serve_forever()`.
 
     Args:
         service: The student to serve.
@@ -582,20 +935,19 @@ def create_server(
             variable `api_key_env` names; empty: no key.
         api_key_env: The environment variable holding the key when `api_key` is None (an environment variable,
             not an argument, so that the key never shows in `ps`).
-        timeout: Seconds a request (line, headers and body) may take to arrive, and each write of an answer.
+        timeout: Seconds a request (line, headers and body) may take to arrive, and an answer may wait unread.
         max_connections: Connections served at once; one more is answered 503 with `Retry-After`.
         predict_route: The path of Vertex AI-style prediction requests (Vertex AI's AIP_PREDICT_ROUTE).
         health_route: A health-check path (Vertex AI's AIP_HEALTH_ROUTE), answered besides `/health`.
     """
+    if max_connections < 1:
+        raise ValueError(f"max_connections must be at least 1, got {max_connections}")
     api_key = os.environ.get(api_key_env, "") if api_key is None else api_key
-    attributes = {
-        "service": service,
-        "api_key": api_key,
-        "timeout": timeout,
-        "predict_route": predict_route.rstrip("/") or "/",
-        "health_routes": frozenset({HEALTH_ROUTE, health_route.rstrip("/") or "/"}),
-    }
-    server = _BoundedServer((host, port), type("StudentHandler", (_Handler,), attributes), max_connections)
+    app = _StudentApp(
+        service, api_key=api_key, timeout=timeout, max_connections=max_connections,
+        predict_route=_route(predict_route), health_routes=frozenset({HEALTH_ROUTE, _route(health_route)}),
+    )
+    server = StudentServer(app, socket.create_server((host, port)))
     bound, bound_port = server.server_address[:2]
     if not api_key and not ipaddress.ip_address(bound).is_loopback:
         print(

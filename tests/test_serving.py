@@ -14,6 +14,7 @@ from kfp_distill.serving import (
     API_KEY_ENV,
     MAX_PROMPTS,
     MAX_TOKENS_CAP,
+    RequestError,
     StudentService,
     create_server,
     load_student,
@@ -122,6 +123,18 @@ def test_streaming_clients_get_the_same_answer(client, expected):
     assert chunks[-1].usage.completion_tokens > 0
 
 
+def test_the_route_functions_answer_a_decoded_body_as_the_server_does(predictor, expected):
+    from kfp_distill.serving import chat_completion, completion
+
+    service = StudentService(predictor, model_id="tiny-student", max_tokens=MAX_TOKENS)
+    chat = chat_completion(service, {"messages": [{"role": "user", "content": QUESTION}]})
+    assert chat["choices"][0]["message"]["content"] == expected["label"] and chat["model"] == "tiny-student"
+    text = completion(service, {"prompt": [QUESTION], "kfp_distill_task": "rationale"})
+    assert text["choices"][0]["text"] == expected["rationale"]
+    with pytest.raises(RequestError, match="max_tokens"):
+        completion(service, {"prompt": QUESTION, "max_tokens": 0})
+
+
 def test_models_lists_both_tasks(client):
     assert [model.id for model in client.models.list()] == ["tiny-student", "tiny-student:rationale"]
 
@@ -193,12 +206,8 @@ ANSWER_WITHIN_S = 10.0  # generous: the server answers within its 2 s timeout pl
 
 def _running(server):
     """Serves on a thread; yields the port, then stops the server."""
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
+    with server.running() as port:
+        yield port
 
 
 @pytest.fixture(scope="module")
@@ -491,3 +500,336 @@ def test_the_cli_serves_as_vertex_ai_runs_a_container_and_answers_as_predict(
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+# Hostile bodies: each refused with a 4xx before it costs memory or a server error, and serving goes on.
+
+
+def test_a_body_of_many_small_values_is_refused_before_it_is_parsed(bounded_port):
+    # 16 MiB of `{}` grows about 26x as Python objects: the scan of the bytes refuses it before json.loads.
+    import tracemalloc
+
+    data = b'{"prompt": [' + b"{}," * ((15 << 20) // 3) + b"{}]}"
+    tracemalloc.start()
+    try:
+        status, payload, _ = _exchange(
+            bounded_port, f"POST /v1/completions HTTP/1.1\r\nContent-Length: {len(data)}\r\n", data
+        )
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert status == 400 and "values" in payload["error"]["message"], payload
+    assert peak < 4 * len(data), f"{peak / 2**20:.0f} MiB allocated for a {len(data) / 2**20:.0f} MiB body"
+    _still_serving(bounded_port)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (b'{"prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", None),  # deeper than json.loads can recurse
+        (b'{"prompt": "x", "stream": true, "stream_options": "yes"}', "stream_options"),
+        (b'{"prompt": "x", "stream": true, "stream_options": {"include_usage": "yes"}}', "stream_options"),
+        (b'{"prompt": "x", "stream": "no"}', "stream"),
+        (b'{"prompt": "x", "model": ["m"]}', "model"),
+    ],
+    ids=["deep", "stream-options-not-an-object", "include-usage-not-a-boolean", "stream-not-a-boolean",
+         "model-not-a-string"],
+)
+def test_a_malformed_body_is_a_400_naming_what_is_wrong(bounded_port, body, param):
+    status, payload, _ = _exchange(bounded_port, f"POST /v1/completions HTTP/1.1\r\nContent-Length: {len(body)}\r\n",
+                                   body)
+
+    assert status == 400, payload
+    assert payload["error"]["param"] == param
+    if param is None:
+        assert "deep" in payload["error"]["message"]
+    _still_serving(bounded_port)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [[{"type": "text", "text": 5}], [{"type": "text", "text": None}], ["plain"], [{"type": "text"}], 7],
+)
+def test_a_chat_message_whose_content_parts_are_not_text_is_a_400(bounded_port, content):
+    data = json.dumps({"model": "m", "messages": [{"role": "user", "content": content}]}).encode()
+    status, payload, _ = _exchange(
+        bounded_port, f"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: {len(data)}\r\n", data
+    )
+
+    assert status == 400, payload
+    assert payload["error"]["param"] == "messages"
+    _still_serving(bounded_port)
+
+
+def test_a_connection_that_sends_nothing_is_answered_408_without_a_traceback(bounded_port, capfd):
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", bounded_port), timeout=3 * ANSWER_WITHIN_S) as silent:
+        response = http.client.HTTPResponse(silent)
+        response.begin()
+        payload = json.loads(response.read())
+
+    assert (response.status, time.monotonic() - started < ANSWER_WITHIN_S) == (408, True)
+    assert "seconds" in payload["error"]["message"]
+    _still_serving(bounded_port)
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_large_bodies_share_a_memory_budget_and_small_ones_are_still_served(bounded_port):
+    from kfp_distill.serving import LARGE_BODIES_BYTES, MAX_BODY_BYTES
+
+    head = f"POST /v1/completions HTTP/1.1\r\nContent-Length: {MAX_BODY_BYTES}\r\n\r\n".encode()
+    # Clients that declare the largest body and send it slowly hold the budget for large bodies until their
+    # deadline; one more is answered 503 before its body is read, not buffered beside them.
+    holders = [socket.create_connection(("127.0.0.1", bounded_port)) for _ in range(LARGE_BODIES_BYTES // MAX_BODY_BYTES)]
+    try:
+        for holder in holders:
+            holder.sendall(head + b'{"prompt": "')
+        time.sleep(0.5)
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", bounded_port)) as late:
+            late.sendall(head + b'{"prompt": "')
+            response = http.client.HTTPResponse(late)
+            response.begin()
+            payload = json.loads(response.read())
+        assert (response.status, time.monotonic() - started < SERVER_TIMEOUT_S) == (503, True), payload
+        assert response.getheader("Retry-After") == "1"
+        _still_serving(bounded_port)  # a small body needs no share of the budget
+    finally:
+        for holder in holders:
+            holder.close()
+
+
+def test_a_client_that_reads_no_answer_frees_its_connection_within_the_timeout(predictor):
+    # The answer (an error that repeats an 8 MiB field) is larger than the socket buffers of a client that reads
+    # nothing: the server's writes stall, and the connection is dropped after `timeout` seconds.
+    server = create_server(
+        StudentService(predictor, model_id="m", max_tokens=MAX_TOKENS), port=0, api_key="", timeout=SERVER_TIMEOUT_S,
+        max_connections=1,
+    )
+    with server.running() as port:
+        data = json.dumps({"prompt": QUESTION, "kfp_distill_task": "x" * (8 << 20)}).encode()
+        with socket.socket() as stalled:
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+            stalled.connect(("127.0.0.1", port))
+            stalled.sendall(f"POST /v1/completions HTTP/1.1\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+            time.sleep(0.5)
+            answers = []
+            deadline = time.monotonic() + ANSWER_WITHIN_S
+            while not answers or answers[-1][0] != 200 and time.monotonic() < deadline:
+                answers.append(_post(port, {"model": "m", "prompt": QUESTION}))  # 503 while the stalled one holds it
+                time.sleep(0.25)
+        assert answers[0][0] == 503 and answers[-1][0] == 200, [status for status, _, _ in answers]
+
+
+def test_a_request_whose_client_left_holds_its_place_until_its_work_is_done(predictor):
+    service = StudentService(predictor, model_id="m", max_tokens=MAX_TOKENS)
+    with create_server(service, port=0, api_key="", timeout=SERVER_TIMEOUT_S, max_connections=1).running() as port:
+        with service._lock:  # the model is busy: the request below waits for it
+            data = json.dumps({"prompt": QUESTION}).encode()
+            with socket.create_connection(("127.0.0.1", port)) as leaving:
+                leaving.sendall(f"POST /v1/completions HTTP/1.1\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+                time.sleep(0.5)
+            time.sleep(0.5)  # its client is gone; its request still waits for the model
+            status, payload, _ = _post(port, {"model": "m", "prompt": QUESTION})
+            assert status == 503, payload
+        deadline = time.monotonic() + ANSWER_WITHIN_S
+        while status != 200 and time.monotonic() < deadline:  # the place comes free once its answer is made
+            time.sleep(0.25)
+            status, payload, _ = _post(port, {"model": "m", "prompt": QUESTION})
+        assert status == 200, payload
+
+
+# Property-based tests of the request parsing: whatever a client sends, a 4xx RequestError or a checked request.
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from kfp_distill import serving  # noqa: E402
+
+_TEXT = st.text(max_size=12)
+# Unpaired surrogates: json.dumps writes them as \ud800 escapes, which json.loads reads back.
+_ODD_TEXT = st.text(st.characters(codec=None) | st.characters(categories=["Cs"]), min_size=1, max_size=4)
+_SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | _TEXT | _ODD_TEXT
+_JSON = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=4),
+                     max_leaves=12)
+
+
+_PART = st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url"]), "text": _TEXT})
+_CONTENT = _TEXT | st.lists(_PART, max_size=3)
+_MESSAGES = st.tuples(
+    st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "system", "assistant"]), "content": _CONTENT}),
+             max_size=3),
+    st.fixed_dictionaries({"role": st.just("user"), "content": _CONTENT}),
+).map(lambda earlier_and_last: [*earlier_and_last[0], earlier_and_last[1]])
+_MAX_TOKENS = st.integers(1, MAX_TOKENS_CAP)
+# The fields the generating routes read, all well-formed (a test then spoils some).
+_OPTIONAL = {
+    "model": st.sampled_from(["m", "m:rationale", ""]),
+    "max_tokens": _MAX_TOKENS,
+    "max_completion_tokens": _MAX_TOKENS,
+    "stop": _TEXT | st.lists(_TEXT, max_size=3),
+    "stream": st.booleans(),
+    "stream_options": st.fixed_dictionaries({}, optional={"include_usage": st.booleans()}),
+    "kfp_distill_task": st.sampled_from(["label", "rationale"]),
+}
+_INSTANCE = _TEXT | st.fixed_dictionaries(
+    {"input_text": _TEXT}, optional={"rationale": st.booleans(), "max_tokens": _MAX_TOKENS}
+)
+_BODIES = st.one_of(
+    st.fixed_dictionaries({"messages": _MESSAGES}, optional=_OPTIONAL),
+    st.fixed_dictionaries({"prompt": _TEXT | st.lists(_TEXT, min_size=1, max_size=MAX_PROMPTS)}, optional=_OPTIONAL),
+    st.fixed_dictionaries({"instances": st.lists(_INSTANCE, min_size=1, max_size=MAX_PROMPTS)}),
+    st.dictionaries(_TEXT, _JSON, max_size=4),
+    _JSON,
+)
+
+
+def _places(value, path=()):
+    """The path (keys and indexes) to every value inside a JSON value, its own first."""
+    yield path
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        yield from _places(item, (*path, key))
+
+
+def _spoiled(data, body):
+    """The body with up to two of its inner values replaced: by any JSON value, or a list by one past the caps."""
+    for _ in range(data.draw(st.integers(0, 2))):
+        places = list(_places(body))[1:]
+        if not places:
+            break
+        *parents, last = data.draw(st.sampled_from(places))
+        container = body
+        for key in parents:
+            container = container[key]
+        if isinstance(container[last], list) and data.draw(st.booleans()):
+            container[last] = container[last] * (MAX_PROMPTS + 1)
+        else:
+            container[last] = data.draw(_JSON | st.sampled_from([0, -1, MAX_TOKENS_CAP + 1, True, 1.5, "\ud800"]))
+    return body
+
+
+_PROPERTY = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _model_text(text) -> bool:
+    return isinstance(text, str) and not any("\ud800" <= c <= "\udfff" for c in text)
+
+
+def _checked(parsed) -> None:
+    """What a parse must return: every field of the type and in the range the answering code relies on."""
+    if isinstance(parsed, serving.PredictionRequest):
+        assert 1 <= len(parsed.instances) <= MAX_PROMPTS
+        for text, rationale, max_tokens in parsed.instances:
+            assert _model_text(text) and isinstance(rationale, bool)
+            assert max_tokens is None or type(max_tokens) is int and 1 <= max_tokens <= MAX_TOKENS_CAP
+        return
+    texts = [parsed.input_text] if isinstance(parsed, serving.ChatRequest) else parsed.prompts
+    assert 1 <= len(texts) <= MAX_PROMPTS and all(_model_text(text) for text in texts)
+    assert parsed.task in ("label", "rationale") and isinstance(parsed.model, str)
+    assert parsed.max_tokens is None or type(parsed.max_tokens) is int and 1 <= parsed.max_tokens <= MAX_TOKENS_CAP
+    assert isinstance(parsed.stop, list) and all(isinstance(s, str) for s in parsed.stop)
+    assert type(parsed.stream) is bool and type(parsed.include_usage) is bool
+
+
+_PARSERS = [serving.parse_chat_request, serving.parse_completion_request, serving.parse_prediction_request]
+
+
+@_PROPERTY
+@given(data=st.data())
+def test_any_json_body_is_parsed_or_refused_with_a_4xx(data):
+    body = _spoiled(data, data.draw(_BODIES))
+    encoded = json.dumps(body, separators=data.draw(st.sampled_from([(",", ":"), (", ", ": ")]))).encode()
+    try:
+        decoded = serving.decode_body(encoded)
+    except serving.RequestError as error:
+        assert not isinstance(body, dict) and 400 <= error.status < 500
+        return
+    assert json.dumps(decoded) == json.dumps(body)  # as json.loads reads it
+    for parse in _PARSERS:
+        try:
+            parsed = parse(decoded)
+        except serving.RequestError as error:
+            assert 400 <= error.status < 500 and str(error)
+        else:
+            _checked(parsed)
+
+
+@_PROPERTY
+@given(data=st.binary(max_size=200) | _BODIES.map(lambda body: json.dumps(body).encode()).flatmap(
+    lambda encoded: st.integers(0, len(encoded)).map(lambda cut: encoded[:cut] + encoded[cut + 1:])
+))
+def test_any_bytes_are_a_json_object_or_a_400(data):
+    # Arbitrary bytes, and JSON with one byte taken out.
+    try:
+        body = serving.decode_body(data)
+    except serving.RequestError as error:
+        assert error.status == 400
+    else:
+        assert isinstance(body, dict) and body == json.loads(data.decode("utf-8-sig"))
+
+
+def _shape(value) -> tuple[int, int]:
+    """(depth, count) of a JSON value as the caps count: values and keys, by the commas, colons and opening
+    brackets that introduce them (an empty array or object counts one more)."""
+    if isinstance(value, (list, dict)):
+        inner = [_shape(item) for item in (value.values() if isinstance(value, dict) else value)]
+        separators = max(len(inner) - 1, 0) + (len(value) if isinstance(value, dict) else 0)
+        return 1 + max((depth for depth, _ in inner), default=0), 1 + separators + sum(count for _, count in inner)
+    return 0, 0
+
+
+@_PROPERTY
+@given(value=st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=5) | st.dictionaries(_TEXT, inner, max_size=5),
+                          max_leaves=40))
+def test_the_depth_and_value_caps_hold_exactly(value):
+    from unittest import mock
+
+    depth, count = _shape(value)
+    with mock.patch.multiple(serving, MAX_JSON_DEPTH=4, MAX_JSON_VALUES=20):
+        try:
+            # The body's count starts at 1; its object adds a level, a bracket and a colon.
+            serving.decode_body(json.dumps({"v": value}).encode())
+            refused = False
+        except serving.RequestError as error:
+            refused = "deep" in str(error) or "values" in str(error)
+    assert refused == (depth + 1 > 4 or 1 + 2 + count > 20), (depth, count)
+
+
+def test_the_caps_at_their_real_size():
+    from kfp_distill.serving import MAX_JSON_DEPTH, MAX_JSON_VALUES, decode_body
+
+    decode_body(b'{"a": ' + b"[" * (MAX_JSON_DEPTH - 1) + b"]" * (MAX_JSON_DEPTH - 1) + b"}")
+    with pytest.raises(serving.RequestError, match="deep"):
+        decode_body(b'{"a": ' + b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH + b"}")
+    # {"a": [0, ..., 0]} with n zeros: 1, then two brackets, a colon and n - 1 commas: n + 3.
+    decode_body(json.dumps({"a": [0] * (MAX_JSON_VALUES - 3)}).encode())
+    with pytest.raises(serving.RequestError, match="values"):
+        decode_body(json.dumps({"a": [0] * (MAX_JSON_VALUES - 2)}).encode())
+    # Brackets, commas and escaped quotes inside strings are text, not structure.
+    text = '[[{,:\\"' * MAX_JSON_VALUES
+    assert decode_body(json.dumps({"prompt": text}).encode()) == {"prompt": text}
+
+
+@_PROPERTY
+@given(values=st.lists(st.text(max_size=8) | st.sampled_from(["10", "0010", "16777216", "16777217", "1" * 30, "-1"]),
+                       max_size=3),
+       chunked=st.booleans())
+def test_body_framing_is_one_content_length_up_to_the_cap_or_a_4xx(values, chunked):
+    headers = {"content-length": values} if values else {}
+    if chunked:
+        headers["transfer-encoding"] = ["chunked"]
+    try:
+        serving._check_body_framing(headers)
+    except serving.RequestError as error:
+        assert error.status in (400, 411, 413)
+    else:
+        assert not chunked and len(set(values)) == 1 and 0 <= int(values[0]) <= serving.MAX_BODY_BYTES
+
+
+@_PROPERTY
+@given(head=st.binary(max_size=300))
+def test_any_request_head_is_read_without_an_error(head):
+    method, route, headers = serving._head_fields(head)
+    assert isinstance(method, str) and isinstance(route, str)
+    assert all(isinstance(value, str) for values in headers.values() for value in values)
