@@ -251,7 +251,7 @@ class ValidationReport:
 
     def _logged_lines(self) -> list[str]:
         answers = (
-            "used: a conversation's final answer is its output_text, a label the teacher explains"
+            "kept: each conversation's final answer is its output_text, a label the teacher explains"
             if self.use_logged_answers else "not used; the teacher answers every training prompt afresh"
         )
         if self.evaluation:
