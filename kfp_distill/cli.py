@@ -115,6 +115,7 @@ def validate(args: argparse.Namespace) -> int:
                 train_steps=args.train_steps,
                 batch_size=args.batch_size,
                 enable_checkpoint_selection=args.enable_checkpoint_selection,
+                use_logged_answers=args.use_logged_answers,
             )
         except ValueError as error:  # a DatasetError, or a task type or tuning setting out of range
             print(f"kfp-distill validate: {error}", file=sys.stderr)
@@ -267,9 +268,14 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.set_defaults(handler=run)
 
     validate_parser = commands.add_parser(
-        "validate", help="check a dataset against the contract (validate-dataset alone) and print the report"
+        "validate",
+        help="check a dataset (contract rows or logged conversations) as validate-dataset does and print the report",
     )
-    validate_parser.add_argument("dataset_uri", help="the training JSON Lines: a local path, gs:// or https:// URI")
+    validate_parser.add_argument(
+        "dataset_uri",
+        help="the training JSON Lines (contract rows, or OpenAI chat, Gemini or Amazon Bedrock logs): a local path, "
+        "gs:// or https:// URI",
+    )
     validate_parser.add_argument("--evaluation-data-uri", default="", help="the evaluation JSON Lines, if any")
     validate_parser.add_argument(
         "--student-model-reference",
@@ -277,8 +283,10 @@ def main(argv: list[str] | None = None) -> int:
         help="the student whose tokenizer counts tokens (default: the pipeline's)",
     )
     validate_parser.add_argument("--task-type", default="auto", help="as the pipeline's task_type (default: auto)")
-    # The tuning settings: the report states the passes over the data they make, and warns of bad ones.
-    for name, kind in (("train_steps", int), ("batch_size", int), ("enable_checkpoint_selection", _boolean)):
+    # The tuning settings: the report states the passes over the data they make, and warns of bad ones. And
+    # whether logged conversations' answers become labels.
+    for name, kind in (("train_steps", int), ("batch_size", int), ("enable_checkpoint_selection", _boolean),
+                       ("use_logged_answers", _boolean)):
         default = _pipeline_parameters()[name].default
         validate_parser.add_argument(
             "--" + name.replace("_", "-"), type=kind, default=default,

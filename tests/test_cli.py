@@ -62,3 +62,21 @@ def test_validate_states_the_passes_the_tuning_settings_make_with_the_pipelines_
     printed = capsys.readouterr().out
     assert "- Training: 10 steps x batch size 6 = 60 examples seen: 2.0 passes over the 30 training examples" in printed
     assert "checkpoint selection has no evaluation set to choose by" not in printed  # 2 passes: nothing to warn of
+
+
+def test_validate_reads_logged_conversations_and_can_leave_their_answers_to_the_teacher(tmp_path, capsys, tiny_student_dir):
+    from kfp_distill._implementation.jsonl import write_jsonl
+
+    write_jsonl(tmp_path / "log.jsonl", [
+        {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"question {i}"},
+                      {"role": "assistant", "content": "yes"}]}
+        for i in range(3)
+    ])
+    arguments = ["validate", str(tmp_path / "log.jsonl"), "--student-model-reference", tiny_student_dir]
+    assert cli.main(arguments) == 0
+    printed = capsys.readouterr().out
+    assert "- Format: training **openai_chat**" in printed and "- Kind: **labeled**" in printed
+
+    assert cli.main(arguments + ["--use-logged-answers", "false"]) == 0
+    printed = capsys.readouterr().out
+    assert "- Logged answers: not used" in printed and "- Kind: **unlabeled**" in printed

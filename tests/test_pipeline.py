@@ -55,6 +55,7 @@ def test_pipeline_has_the_contract_parameters_and_defaults():
         "learning_rate_multiplier": 1.0,
         "evaluation_interval": 20,
         "enable_early_stopping": True,
+        "use_logged_answers": True,
     }
     for name, default in expected_defaults.items():
         assert inputs[name]["defaultValue"] == default, name
@@ -225,8 +226,8 @@ def test_the_teacher_steps_read_the_named_secret_and_validate_dataset_checks_eve
                  "tensorboard_resource_id", "serving_container_image_uri", "deploy_model", "deploy_machine_type",
                  "deploy_min_replica_count", "deploy_max_replica_count", "deploy_traffic_percentage"):
         assert checked[name] == {"componentInputParameter": name}, name
-    # The tuning settings, for the report's passes over the data.
-    for name in ("train_steps", "batch_size", "enable_checkpoint_selection"):
+    # The tuning settings, for the report's passes over the data; whether logged answers become labels.
+    for name in ("train_steps", "batch_size", "enable_checkpoint_selection", "use_logged_answers"):
         assert checked[name] == {"componentInputParameter": name}, name
     # The serving image by default, checked as upload-model will use it: the image the components were compiled with.
     assert checked["kfp_distill_image_uri"] == {"runtimeValue": {"constant": IMAGE}}

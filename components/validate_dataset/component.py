@@ -31,11 +31,14 @@ def validate_dataset(
     train_steps: int = 300,
     batch_size: int = 8,
     enable_checkpoint_selection: bool = False,
+    use_logged_answers: bool = True,
 ) -> str:
-    """Checks the training and evaluation JSON Lines against the contract; writes normalized, truncated copies.
+    """Checks the training and evaluation JSON Lines against the contract, or reads them as logged conversations;
+    writes normalized, truncated copies.
 
     Args:
-        dataset_uri: The training dataset (local path, `gs://` or `https://` URI).
+        dataset_uri: The training dataset (local path, `gs://` or `https://` URI): contract rows, or logged
+            conversations in OpenAI chat, Gemini tuning or Amazon Bedrock invocation log format.
         student_model_reference: The student model; its tokenizer counts and truncates tokens.
         train_dataset: The normalized training rows (JSON Lines).
         evaluation_dataset: The normalized evaluation rows (JSON Lines; empty without evaluation data).
@@ -64,6 +67,9 @@ def validate_dataset(
             repeat a small dataset many times with the last checkpoint kept.
         batch_size: The examples per tuning step.
         enable_checkpoint_selection: Whether tuning keeps its best evaluated checkpoint instead of the last.
+        use_logged_answers: For logged conversations: a conversation's final answer becomes its label, which the
+            teacher explains; false: the teacher answers every training prompt afresh. Logged evaluation rows are
+            scored against their logged answers either way.
 
     Returns:
         The task type, given or inferred (the report says why), for the teacher steps and the evaluation.
@@ -106,6 +112,7 @@ def validate_dataset(
         train_steps=train_steps,
         batch_size=batch_size,
         enable_checkpoint_selection=enable_checkpoint_selection,
+        use_logged_answers=use_logged_answers,
     )
     for name, value in result.metrics().items():
         metrics.log_metric(name, value)

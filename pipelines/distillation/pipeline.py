@@ -90,11 +90,13 @@ def distillation(
     deploy_traffic_percentage: int = 100,
     task_type: str = "auto",
     trust_remote_code: bool = False,
+    use_logged_answers: bool = True,
 ) -> NamedTuple("Outputs", [("model_resource_name", str), ("endpoint_resource_name", str)]):
     """Distils a teacher into a student and registers the result.
 
     Args:
-        dataset_uri: JSON Lines training data (`input_text`, optional `output_text`).
+        dataset_uri: JSON Lines training data (`input_text`, optional `output_text`), or an application's logged
+            conversations in OpenAI chat, Gemini tuning or Amazon Bedrock invocation log format (docs/logs.md).
         project: Google Cloud project; empty keeps everything off Google Cloud.
         location: Region the distilled model is uploaded to, and where a Vertex AI teacher runs.
         model_display_name: Display name of the distilled model.
@@ -167,6 +169,9 @@ def distillation(
             once by validate-dataset from the training and evaluation data.
         trust_remote_code: Let tuning and evaluation run a student repository's own Python code (auto_map);
             off, such a student is refused. Turn it on only for a source you trust.
+        use_logged_answers: For logged conversations: a conversation's final answer becomes its `output_text`, a
+            label the teacher explains; false: the teacher answers every training prompt afresh. Logged evaluation
+            rows are scored against their logged answers either way.
 
     Returns:
         model_resource_name: The registered model's resource name.
@@ -194,6 +199,7 @@ def distillation(
         train_steps=train_steps,
         batch_size=batch_size,
         enable_checkpoint_selection=enable_checkpoint_selection,
+        use_logged_answers=use_logged_answers,
     ).set_display_name("validate-dataset")
 
     # The teacher labels the training rows and answers the evaluation rows with the same prompt and cache.

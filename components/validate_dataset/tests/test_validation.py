@@ -6,22 +6,12 @@ import json
 import logging
 import re
 import threading
-from pathlib import Path
 
 import fsspec
 import pytest
 
 from kfp_distill._implementation.jsonl import DatasetError, load_rows
-from kfp_distill._implementation.models import load_tokenizer
-from kfp_distill.components.validate_dataset.validation import check_accelerator_type, validate_dataset
-
-STUDENT = "smollm2-135m-instruct"
-
-
-@pytest.fixture(scope="session")
-def tokenizer():
-    # The first call converts the GGUF (about a minute); validate_dataset's own loads then hit the cache.
-    return load_tokenizer(STUDENT)
+from kfp_distill.components.validate_dataset.validation import check_accelerator_type
 
 
 def jsonl(*rows) -> bytes:
@@ -30,27 +20,6 @@ def jsonl(*rows) -> bytes:
 
 def labeled(count: int, prefix: str = "question") -> bytes:
     return jsonl(*({"input_text": f"{prefix} {i}", "output_text": f"answer {i}"} for i in range(count)))
-
-
-class Outputs:
-    """The three output paths of one run, under one folder that must stay empty when validation fails."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.train, self.evaluation, self.report = folder / "train.jsonl", folder / "eval.jsonl", folder / "report.md"
-
-    def run(self, dataset_uri: str, evaluation_data_uri: str = "", **limits):
-        return validate_dataset(
-            dataset_uri, evaluation_data_uri, STUDENT, self.train, self.evaluation, self.report, **limits
-        )
-
-    def left_behind(self) -> list[Path]:
-        return sorted(self.folder.rglob("*")) if self.folder.exists() else []
-
-
-@pytest.fixture
-def outputs(tmp_path) -> Outputs:
-    return Outputs(tmp_path / "out")
 
 
 GOOD_ROW = {"input_text": "q", "output_text": "a"}
