@@ -310,3 +310,10 @@ def test_a_documented_row_with_any_one_value_replaced_is_read_skipped_or_refused
     except (ConversationSkipped, ConversationError):
         return
     assert conversation.prompt[-1].role == "user"
+
+
+def test_a_top_level_system_prompt_in_an_openai_row_is_refused_not_dropped():
+    row = {"system": "List of intents: ...", "messages": [{"role": "user", "content": "x"}]}
+    with pytest.raises(ConversationError) as error:
+        parse_logged_row(row, OPENAI_CHAT)
+    assert error.value.field == "system" and "system message" in error.value.message

@@ -136,6 +136,8 @@ def parse_logged_row(row: dict[str, Any], log_format: str) -> LoggedConversation
         ValueError: An unknown format.
     """
     if log_format == OPENAI_CHAT:
+        if "system" in row:  # Anthropic's layout: in OpenAI's the system prompt is a message, and would be lost
+            raise ConversationError("system", "OpenAI chat rows hold the system prompt as a system message in messages")
         messages = _openai_messages(_field(row, "messages", list), "messages")
     elif log_format == GEMINI:
         messages = _gemini_messages(row)
