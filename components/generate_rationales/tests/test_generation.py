@@ -442,7 +442,8 @@ def test_extractive_answers_that_are_not_spans_are_counted_and_left_out_or_mappe
         # Without a gold label the answer would be the row's target: the row is left out.
         {"input_text": "question: What is the capital? context: Beijing is the capital of China.", "output_text": None},
         {"input_text": "question: Who won? context: Ann met Bo at noon.", "output_text": None},
-        # With one (an evaluation row, say) the answer is scored: mapped to the nearest span, else kept as given.
+        # With one (an evaluation row, say) the answer is scored: mapped to the nearest span, or kept as given
+        # when no word of it is in the context.
         {"input_text": "question: What is the capital city? context: Beijing is the capital of China.",
          "output_text": "Beijing"},
         {"input_text": "question: Who won the game? context: Ann met Bo at noon.", "output_text": "Ann"},
@@ -463,7 +464,7 @@ def test_extractive_answers_that_are_not_spans_are_counted_and_left_out_or_mappe
         (2, "left out: not a span of its context", "beijing city"),
         (3, "left out: not a span of its context", "It is not stated"),
         (4, "mapped to the nearest span of its context: 'Beijing'", "beijing city"),
-        (5, "kept as given: no span of its context is near it", "It is not stated"),
+        (5, "kept as given: no word of it is in its context", "It is not stated"),
     ]
     # Left out for what they say, not for failing to answer: min_answered_fraction (0.9) is met.
     assert report.metrics()["answers_not_spans"] == 4 and report.metrics()["answered"] == 5
