@@ -12,29 +12,6 @@ STUB_SERVER = Path(__file__).resolve().parents[1] / "components/generate_rationa
 _STUB_MODULE = "generate_rationales_openai_stub_server"
 
 
-@pytest.fixture(scope="session")
-def varied_student_dir(tmp_path_factory, tiny_student_dir):
-    """The tiny student with its matrices redrawn from N(0, 0.5): its greedy output is varied text (the
-    fixture's small initialisation answers with a run of newlines), and its top logits stand far enough
-    apart for two runtimes' greedy choices to be compared.
-    """
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from kfp_distill._implementation.models import load_tokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_student_dir)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.dim() > 1:
-                parameter.normal_(std=0.5)
-    model_dir = tmp_path_factory.mktemp("varied-student")
-    model.save_pretrained(model_dir, safe_serialization=True)
-    load_tokenizer(tiny_student_dir).save_pretrained(model_dir)
-    return str(model_dir)
-
-
 @pytest.fixture
 def stub_teacher(monkeypatch):
     """generate-rationales' loopback OpenAI-compatible test server, running (`base_url`, recorded `requests`);

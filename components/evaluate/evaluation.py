@@ -1,7 +1,8 @@
 """Evaluation: the teacher, the untuned student and the distilled student, scored the same way.
 
 Both students answer every evaluation row with the label task, greedily and one request at a time, so each
-latency is a real per-request latency. The teacher is not run again: its answers and latencies come from
+latency is a real per-request latency; an extractive-QA answer is decoded as a span of its context, as
+`predict` and `serve` decode it. The teacher is not run again: its answers and latencies come from
 the predictions generate-rationales wrote on the evaluation set. Every answer is scored against the row's
 gold `output_text` with the metrics of the task type (`task_metrics.py`), given or inferred from the rows.
 """
@@ -84,7 +85,7 @@ def _student_answers(
 ) -> tuple[list[str], list[float]]:
     """The answers a student gives to the label task, and its latency on each example."""
     predictor = StudentPredictor(model_reference, max_new_tokens=max_new_tokens, trust_remote_code=trust_remote_code)
-    predictions = predictor.predict(inputs, task="label")
+    predictions = predictor.predict(inputs, task="label", task_type=task_type)
     # Only one model in memory at a time: free this one before the next is loaded.
     del predictor
     gc.collect()

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from kfp_distill._implementation.jsonl import DatasetError, read_jsonl, write_jsonl
 from kfp_distill._implementation.models import cache_root
 from kfp_distill._implementation.redaction import redact_uri
+from kfp_distill._implementation.spans import EXTRACTIVE_QA, teacher_answer_span
 
 from .answer_format import (
     JSON,
@@ -135,6 +136,9 @@ class GenerationReport:
     drop_contradicting_rationales: bool = False
     dropped_contradicting: list[Problem] = field(default_factory=list)
     restating: list[Problem] = field(default_factory=list)  # kept rows whose rationale only restates the answer
+    not_spans: list[Problem] = field(default_factory=list)  # extractive answers not found in their context
+    not_spans_mapped: int = 0  # of those, mapped to the nearest span
+    not_spans_left_out: int = 0  # of those, left out (no gold label: the answer would be the target)
 
     @property
     def agreement_with_gold(self) -> float | None:
@@ -191,6 +195,8 @@ class GenerationReport:
             "cut_off": self.cut_off,
             "restating_rationales": len(self.restating),
         }
+        if self.task_type == EXTRACTIVE_QA:
+            values["answers_not_spans"] = len(self.not_spans)
         if self.self_consistency_samples > 1:
             values["self_consistency_unanimous"] = self.unanimous
         optional = {
@@ -240,6 +246,13 @@ class GenerationReport:
                 f"- Rows with a usable answer: {self.answered_fraction:.1%} of those asked "
                 f"(the step fails below min_answered_fraction={self.min_answered_fraction:.0%})"
             )
+        if self.not_spans:
+            kept = len(self.not_spans) - self.not_spans_mapped - self.not_spans_left_out
+            lines.append(
+                f"- Extractive answers that are not spans of their context: {len(self.not_spans)} "
+                f"({self.not_spans_left_out} left out of the output, {self.not_spans_mapped} mapped to the nearest "
+                f"span and {kept} kept as given where a gold label is the target; listed below)"
+            )
         if self.restating:
             lines.append(
                 f"- Rationales that only restate the answer: {len(self.restating)} (kept; listed below)"
@@ -281,6 +294,7 @@ class GenerationReport:
             ("Not asked", self.not_asked),
             ("Dropped: the teacher's answer contradicts the gold label", self.dropped_contradicting),
             ("Rationales that only restate the answer", self.restating),
+            ("Extractive answers that are not spans of their context", self.not_spans),
             ("Few-shot examples left out", self.demonstration_problems),
         ):
             if not problems:
@@ -371,6 +385,15 @@ def _output_row(
     rationale, teacher_label = parsed[chosen]
     teacher_label = profile.canonical(teacher_label, row.input_text)
     report.answered += 1
+    if profile.task_type == EXTRACTIVE_QA:
+        not_span = teacher_answer_span(teacher_label, row.input_text, row.gold_label is not None)
+        if not_span is not None:
+            report.not_spans.append(Problem(row.line, not_span.note, _snippet(teacher_label)))
+            report.not_spans_mapped += not_span.mapped
+            if not_span.label is None:  # answered, but not a target: left out as a contradicting row is
+                report.not_spans_left_out += 1
+                return None
+            teacher_label = not_span.label
     if restates_answer(rationale, teacher_label):
         report.restating.append(Problem(row.line, "the rationale only restates the answer", _snippet(rationale)))
     agrees = None

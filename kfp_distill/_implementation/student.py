@@ -4,7 +4,7 @@ Distilling step-by-step trains one model on two tasks told apart by a task marke
 answer alone, `[rationale]` for the step-by-step explanation. The marker comes after the input, so both tasks
 of a training row share the input's tokens and tuning processes them once. An encoder-decoder student reads
 the input in its encoder and the marker at the start of its decoder (`task_marker_ids`). At inference only
-the label task is needed.
+the label task is needed; an extractive-QA answer is decoded as a span of its context (`spans.py`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal, Sequence
 
 from kfp_distill._implementation.limits import MAX_INPUT_TOKENS
+from kfp_distill._implementation.spans import EXTRACTIVE_QA, SpanLogitsProcessor, span_constraints
 
 Task = Literal["label", "rationale"]
 
@@ -89,13 +90,55 @@ def _decoder_start(model, tokenizer, task: Task) -> list[int]:
     return [start] + task_marker_ids(tokenizer, task)
 
 
+def _end_ids(model, tokenizer) -> list[int]:
+    """The tokens that end a generation: the model's end of sequence, and its tokenizer's."""
+    ends = model.generation_config.eos_token_id
+    ends = [] if ends is None else [ends] if isinstance(ends, int) else list(ends)
+    return ends + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
+
+
+def _greedy(
+    model, tokenizer, encoded, prompt_length: int, input_texts: Sequence[str], task: Task, task_type: str,
+    max_new_tokens: int,
+) -> list[str]:
+    """Greedy answers to a batch of prompts (`encoded`, the generation's prompt `prompt_length` tokens long,
+    padded on the left), one per input text; an extractive-QA answer to the label task is held to a span of its
+    input's context."""
+    import torch
+    from transformers import LogitsProcessorList
+
+    spans = None
+    if task == "label" and task_type == EXTRACTIVE_QA:
+        spans = span_constraints(tokenizer, input_texts, _end_ids(model, tokenizer))
+    with torch.inference_mode():
+        output = model.generate(
+            **{name: tensor.to(model.device) for name, tensor in encoded.items()},
+            max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+            logits_processor=LogitsProcessorList([SpanLogitsProcessor(spans, prompt_length)] if spans else []),
+        )
+    generated = output[:, prompt_length:].tolist()
+    if spans:  # the text the constraint tracked: a span, however the tokenizer would clean up its decoding
+        return [span.answer(ids) for span, ids in zip(spans, generated)]
+    return [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in generated]
+
+
 def generate_batched(
-    model, tokenizer, input_texts: Sequence[str], task: Task = "label", max_new_tokens: int = 64, batch_size: int = 32
+    model,
+    tokenizer,
+    input_texts: Sequence[str],
+    task: Task = "label",
+    max_new_tokens: int = 64,
+    batch_size: int = 32,
+    task_type: str = "",
 ) -> list[str]:
     """Greedy generations for many inputs, `batch_size` at a time: to measure accuracy, not per-request latency.
 
     Inputs are batched by length (less padding) and causal prompts padded on the left, so every row's
     generation goes on right after its own prompt; the answers come back in the order of `input_texts`.
+
+    Args:
+        task_type: The task type (`tasks.TASK_TYPES`): an extractive-QA answer to the label task is a span of
+            its input's context. Empty: unknown, nothing constrained.
     """
     import torch
 
@@ -103,23 +146,19 @@ def generate_batched(
     answers: list[str] = [""] * len(input_texts)
     for first in range(0, len(order), batch_size):
         indices = order[first : first + batch_size]
+        texts = [input_texts[i] for i in indices]
         if model.config.is_encoder_decoder:
-            encoded = tokenizer([input_texts[i] for i in indices], padding=True, return_tensors="pt")
+            encoded = tokenizer(texts, padding=True, return_tensors="pt")
             encoded["decoder_input_ids"] = torch.tensor([_decoder_start(model, tokenizer, task)] * len(indices))
             prompt_length = encoded["decoder_input_ids"].shape[1]
         else:
             encoded = tokenizer(
-                [student_prompt(input_texts[i], task) for i in indices], padding=True, padding_side="left",
-                return_tensors="pt",
+                [student_prompt(text, task) for text in texts], padding=True, padding_side="left", return_tensors="pt"
             )
             prompt_length = encoded["input_ids"].shape[1]
-        with torch.inference_mode():
-            output = model.generate(
-                **encoded.to(model.device), max_new_tokens=max_new_tokens, do_sample=False,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        for index, row in zip(indices, output[:, prompt_length:]):
-            answers[index] = tokenizer.decode(row, skip_special_tokens=True).strip()
+        batch = _greedy(model, tokenizer, encoded, prompt_length, texts, task, task_type, max_new_tokens)
+        for index, answer in zip(indices, batch):
+            answers[index] = answer
     return answers
 
 
@@ -166,8 +205,13 @@ class StudentPredictor:
                 )
         return student_input_ids(self.tokenizer, input_text, task, limit, encoder_decoder)[0]
 
-    def predict(self, input_texts: Sequence[str], task: Task = "label") -> list[Prediction]:
-        """One prediction per input, generated one at a time so each latency is a real per-request latency."""
+    def predict(self, input_texts: Sequence[str], task: Task = "label", task_type: str = "") -> list[Prediction]:
+        """One prediction per input, generated one at a time so each latency is a real per-request latency.
+
+        Args:
+            task_type: The task type the student answers (`tasks.TASK_TYPES`): an extractive-QA answer to the
+                label task is a span of its input's context. Empty: unknown, nothing constrained.
+        """
         import torch
 
         predictions = []
@@ -180,13 +224,9 @@ class StudentPredictor:
                 prompt_length = encoded["decoder_input_ids"].shape[1]
             else:
                 prompt_length = ids.shape[1]
-            with torch.inference_mode():
-                output = self.model.generate(
-                    **encoded,
-                    max_new_tokens=self.max_new_tokens,
-                    do_sample=False,
-                    pad_token_id=self.tokenizer.pad_token_id,
-                )
-            text = self.tokenizer.decode(output[0, prompt_length:], skip_special_tokens=True)
-            predictions.append(Prediction(text.strip(), time.perf_counter() - started))
+            (text,) = _greedy(
+                self.model, self.tokenizer, encoded, prompt_length, [input_text], task, task_type,
+                self.max_new_tokens,
+            )
+            predictions.append(Prediction(text, time.perf_counter() - started))
         return predictions

@@ -13,14 +13,13 @@ from statistics import fmean
 from typing import Sequence
 
 from kfp_distill._implementation.answers import arithmetic_value, normalize_text
+from kfp_distill._implementation.spans import CONTEXT_MARKER, QUESTION_MARKER
 
 TASK_TYPES = ("classification", "extractive_qa", "summarization", "math", "free_text")
 AUTO = "auto"
 
 # The share of examples that must show a sign for it to decide the task type.
 _MOST = 0.8
-_CONTEXT_MARKER = re.compile(r"\bcontext\s*:", re.I)
-_QUESTION_MARKER = re.compile(r"\bquestion\s*:", re.I)
 # "one of the following ...": a list of classes or options to choose from (multiple choice).
 _CLASSIFY_CUE = re.compile(
     r"\bclassif(?:y|ication)\b|\bclasses\b|\bcategor(?:y|ies|ize)\b|\bsentiment\b|\bone of the following\b", re.I
@@ -71,9 +70,9 @@ def infer_task_type(input_texts: Sequence[str], output_texts: Sequence[str | Non
     pairs = [(text, label.strip()) for text, label in zip(inputs, output_texts) if label and label.strip()]
     labels = [label for _, label in pairs]
 
-    if _share([bool(_CONTEXT_MARKER.search(text)) for text in inputs]) >= _MOST:
+    if _share([bool(CONTEXT_MARKER.search(text)) for text in inputs]) >= _MOST:
         return TaskType("extractive_qa", "the inputs carry a `context:` passage to answer from")
-    if pairs and _share([bool(_QUESTION_MARKER.search(text)) for text, _ in pairs]) >= _MOST and _share(
+    if pairs and _share([bool(QUESTION_MARKER.search(text)) for text, _ in pairs]) >= _MOST and _share(
         [normalize_text(label) in normalize_text(text) for text, label in pairs]
     ) >= _MOST:
         return TaskType("extractive_qa", "the inputs ask a `question:` and the labels are spans of the inputs")

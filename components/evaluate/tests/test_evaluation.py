@@ -220,14 +220,14 @@ def test_evaluate_student_accuracies_with_known_student_outputs(
     }
     seen_tasks = []
 
-    def known_predict(self, input_texts, task="label"):
-        seen_tasks.append(task)
+    def known_predict(self, input_texts, task="label", task_type=""):
+        seen_tasks.append((task, task_type))
         return [Prediction(text, 0.01) for text in outputs[self.model.name_or_path]]
 
     monkeypatch.setattr(StudentPredictor, "predict", known_predict)
     report_path = tmp_path / "report.md"
     result = evaluate_student(str(distilled_dir), evaluation_path, teacher_path, str(untuned_dir), str(report_path))
-    assert seen_tasks == ["label", "label"]
+    assert seen_tasks == [("label", "math"), ("label", "math")]
     assert result.distilled_student.scores.accuracy == 0.75
     assert result.untuned_student.scores.accuracy == 0.25
     assert result.teacher.scores.accuracy == 0.5
@@ -235,3 +235,28 @@ def test_evaluate_student_accuracies_with_known_student_outputs(
     report = report_path.read_text()
     assert "| Distilled student | 75.0% | 0.010 | 100.00 |" in report
     assert "| question: How many parishes are there in Louisiana? | 64 | 60 | 63 | *(empty)* |" in report
+
+
+SPAN_ROWS = [
+    {"input_text": "question: How many people live in Beijing? context: Beijing is the capital of China. Over 21 "
+                   "million people live there.", "output_text": "Over 21 million people"},
+    {"input_text": "question: How many parishes are there in Louisiana? context: The U.S. state of Louisiana is "
+                   "divided into 64 parishes.", "output_text": "64"},
+]
+
+
+def test_both_students_answer_extractive_questions_with_spans_of_their_context(varied_student_dir, tmp_path):
+    evaluation_path, teacher_path = tmp_path / "eval.jsonl", tmp_path / "teacher.jsonl"
+    write_jsonl(evaluation_path, SPAN_ROWS)
+    write_jsonl(teacher_path, [teacher_row(row["input_text"], row["output_text"], "64", 1.0) for row in SPAN_ROWS])
+
+    result = evaluate_student(
+        varied_student_dir, str(evaluation_path), str(teacher_path), varied_student_dir, str(tmp_path / "r.md"),
+        max_new_tokens=8,
+    )
+
+    assert result.task.name == "extractive_qa"
+    for comparison in result.comparisons:
+        context = comparison.input_text.split("context: ")[1]
+        for answer in (comparison.distilled_answer, comparison.untuned_answer):
+            assert answer and answer in context

@@ -171,7 +171,7 @@ def test_component_writes_metrics_markdown_html_and_the_confusion_matrix(
     )
     outputs = iter([DISTILLED, ["x"] * 5])  # distilled student first, then the untuned one
     monkeypatch.setattr(
-        StudentPredictor, "predict", lambda self, texts, task="label": [Prediction(t, 0.1) for t in next(outputs)]
+        StudentPredictor, "predict", lambda self, texts, task="label", task_type="": [Prediction(t, 0.1) for t in next(outputs)]
     )
     artifacts = {
         "metrics": dsl.Metrics(uri=str(tmp_path / "out" / "metrics")),
@@ -209,7 +209,7 @@ def test_component_leaves_the_confusion_matrix_empty_for_other_tasks(tiny_studen
 
     write_jsonl(tmp_path / "eval.jsonl", [{"input_text": "2 + 2?", "output_text": "4"}])
     write_jsonl(tmp_path / "teacher.jsonl", [])
-    monkeypatch.setattr(StudentPredictor, "predict", lambda self, texts, task="label": [Prediction("4", 0.1)])
+    monkeypatch.setattr(StudentPredictor, "predict", lambda self, texts, task="label", task_type="": [Prediction("4", 0.1)])
     classification_metrics = dsl.ClassificationMetrics(uri=str(tmp_path / "cm"))
     evaluate.python_func(
         model=dsl.Model(uri=tiny_student_dir),

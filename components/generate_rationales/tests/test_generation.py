@@ -426,3 +426,49 @@ def test_self_made_demonstrations_take_each_class_up_to_its_share(stub, start_st
     assert {instruction.format("a sure pair"), instruction.format("a pair never seen")} <= drawn
     assert report.few_shot_count == 3 and report.self_made_candidates == len(drawn) > 6  # more than one draw
     assert f"answered {len(drawn)} rows 3 times each" in report.few_shot_source
+
+
+def test_extractive_answers_that_are_not_spans_are_counted_and_left_out_or_mapped(start_stub_server, tmp_path):
+    teacher_says = {  # per question: what the teacher answers
+        "How many parishes": "64 parishes",  # a span
+        "What is the capital": "beijing city",  # not a span; "Beijing" is the nearest
+        "Who won": "It is not stated",  # no span near it
+    }
+    server = start_stub_server(lambda messages: "The passage says so. The answer is " + next(
+        answer for question, answer in teacher_says.items() if question in messages[-1]["content"]
+    ) + ".")
+    rows = [
+        {"input_text": "question: How many parishes are there? context: Louisiana has 64 parishes.", "output_text": None},
+        # Without a gold label the answer would be the row's target: the row is left out.
+        {"input_text": "question: What is the capital? context: Beijing is the capital of China.", "output_text": None},
+        {"input_text": "question: Who won? context: Ann met Bo at noon.", "output_text": None},
+        # With one (an evaluation row, say) the answer is scored: mapped to the nearest span, or kept as given
+        # when no word of it is in the context.
+        {"input_text": "question: What is the capital city? context: Beijing is the capital of China.",
+         "output_text": "Beijing"},
+        {"input_text": "question: Who won the game? context: Ann met Bo at noon.", "output_text": "Ann"},
+    ]
+    shots = write(tmp_path / "shots.jsonl", [
+        {"input_text": "question: Who? context: Ann came.", "rationale": "Ann is named.", "output_text": "Ann"},
+    ])
+
+    report, outputs = run(server, tmp_path, rows, few_shot_uri=shots, answer_format="text", use_gold_labels=False)
+
+    assert report.task_type == "extractive_qa"
+    assert [(o["input_text"][:26], o["teacher_label"], o["agrees_with_gold"]) for o in outputs] == [
+        ("question: How many parishe", "64 parishes", None),
+        ("question: What is the capi", "Beijing", True),
+        ("question: Who won the game", "It is not stated", False),
+    ]
+    assert [(p.line, p.reason, p.snippet) for p in report.not_spans] == [
+        (2, "left out: not a span of its context", "beijing city"),
+        (3, "left out: not a span of its context", "It is not stated"),
+        (4, "mapped to the nearest span of its context: 'Beijing'", "beijing city"),
+        (5, "kept as given: no word of it is in its context", "It is not stated"),
+    ]
+    # Left out for what they say, not for failing to answer: min_answered_fraction (0.9) is met.
+    assert report.metrics()["answers_not_spans"] == 4 and report.metrics()["answered"] == 5
+    markdown = (tmp_path / "report.md").read_text()
+    assert "- Extractive answers that are not spans of their context: 4 (2 left out of the output, 1 mapped" in markdown
+    assert "## Extractive answers that are not spans of their context" in markdown
+    assert "| 2 | left out: not a span of its context | beijing city |" in markdown

@@ -20,29 +20,6 @@ from kfp_distill.components.tune_student.seq2seq import SharedEncoderCollator, e
 from kfp_distill.components.tune_student.trainer import build_trainer, target_statistics
 from kfp_distill.components.tune_student.tuning import TuningRequest, tune_student
 
-@pytest.fixture(scope="session")
-def tiny_t5_dir(tmp_path_factory, smollm2_tokenizer):
-    """A randomly initialised 2-layer T5 with the SmolLM2 tokenizer as a generic tokenizer."""
-    from transformers import T5Config, T5ForConditionalGeneration
-
-    torch.manual_seed(0)
-    config = T5Config(
-        vocab_size=len(smollm2_tokenizer),
-        d_model=32,
-        d_kv=8,
-        d_ff=64,
-        num_layers=2,
-        num_decoder_layers=2,
-        num_heads=4,
-        pad_token_id=smollm2_tokenizer.pad_token_id,
-        eos_token_id=smollm2_tokenizer.eos_token_id,
-        decoder_start_token_id=smollm2_tokenizer.pad_token_id,
-    )
-    model_dir = tmp_path_factory.mktemp("tiny-t5")
-    T5ForConditionalGeneration(config).save_pretrained(model_dir, safe_serialization=True)
-    smollm2_tokenizer.save_pretrained(model_dir)
-    return str(model_dir)
-
 
 def test_the_encoder_runs_once_for_both_tasks_with_the_losses_of_two_separate_passes(
     tiny_t5_dir, smollm2_tokenizer, uneven_rows, tmp_path, monkeypatch

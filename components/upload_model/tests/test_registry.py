@@ -1,4 +1,5 @@
 import json
+import shutil
 from types import SimpleNamespace
 
 import mlflow
@@ -7,6 +8,7 @@ import pytest
 from kfp_distill._implementation.model_record import RECORD_FILE, SCHEMA_VERSION, read_record, write_record
 from kfp_distill._implementation.model_store import answer, list_models, load_model
 from kfp_distill._implementation.model_store.mlflow_backend import default_registry_uri, mlflow_at
+from kfp_distill.cli import main
 from kfp_distill.components.upload_model.component import upload_model
 from kfp_distill.components.upload_model.registry import experiment_id, model_name, register_model
 
@@ -111,11 +113,29 @@ def test_answers_are_cut_as_evaluation_scores_the_recorded_task():
     from kfp_distill._implementation.student import Prediction
 
     class Student:
-        def predict(self, texts, task):
+        def predict(self, texts, task, task_type=""):
             return [Prediction(f"First line of {text}.\nSecond line.", 0.1) for text in texts]
 
     assert answer(Student(), ["a"], task_type="summarization") == ["First line of a.\nSecond line."]
     assert answer(Student(), ["a"], task_type="classification") == answer(Student(), ["a"]) == ["First line of a"]
+
+
+def test_predict_answers_an_extractive_question_with_a_span_of_its_context(
+    varied_student_dir, registry_home, tmp_path, capsys
+):
+    model_dir = shutil.copytree(varied_student_dir, tmp_path / "model")
+    write_record(model_dir, {"task_type": "extractive_qa"})
+    register_model(model_dir, "reader")
+    context = "Beijing is the capital of China. Over 21 million people live there."
+    question = f"question: How many people live in Beijing? context: {context}"
+
+    assert main(["predict", "reader", question, "--rationale"]) == 0
+
+    printed = capsys.readouterr().out
+    assert printed.startswith("rationale: ") and "\nanswer: " in printed
+    span = printed.split("\nanswer: ")[1].rstrip("\n")
+    assert span and span in context
+    assert load_model("reader").predict(question) == [span]
 
 
 class _CodeThatMustNotRun(mlflow.pyfunc.PythonModel):

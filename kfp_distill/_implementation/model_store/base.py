@@ -31,14 +31,15 @@ def answer(predictor: Any, texts: Sequence[str], with_rationale: bool = False, t
         texts: Input texts, formatted like the training inputs.
         with_rationale: Also generate each answer's rationale (a second generation per input).
         task_type: The task type the student was tuned for (its model record's `task_type`): answers are
-            cut as evaluation scores them, a summary whole and any other answer to its line. Empty: unknown.
+            decoded and cut as evaluation decodes and scores them (an extractive-QA answer a span of its
+            input's context, a summary whole, any other answer to its line). Empty: unknown.
 
     Returns:
         One label (str) per input, or with_rationale: one `{"label": ..., "rationale": ...}` dict per input.
     """
     from kfp_distill._implementation.answers import label_answer
 
-    labels = [label_answer(p.text, task_type) for p in predictor.predict(texts, task="label")]
+    labels = [label_answer(p.text, task_type) for p in predictor.predict(texts, task="label", task_type=task_type)]
     if not with_rationale:
         return labels
     rationales = [p.text for p in predictor.predict(texts, task="rationale")]
