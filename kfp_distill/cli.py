@@ -153,10 +153,31 @@ def list_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _conversation_text(path: str) -> str:
+    """The input text of an OpenAI chat conversation in a JSON file (`{"messages": [...]}` or the list itself),
+    rendered as serve renders a chat request and validate-dataset a logged conversation."""
+    import json
+
+    from kfp_distill._implementation.conversations import read_chat_messages, render_prompt
+
+    loaded = json.loads(sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8"))
+    return render_prompt(read_chat_messages(loaded.get("messages") if isinstance(loaded, dict) else loaded))
+
+
 def predict(args: argparse.Namespace) -> int:
+    from kfp_distill._implementation.conversations import ConversationSkipped
     from kfp_distill._implementation.model_store import load_model
 
-    (result,) = load_model(args.model, args.registry_uri).predict([args.text], with_rationale=args.rationale)
+    if (args.text is None) == (args.messages is None):
+        print("kfp-distill predict: give a TEXT or --messages FILE, not both", file=sys.stderr)
+        return 2
+    try:
+        text = args.text if args.messages is None else _conversation_text(args.messages)
+    except (OSError, ValueError, ConversationSkipped) as error:  # JSON and conversation errors are ValueErrors
+        reason = error.reason if isinstance(error, ConversationSkipped) else error
+        print(f"kfp-distill predict: {args.messages}: {reason}", file=sys.stderr)
+        return 2
+    (result,) = load_model(args.model, args.registry_uri).predict([text], with_rationale=args.rationale)
     if args.rationale:
         print(f"rationale: {result['rationale']}")
         result = result["label"]
@@ -313,7 +334,12 @@ def main(argv: list[str] | None = None) -> int:
         help="a registered name, models:/NAME/VERSION, or a Vertex AI model resource name "
         "(projects/PROJECT/locations/LOCATION/models/ID)",
     )
-    predict_parser.add_argument("text")
+    predict_parser.add_argument("text", nargs="?", help="the input, formatted like the training inputs")
+    predict_parser.add_argument(
+        "--messages", metavar="FILE",
+        help="a chat conversation instead of TEXT: a JSON file ('-': standard input) of OpenAI chat messages "
+             '({"messages": [...]}), rendered as serve renders a chat request',
+    )
     predict_parser.add_argument("--rationale", action="store_true", help="also print the rationale")
     predict_parser.add_argument("--registry-uri", default="")
     predict_parser.set_defaults(handler=predict)

@@ -5,11 +5,14 @@ LangChain, curl) points its base URL at `http://HOST:PORT/v1` and sends the same
 `POST /v1/chat/completions`, `POST /v1/completions`, `GET /v1/models`, and `GET /health`.
 
 What the student sees is what it was tuned on, `student_prompt(input_text, task)` (a long input cut as tuning
-cut it, and to fit the model's context with `max_tokens`): for a chat request the
-input text is the last user message (system and earlier turns are not part of the student's format); for a
-completion request it is the prompt. The task is `label` (the answer) unless the request asks for the
-rationale, by a model name ending in `:rationale` or by the extra body field `kfp_distill_task: "rationale"`.
-Any model name is accepted, so clients configured for the teacher need no change.
+cut it, and to fit the model's context with `max_tokens`): for a chat request the input text is its messages
+rendered as validate-dataset renders a logged conversation for tuning (`conversations.render_prompt`: a lone
+user message is its text; a system prompt and earlier turns are part of it, in order); for a completion request
+it is the prompt. The task is `label` (the answer) unless the request asks for the rationale, by a model name
+ending in `:rationale` or by the extra body field `kfp_distill_task: "rationale"`. The label is answered as
+`kfp-distill predict` answers it (`student.label_answers`: an extractive-QA answer decoded as a span of its
+context, then cut as evaluation scores it); the rationale as generated. Any model name is accepted, so clients
+configured for the teacher need no change.
 
 Generation is greedy (temperature and other sampling settings are ignored: the student was tuned to answer
 one way) and one request at a time, in the order they arrive (one model object on the CPU, on a thread of its
@@ -92,10 +95,16 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from kfp_distill._implementation.conversations import (
+    ConversationError,
+    ConversationSkipped,
+    read_chat_messages,
+    render_prompt,
+)
 from kfp_distill._implementation.model_store import answer, load_model
 from kfp_distill._implementation.model_store import load_student as load_tuned_student
 from kfp_distill._implementation.models import is_remote, resolve_hf_model
-from kfp_distill._implementation.student import StudentPredictor, Task
+from kfp_distill._implementation.student import StudentPredictor, Task, label_answers
 
 TASK_FIELD = "kfp_distill_task"
 RATIONALE_SUFFIX = ":rationale"
@@ -180,19 +189,24 @@ class StudentService:
             raise RequestError(str(error), param="max_tokens") from None
 
     def answer(self, input_text: str, task: Task, max_tokens: int | None = None, stop: list[str] = ()) -> Answer:
-        """The student's greedy answer to one input, cut at the first stop string, with token counts."""
+        """The student's greedy answer to one input, cut at the first stop string, with token counts: the label
+        task's answer as `kfp-distill predict` gives it (`label_answers`), the rationale task's as generated."""
         tokenizer = self.predictor.tokenizer
         limit = max_tokens or self.max_tokens
         with self._lock:
             # The predictor reads its token limit per call; the lock keeps each request's limit its own.
             self.predictor.max_new_tokens = limit
             prompt_tokens = self._prompt_tokens(input_text, task)
-            (prediction,) = self.predictor.predict([input_text], task=task)
-        # The predictor returns text, not token ids: the answer is counted by tokenizing it again, which
+            if task == "label":
+                ((prediction, text),) = label_answers(self.predictor, [input_text], self.task_type)
+            else:
+                (prediction,) = self.predictor.predict([input_text], task=task)
+                text = prediction.text
+        # The predictor returns text, not token ids: what was generated is counted by tokenizing it again, which
         # can differ from the generated count by a token where a word was split differently.
         completion_tokens = min(len(tokenizer(prediction.text, add_special_tokens=False)["input_ids"]), limit)
         answer = Answer(
-            text=prediction.text,
+            text=text,
             finish_reason="length" if completion_tokens >= limit else "stop",
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
@@ -397,33 +411,16 @@ def _model_text(text: str, where: str, param: str | None = None) -> str:
     return text
 
 
-def _message_text(content: Any) -> str:
-    """A message's text: a string, or the text parts of a list of content parts (other parts are left out)."""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        raise RequestError("a message's content must be a string or a list of content parts", param="messages")
-    texts = []
-    for part in content:
-        if not isinstance(part, dict):
-            raise RequestError(f"a message's content parts must be objects, got {part!r}", param="messages")
-        if part.get("type") == "text":
-            if not isinstance(part.get("text"), str):
-                raise RequestError('a text content part needs a string "text"', param="messages")
-            texts.append(part["text"])
-    return "".join(texts)
-
-
-def _last_user_message(body: dict[str, Any]) -> str:
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise RequestError("messages must be a non-empty list", param="messages")
-    if not all(isinstance(message, dict) for message in messages):
-        raise RequestError("each message must be an object", param="messages")
-    users = [message for message in messages if message.get("role") == "user"]
-    if not users:
-        raise RequestError("messages hold no user message: the student answers the last one", param="messages")
-    return _model_text(_message_text(users[-1].get("content")), "the last user message", "messages")
+def _conversation_text(body: dict[str, Any]) -> str:
+    """What the student reads for a chat request: its messages rendered as logged conversations are for tuning."""
+    try:
+        prompt = read_chat_messages(body.get("messages"))
+    except ConversationError as error:
+        raise RequestError(str(error), param="messages") from None
+    except ConversationSkipped as skipped:
+        raise RequestError(f"the student reads text conversations only; this one has {skipped.reason}",
+                           param="messages") from None
+    return _model_text(render_prompt(prompt), "the conversation", "messages")
 
 
 def _prompts(body: dict[str, Any], cap: int) -> list[str]:
@@ -441,7 +438,7 @@ def _prompts(body: dict[str, Any], cap: int) -> list[str]:
 def parse_chat_request(body: dict[str, Any], max_tokens_cap: int = MAX_TOKENS_CAP) -> ChatRequest:
     """A chat request's body, checked: RequestError names the first field that is wrong."""
     max_tokens = _max_tokens(body, max_tokens_cap)
-    input_text = _last_user_message(body)
+    input_text = _conversation_text(body)
     model = _model(body)
     stream, include_usage = _stream(body)
     return ChatRequest(input_text, _task(body, model), max_tokens, _stop(body), model, stream, include_usage)

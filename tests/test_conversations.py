@@ -22,7 +22,7 @@ from kfp_distill._implementation.conversations import (
     LoggedConversation,
     Message,
     detect_format,
-    parse_chat_request,
+    read_chat_messages,
     parse_logged_row,
     render_prompt,
 )
@@ -218,13 +218,13 @@ def test_a_row_not_shaped_as_its_format_names_the_field(row, log_format, field):
 
 
 def test_a_chat_request_must_end_with_a_user_message():
-    assert parse_chat_request([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]) == (
+    assert read_chat_messages([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]) == (
         Message("system", "s"), Message("user", "u")
     )
     with pytest.raises(ConversationError, match="end with a user message"):
-        parse_chat_request([{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}])
+        read_chat_messages([{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}])
     with pytest.raises(ConversationError):
-        parse_chat_request([])
+        read_chat_messages([])
 
 
 texts = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=40)

@@ -9,6 +9,8 @@ import urllib.request
 
 import pytest
 
+from kfp_distill._implementation.conversations import Message, render_prompt
+from kfp_distill._implementation.model_store import answer
 from kfp_distill._implementation.student import StudentPredictor
 from kfp_distill.serving import (
     API_KEY_ENV,
@@ -34,8 +36,10 @@ def predictor(varied_student_dir):
 
 @pytest.fixture(scope="module")
 def expected(predictor):
-    """StudentPredictor's own greedy answers, what the endpoint must return."""
-    return {task: predictor.predict([QUESTION], task=task)[0].text for task in ("label", "rationale")}
+    """What the endpoint must return: the label as `kfp-distill predict` answers it (the model store's `answer`),
+    and the rationale task's greedy generation as it is."""
+    (label,) = answer(predictor, [QUESTION])
+    return {"label": label, "rationale": predictor.predict([QUESTION], task="rationale")[0].text}
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +63,7 @@ def client(base_url):
 def test_chat_completion_answers_an_openai_client_with_the_students_greedy_label(client, predictor, expected):
     response = client.chat.completions.create(
         model="qwen",  # whatever the client used for the teacher
-        messages=[
-            {"role": "system", "content": "You solve tasks carefully."},
-            {"role": "user", "content": "an earlier question"},
-            {"role": "assistant", "content": "an earlier answer"},
-            {"role": "user", "content": QUESTION},
-        ],
+        messages=[{"role": "user", "content": QUESTION}],
     )
 
     assert response.object == "chat.completion"
@@ -77,6 +76,38 @@ def test_chat_completion_answers_an_openai_client_with_the_students_greedy_label
     assert response.usage.prompt_tokens == prompt_tokens
     assert response.usage.completion_tokens > 0
     assert response.usage.total_tokens == prompt_tokens + response.usage.completion_tokens
+
+
+def test_a_conversation_is_answered_as_predict_answers_its_rendering(client, predictor):
+    """The system prompt and earlier turns are part of what the student reads, rendered as validate-dataset renders
+    a logged conversation for tuning; the answer is `kfp-distill predict`'s on that rendering."""
+    conversation = [
+        {"role": "system", "content": "You solve tasks carefully."},
+        {"role": "user", "content": "an earlier question"},
+        {"role": "assistant", "content": "an earlier answer"},
+        {"role": "user", "content": QUESTION},
+    ]
+    rendered = render_prompt([Message(m["role"], m["content"]) for m in conversation])
+    (predicted,) = answer(predictor, [rendered])
+
+    response = client.chat.completions.create(model="qwen", messages=conversation)
+
+    assert response.choices[0].message.content == predicted
+    assert response.usage.prompt_tokens == len(predictor.tokenizer(f"{rendered}\n[label]\n")["input_ids"])
+    assert predicted != answer(predictor, [QUESTION])[0]  # the earlier turns changed what the student read
+
+
+def test_a_conversation_the_student_cannot_read_is_refused_naming_the_field(client):
+    import openai
+
+    for messages in (
+        [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}],  # nothing left to answer
+        [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}],
+        [{"role": "tool", "content": "42", "tool_call_id": "1"}, {"role": "user", "content": "x"}],
+    ):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model="m", messages=messages)
+        assert refused.value.body["param"] == "messages"
 
 
 def test_the_rationale_task_is_asked_by_model_suffix_or_extra_field(client, expected):
@@ -142,7 +173,7 @@ def test_models_lists_both_tasks(client):
 def test_bad_requests_get_openai_style_errors(client, base_url):
     import openai
 
-    with pytest.raises(openai.BadRequestError, match="no user message"):
+    with pytest.raises(openai.BadRequestError, match="end with a user message"):
         client.chat.completions.create(model="m", messages=[{"role": "system", "content": "hello"}])
     with pytest.raises(openai.BadRequestError, match="kfp_distill_task"):
         client.completions.create(model="m", prompt="x", extra_body={"kfp_distill_task": "summary"})
@@ -833,3 +864,22 @@ def test_any_request_head_is_read_without_an_error(head):
     method, route, headers = serving._head_fields(head)
     assert isinstance(method, str) and isinstance(route, str)
     assert all(isinstance(value, str) for values in headers.values() for value in values)
+
+
+def test_every_route_answers_an_extractive_question_with_a_span_of_its_context(varied_student_dir):
+    from kfp_distill.serving import chat_completion, completion, vertex_prediction
+
+    context = ("Beijing is the capital of the People's Republic of China. With over 21 million residents, it is "
+               "the world's most populous national capital city.")
+    question = f"question: How many people live in Beijing? context: {context}"
+    service = StudentService(StudentPredictor(varied_student_dir, max_new_tokens=MAX_TOKENS), model_id="m",
+                             max_tokens=MAX_TOKENS, task_type="extractive_qa")
+
+    answers = [
+        chat_completion(service, {"messages": [{"role": "user", "content": question}]})["choices"][0]["message"]["content"],
+        completion(service, {"prompt": question})["choices"][0]["text"],
+        vertex_prediction(service, {"instances": [question]})["predictions"][0],
+    ]
+
+    assert all(text and text in context for text in answers), answers
+    assert len(set(answers)) == 1

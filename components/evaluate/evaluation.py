@@ -14,10 +14,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from kfp_distill._implementation.answers import label_answer
 from kfp_distill._implementation.jsonl import DatasetError, read_jsonl
 from kfp_distill._implementation.redaction import redact_uri
-from kfp_distill._implementation.student import StudentPredictor
+from kfp_distill._implementation.student import StudentPredictor, label_answers
 from kfp_distill._implementation.tasks import TaskType, infer_task_type, resolve_task_type
 
 from .html_report import render_html
@@ -85,11 +84,11 @@ def _student_answers(
 ) -> tuple[list[str], list[float]]:
     """The answers a student gives to the label task, and its latency on each example."""
     predictor = StudentPredictor(model_reference, max_new_tokens=max_new_tokens, trust_remote_code=trust_remote_code)
-    predictions = predictor.predict(inputs, task="label", task_type=task_type)
+    answered = label_answers(predictor, inputs, task_type)
     # Only one model in memory at a time: free this one before the next is loaded.
     del predictor
     gc.collect()
-    return [label_answer(p.text, task_type) for p in predictions], [p.latency_s for p in predictions]
+    return [label for _, label in answered], [prediction.latency_s for prediction, _ in answered]
 
 
 def compare(

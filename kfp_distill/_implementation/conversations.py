@@ -148,7 +148,7 @@ def parse_logged_row(row: dict[str, Any], log_format: str) -> LoggedConversation
     return _split_answer(messages)
 
 
-def parse_chat_request(messages: Any) -> tuple[Message, ...]:
+def read_chat_messages(messages: Any) -> tuple[Message, ...]:
     """The prompt of an OpenAI chat-completions request (`messages`), read as logged OpenAI rows are read.
 
     Raises:

@@ -230,3 +230,15 @@ class StudentPredictor:
             )
             predictions.append(Prediction(text, time.perf_counter() - started))
         return predictions
+
+
+def label_answers(
+    predictor: StudentPredictor, input_texts: Sequence[str], task_type: str = ""
+) -> list[tuple[Prediction, str]]:
+    """The label task's generation for each input and the answer read from it, as evaluation scores it, `predict`
+    gives it and `serve` sends it: decoded for the task type (an extractive-QA answer a span of its context) and
+    cut by `answers.label_answer` (a summary whole, any other answer to its line)."""
+    from kfp_distill._implementation.answers import label_answer
+
+    predictions = predictor.predict(input_texts, task="label", task_type=task_type)
+    return [(prediction, label_answer(prediction.text, task_type)) for prediction in predictions]

@@ -207,3 +207,28 @@ def test_a_model_registered_with_the_wrapper_of_before_the_model_store_still_loa
     monkeypatch.setenv("MLFLOW_TRACKING_URI", default_registry_uri())
     # MLflow's own loading runs the stored wrapper, which imports the module path of its day.
     assert mlflow.pyfunc.load_model(resource_name).predict(["Classify: 5 stocks to buy now"]) == [label]
+
+
+def test_predict_and_serve_answer_a_conversation_with_a_system_prompt_alike(
+    varied_student_dir, registry_home, tmp_path, capsys
+):
+    from kfp_distill.serving import chat_completion, load_student
+
+    register_model(shutil.copytree(varied_student_dir, tmp_path / "model"), "assistant")
+    conversation = [
+        {"role": "system", "content": "You are the bank's support assistant. Name the customer's intent."},
+        {"role": "user", "content": "I lost my card"},
+        {"role": "assistant", "content": "lost_or_stolen_card"},
+        {"role": "user", "content": "and how long until a new one arrives?"},
+    ]
+    messages_file = tmp_path / "conversation.json"
+    messages_file.write_text(json.dumps({"messages": conversation}))
+
+    assert main(["predict", "assistant", "--messages", str(messages_file)]) == 0
+
+    predicted = capsys.readouterr().out.removeprefix("answer: ").rstrip("\n")
+    served = chat_completion(load_student("assistant"), {"messages": conversation})
+    assert served["choices"][0]["message"]["content"] == predicted
+    # The earlier turns are part of what both read: the last message alone is another question.
+    assert main(["predict", "assistant", conversation[-1]["content"]]) == 0
+    assert capsys.readouterr().out.removeprefix("answer: ").rstrip("\n") != predicted

@@ -37,9 +37,9 @@ def answer(predictor: Any, texts: Sequence[str], with_rationale: bool = False, t
     Returns:
         One label (str) per input, or with_rationale: one `{"label": ..., "rationale": ...}` dict per input.
     """
-    from kfp_distill._implementation.answers import label_answer
+    from kfp_distill._implementation.student import label_answers
 
-    labels = [label_answer(p.text, task_type) for p in predictor.predict(texts, task="label", task_type=task_type)]
+    labels = [label for _, label in label_answers(predictor, texts, task_type)]
     if not with_rationale:
         return labels
     rationales = [p.text for p in predictor.predict(texts, task="rationale")]
