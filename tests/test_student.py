@@ -43,3 +43,29 @@ def test_a_prompt_longer_than_the_context_is_cut_as_tuning_cut_it(varied_student
 
     predictor.max_input_tokens = 16  # a student tuned on shorter inputs is asked as it was tuned
     assert predictor.input_ids(long_input) == tokenizer(student_prompt(long_input))["input_ids"][:16] + marker
+
+
+def test_a_huge_input_is_cut_in_characters_before_it_is_tokenized(smollm2_tokenizer):
+    """Tokenizing costs time in the input's length: what can never be kept is not tokenized at all, and what
+    is kept is the same as from the whole input."""
+    from kfp_distill._implementation.student import student_input_ids
+
+    seen = []
+
+    class Recording:
+        def __getattr__(self, name):
+            return getattr(smollm2_tokenizer, name)
+
+        def __call__(self, text, **kwargs):
+            seen.append(len(text))
+            return smollm2_tokenizer(text, **kwargs)
+
+    huge = "Ana has 12 boxes with 30 pencils in each box, and Ben has twice as many. " * 200_000  # 14 MB
+    kept = 1000
+
+    for encoder_decoder in (False, True):
+        seen.clear()
+        ids, cut = student_input_ids(Recording(), huge, "label", kept, encoder_decoder)
+        whole = smollm2_tokenizer(huge[: len(huge) // 10] if encoder_decoder else student_prompt(huge[: len(huge) // 10]))
+        assert cut and ids[:kept] == whole["input_ids"][:kept]
+        assert max(seen) < 100 * kept, "the input was tokenized far past what is kept"

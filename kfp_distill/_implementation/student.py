@@ -9,6 +9,7 @@ the label task is needed; an extractive-QA answer is decoded as a span of its co
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Literal, Sequence
@@ -30,6 +31,14 @@ def task_marker_ids(tokenizer, task: Task = "label") -> list[int]:
     return tokenizer(student_prompt("", task), add_special_tokens=False)["input_ids"]
 
 
+@functools.lru_cache(maxsize=8)
+def longest_token_chars(tokenizer) -> int:
+    """The most characters one token of the vocabulary stands for (its stored form has at least as many
+    characters as the text it decodes to: a byte-level token one per byte, a sentencepiece token one per
+    character)."""
+    return max(map(len, tokenizer.get_vocab()), default=1)
+
+
 def student_input_ids(
     tokenizer, input_text: str, task: Task, max_input_tokens: int, encoder_decoder: bool = False
 ) -> tuple[list[int], bool]:
@@ -39,6 +48,10 @@ def student_input_ids(
     task marker (where the student learned to start answering). An encoder-decoder's encoder reads the input
     alone, cut to its first `max_input_tokens` tokens.
     """
+    # Tokenizing takes time in the text's length: characters past those of `max_input_tokens` of the longest
+    # tokens can never be kept, so they are not tokenized (a 16 MiB prompt costs what a long one does).
+    keepable = (max_input_tokens + 1) * longest_token_chars(tokenizer)
+    input_text = input_text[:keepable]
     if encoder_decoder:
         ids = tokenizer(input_text)["input_ids"]
         return ids[:max_input_tokens], len(ids) > max_input_tokens
