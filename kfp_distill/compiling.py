@@ -11,6 +11,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from kfp_distill.components.deploy_model.component import deploy_model
 from kfp_distill.components.evaluate.component import evaluate
 from kfp_distill.components.generate_rationales.component import generate_rationales
+from kfp_distill.components.preflight.component import preflight
 from kfp_distill.components.tune_student.component import tune_student
 from kfp_distill.components.upload_model.component import upload_model
 from kfp_distill.components.validate_dataset.component import validate_dataset
@@ -23,6 +24,7 @@ KUBEFLOW_PIPELINES = {"distillation-kubeflow.yaml": distillation}
 
 # Named after their folders in components/, so compiled/components/<name>.yaml sits beside its source's name.
 COMPONENTS = {
+    "preflight.yaml": preflight,
     "validate_dataset.yaml": validate_dataset,
     "generate_rationales.yaml": generate_rationales,
     "tune_student.yaml": tune_student,

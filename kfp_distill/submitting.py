@@ -5,8 +5,9 @@ The request body is the one Vertex AI's distillation page shows for `POST .../pi
 `encryptionSpec.kmsKeyName`, `serviceAccount` and `templateUri`. The Vertex SDK only rejects unknown
 parameter names; here every parameter's name, type and presence is checked against the template's
 input definitions, and every problem is reported at once, before anything is sent. So are the preflight's
-problems (retired models, a malformed secret name, a serving image Vertex AI cannot pull), found in the values
-the template's first step, validate-dataset, would check again.
+problems (retired models, an unsupported accelerator, a malformed secret name, a serving image Vertex AI cannot
+pull), found in the values the template's preflight step, its first, would check again; a template without one
+(users submit their own templates too) is said to have had nothing checked.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from typing import Any
 import fsspec
 import yaml
 
-from kfp_distill._implementation.preflight import SETTINGS, preflight
+from kfp_distill._implementation.preflight import SETTINGS, Preflight, preflight
+from kfp_distill.components.preflight import report as preflight_report
+from kfp_distill.components.preflight.component import preflight as preflight_step
 
 # An Artifact Registry template: https://REGION-kfp.pkg.dev/PROJECT/REPO/PACKAGE/TAG_OR_VERSION.
 ARTIFACT_REGISTRY_URI = re.compile(
@@ -33,6 +36,8 @@ ARTIFACT_REGISTRY_URI = re.compile(
 TOP_LEVEL_FIELDS = ("displayName", "runtimeConfig", "encryptionSpec", "serviceAccount", "templateUri")
 RUNTIME_CONFIG_FIELDS = ("gcsOutputDirectory", "parameterValues")
 ENCRYPTION_SPEC_FIELDS = ("kmsKeyName",)
+
+NO_PREFLIGHT = "this template has no preflight step: nothing was checked before spending"
 
 # The JSON types each KFP parameter type accepts; bool is excluded from numbers because it subclasses int.
 TYPE_DESCRIPTIONS = {
@@ -216,21 +221,43 @@ def validate_parameters(parameter_values: dict[str, Any], template: dict) -> tup
     return converted, problems
 
 
-def preflight_settings(parameter_values: dict[str, Any], template: dict) -> dict[str, Any] | None:
-    """The values the template's validate-dataset task will check before spending, as this request sets them.
+def preflight_tasks(template: dict) -> list[dict]:
+    """The top-level tasks of a compiled pipeline that run kfp-distill's preflight step.
+
+    A task is known by what its executor runs (the step's function, in a program that imports its module), not by
+    its name or its component's, which a template's author may change.
+    """
+    components = template.get("components", {})
+    executors = template.get("deploymentSpec", {}).get("executors", {})
+
+    def runs_preflight(task: dict) -> bool:
+        component = components.get(task.get("componentRef", {}).get("name", ""), {})
+        container = executors.get(component.get("executorLabel", ""), {}).get("container", {})
+        # A Python component's container runs `... --function_to_execute NAME` on a program holding its source.
+        function = container.get("args", [])[-2:]
+        program = " ".join(part for part in container.get("command", []) if isinstance(part, str))
+        return function == ["--function_to_execute", preflight_step.python_func.__name__] and (
+            preflight_report.__name__ in program
+        )
+
+    tasks = template.get("root", {}).get("dag", {}).get("tasks", {})
+    return [task for task in tasks.values() if runs_preflight(task)]
+
+
+def preflight_settings(
+    parameter_values: dict[str, Any], template: dict, task: dict
+) -> tuple[dict[str, Any], list[str]]:
+    """The values a preflight task will check before spending, as this request sets them.
 
     Args:
         parameter_values: The request's parameter values, in their template types.
         template: The compiled pipeline spec.
+        task: One of its `preflight_tasks`.
 
     Returns:
-        The preflight's settings (pipeline parameters with the template's defaults, constants, and the
-        component's own defaults for what the task leaves unset), or None for a template without a
-        validate-dataset task.
+        The settings (pipeline parameters with the template's defaults, constants, and the component's own
+        defaults for what the task leaves unset), and the names of those another step gives only at run time.
     """
-    task = template.get("root", {}).get("dag", {}).get("tasks", {}).get("validate-dataset")
-    if task is None:
-        return None
 
     def defaults(inputs: dict) -> dict[str, Any]:
         parameters = inputs.get("inputDefinitions", {}).get("parameters", {})
@@ -239,15 +266,46 @@ def preflight_settings(parameter_values: dict[str, Any], template: dict) -> dict
     pipeline_defaults = defaults(template["root"])
     component = template.get("components", {}).get(task.get("componentRef", {}).get("name", ""), {})
     settings = {name: value for name, value in defaults(component).items() if name in SETTINGS}
+    at_run_time = []
     for name, source in task.get("inputs", {}).get("parameters", {}).items():
         if name not in SETTINGS:
             continue
         if "componentInputParameter" in source:
             parameter = source["componentInputParameter"]
-            settings[name] = parameter_values.get(parameter, pipeline_defaults.get(parameter))
+            value = parameter_values.get(parameter, pipeline_defaults.get(parameter))
+        elif "runtimeValue" in source:
+            value = source["runtimeValue"].get("constant")
         else:
-            settings[name] = source.get("runtimeValue", {}).get("constant")
-    return settings
+            at_run_time.append(name)
+            continue
+        # None: a required parameter the request leaves out, a problem of its own.
+        if value is not None:
+            settings[name] = value
+    return settings, at_run_time
+
+
+def template_preflight(parameter_values: dict[str, Any], template: dict) -> Preflight:
+    """What the template's preflight step would find in this request's values, found before anything is sent.
+
+    Args:
+        parameter_values: The request's parameter values, in their template types.
+        template: The compiled pipeline spec.
+
+    Returns:
+        The problems and notes; without a preflight step, a note that nothing was checked.
+    """
+    tasks = preflight_tasks(template)
+    if not tasks:
+        return Preflight(notes=[NO_PREFLIGHT])
+    found = Preflight()
+    for task in tasks:
+        settings, at_run_time = preflight_settings(parameter_values, template, task)
+        checked = preflight(settings)
+        checked.notes += [f"{name} comes from another step at run time: the preflight step checks it then"
+                          for name in at_run_time]
+        found.problems += [problem for problem in checked.problems if problem not in found.problems]
+        found.notes += [note for note in checked.notes if note not in found.notes]
+    return found
 
 
 def _unknown_fields(section: dict, known: tuple[str, ...], prefix: str) -> list[str]:
@@ -320,11 +378,9 @@ def validate_request(request: dict, template: dict | None = None, credentials: A
     elif template is not None:
         typed_values, parameter_problems = validate_parameters(parameter_values, template)
         problems += parameter_problems
-        settings = preflight_settings(typed_values, template)
-        if settings is not None:
-            found = preflight(settings)
-            problems += found.problems
-            notes = found.notes
+        found = template_preflight(typed_values, template)
+        problems += found.problems
+        notes = found.notes
 
     if problems:
         raise RequestError(problems)

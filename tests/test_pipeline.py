@@ -21,7 +21,8 @@ def test_compiled_pipeline_and_components_are_fresh(tmp_path):
     written = compile_all(tmp_path)
     fresh = {path.relative_to(tmp_path) for path in written}
     assert {Path("distillation.yaml"), Path("distillation-kubeflow.yaml"), Path("components/deploy_model.yaml")} <= fresh
-    assert len(fresh) == 8, "the pipeline for Vertex AI and kfp.local, the same for Kubeflow, and the six components"
+    assert Path("components/preflight.yaml") in fresh
+    assert len(fresh) == 9, "the pipeline for Vertex AI and kfp.local, the same for Kubeflow, and the seven components"
     committed = {path.relative_to(COMPILED.parent) for path in COMPILED.parent.rglob("*.yaml")}
     assert committed == fresh, "compiled/ holds other files than compile_all writes: run `make compile`"
     stale = [str(name) for name in sorted(fresh) if (tmp_path / name).read_text() != (COMPILED.parent / name).read_text()]
@@ -37,7 +38,7 @@ def test_each_tasks_program_loads_as_its_executor_loads_it():
         for name, executor in executors.items()
         if "ephemeral_component" in " ".join(executor["container"].get("command", []))
     }
-    assert {"exec-validate-dataset", "exec-upload-model", "exec-deploy-model"} <= set(programs)
+    assert {"exec-preflight", "exec-validate-dataset", "exec-upload-model", "exec-deploy-model"} <= set(programs)
     for name, program in programs.items():
         exec(compile(program, f"ephemeral_component ({name})", "exec"), {})
 
@@ -151,12 +152,11 @@ def test_without_a_project_tuning_runs_in_process_and_one_model_reaches_evaluate
     ]
 
 
-def test_accelerator_type_is_checked_before_any_teacher_task():
+def test_preflight_is_the_first_step_and_every_paid_step_waits_for_it():
     spec = _spec()
     tasks = spec["root"]["dag"]["tasks"]
-    assert tasks["validate-dataset"]["inputs"]["parameters"]["accelerator_type"] == {
-        "componentInputParameter": "accelerator_type"
-    }
+    assert "dependentTasks" not in tasks["preflight"], "preflight waits for nothing"
+    assert tasks["validate-dataset"]["dependentTasks"] == ["preflight"]
 
     teacher_tasks = [
         name
@@ -168,9 +168,30 @@ def test_accelerator_type_is_checked_before_any_teacher_task():
         assert "validate-dataset" in tasks[name]["dependentTasks"], name
 
 
-def _stopped_at_validation(tmp_path, stub_teacher, capfd, **arguments) -> str:
-    """Runs the compiled pipeline locally with the stub teacher and `arguments`, which validate-dataset must refuse
-    before the teacher is asked anything; returns what the run printed."""
+def test_preflight_takes_each_setting_it_checks_once_under_the_pipelines_name():
+    from kfp_distill._implementation.preflight import SETTINGS
+
+    checked = _spec()["root"]["dag"]["tasks"]["preflight"]["inputs"]["parameters"]
+    assert set(checked) == set(SETTINGS)
+    for name in set(SETTINGS) - {"kfp_distill_image_uri"}:
+        assert checked[name] == {"componentInputParameter": name}, name
+    # The serving image by default, checked as upload-model will use it: the image the components were compiled with.
+    assert checked["kfp_distill_image_uri"] == {"runtimeValue": {"constant": IMAGE}}
+
+
+def test_validate_dataset_takes_only_what_it_uses():
+    used = _spec()["root"]["dag"]["tasks"]["validate-dataset"]["inputs"]["parameters"]
+    # The data and its student, the task type, whether logged answers become labels, and the tuning settings the
+    # report's passes over the data are worked out for.
+    assert set(used) == {"dataset_uri", "evaluation_data_uri", "student_model_reference", "task_type",
+                         "use_logged_answers", "train_steps", "batch_size", "enable_checkpoint_selection"}
+    for name, source in used.items():
+        assert source == {"componentInputParameter": name}, name
+
+
+def _stopped_before_spending(tmp_path, stub_teacher, capfd, **arguments) -> tuple[str, str]:
+    """Runs the compiled pipeline locally with the stub teacher and `arguments`, which the preflight step must refuse
+    before the data is read or the teacher asked anything; returns what the run printed and the preflight report."""
     from kfp import components
 
     from kfp_distill.demo import write_demo_data
@@ -179,7 +200,7 @@ def _stopped_at_validation(tmp_path, stub_teacher, capfd, **arguments) -> str:
     files = write_demo_data(tmp_path / "data", train_size=12, evaluation_size=10)
     init_local_runner(tmp_path / "runs")
     pipeline = components.load_component_from_file(str(COMPILED))
-    with pytest.raises(RuntimeError, match="validate-dataset"):
+    with pytest.raises(RuntimeError, match="preflight"):
         pipeline(
             dataset_uri=files["train"],
             evaluation_data_uri=files["evaluation"],
@@ -190,13 +211,17 @@ def _stopped_at_validation(tmp_path, stub_teacher, capfd, **arguments) -> str:
         )
     assert stub_teacher.requests == []
     (run_dir,) = (tmp_path / "runs").iterdir()
-    assert sorted(path.name for path in run_dir.iterdir()) == ["validate-dataset"]
-    return capfd.readouterr().out
+    assert sorted(path.name for path in run_dir.iterdir()) == ["preflight"]
+    return capfd.readouterr().out, (run_dir / "preflight" / "report").read_text()
 
 
-def test_tpu_stops_the_compiled_pipeline_at_validation_before_the_teacher_is_asked(tmp_path, stub_teacher, capfd):
-    printed = _stopped_at_validation(tmp_path, stub_teacher, capfd, accelerator_type="TPU")
-    assert "NotImplementedError: accelerator_type 'TPU' is not supported yet" in printed
+def test_tpu_stops_the_compiled_pipeline_at_preflight_before_the_teacher_is_asked(tmp_path, stub_teacher, capfd):
+    pullable = "us-central1-docker.pkg.dev/my-project/kfp/kfp-distill:0.1.0"
+    printed, report = _stopped_before_spending(
+        tmp_path, stub_teacher, capfd, accelerator_type="TPU", serving_container_image_uri=pullable
+    )
+    assert "PreflightError: refused before anything was spent: accelerator_type 'TPU' is not supported yet" in printed
+    assert "accelerator_type 'TPU' is not supported yet" in report
 
 
 def test_vertex_ai_gets_one_yaml_document_and_kubeflow_the_same_with_the_teacher_key_from_a_kubernetes_secret():
@@ -218,19 +243,8 @@ def test_vertex_ai_gets_one_yaml_document_and_kubeflow_the_same_with_the_teacher
     assert inputs["teacher_api_key_secret"]["defaultValue"] == ""
 
 
-def test_the_teacher_steps_read_the_named_secret_and_validate_dataset_checks_everything_first():
+def test_the_teacher_steps_read_the_named_secret():
     spec = _spec()
-    tasks = spec["root"]["dag"]["tasks"]
-    checked = tasks["validate-dataset"]["inputs"]["parameters"]
-    for name in ("project", "teacher_model_reference", "student_model_reference", "teacher_api_key_secret",
-                 "tensorboard_resource_id", "serving_container_image_uri", "deploy_model", "deploy_machine_type",
-                 "deploy_min_replica_count", "deploy_max_replica_count", "deploy_traffic_percentage"):
-        assert checked[name] == {"componentInputParameter": name}, name
-    # The tuning settings, for the report's passes over the data; whether logged answers become labels.
-    for name in ("train_steps", "batch_size", "enable_checkpoint_selection", "use_logged_answers"):
-        assert checked[name] == {"componentInputParameter": name}, name
-    # The serving image by default, checked as upload-model will use it: the image the components were compiled with.
-    assert checked["kfp_distill_image_uri"] == {"runtimeValue": {"constant": IMAGE}}
     teacher_steps = [
         task
         for component in [spec["root"], *spec["components"].values()]
@@ -242,12 +256,12 @@ def test_the_teacher_steps_read_the_named_secret_and_validate_dataset_checks_eve
         assert task["inputs"]["parameters"]["teacher_api_key_secret"]["componentInputParameter"].endswith(
             "teacher_api_key_secret"
         )
-    upload = tasks["upload-model"]["inputs"]["parameters"]
+    upload = spec["root"]["dag"]["tasks"]["upload-model"]["inputs"]["parameters"]
     assert upload["serving_container_image_uri"] == {"componentInputParameter": "serving_container_image_uri"}
 
 
-def test_what_would_fail_after_money_is_spent_stops_the_compiled_pipeline_at_validation(tmp_path, stub_teacher, capfd):
-    printed = _stopped_at_validation(
+def test_what_would_fail_after_money_is_spent_stops_the_compiled_pipeline_at_preflight(tmp_path, stub_teacher, capfd):
+    printed, report = _stopped_before_spending(
         tmp_path,
         stub_teacher,
         capfd,
@@ -260,6 +274,7 @@ def test_what_would_fail_after_money_is_spent_stops_the_compiled_pipeline_at_val
                     "teacher_api_key_secret is not a Secret Manager secret version name",
                     "Vertex AI cannot pull the serving image 'ghcr.io/me/kfp-distill:0.1.0'"):
         assert problem in printed
+        assert problem in report
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

@@ -3,7 +3,7 @@ settings that only apply with a project (notes without one)."""
 
 import pytest
 
-from kfp_distill._implementation.preflight import PreflightError, check_before_spending, preflight
+from kfp_distill._implementation.preflight import PreflightError, preflight
 
 GOOD = {
     "project": "my-project",
@@ -48,12 +48,9 @@ def test_every_problem_is_found_at_once_each_with_its_own_message():
     assert secret.startswith("teacher_api_key_secret is not a Secret Manager secret version name")
     assert "ghcr.io/kfp-distill/kfp-distill:0.1.0" in image and "Artifact Registry" in image and "gcr.io" in image
     assert "leave serving_container_image_uri empty" in image
-    with pytest.raises(PreflightError) as raised:
-        check_before_spending({**GOOD, "teacher_model_reference": "vertex:chat-bison", "student_model_reference": "code-gecko"})
-    assert raised.value.problems == preflight(
-        {**GOOD, "teacher_model_reference": "vertex:chat-bison", "student_model_reference": "code-gecko"}
-    ).problems
-    assert len(raised.value.problems) == 2 and "2 problems" in str(raised.value)
+    two = preflight({**GOOD, "teacher_model_reference": "vertex:chat-bison", "student_model_reference": "code-gecko"})
+    assert len(two.problems) == 2 and str(PreflightError(two.problems)).startswith("2 problems found")
+    assert str(PreflightError(two.problems[:1])) == f"refused before anything was spent: {two.problems[0]}"
 
 
 def test_settings_that_only_apply_with_a_project_are_notes_without_one():
@@ -63,7 +60,6 @@ def test_settings_that_only_apply_with_a_project_are_notes_without_one():
     tensorboard, image = found.notes
     assert tensorboard.startswith("tensorboard_resource_id is set but project is empty")
     assert image.startswith("without a project nothing is served on Vertex AI")
-    assert check_before_spending(local) == found.notes
     # Retired models and a malformed secret are refused with or without a project.
     assert len(preflight({**local, "teacher_model_reference": "text-bison", "teacher_api_key_secret": "k"}).problems) == 2
 
@@ -99,3 +95,14 @@ def test_without_a_serving_image_of_its_own_the_kfp_distill_image_is_the_one_che
     assert problem.startswith("Vertex AI cannot pull the serving image 'ghcr.io/kfp-distill/kfp-distill:0.1.0'")
     assert "KFP_DISTILL_IMAGE" in problem
     assert preflight({**ours, "kfp_distill_image_uri": "gcr.io/my-project/kfp-distill:0.1.0"}).problems == []
+
+
+def test_accelerator_type_is_refused_unless_it_is_the_contracts_gpu_with_or_without_a_project():
+    assert preflight({**GOOD, "accelerator_type": "GPU"}).problems == []
+    assert "accelerator_type" not in GOOD and preflight(GOOD).problems == [], "GPU when not given"
+    for project in ("my-project", ""):
+        (tpu,) = preflight({**GOOD, "project": project, "accelerator_type": "TPU"}).problems
+        assert tpu.startswith("accelerator_type 'TPU' is not supported yet") and "set accelerator_type to 'GPU'" in tpu
+        # With a project the pipeline tunes on its GPU machine whatever the value: only the exact spelling passes.
+        (lower,) = preflight({**GOOD, "project": project, "accelerator_type": "gpu"}).problems
+        assert lower == "accelerator_type must be 'GPU' or 'TPU' ('TPU' is not supported yet), got 'gpu'"

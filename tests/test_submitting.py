@@ -8,9 +8,11 @@ import socket
 from pathlib import Path
 
 import pytest
+import yaml
 from google.auth.credentials import AnonymousCredentials
+from kfp import compiler, dsl
 
-from kfp_distill import cli
+from kfp_distill import IMAGE, cli
 from kfp_distill.submitting import (
     RequestError,
     build_pipeline_job,
@@ -201,6 +203,87 @@ def test_settings_that_only_apply_with_a_project_are_notes_without_one(tmp_path,
     path.write_text(json.dumps(request))
     assert cli.main(["submit", str(path), "--dry-run"]) == 0
     assert capsys.readouterr().err.splitlines() == [f"kfp-distill submit: note: {tensorboard}", f"kfp-distill submit: note: {image}"]
+
+
+def test_an_unsupported_accelerator_type_is_refused_before_anything_is_sent(no_network):
+    with pytest.raises(RequestError) as raised:
+        validate_request(_request(dataset_uri="gs://b/t.jsonl", accelerator_type="TPU"))
+    (problem,) = raised.value.problems
+    assert problem.startswith("accelerator_type 'TPU' is not supported yet")
+
+
+def _renamed(spec: dict, task_name: str, new_name: str) -> dict:
+    """`spec` with a root task, its component and its executor renamed, as a user may rename them."""
+    tasks = spec["root"]["dag"]["tasks"]
+    task = tasks.pop(task_name)
+    task["taskInfo"]["name"] = new_name
+    tasks[new_name] = task
+    for other in tasks.values():
+        other["dependentTasks"] = [new_name if name == task_name else name for name in other.get("dependentTasks", [])]
+    component = spec["components"].pop(task["componentRef"]["name"])
+    task["componentRef"]["name"] = f"comp-{new_name}"
+    spec["components"][f"comp-{new_name}"] = component
+    executors = spec["deploymentSpec"]["executors"]
+    executors[f"exec-{new_name}"] = executors.pop(component["executorLabel"])
+    component["executorLabel"] = f"exec-{new_name}"
+    return spec
+
+
+def test_the_preflight_step_is_found_by_what_it_runs_not_by_its_name(tmp_path, no_network):
+    template = tmp_path / "renamed.yaml"
+    template.write_text(yaml.safe_dump(_renamed(yaml.safe_load(COMPILED.read_text()), "preflight", "settings-check")))
+    request = _request(dataset_uri="gs://b/t.jsonl", teacher_model_reference="text-unicorn@001")
+    request["templateUri"] = str(template)
+    with pytest.raises(RequestError) as raised:
+        submit(request, dry_run=True)
+    (problem,) = raised.value.problems
+    assert problem.startswith("teacher_model_reference 'text-unicorn@001' is a PaLM model")
+
+
+def _compiled(pipeline, path: Path) -> Path:
+    compiler.Compiler().compile(pipeline, str(path))
+    return path
+
+
+def test_a_template_without_a_preflight_step_is_said_to_have_checked_nothing(tmp_path, capsys, no_network):
+    # A template of the user's own: our validate-dataset and generate-rationales, no preflight step.
+    from kfp_distill._implementation.scripts import load_module
+
+    example = load_module("reuse_components_example", ROOT / "examples" / "reuse_components.py")
+    request = _request(dataset_uri="gs://b/t.jsonl", teacher_model_reference="text-unicorn@001")
+    request["templateUri"] = str(_compiled(example.review_pipeline, tmp_path / "review.yaml"))
+    nothing_checked = "this template has no preflight step: nothing was checked before spending"
+    assert submit(request, dry_run=True).notes == [nothing_checked]
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(request))
+    assert cli.main(["submit", str(path), "--dry-run"]) == 0
+    assert capsys.readouterr().err.splitlines() == [f"kfp-distill submit: note: {nothing_checked}"]
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def _teacher_named_at_run_time() -> str:
+    return "text-unicorn@001"
+
+
+def test_a_setting_another_step_gives_at_run_time_is_said_to_be_checked_then(tmp_path, no_network):
+    from kfp_distill.components.preflight.component import preflight
+
+    @dsl.pipeline(name="teacher-chosen-at-run-time")
+    def teacher_chosen_at_run_time(student_model_reference: str = "text-bison@002"):
+        preflight(
+            teacher_model_reference=_teacher_named_at_run_time().output, student_model_reference=student_model_reference
+        )
+
+    request = _request()
+    request["templateUri"] = str(_compiled(teacher_chosen_at_run_time, tmp_path / "chosen.yaml"))
+    with pytest.raises(RequestError) as raised:
+        submit(request, dry_run=True)
+    (problem,) = raised.value.problems
+    assert problem.startswith("student_model_reference 'text-bison@002' is a PaLM model")
+    request["runtimeConfig"]["parameterValues"] = {"student_model_reference": "smollm2-135m-instruct"}
+    assert submit(request, dry_run=True).notes == [
+        "teacher_model_reference comes from another step at run time: the preflight step checks it then"
+    ]
 
 
 def test_request_fields_are_checked_too():

@@ -549,27 +549,6 @@ def _write_outputs(outputs: list[tuple[Path, Any]]) -> None:
         raise
 
 
-def check_accelerator_type(accelerator_type: str) -> None:
-    """Stops a job whose `accelerator_type` the tuning step cannot use, before the teacher is paid for anything.
-
-    Args:
-        accelerator_type: The job's `accelerator_type` parameter; `GPU` is the one supported today.
-
-    Raises:
-        NotImplementedError: `TPU`, which the contract names but the tuning step does not support yet.
-        ValueError: Anything else, `gpu` included: with a project the pipeline tunes on its GPU machine whatever
-            value this lets through, so only the contract's exact spelling passes.
-    """
-    if accelerator_type == "GPU":
-        return
-    if accelerator_type == "TPU":
-        raise NotImplementedError(
-            "accelerator_type 'TPU' is not supported yet: the student is tuned on GPUs (on Vertex AI, one machine "
-            "with 8 x NVIDIA A100 80GB); set accelerator_type to 'GPU'"
-        )
-    raise ValueError(f"accelerator_type must be 'GPU' or 'TPU' ('TPU' is not supported yet), got {accelerator_type!r}")
-
-
 def validate_dataset(
     dataset_uri: str,
     evaluation_data_uri: str,

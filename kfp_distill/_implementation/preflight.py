@@ -1,5 +1,5 @@
-"""Checks made before any money is spent: by `kfp-distill submit` before it sends a job, and by validate-dataset,
-the first step, before any teacher request or tuning job.
+"""Checks made before any money is spent: by `kfp-distill submit` before it sends a job, and by the preflight step,
+the pipeline's first, before the data is read or any teacher request or tuning job is made.
 
 Each problem has its own message and all are reported at once. A setting that only applies with a project
 (Vertex AI) is a note when there is no project, not a refusal: nothing is sent to Google Cloud then.
@@ -15,12 +15,13 @@ from typing import Any
 from kfp_distill._implementation.retired_models import retired_student_message, retired_teacher_message
 from kfp_distill._implementation.teacher_key import secret_version_problem
 
-# The settings checked, as the pipeline (and validate-dataset) name them.
+# The settings checked, as the pipeline (and the preflight step) name them.
 SETTINGS = (
     "project",
     "teacher_model_reference",
     "student_model_reference",
     "teacher_api_key_secret",
+    "accelerator_type",
     "tensorboard_resource_id",
     "serving_container_image_uri",
     "kfp_distill_image_uri",
@@ -66,7 +67,8 @@ def preflight(settings: Mapping[str, Any]) -> Preflight:
     """Checks a job's settings.
 
     Args:
-        settings: Values by the names in `SETTINGS` (a missing one counts as empty, `deploy_model` as false).
+        settings: Values by the names in `SETTINGS` (a missing one counts as empty, `deploy_model` as false,
+            `accelerator_type` as `GPU`).
             The serving image is `serving_container_image_uri`, else `kfp_distill_image_uri` (our image, the
             serving container by default).
 
@@ -82,6 +84,9 @@ def preflight(settings: Mapping[str, Any]) -> Preflight:
     ):
         if message:
             found.problems.append(message)
+    problem = accelerator_type_problem(str(settings.get("accelerator_type", "GPU")))
+    if problem:
+        found.problems.append(problem)
     # Without a project nothing goes to Vertex AI: what would be refused there is only worth a note.
     has_project = bool(text["project"])
 
@@ -104,6 +109,23 @@ def preflight(settings: Mapping[str, Any]) -> Preflight:
         for problem in _endpoint_problems(settings):
             refuse_with_project(problem, "nothing is deployed")
     return found
+
+
+def accelerator_type_problem(accelerator_type: str) -> str | None:
+    """Why the tuning step cannot use `accelerator_type`, or None for `GPU`, the one supported today.
+
+    `TPU`, which the contract names, is not supported yet. Anything else is refused too, `gpu` included: with a
+    project the pipeline tunes on its GPU machine whatever value this lets through, so only the contract's exact
+    spelling passes.
+    """
+    if accelerator_type == "GPU":
+        return None
+    if accelerator_type == "TPU":
+        return (
+            "accelerator_type 'TPU' is not supported yet: the student is tuned on GPUs (on Vertex AI, one machine "
+            "with 8 x NVIDIA A100 80GB); set accelerator_type to 'GPU'"
+        )
+    return f"accelerator_type must be 'GPU' or 'TPU' ('TPU' is not supported yet), got {accelerator_type!r}"
 
 
 def serving_image_problem(image: str, ours: bool) -> str | None:
@@ -145,21 +167,3 @@ def _endpoint_problems(settings: Mapping[str, Any]) -> list[str]:
     if not 0 <= traffic <= 100:
         problems.append(f"deploy_traffic_percentage is {traffic}; a share of the endpoint's traffic is 0 to 100")
     return problems
-
-
-def check_before_spending(settings: Mapping[str, Any]) -> list[str]:
-    """Refuses a job with any problem (`preflight`), all named at once.
-
-    Args:
-        settings: See `preflight`.
-
-    Returns:
-        The notes, for the caller to show.
-
-    Raises:
-        PreflightError: Listing every problem.
-    """
-    found = preflight(settings)
-    if found.problems:
-        raise PreflightError(found.problems)
-    return found.notes

@@ -1,4 +1,4 @@
-"""The `distillation` pipeline: validate, teach, tune, evaluate, register."""
+"""The `distillation` pipeline: check the settings, validate, teach, tune, evaluate, register."""
 
 from typing import NamedTuple
 
@@ -10,6 +10,7 @@ from kfp_distill import DEFAULT_STUDENT, DEFAULT_TEACHER, IMAGE, TEACHER_API_KEY
 from kfp_distill.components.deploy_model.component import deploy_model as deploy_model_component
 from kfp_distill.components.evaluate.component import evaluate
 from kfp_distill.components.generate_rationales.component import generate_rationales
+from kfp_distill.components.preflight.component import preflight
 from kfp_distill.components.tune_student.component import tune_student
 from kfp_distill.components.upload_model.component import upload_model
 from kfp_distill.components.validate_dataset.component import validate_dataset
@@ -102,7 +103,7 @@ def distillation(
         model_display_name: Display name of the distilled model.
         accelerator_type: `GPU`: with a project, tuning runs as a Vertex AI custom job on 8 x NVIDIA A100 80GB;
             without one, in the pipeline's own process or pod, on its devices. `TPU` is not supported yet:
-            validate-dataset stops the run before the teacher is asked anything.
+            the preflight step stops the run before the teacher is asked anything.
         teacher_model_reference: The teacher: a catalog name, a GGUF path or URI, `<base_url>#<model>` for
             an OpenAI-compatible server, `gemini-<...>` or `vertex:<model>` for Vertex AI (in `project` and
             `location`), `hf:<model>` for a Hugging Face model run on the task's GPU, or `precomputed` when
@@ -154,7 +155,7 @@ def distillation(
         registry_uri: An MLflow tracking URI; empty uses the embedded SQLite registry.
         serving_container_image_uri: With a project, the container Vertex AI serves the distilled model with; it
             must be in Artifact Registry (`LOCATION-docker.pkg.dev/...`) or Container Registry (`gcr.io/...`), which
-            validate-dataset checks first. Empty: the kfp-distill image (KFP_DISTILL_IMAGE when compiled).
+            the preflight step checks first. Empty: the kfp-distill image (KFP_DISTILL_IMAGE when compiled).
         deploy_model: With a project, deploy the registered model to the Vertex AI endpoint of its display name
             (created, with encryption_spec_key_name, when there is none; found and reused when there is), served
             by the kfp-distill image (or serving_container_image_uri) as the pipeline job's service account.
@@ -178,15 +179,14 @@ def distillation(
         endpoint_resource_name: The Vertex AI endpoint the model was deployed to; empty when nothing was
             deployed (no project, or deploy_model false).
     """
-    validation = validate_dataset(
-        dataset_uri=dataset_uri,
-        evaluation_data_uri=evaluation_data_uri,
-        student_model_reference=student_model_reference,
-        accelerator_type=accelerator_type,
-        task_type=task_type,
+    # First, before the data is read or anything is paid for: what would otherwise fail only after the teacher was
+    # asked or the student tuned.
+    checks = preflight(
         project=project,
         teacher_model_reference=teacher_model_reference,
+        student_model_reference=student_model_reference,
         teacher_api_key_secret=teacher_api_key_secret,
+        accelerator_type=accelerator_type,
         tensorboard_resource_id=tensorboard_resource_id,
         serving_container_image_uri=serving_container_image_uri,
         # A constant, not the component's default: a default is kept in the component's source, run without IMAGE.
@@ -196,11 +196,22 @@ def distillation(
         deploy_min_replica_count=deploy_min_replica_count,
         deploy_max_replica_count=deploy_max_replica_count,
         deploy_traffic_percentage=deploy_traffic_percentage,
-        train_steps=train_steps,
-        batch_size=batch_size,
-        enable_checkpoint_selection=enable_checkpoint_selection,
-        use_logged_answers=use_logged_answers,
-    ).set_display_name("validate-dataset")
+    ).set_display_name("preflight")
+
+    validation = (
+        validate_dataset(
+            dataset_uri=dataset_uri,
+            evaluation_data_uri=evaluation_data_uri,
+            student_model_reference=student_model_reference,
+            task_type=task_type,
+            train_steps=train_steps,
+            batch_size=batch_size,
+            enable_checkpoint_selection=enable_checkpoint_selection,
+            use_logged_answers=use_logged_answers,
+        )
+        .set_display_name("validate-dataset")
+        .after(checks)
+    )
 
     # The teacher labels the training rows and answers the evaluation rows with the same prompt and cache.
     teacher_settings = dict(
@@ -250,7 +261,7 @@ def distillation(
     # Without a project nothing goes to Google Cloud: kfp.local and Kubeflow tune in the task's own process.
     with dsl.If(project == "", name="no-google-cloud-project"):
         tuning_here = tune_student(**tuning_settings).set_display_name("tune-student")
-    # validate-dataset has stopped every accelerator_type but GPU by now, so this branch is the GPU machine.
+    # The preflight step has stopped every accelerator_type but GPU by now, so this branch is the GPU machine.
     with dsl.Else(name="vertex-ai-custom-job"):
         tuning_on_vertex_ai = tune_student_on_vertex_ai(
             **tuning_settings,

@@ -11,7 +11,6 @@ import fsspec
 import pytest
 
 from kfp_distill._implementation.jsonl import DatasetError, load_rows
-from kfp_distill.components.validate_dataset.validation import check_accelerator_type
 
 
 def jsonl(*rows) -> bytes:
@@ -357,14 +356,6 @@ def test_missing_http_file_is_reported(http_root, outputs):
     with pytest.raises(DatasetError, match=f"^{re.escape(base_url)}/absent.jsonl: file not found$"):
         outputs.run(f"{base_url}/absent.jsonl")
     assert outputs.left_behind() == []
-
-
-def test_gpu_is_the_supported_accelerator_type():
-    check_accelerator_type("GPU")
-    with pytest.raises(NotImplementedError, match="accelerator_type 'TPU' is not supported yet"):
-        check_accelerator_type("TPU")
-    with pytest.raises(ValueError, match="must be 'GPU' or 'TPU'.*got 'gpu'"):
-        check_accelerator_type("gpu")
 
 
 def test_task_type_is_decided_once_from_both_datasets(tmp_path, outputs, tokenizer):
