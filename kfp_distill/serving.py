@@ -88,7 +88,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Callable, Iterator
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import uvicorn
 from starlette.requests import ClientDisconnect, Request
@@ -104,6 +104,7 @@ from kfp_distill._implementation.conversations import (
 from kfp_distill._implementation.model_store import answer, load_model
 from kfp_distill._implementation.model_store import load_student as load_tuned_student
 from kfp_distill._implementation.models import is_remote, resolve_hf_model
+from kfp_distill._implementation.redaction import redact_uri
 from kfp_distill._implementation.student import StudentPredictor, Task, label_answers
 
 TASK_FIELD = "kfp_distill_task"
@@ -249,11 +250,17 @@ def load_student(model: str, registry_uri: str = "", max_tokens: int = DEFAULT_M
     if path.is_dir() or is_remote(model):
         local = str(path) if path.is_dir() else resolve_hf_model(model)
         predictor, task_type = load_tuned_student(local)
-        model_id = path.resolve().name if path.is_dir() else model.rstrip("/").rsplit("/", 1)[-1]
+        model_id = path.resolve().name if path.is_dir() else served_model_id(model)
     else:
         registered = load_model(model, registry_uri)
         predictor, task_type, model_id = registered.predictor, registered.task_type, model
     return StudentService(predictor, model_id=model_id, max_tokens=max_tokens, task_type=task_type)
+
+
+def served_model_id(uri: str) -> str:
+    """The name a model served from a URI is listed under: the last folder of its path, without a query (a
+    signed URL's signature) or credentials."""
+    return urlsplit(redact_uri(uri)).path.rstrip("/").rsplit("/", 1)[-1] or "model"
 
 
 def _route(path: str) -> str:

@@ -883,3 +883,12 @@ def test_every_route_answers_an_extractive_question_with_a_span_of_its_context(v
 
     assert all(text and text in context for text in answers), answers
     assert len(set(answers)) == 1
+
+
+def test_a_model_uri_names_its_served_model_without_credentials_or_query():
+    from kfp_distill.serving import served_model_id
+
+    assert served_model_id("gs://bucket/students/support-v2/") == "support-v2"
+    signed = "https://storage.googleapis.com/b/students/support-v2?X-Goog-Signature=S3CRET&X-Goog-Credential=c"
+    assert served_model_id(signed) == "support-v2"
+    assert "S3CRET" not in served_model_id("https://user:S3CRET@host/support-v2")
