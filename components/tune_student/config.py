@@ -9,6 +9,9 @@ from kfp_distill._implementation.limits import MAX_INPUT_TOKENS
 
 TuningMethod = Literal["full", "lora"]
 MixedPrecision = Literal["auto", "bf16", "no"]
+# What early stopping watches: the contract's evaluation token accuracy (teacher-forced next tokens of the gold
+# answers), or the task's main metric on the answers the student generates (`task_metrics.MAIN_METRIC`).
+EarlyStoppingMetric = Literal["token_accuracy", "task_metric"]
 
 # AdamW learning rates for short runs (hundreds of steps) on small students, with a linear decay.
 # LoRA trains far fewer weights, from a zero-initialised update, and wants about 10x the full-tuning rate.
@@ -33,10 +36,16 @@ class TuningConfig:
             batch size on a device with less memory: same step, same losses, less memory, a little slower.
         learning_rate_multiplier: Multiplies the recommended learning rate of the tuning method.
         evaluation_interval: Steps between evaluations (only with an evaluation set).
-        enable_early_stopping: Stop when the evaluation token accuracy stops improving.
+        enable_early_stopping: Stop when the evaluation metric `early_stopping_metric` stops improving.
+        early_stopping_metric: "token_accuracy": the evaluation token accuracy (the contract's meaning of early
+            stopping); "task_metric": the task's main metric on the student's generated answers to the
+            evaluation rows (accuracy, SQuAD F1, ROUGE-L or chrF).
         early_stopping_patience: Evaluations without enough improvement before stopping.
-        early_stopping_threshold: The least rise in evaluation token accuracy that counts as improving.
-        enable_checkpoint_selection: Return the best evaluated checkpoint instead of the last one.
+        early_stopping_threshold: The least rise of the early-stopping metric that counts as improving.
+        enable_checkpoint_selection: Return the checkpoint whose answers to the evaluation rows scored best on
+            the task's main metric instead of the last one.
+        max_answered_evaluation_rows: Evaluation rows the student answers at each evaluation, to score its
+            answers with the task's metrics (all of them when there are fewer; else the same sample each time).
         tuning_method: "full" tunes every weight; "lora" tunes low-rank adapters, merged into the weights at the end.
         alpha: Weight of the label loss; the rationale loss gets 1 - alpha.
         max_input_tokens: Longer inputs keep their first tokens, then the task marker (counted in the metrics);
@@ -65,9 +74,11 @@ class TuningConfig:
     learning_rate_multiplier: float = 1.0
     evaluation_interval: int = 20
     enable_early_stopping: bool = True
+    early_stopping_metric: EarlyStoppingMetric = "token_accuracy"
     early_stopping_patience: int = 3
     early_stopping_threshold: float = 0.001
     enable_checkpoint_selection: bool = False
+    max_answered_evaluation_rows: int = 100
     tuning_method: TuningMethod = "full"
     alpha: float = 0.5
     max_input_tokens: int = MAX_INPUT_TOKENS
@@ -87,6 +98,7 @@ class TuningConfig:
             "batch_size",
             "evaluation_interval",
             "early_stopping_patience",
+            "max_answered_evaluation_rows",
             "max_input_tokens",
             "max_rationale_tokens",
             "lora_rank",
@@ -120,6 +132,11 @@ class TuningConfig:
             raise ValueError(
                 f"tuning_method must be one of {', '.join(map(repr, RECOMMENDED_LEARNING_RATES))}, "
                 f"got {self.tuning_method!r}"
+            )
+        if self.early_stopping_metric not in get_args(EarlyStoppingMetric):
+            raise ValueError(
+                f"early_stopping_metric must be one of {', '.join(map(repr, get_args(EarlyStoppingMetric)))}, "
+                f"got {self.early_stopping_metric!r}"
             )
         if self.mixed_precision not in get_args(MixedPrecision):
             raise ValueError(
