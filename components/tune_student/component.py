@@ -22,8 +22,8 @@ def tune_student(
     learning_rate_multiplier: float = 1.0,
     evaluation_interval: int = 20,
     enable_early_stopping: bool = True,
-    early_stopping_metric: str = "token_accuracy",
-    enable_checkpoint_selection: bool = False,
+    early_stopping_metric: str = "task_metric",
+    enable_checkpoint_selection: bool = True,
     tuning_method: str = "full",
     alpha: float = 0.5,
     trust_remote_code: bool = False,
@@ -50,7 +50,8 @@ def tune_student(
         train_steps: Tuning steps.
         batch_size: Training rows per step.
         micro_batch_size: Rows per forward and backward pass, a divisor of batch_size (gradients are accumulated
-            to the batch size: for devices with less memory); 0 for the whole batch at once.
+            to the batch size: the same step in less memory); 0: the most rows whose activations fit a memory
+            budget (1,024 MiB on a CPU; on a GPU half its memory less weights, gradients and optimizer states).
         learning_rate_multiplier: Multiplies the recommended learning rate.
         evaluation_interval: Steps between evaluations.
         enable_early_stopping: Stop when the evaluation metric chosen by early_stopping_metric stops improving.

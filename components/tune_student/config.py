@@ -31,9 +31,16 @@ class TuningConfig:
         student_model_reference: The student to tune (catalog name, local path, URI or Hub id).
         train_steps: Optimizer steps; each step sees `batch_size` rows, as a label and a rationale example.
         batch_size: Training rows per optimizer step (the contract's batch size).
-        micro_batch_size: Rows per forward and backward pass; None for `batch_size`. A smaller value (a divisor
-            of `batch_size`) accumulates gradients over `batch_size // micro_batch_size` passes to reach the
-            batch size on a device with less memory: same step, same losses, less memory, a little slower.
+        micro_batch_size: Rows per forward and backward pass, a divisor of `batch_size`; None: the most rows whose
+            activations fit `activation_budget_mb` (`memory.micro_batch_within_budget`). Fewer rows than the batch
+            accumulate gradients over `batch_size // micro_batch_size` passes to reach the batch size: same step,
+            same losses, less memory.
+        activation_budget_mb: The memory one pass's activations may take, in MiB, estimated from the student's
+            shape and the longest training example; None: 1,024 on a CPU, on a GPU half its memory less the
+            weights, gradients and optimizer states.
+        activation_checkpointing: Keep only each layer's input for the backward pass and recompute the rest
+            (Hugging Face's gradient checkpointing): the activations of a pass take about one layer's worth of
+            memory instead of every layer's, for about a third more compute.
         learning_rate_multiplier: Multiplies the recommended learning rate of the tuning method.
         evaluation_interval: Steps between evaluations (only with an evaluation set).
         enable_early_stopping: Stop when the evaluation metric `early_stopping_metric` stops improving.
@@ -71,13 +78,15 @@ class TuningConfig:
     train_steps: int = 300
     batch_size: int = 8
     micro_batch_size: int | None = None
+    activation_budget_mb: int | None = None
+    activation_checkpointing: bool = False
     learning_rate_multiplier: float = 1.0
     evaluation_interval: int = 20
     enable_early_stopping: bool = True
-    early_stopping_metric: EarlyStoppingMetric = "token_accuracy"
+    early_stopping_metric: EarlyStoppingMetric = "task_metric"
     early_stopping_patience: int = 3
     early_stopping_threshold: float = 0.001
-    enable_checkpoint_selection: bool = False
+    enable_checkpoint_selection: bool = True
     max_answered_evaluation_rows: int = 100
     tuning_method: TuningMethod = "full"
     alpha: float = 0.5
@@ -103,9 +112,10 @@ class TuningConfig:
             "max_rationale_tokens",
             "lora_rank",
             "lora_alpha",
+            "activation_budget_mb",
         ):
             value = getattr(self, name)
-            if value is None and name in ("lora_rank", "lora_alpha"):
+            if value is None and name in ("lora_rank", "lora_alpha", "activation_budget_mb"):
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -150,11 +160,6 @@ class TuningConfig:
         """(rank, alpha) of the LoRA updates for a student of `num_parameters`: the configured ones or the defaults by size."""
         rank = self.lora_rank or next(rank for bound, rank in LORA_RANK_BY_SIZE if num_parameters < bound)
         return rank, self.lora_alpha or 2 * rank
-
-    @property
-    def gradient_accumulation_steps(self) -> int:
-        """Forward and backward passes per optimizer step."""
-        return self.batch_size // (self.micro_batch_size or self.batch_size)
 
     @property
     def learning_rate(self) -> float:

@@ -36,6 +36,7 @@ from .data import (
     SharedPrefixCollator,
     packed_length,
 )
+from .memory import activation_budget_mb, micro_batch_within_budget
 from .seq2seq import SharedEncoderCollator, decoder_logits
 
 # The attention implementations that take a custom 4D mask (the shared-prefix packing needs one).
@@ -185,16 +186,22 @@ class TaskPrefixTrainer(Trainer):
                 self._step_predicted = self._step_predicted.to(predicted.device) + predicted
         return losses
 
-    def label_task_loss(
-        self, model, batch: dict[str, torch.Tensor], num_targets: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, object]:
-        """(label loss, model outputs) of padded label sequences (label-only tuning), logits only at targets."""
+    @staticmethod
+    def label_logits(model, batch: dict[str, torch.Tensor]) -> tuple[object, torch.Tensor]:
+        """(model outputs, targets) of padded label sequences, with logits only where a target is predicted
+        (`logits_to_keep`), one row of logits per target: the prompt makes none."""
         predicts_target = torch.zeros_like(batch["labels"], dtype=torch.bool)
         predicts_target[:, :-1] = batch["labels"][:, 1:] != IGNORE_INDEX
         outputs = model(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=predicts_target
         )
-        targets = batch["labels"][:, 1:][predicts_target[:, :-1]]
+        return outputs, batch["labels"][:, 1:][predicts_target[:, :-1]]
+
+    def label_task_loss(
+        self, model, batch: dict[str, torch.Tensor], num_targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, object]:
+        """(label loss, model outputs) of padded label sequences (label-only tuning), logits only at targets."""
+        outputs, targets = self.label_logits(model, batch)
         (loss,) = self._mean_target_losses(model, [(outputs.logits, targets)], num_targets)
         if model.training:
             self.trained_tokens += int(batch["attention_mask"].sum())
@@ -338,9 +345,8 @@ class TaskPrefixTrainer(Trainer):
                 logits = decoder_logits(self.model, batch, ["label"])["label"]
                 loss_sum, correct, predicted = target_statistics(logits, batch["label_targets"])
             else:
-                batch = inputs["label"]
-                outputs = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-                loss_sum, correct, predicted = next_token_statistics(outputs.logits, batch["labels"])
+                outputs, targets = self.label_logits(self.model, inputs["label"])
+                loss_sum, correct, predicted = target_statistics(outputs.logits, targets)
             totals.loss_sum += float(loss_sum)
             totals.correct += int(correct)
             totals.predicted += int(predicted)
@@ -359,7 +365,10 @@ class TaskPrefixTrainer(Trainer):
         """
         evaluation = self.answer_evaluation
         processes, index = self.accelerator.num_processes, self.accelerator.process_index
-        answers = evaluation.answers(self.model, self.args.per_device_eval_batch_size, index, processes)
+        # A generated row keeps only its key-value cache (18 MB for SmolLM2 at 400 tokens): a step's rows per
+        # process answer together even where the training passes take fewer.
+        rows = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps
+        answers = evaluation.answers(self.model, rows, index, processes)
         if processes > 1:
             from accelerate.utils import gather_object
 
@@ -562,7 +571,14 @@ def build_trainer(
     if config.batch_size % processes:
         raise ValueError(f"batch_size {config.batch_size} must be a multiple of the {processes} data-parallel processes")
     rows_per_process = config.batch_size // processes
-    micro_batch_size = min(config.micro_batch_size or rows_per_process, rows_per_process)
+    if config.micro_batch_size:
+        micro_batch_size = min(config.micro_batch_size, rows_per_process)
+    else:
+        budget_mb = activation_budget_mb(model, config.activation_budget_mb)
+        micro_batch_size = micro_batch_within_budget(
+            model.config, train_examples, rows_per_process, budget_mb, config.activation_checkpointing
+        )
+        print(f"{micro_batch_size} rows a pass: the most whose activations fit {budget_mb:,.0f} MiB", flush=True)
     if rows_per_process % micro_batch_size:
         raise ValueError(
             f"micro_batch_size {micro_batch_size} must divide the {rows_per_process} rows each of the {processes} "
@@ -581,6 +597,8 @@ def build_trainer(
         seed=config.seed,
         data_seed=config.seed,
         bf16=use_bf16,
+        activation_checkpointing=config.activation_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},  # the recommended kind; it takes keyword arguments
         # Hugging Face's switch for CPU autocast, and for gloo data parallelism on CPUs (tests, CPU clusters).
         use_cpu=not torch.cuda.is_available() and (use_bf16 or processes > 1),
         logging_strategy="steps",

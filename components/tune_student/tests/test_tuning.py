@@ -102,12 +102,36 @@ def test_the_shared_prefix_step_has_the_losses_and_gradients_of_two_separate_seq
         torch.testing.assert_close(gradient, expected_gradients[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
+def test_evaluation_makes_logits_only_where_it_scores_and_keeps_the_loss_and_token_accuracy(
+    tiny_student_dir, smollm2_tokenizer, uneven_rows, tmp_path
+):
+    model = load_causal_lm(tiny_student_dir)
+    rows = [TrainingRow(row.input_text, row.output_text) for row in uneven_rows]
+    examples = prepare_training_examples(rows, smollm2_tokenizer, 1024, 128).examples
+    pad = smollm2_tokenizer.pad_token_id
+    config = TuningConfig(tiny_student_dir, batch_size=4, enable_early_stopping=False)
+    trainer = build_trainer(model, config, examples, examples, pad, str(tmp_path / "c"), str(tmp_path / "t"))
+    batch = TaskPrefixCollator(pad)(examples)["label"]
+    shapes = []
+    hook = model.lm_head.register_forward_hook(lambda module, inputs, output: shapes.append(tuple(output.shape)))
+    statistics = trainer.evaluation_statistics(trainer.get_eval_dataloader())
+    hook.remove()
+    targets = int((batch["labels"][:, 1:] != -100).sum())
+    assert shapes == [(targets, len(smollm2_tokenizer))]  # one row of logits per scored token, none for the prompts
+    assert statistics.predicted == targets
+    with torch.no_grad():
+        assert statistics.mean_loss == pytest.approx(by_hand_task_loss(model, batch).item(), rel=1e-5)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    scored = batch["labels"][:, 1:] != -100
+    assert statistics.correct == int((logits.argmax(-1)[scored] == batch["labels"][:, 1:][scored]).sum())
+
+
 def test_a_run_with_evaluation_trains_saves_a_self_contained_model_and_logs_six_scalars_and_the_task_metric(
     tiny_student_dir, distilled_path, evaluation_path, tmp_path, capsys
 ):
     result, logged = run(
         tmp_path, tiny_student_dir, distilled_path, evaluation_path, train_steps=8, evaluation_interval=3,
-        enable_early_stopping=False,
+        enable_early_stopping=False, enable_checkpoint_selection=False,
     )
     assert set(logged) == TRAIN_SCALARS | EVAL_SCALARS | MATH_ANSWER_SCALARS
     assert [step for step, _ in logged["/eval_accuracy"]] == [3, 6, 8]
