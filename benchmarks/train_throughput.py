@@ -27,10 +27,24 @@ arithmetic any implementation with the same losses does, which the time ratio fo
 task is depends on the data, on how long its rationales are against its inputs. Throughput is shown per
 wall-clock and per CPU second.
 
+`--data qed` trains on extractive QA with SQuAD-length contexts: the sample in benchmarks/data/qed (Natural
+Questions questions over 120-250-word Wikipedia paragraphs), each row's rationale quoting the paragraph's
+sentence that holds the answer ("The context says: \"...\" So the answer is X.").
+
+`--memory` measures tune-student's memory instead: `tune_student` end to end, as the component runs it (model
+loading, training, an evaluation on the data's evaluation rows with generated answers, the model written),
+with the settings tune-student had before its memory was bounded (the whole batch in one pass, glibc's
+allocator as it comes) and with the bounded defaults, each in its own process since a process's peak resident
+set cannot be reset. It prints each one's
+peak memory (the component's `peak_memory_mb`: the process's peak resident set on a CPU), tokens/s over its
+training steps (evaluations and checkpoints left out) and its training and evaluation losses, and their ratios.
+
 Usage (from the repository root; on 2 CPU cores about 10 minutes, with --step-costs-only about 3):
     flock /tmp/kfp-distill-heavy.lock .venv/bin/python benchmarks/train_throughput.py \\
-        [--data svamp|cqa|anli1|esnli|demo] [--student smollm2-135m-instruct] [--warmup-steps 2] [--steps 8] \\
+        [--data svamp|cqa|anli1|esnli|demo|qed] [--student smollm2-135m-instruct] [--warmup-steps 2] [--steps 8] \\
         [--repeats 3] [--step-costs-only] [--mixed-precision no|auto|bf16]
+    flock /tmp/kfp-distill-heavy.lock .venv/bin/python benchmarks/train_throughput.py --data qed --memory \\
+        [--steps 4] [--answered-rows 8]
 """
 
 from __future__ import annotations
@@ -38,6 +52,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -68,6 +83,10 @@ from kfp_distill.components.tune_student.trainer import (
 
 BATCH_ROWS = 8
 LEARNING_RATE = 1e-4  # tune-student's recommended full-tuning rate, for both
+QED_DIR = Path(__file__).resolve().parent / "data" / "qed"
+# tune-student's settings before its memory was bounded: the whole batch in one pass, every activation kept
+# (and glibc's allocator left as it is, see `run_tune_student`).
+TODAY_SETTINGS = {"micro_batch_size": BATCH_ROWS, "activation_checkpointing": False}
 
 
 def _quality_convert():
@@ -75,9 +94,27 @@ def _quality_convert():
     return load_module("convert", Path(__file__).resolve().parent / "quality" / "convert.py")  # as run.py names it
 
 
+def qed_rows(path: Path, with_rationales: bool = True) -> list[TrainingRow]:
+    """Extractive-QA rows of the qed sample (`question: ... context: ...` -> the answer span), each with a
+    rationale quoting the paragraph's sentence that holds the answer."""
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        sentence = next((s for s in re.split(r"(?<=[.!?])\s+", row["context"]) if row["answer"] in s), row["answer"])
+        rows.append(TrainingRow(
+            f"question: {row['question']} context: {row['context']}",
+            row["answer"],
+            f'The context says: "{sentence}" So the answer is {row["answer"]}.' if with_rationales else None,
+        ))
+    return rows
+
+
 def distilled_rows(data: str, count: int | None = None, data_dir: Path | None = None) -> list[TrainingRow]:
-    """The training rows of one of the paper's datasets that have PaLM's rationales (SVAMP: 800), or `count`
-    demo word problems (default 200)."""
+    """The training rows of one of the paper's datasets that have PaLM's rationales (SVAMP: 800), the qed
+    sample's 190 training rows, or `count` demo word problems (default 200)."""
+    if data == "qed":
+        rows = qed_rows((data_dir or QED_DIR) / "train.jsonl")
+        return rows[:count] if count else rows
     if data == "demo":
         from kfp_distill.demo import make_problems
 
@@ -274,8 +311,95 @@ def token_lengths(rows: list[TrainingRow], tokenizer) -> dict[str, float]:
     }
 
 
+class LoggedLosses(TrainerCallback):
+    """The training loss of every step, as logged."""
+
+    def __init__(self):
+        self.values: list[float] = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.values.append(logs["loss"])
+
+
+class StepTimes(TrainerCallback):
+    """Wall-clock and CPU seconds of the optimizer steps, each from its start to its end (evaluations and
+    checkpoints, which come after a step's end, are left out), and the rows of a forward and backward pass."""
+
+    def __init__(self):
+        self.wall_s = self.cpu_s = 0.0
+        self._started = (0.0, 0.0)
+        self.rows_a_pass = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.rows_a_pass = args.per_device_train_batch_size
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._started = (time.perf_counter(), time.process_time())
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.wall_s += time.perf_counter() - self._started[0]
+        self.cpu_s += time.process_time() - self._started[1]
+
+
+def run_tune_student(arguments, today: bool) -> dict:
+    """`tune_student` end to end on the data's training and evaluation rows, with today's settings or the
+    bounded defaults: peak memory, tokens/s over its training steps and its losses."""
+    from kfp_distill._implementation.jsonl import write_jsonl
+    from kfp_distill.components.tune_student import tuning
+    from kfp_distill.components.tune_student.tuning import TuningRequest, tune_student
+
+    settings = TODAY_SETTINGS if today else {}
+    if today:  # glibc's default thresholds, under which freed activations stay in the process
+        tuning.give_freed_tensors_back = lambda: False
+
+    data_dir = arguments.data_dir or QED_DIR
+    train = distilled_rows(arguments.data, data_dir=arguments.data_dir)
+    evaluation = qed_rows(data_dir / "evaluation.jsonl", with_rationales=False)
+    steps = arguments.warmup_steps + arguments.steps
+    config = TuningConfig(
+        arguments.student, train_steps=steps, evaluation_interval=steps, batch_size=BATCH_ROWS, seed=arguments.seed,
+        alpha=arguments.alpha, mixed_precision=arguments.mixed_precision, enable_early_stopping=False,
+        max_answered_evaluation_rows=arguments.answered_rows, max_rationale_tokens=arguments.max_rationale_tokens,
+        **settings,
+    )
+    times, losses = StepTimes(), LoggedLosses()
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        write_jsonl(folder / "train.jsonl", [
+            {"input_text": r.input_text, "output_text": r.output_text, "rationale": r.rationale} for r in train
+        ])
+        write_jsonl(folder / "evaluation.jsonl", [{"input_text": r.input_text, "output_text": r.output_text} for r in evaluation])
+        request = TuningRequest(
+            str(folder / "train.jsonl"), str(folder / "evaluation.jsonl"), str(folder / "model"), str(folder / "tb"),
+            config, task_type="extractive_qa",
+        )
+        result = tune_student(request, extra_callbacks=[times, losses])
+        history = json.loads((folder / "model" / "kfp_distill.json").read_text())["metrics"]
+    metrics = result.metrics
+    tokens = metrics["tokens_per_s"] * metrics["wall_time_s"]  # trained tokens of the whole run
+    return {
+        "peak_memory_mb": metrics["peak_memory_mb"],
+        "tokens_per_s": tokens / times.wall_s,
+        "tokens_per_cpu_s": tokens / times.cpu_s,
+        "seconds_per_step": times.wall_s / steps,
+        "losses": losses.values,
+        "last_eval_loss": history["last_eval_loss"],
+        "last_eval_f1": history["last_eval_f1"],
+        "settings": {
+            **{name: getattr(config, name) for name in TODAY_SETTINGS},
+            "allocator gives freed tensors back": not today,
+            "rows a pass": times.rows_a_pass,
+        },
+    }
+
+
 def worker(arguments) -> None:
     torch.manual_seed(arguments.seed)
+    if arguments.worker in ("today", "bounded"):
+        result = run_tune_student(arguments, today=arguments.worker == "today")
+        print("RESULT " + json.dumps(result), flush=True)
+        return
     tokenizer = load_tokenizer(arguments.student)
     rows = distilled_rows(arguments.data, data_dir=arguments.data_dir)
     max_input_tokens = TuningConfig("m").max_input_tokens  # tune-student's default, as for the rationales
@@ -296,10 +420,56 @@ def worker(arguments) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
+def _run_worker(argv: list[str], name: str) -> dict:
+    """One worker in its own process (its peak memory its own), its RESULT line read back."""
+    completed = subprocess.run(
+        [sys.executable, __file__, *argv, "--worker", name], capture_output=True, text=True, check=False
+    )
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
+    if completed.returncode or not lines:
+        sys.exit(f"the {name} run failed:\n{completed.stderr[-4000:]}")
+    return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+def compare_memory(argv: list[str], arguments) -> None:
+    """tune-student with today's settings, then with the bounded defaults, side by side."""
+    steps = arguments.warmup_steps + arguments.steps
+    print(
+        f"student {arguments.student}, {arguments.data} rows, batch {BATCH_ROWS} rows, {steps} steps and an evaluation "
+        f"({arguments.answered_rows} answered rows), {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"bf16 autocast: {uses_bf16(arguments.mixed_precision)}",
+        flush=True,
+    )
+    results = {}
+    for name in ("today", "bounded"):
+        results[name] = result = _run_worker(argv, name)
+        print(
+            f"{name:>7}: peak memory {result['peak_memory_mb']:,.0f} MiB, {result['tokens_per_s']:.1f} tokens/s "
+            f"({result['tokens_per_cpu_s']:.1f} per CPU second), {result['seconds_per_step']:.2f} s/step; settings "
+            f"{result['settings']}; training losses {' '.join(f'{loss:.6f}' for loss in result['losses'])}; "
+            f"evaluation loss {result['last_eval_loss']:.6f}, F1 {result['last_eval_f1']:.3f}",
+            flush=True,
+        )
+    today, bounded = results["today"], results["bounded"]
+    differences = [
+        abs(a - b) / max(abs(a), 1e-12)
+        for a, b in zip(today["losses"] + [today["last_eval_loss"]], bounded["losses"] + [bounded["last_eval_loss"]])
+    ]
+    print(
+        f"bounded / today: {bounded['peak_memory_mb'] / today['peak_memory_mb']:.2f}x peak memory "
+        f"({bounded['peak_memory_mb']:,.0f} MiB, target <= 4,096 MiB), "
+        f"{bounded['tokens_per_s'] / today['tokens_per_s']:.2f}x tokens/s "
+        f"({bounded['tokens_per_cpu_s'] / today['tokens_per_cpu_s']:.2f}x per CPU second; target >= {1 / 1.4:.2f}x), "
+        f"losses differ by at most {max(differences):.1e} relative"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", choices=[*_quality_convert().DATASETS, "demo"], default="svamp")
-    parser.add_argument("--data-dir", type=Path, help="the paper's data (default: ../shared/data/dsbs)")
+    parser.add_argument("--data", choices=[*_quality_convert().DATASETS, "demo", "qed"], default="svamp")
+    parser.add_argument(
+        "--data-dir", type=Path, help="the paper's data (default: ../shared/data/dsbs), or qed's (default: benchmarks/data/qed)"
+    )
     parser.add_argument("--student", default="smollm2-135m-instruct", help="the student model reference")
     parser.add_argument("--warmup-steps", type=int, default=2)
     parser.add_argument("--steps", type=int, default=8, help="measured steps of 8 rows, after the warm-up")
@@ -311,13 +481,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--step-costs-only", action="store_true", help="leave out the throughput comparison with the plain script"
     )
-    parser.add_argument("--worker", choices=("plain", "ours"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--memory", action="store_true",
+        help="tune-student end to end with today's settings against the bounded defaults (needs --data qed)",
+    )
+    parser.add_argument("--answered-rows", type=int, default=8, help="with --memory: evaluation rows answered")
+    parser.add_argument("--worker", choices=("plain", "ours", "today", "bounded"), help=argparse.SUPPRESS)
     argv = sys.argv[1:] if argv is None else argv
     arguments = parser.parse_args(argv)
     if arguments.steps < 1 or arguments.warmup_steps < 0 or arguments.repeats < 1:
         parser.error("--steps and --repeats must be at least 1, --warmup-steps at least 0")
+    if arguments.memory and arguments.data != "qed":
+        parser.error("--memory needs --data qed (it evaluates on the sample's evaluation rows)")
     if arguments.worker:
         worker(arguments)
+        return
+    if arguments.memory:
+        compare_memory(argv, arguments)
         return
 
     print(
@@ -329,14 +509,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     results = {}
     for name in ("ours",) if arguments.step_costs_only else ("plain", "ours"):
-        completed = subprocess.run(
-            [sys.executable, __file__, *argv, "--worker", name], capture_output=True, text=True, check=False
-        )
-        lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
-        if completed.returncode or not lines:
-            sys.exit(f"the {name} run failed:\n{completed.stderr[-4000:]}")
-        results[name] = json.loads(lines[-1].removeprefix("RESULT "))
-        result = results[name]
+        results[name] = result = _run_worker(argv, name)
         if "tokens_per_s" in result:
             print(
                 f"{name:>5}: {result['tokens_per_s']:.1f} tokens/s ({result['tokens_per_cpu_s']:.1f} per CPU second), "

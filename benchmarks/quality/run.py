@@ -54,7 +54,7 @@ from kfp_distill._implementation.answers import label_answer  # noqa: E402
 from kfp_distill._implementation.jsonl import load_rows, write_jsonl  # noqa: E402
 from kfp_distill._implementation.models import load_tokenizer  # noqa: E402
 from kfp_distill._implementation.student import generate_batched  # noqa: E402
-from kfp_distill.components.evaluate.task_metrics import score_answers  # noqa: E402
+from kfp_distill._implementation.task_metrics import score_answers  # noqa: E402
 from kfp_distill.components.generate_rationales.config import GenerationConfig  # noqa: E402
 from kfp_distill.components.generate_rationales.generation import generate_rationales  # noqa: E402
 from kfp_distill.components.tune_student.config import MixedPrecision, TuningConfig  # noqa: E402
@@ -148,7 +148,9 @@ class HeldOutAccuracy(TrainerCallback):
         self._measuring_s = 0.0
 
     def _accuracy(self, model, rows: list[dict]) -> float:
-        outputs = generate_batched(model, self.tokenizer, [r["input_text"] for r in rows], "label", self.max_new_tokens)
+        outputs = generate_batched(
+            model, self.tokenizer, [r["input_text"] for r in rows], "label", self.max_new_tokens, task_type=self.task_type
+        )
         answers = [label_answer(output, self.task_type) for output in outputs]  # as the evaluate component does
         return score_answers(self.task_type, answers, [r["output_text"] for r in rows]).accuracy
 

@@ -1,5 +1,6 @@
 """The tuning throughput benchmark runs end to end on a tiny student and prints ratios it measured."""
 
+import json
 import re
 from pathlib import Path
 
@@ -63,3 +64,39 @@ def test_the_papers_training_rows_come_with_rationales(train_throughput, dataset
     rows = train_throughput.distilled_rows(dataset)
     assert len(rows) > 300
     assert all(row.input_text and row.output_text and row.rationale for row in rows)
+
+
+def _qed_sample(folder: Path, train: int, evaluation: int) -> Path:
+    """A small file pair in the qed sample's format (question, context, answer)."""
+    folder.mkdir()
+    for name, count in (("train", train), ("evaluation", evaluation)):
+        rows = [
+            {"question": f"who painted picture {i}", "context": f"Picture {i} hangs in the hall. It was painted by Ann {i}. "
+             "Visitors like it.", "answer": f"Ann {i}"}
+            for i in range(count)
+        ]
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return folder
+
+
+def test_qed_rows_quote_the_sentence_that_holds_the_answer(train_throughput, tmp_path):
+    folder = _qed_sample(tmp_path / "qed", 2, 1)
+    rows = train_throughput.distilled_rows("qed", data_dir=folder)
+    assert [row.output_text for row in rows] == ["Ann 0", "Ann 1"]
+    assert rows[1].input_text.startswith("question: who painted picture 1 context: Picture 1 hangs")
+    assert rows[1].rationale == 'The context says: "It was painted by Ann 1." So the answer is Ann 1.'
+
+
+def test_memory_comparison_runs_today_s_settings_and_the_bounded_ones_with_the_same_losses(
+    train_throughput, tiny_student_dir, tmp_path, capsys
+):
+    folder = _qed_sample(tmp_path / "qed", 16, 4)
+    train_throughput.main([
+        "--data", "qed", "--data-dir", str(folder), "--student", tiny_student_dir, "--memory", "--warmup-steps", "0",
+        "--steps", "2", "--answered-rows", "2",
+    ])
+    output = capsys.readouterr().out
+    assert re.search(r"^  today: peak memory [\d,]+ MiB, [\d.]+ tokens/s .*'activation_checkpointing': False", output, re.M)
+    assert re.search(r"^bounded: peak memory [\d,]+ MiB", output, re.M)
+    losses = re.search(r"losses differ by at most ([\d.e+-]+) relative", output)
+    assert losses and float(losses.group(1)) < 1e-4

@@ -4,7 +4,8 @@ Both students answer every evaluation row with the label task, greedily and one 
 latency is a real per-request latency; an extractive-QA answer is decoded as a span of its context, as
 `predict` and `serve` decode it. The teacher is not run again: its answers and latencies come from
 the predictions generate-rationales wrote on the evaluation set. Every answer is scored against the row's
-gold `output_text` with the metrics of the task type (`task_metrics.py`), given or inferred from the rows.
+gold `output_text` with the metrics of the task type (`kfp_distill/_implementation/task_metrics.py`, which tuning
+uses too), given or inferred from the rows.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from pathlib import Path
 from kfp_distill._implementation.jsonl import DatasetError, read_jsonl
 from kfp_distill._implementation.redaction import redact_uri
 from kfp_distill._implementation.student import StudentPredictor, label_answers
+from kfp_distill._implementation.task_metrics import score_answers
 from kfp_distill._implementation.tasks import TaskType, infer_task_type, resolve_task_type
 
 from .html_report import render_html
 from .results import EvaluationResult, ExampleComparison, ModelResult
-from .task_metrics import score_answers
 from .training_curves import read_scalars
 
 

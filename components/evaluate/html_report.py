@@ -10,8 +10,9 @@ import base64
 import html
 import io
 
+from kfp_distill._implementation.task_metrics import EXAMPLE_SCORE_TITLES, METRIC_TITLES, METRICS_BY_TASK
+
 from .results import MODEL_TITLES, EvaluationResult, ModelResult
-from .task_metrics import EXAMPLE_SCORE_TITLES, METRIC_TITLES, METRICS_BY_TASK
 from .training_curves import LOSS_TAGS, TOKEN_ACCURACY_TAGS, Curve
 
 _TEXT_CHARS = 1000

@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from statistics import fmean
 
+from kfp_distill._implementation.task_metrics import METRIC_TITLES, METRICS_BY_TASK, TaskScores, confusion_matrix
 from kfp_distill._implementation.tasks import TaskType
-
-from .task_metrics import METRIC_TITLES, METRICS_BY_TASK, TaskScores, confusion_matrix
 
 WORST_EXAMPLES_SHOWN = 10
 MODEL_TITLES = {"teacher": "Teacher", "untuned_student": "Untuned student", "distilled_student": "Distilled student"}

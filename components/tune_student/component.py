@@ -22,7 +22,8 @@ def tune_student(
     learning_rate_multiplier: float = 1.0,
     evaluation_interval: int = 20,
     enable_early_stopping: bool = True,
-    enable_checkpoint_selection: bool = False,
+    early_stopping_metric: str = "task_metric",
+    enable_checkpoint_selection: bool = True,
     tuning_method: str = "full",
     alpha: float = 0.5,
     trust_remote_code: bool = False,
@@ -41,25 +42,33 @@ def tune_student(
             training_curves.png, loss and token accuracy by step, shown in the card). Checkpoints are
             written next to it, in `<model path>-checkpoints` (on Vertex AI a Cloud Storage folder that a retried
             task finds again and resumes from), and removed once the model is written.
-        tensorboard_logs: TensorBoard event files with the contract's training and evaluation scalars.
-        metrics: Final training loss and token accuracy, evaluation accuracies, steps run, speed (tokens/s),
-            peak memory, final learning rate.
+        tensorboard_logs: TensorBoard event files with the contract's training and evaluation scalars, and
+            beside them the task's metrics of the student's generated answers at each evaluation (`/eval_f1`,
+            `/eval_exact_match`, `/eval_accuracy`, `/eval_macro_f1`, `/eval_rouge_l` or `/eval_chrf`).
+        metrics: Final training loss and token accuracy, evaluation accuracies and the task's metrics of the
+            generated answers, steps run, the selected step, speed (tokens/s), peak memory, final learning rate.
         train_steps: Tuning steps.
         batch_size: Training rows per step.
         micro_batch_size: Rows per forward and backward pass, a divisor of batch_size (gradients are accumulated
-            to the batch size: for devices with less memory); 0 for the whole batch at once.
+            to the batch size: the same step in less memory); 0: the most rows whose activations fit a memory
+            budget (1,024 MiB on a CPU; on a GPU half its memory less weights, gradients and optimizer states).
         learning_rate_multiplier: Multiplies the recommended learning rate.
         evaluation_interval: Steps between evaluations.
-        enable_early_stopping: Stop when the evaluation token accuracy stops improving.
-        enable_checkpoint_selection: Return the best evaluated checkpoint, else the last one.
+        enable_early_stopping: Stop when the evaluation metric chosen by early_stopping_metric stops improving.
+        early_stopping_metric: What early stopping watches: "token_accuracy", the evaluation token accuracy under
+            teacher forcing, or "task_metric", the task's main metric (accuracy, SQuAD F1, ROUGE-L or chrF) on the
+            answers the student generates for the evaluation rows.
+        enable_checkpoint_selection: Return the checkpoint whose generated answers to the evaluation rows scored
+            best on the task's main metric, else the last one.
         tuning_method: "full" or "lora".
         alpha: Weight of the label loss; the rationale loss gets 1 - alpha.
         trust_remote_code: Run the student repository's own Python code, if it has some (off: refused).
         mixed_precision: "auto" (bf16 autocast where the GPU or CPU has bf16), "bf16" or "no" (the weights'
             precision everywhere).
-        task_type: The task type validate-dataset settled on, recorded with the model (kfp_distill.json), so
-            that the registered model cuts its answers as evaluation scores them (a summary whole, any other
-            answer to its line); empty: not recorded.
+        task_type: The task type validate-dataset settled on: its metrics score the student's answers at each
+            evaluation, and it is recorded with the model (kfp_distill.json), so that the registered model cuts
+            its answers as evaluation scores them (a summary whole, any other answer to its line); empty:
+            inferred from the evaluation rows (not recorded without them).
     """
     from kfp_distill.components.tune_student.config import TuningConfig
     from kfp_distill.components.tune_student.distributed import tune_on_every_device
@@ -73,6 +82,7 @@ def tune_student(
         learning_rate_multiplier=learning_rate_multiplier,
         evaluation_interval=evaluation_interval,
         enable_early_stopping=enable_early_stopping,
+        early_stopping_metric=early_stopping_metric,
         enable_checkpoint_selection=enable_checkpoint_selection,
         tuning_method=tuning_method,
         alpha=alpha,
@@ -85,12 +95,9 @@ def tune_student(
         model_dir=model.path,
         tensorboard_dir=tensorboard_logs.path,
         config=config,
-        provenance={
-            "teacher_model_reference": teacher_model_reference,
-            "dataset_uri": dataset_uri,
-            **({"task_type": task_type} if task_type else {}),
-        },
+        provenance={"teacher_model_reference": teacher_model_reference, "dataset_uri": dataset_uri},
         checkpoint_dir=f"{model.path}-checkpoints",
+        task_type=task_type,
     )
     result = tune_on_every_device(request)  # one process per GPU when there are several
     for name, value in result.metrics.items():

@@ -9,6 +9,9 @@ from kfp_distill._implementation.limits import MAX_INPUT_TOKENS
 
 TuningMethod = Literal["full", "lora"]
 MixedPrecision = Literal["auto", "bf16", "no"]
+# What early stopping watches: the contract's evaluation token accuracy (teacher-forced next tokens of the gold
+# answers), or the task's main metric on the answers the student generates (`task_metrics.MAIN_METRIC`).
+EarlyStoppingMetric = Literal["token_accuracy", "task_metric"]
 
 # AdamW learning rates for short runs (hundreds of steps) on small students, with a linear decay.
 # LoRA trains far fewer weights, from a zero-initialised update, and wants about 10x the full-tuning rate.
@@ -28,15 +31,28 @@ class TuningConfig:
         student_model_reference: The student to tune (catalog name, local path, URI or Hub id).
         train_steps: Optimizer steps; each step sees `batch_size` rows, as a label and a rationale example.
         batch_size: Training rows per optimizer step (the contract's batch size).
-        micro_batch_size: Rows per forward and backward pass; None for `batch_size`. A smaller value (a divisor
-            of `batch_size`) accumulates gradients over `batch_size // micro_batch_size` passes to reach the
-            batch size on a device with less memory: same step, same losses, less memory, a little slower.
+        micro_batch_size: Rows per forward and backward pass, a divisor of `batch_size`; None: the most rows whose
+            activations fit `activation_budget_mb` (`memory.micro_batch_within_budget`). Fewer rows than the batch
+            accumulate gradients over `batch_size // micro_batch_size` passes to reach the batch size: same step,
+            same losses, less memory.
+        activation_budget_mb: The memory one pass's activations may take, in MiB, estimated from the student's
+            shape and the longest training example; None: 1,024 on a CPU, on a GPU half its memory less the
+            weights, gradients and optimizer states.
+        activation_checkpointing: Keep only each layer's input for the backward pass and recompute the rest
+            (Hugging Face's gradient checkpointing): the activations of a pass take about one layer's worth of
+            memory instead of every layer's, for about a third more compute.
         learning_rate_multiplier: Multiplies the recommended learning rate of the tuning method.
         evaluation_interval: Steps between evaluations (only with an evaluation set).
-        enable_early_stopping: Stop when the evaluation token accuracy stops improving.
+        enable_early_stopping: Stop when the evaluation metric `early_stopping_metric` stops improving.
+        early_stopping_metric: "token_accuracy": the evaluation token accuracy (the contract's meaning of early
+            stopping); "task_metric": the task's main metric on the student's generated answers to the
+            evaluation rows (accuracy, SQuAD F1, ROUGE-L or chrF).
         early_stopping_patience: Evaluations without enough improvement before stopping.
-        early_stopping_threshold: The least rise in evaluation token accuracy that counts as improving.
-        enable_checkpoint_selection: Return the best evaluated checkpoint instead of the last one.
+        early_stopping_threshold: The least rise of the early-stopping metric that counts as improving.
+        enable_checkpoint_selection: Return the checkpoint whose answers to the evaluation rows scored best on
+            the task's main metric instead of the last one.
+        max_answered_evaluation_rows: Evaluation rows the student answers at each evaluation, to score its
+            answers with the task's metrics (all of them when there are fewer; else the same sample each time).
         tuning_method: "full" tunes every weight; "lora" tunes low-rank adapters, merged into the weights at the end.
         alpha: Weight of the label loss; the rationale loss gets 1 - alpha.
         max_input_tokens: Longer inputs keep their first tokens, then the task marker (counted in the metrics);
@@ -62,12 +78,16 @@ class TuningConfig:
     train_steps: int = 300
     batch_size: int = 8
     micro_batch_size: int | None = None
+    activation_budget_mb: int | None = None
+    activation_checkpointing: bool = False
     learning_rate_multiplier: float = 1.0
     evaluation_interval: int = 20
     enable_early_stopping: bool = True
+    early_stopping_metric: EarlyStoppingMetric = "task_metric"
     early_stopping_patience: int = 3
     early_stopping_threshold: float = 0.001
-    enable_checkpoint_selection: bool = False
+    enable_checkpoint_selection: bool = True
+    max_answered_evaluation_rows: int = 100
     tuning_method: TuningMethod = "full"
     alpha: float = 0.5
     max_input_tokens: int = MAX_INPUT_TOKENS
@@ -87,13 +107,15 @@ class TuningConfig:
             "batch_size",
             "evaluation_interval",
             "early_stopping_patience",
+            "max_answered_evaluation_rows",
             "max_input_tokens",
             "max_rationale_tokens",
             "lora_rank",
             "lora_alpha",
+            "activation_budget_mb",
         ):
             value = getattr(self, name)
-            if value is None and name in ("lora_rank", "lora_alpha"):
+            if value is None and name in ("lora_rank", "lora_alpha", "activation_budget_mb"):
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -121,6 +143,11 @@ class TuningConfig:
                 f"tuning_method must be one of {', '.join(map(repr, RECOMMENDED_LEARNING_RATES))}, "
                 f"got {self.tuning_method!r}"
             )
+        if self.early_stopping_metric not in get_args(EarlyStoppingMetric):
+            raise ValueError(
+                f"early_stopping_metric must be one of {', '.join(map(repr, get_args(EarlyStoppingMetric)))}, "
+                f"got {self.early_stopping_metric!r}"
+            )
         if self.mixed_precision not in get_args(MixedPrecision):
             raise ValueError(
                 f"mixed_precision must be one of {', '.join(map(repr, get_args(MixedPrecision)))}, "
@@ -133,11 +160,6 @@ class TuningConfig:
         """(rank, alpha) of the LoRA updates for a student of `num_parameters`: the configured ones or the defaults by size."""
         rank = self.lora_rank or next(rank for bound, rank in LORA_RANK_BY_SIZE if num_parameters < bound)
         return rank, self.lora_alpha or 2 * rank
-
-    @property
-    def gradient_accumulation_steps(self) -> int:
-        """Forward and backward passes per optimizer step."""
-        return self.batch_size // (self.micro_batch_size or self.batch_size)
 
     @property
     def learning_rate(self) -> float:

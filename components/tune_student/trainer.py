@@ -7,7 +7,9 @@ loss is `alpha * label_loss + (1 - alpha) * rationale_loss`, each the mean next-
 task's target tokens in the optimizer step (micro-batches of gradient accumulation included). It also counts the target tokens it
 predicted and how many it got right, so the contract's token accuracy is measured on the very forward
 passes that train the model. Evaluation runs the label task only (evaluation rows carry gold labels, not
-rationales). A label-only training set (no rationales) is standard fine-tuning: the loss is the label loss.
+rationales): the contract's loss and token accuracy under teacher forcing, and the task's metrics on the answers
+the student generates (`answer_evaluation.py`), which pick the checkpoint and, if asked, stop the run. A
+label-only training set (no rationales) is standard fine-tuning: the loss is the label loss.
 """
 
 from __future__ import annotations
@@ -20,14 +22,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
-from transformers import (
-    EarlyStoppingCallback,
-    PrinterCallback,
-    Trainer,
-    TrainerCallback,
-    TrainingArguments,
-)
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import ExportableState
 
+from kfp_distill._implementation.task_metrics import METRICS_BY_TASK
+
+from .answer_evaluation import AnswerEvaluation
 from .config import TuningConfig
 from .data import (
     IGNORE_INDEX,
@@ -36,6 +36,7 @@ from .data import (
     SharedPrefixCollator,
     packed_length,
 )
+from .memory import activation_budget_mb, micro_batch_within_budget
 from .seq2seq import SharedEncoderCollator, decoder_logits
 
 # The attention implementations that take a custom 4D mask (the shared-prefix packing needs one).
@@ -55,6 +56,10 @@ TENSORBOARD_SCALARS = {
     "eval_loss": "/eval_total_loss",
     f"eval_{TOKEN_ACCURACY}": "/eval_fraction_of_correct_next_step_preds",
     f"eval_{NUM_PREDICTIONS}": "/eval_num_predictions",
+}
+# The task metrics of the generated answers, next to the contract's evaluation scalars (those of the task type).
+ANSWER_SCALARS = {
+    f"eval_{metric}": f"/eval_{metric}" for metric in dict.fromkeys(m for ms in METRICS_BY_TASK.values() for m in ms)
 }
 # Our own scalars next to the contract's, about the run rather than the model.
 RUN_SCALARS = {
@@ -115,16 +120,22 @@ class TaskPrefixTrainer(Trainer):
     Args:
         alpha: Weight of the label loss; the rationale loss gets 1 - alpha.
         group_by_length: Batch rows of similar packed length together (less padding) instead of at random.
+        answer_evaluation: The evaluation rows the student answers at each evaluation, scored with the task's
+            metrics; None: no answers are generated.
         *args, **kwargs: As for `transformers.Trainer`.
     """
 
     # compute_loss divides by the target tokens of the whole optimizer step, micro-batches included.
     loss_is_scaled_for_ga = True
 
-    def __init__(self, *args, alpha: float, group_by_length: bool = False, **kwargs):
+    def __init__(
+        self, *args, alpha: float, group_by_length: bool = False, answer_evaluation: AnswerEvaluation | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.alpha = alpha
         self.group_by_length = group_by_length
+        self.answer_evaluation = answer_evaluation
         self.trained_tokens = 0
         self._last_log: tuple[float, int] | None = None  # (time, trained tokens) at the last training log
         self._reset_step_statistics()
@@ -175,16 +186,22 @@ class TaskPrefixTrainer(Trainer):
                 self._step_predicted = self._step_predicted.to(predicted.device) + predicted
         return losses
 
-    def label_task_loss(
-        self, model, batch: dict[str, torch.Tensor], num_targets: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, object]:
-        """(label loss, model outputs) of padded label sequences (label-only tuning), logits only at targets."""
+    @staticmethod
+    def label_logits(model, batch: dict[str, torch.Tensor]) -> tuple[object, torch.Tensor]:
+        """(model outputs, targets) of padded label sequences, with logits only where a target is predicted
+        (`logits_to_keep`), one row of logits per target: the prompt makes none."""
         predicts_target = torch.zeros_like(batch["labels"], dtype=torch.bool)
         predicts_target[:, :-1] = batch["labels"][:, 1:] != IGNORE_INDEX
         outputs = model(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=predicts_target
         )
-        targets = batch["labels"][:, 1:][predicts_target[:, :-1]]
+        return outputs, batch["labels"][:, 1:][predicts_target[:, :-1]]
+
+    def label_task_loss(
+        self, model, batch: dict[str, torch.Tensor], num_targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, object]:
+        """(label loss, model outputs) of padded label sequences (label-only tuning), logits only at targets."""
+        outputs, targets = self.label_logits(model, batch)
         (loss,) = self._mean_target_losses(model, [(outputs.logits, targets)], num_targets)
         if model.training:
             self.trained_tokens += int(batch["attention_mask"].sum())
@@ -328,9 +345,8 @@ class TaskPrefixTrainer(Trainer):
                 logits = decoder_logits(self.model, batch, ["label"])["label"]
                 loss_sum, correct, predicted = target_statistics(logits, batch["label_targets"])
             else:
-                batch = inputs["label"]
-                outputs = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-                loss_sum, correct, predicted = next_token_statistics(outputs.logits, batch["labels"])
+                outputs, targets = self.label_logits(self.model, inputs["label"])
+                loss_sum, correct, predicted = target_statistics(outputs.logits, targets)
             totals.loss_sum += float(loss_sum)
             totals.correct += int(correct)
             totals.predicted += int(predicted)
@@ -341,8 +357,27 @@ class TaskPrefixTrainer(Trainer):
             totals.correct, totals.predicted = (int(c) for c in self.summed_over_processes(totals.correct, totals.predicted))
         return totals
 
+    def answer_scores(self) -> dict[str, float]:
+        """The task's metrics of the student's answers to the answered evaluation rows.
+
+        With several data-parallel processes each answers its share of the rows, and every process scores all
+        the answers (so that each one decides alike whether to stop).
+        """
+        evaluation = self.answer_evaluation
+        processes, index = self.accelerator.num_processes, self.accelerator.process_index
+        # A generated row keeps only its key-value cache (18 MB for SmolLM2 at 400 tokens): a step's rows per
+        # process answer together even where the training passes take fewer.
+        rows = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps
+        answers = evaluation.answers(self.model, rows, index, processes)
+        if processes > 1:
+            from accelerate.utils import gather_object
+
+            answers = dict(gather_object(list(answers.items())))
+        return evaluation.score(answers)
+
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
-        """Evaluates the label task and reports loss, token accuracy and predicted tokens to the callbacks."""
+        """Evaluates the label task and reports loss, token accuracy and predicted tokens, and the task's metrics of
+        the generated answers, to the callbacks."""
         # Each row counted once: with several processes accelerate would pad the shards to even batches with
         # repeated rows. Uneven shards are safe here: the forward passes use the model without its
         # DistributedDataParallel wrapper, so no process waits for another.
@@ -357,13 +392,16 @@ class TaskPrefixTrainer(Trainer):
             f"{metric_key_prefix}_{TOKEN_ACCURACY}": statistics.accuracy,
             f"{metric_key_prefix}_{NUM_PREDICTIONS}": statistics.predicted,
         }
+        if self.answer_evaluation is not None:
+            metrics.update({f"{metric_key_prefix}_{name}": value for name, value in self.answer_scores().items()})
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
 
 
 class ContractTensorBoardCallback(TrainerCallback):
-    """Writes the contract's six TensorBoard scalars at each logged step, and learning rate, tokens/s and peak memory."""
+    """Writes the contract's six TensorBoard scalars at each logged step, the task's metrics of the generated answers
+    at each evaluation, and learning rate, tokens/s and peak memory."""
 
     def __init__(self, log_dir: str):
         self.log_dir = log_dir
@@ -373,7 +411,7 @@ class ContractTensorBoardCallback(TrainerCallback):
         if not state.is_world_process_zero:
             return
         self.writer = self.writer or SummaryWriter(log_dir=self.log_dir, flush_secs=10)
-        for key, name in {**TENSORBOARD_SCALARS, **RUN_SCALARS}.items():
+        for key, name in {**TENSORBOARD_SCALARS, **ANSWER_SCALARS, **RUN_SCALARS}.items():
             if logs and key in logs:
                 self.writer.add_scalar(name, logs[key], global_step=state.global_step)
 
@@ -407,11 +445,49 @@ class ProgressCallback(TrainerCallback):
                 flush=True,
             )
         if f"eval_{TOKEN_ACCURACY}" in logs:
+            answers = "".join(f", {key[len('eval_'):]} {logs[key]:.3f}" for key in ANSWER_SCALARS if key in logs)
             print(
                 f"evaluation at step {step}: loss {logs['eval_loss']:.4f}, "
-                f"token accuracy {logs[f'eval_{TOKEN_ACCURACY}']:.3f} over {logs[f'eval_{NUM_PREDICTIONS}']} tokens",
+                f"token accuracy {logs[f'eval_{TOKEN_ACCURACY}']:.3f} over {logs[f'eval_{NUM_PREDICTIONS}']} tokens"
+                + (f"; answers: {answers[2:]}" if answers else ""),
                 flush=True,
             )
+
+
+class EarlyStopping(TrainerCallback, ExportableState):
+    """Stops training when an evaluation metric has not risen by more than `threshold` above its best for
+    `patience` evaluations in a row (Hugging Face's `EarlyStoppingCallback`, on a metric of its own rather than
+    the one that picks the checkpoint). Its count is kept in checkpoints, so a resumed run stops where the
+    uninterrupted one would.
+
+    Args:
+        metric: The evaluation log key to watch (higher is better), e.g. `eval_f1`.
+    """
+
+    def __init__(
+        self, metric: str, patience: int, threshold: float, best: float | None = None, evaluations_without_gain: int = 0
+    ):
+        self.metric, self.patience, self.threshold = metric, patience, threshold
+        self.best, self.evaluations_without_gain = best, evaluations_without_gain
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        value = metrics[self.metric]
+        if self.best is None or value > self.best + self.threshold:
+            self.evaluations_without_gain = 0
+        else:
+            self.evaluations_without_gain += 1
+        self.best = value if self.best is None else max(self.best, value)
+        if self.evaluations_without_gain >= self.patience:
+            control.should_training_stop = True
+
+    def state(self) -> dict:
+        return {
+            "args": {
+                "metric": self.metric, "patience": self.patience, "threshold": self.threshold, "best": self.best,
+                "evaluations_without_gain": self.evaluations_without_gain,
+            },
+            "attributes": {},
+        }
 
 
 def peak_memory_mb() -> float:
@@ -456,12 +532,16 @@ def build_trainer(
     pad_token_id: int,
     checkpoint_dir: str,
     tensorboard_dir: str,
+    answer_evaluation: AnswerEvaluation | None = None,
 ) -> TaskPrefixTrainer:
     """A `TaskPrefixTrainer` set up as the config asks.
 
-    With evaluation examples, the model is evaluated every `evaluation_interval` steps and at the last step,
-    early stopping watches the evaluation token accuracy, and checkpoint selection loads the best checkpoint
-    at the end. Without them there is no evaluation, no early stopping and the last step's model is the result.
+    With evaluation examples, the model is evaluated every `evaluation_interval` steps and at the last step;
+    with `answer_evaluation` too, its answers are scored with the task's metrics. Early stopping watches the
+    evaluation token accuracy or the task's main metric (`config.early_stopping_metric`), and checkpoint
+    selection loads the checkpoint whose answers scored best on the task's main metric (without
+    `answer_evaluation`: the best evaluation token accuracy) at the end. Without evaluation examples there is no
+    evaluation, no early stopping and the last step's model is the result.
     Either way a full checkpoint (weights, optimizer, scheduler, RNG states, data position) is written to
     `checkpoint_dir` every `evaluation_interval` steps (after the evaluation, when there is one) and at
     the last step, for `trainer.train(resume_from_checkpoint=...)` to go on from.
@@ -480,13 +560,25 @@ def build_trainer(
         )
     evaluating = bool(evaluation_examples)
     selecting = evaluating and config.enable_checkpoint_selection
+    answering = evaluating and answer_evaluation is not None
+    if evaluating and config.enable_early_stopping and config.early_stopping_metric == "task_metric" and not answering:
+        raise ValueError("early_stopping_metric 'task_metric' needs the evaluation rows' answers scored (answer_evaluation)")
+    # The checkpoint is chosen by the answers where they are scored.
+    best_model_metric = answer_evaluation.main_metric if answering else TOKEN_ACCURACY
     use_bf16 = uses_bf16(config.mixed_precision)
     # Under torchrun each of the WORLD_SIZE processes takes its share of every step's batch_size rows.
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     if config.batch_size % processes:
         raise ValueError(f"batch_size {config.batch_size} must be a multiple of the {processes} data-parallel processes")
     rows_per_process = config.batch_size // processes
-    micro_batch_size = min(config.micro_batch_size or rows_per_process, rows_per_process)
+    if config.micro_batch_size:
+        micro_batch_size = min(config.micro_batch_size, rows_per_process)
+    else:
+        budget_mb = activation_budget_mb(model, config.activation_budget_mb)
+        micro_batch_size = micro_batch_within_budget(
+            model.config, train_examples, rows_per_process, budget_mb, config.activation_checkpointing
+        )
+        print(f"{micro_batch_size} rows a pass: the most whose activations fit {budget_mb:,.0f} MiB", flush=True)
     if rows_per_process % micro_batch_size:
         raise ValueError(
             f"micro_batch_size {micro_batch_size} must divide the {rows_per_process} rows each of the {processes} "
@@ -505,18 +597,21 @@ def build_trainer(
         seed=config.seed,
         data_seed=config.seed,
         bf16=use_bf16,
+        activation_checkpointing=config.activation_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},  # the recommended kind; it takes keyword arguments
         # Hugging Face's switch for CPU autocast, and for gloo data parallelism on CPUs (tests, CPU clusters).
         use_cpu=not torch.cuda.is_available() and (use_bf16 or processes > 1),
         logging_strategy="steps",
         logging_steps=1,  # the contract's training scalars are per step
         eval_strategy="steps" if evaluating else "no",
         eval_steps=config.evaluation_interval if evaluating else None,
-        metric_for_best_model=TOKEN_ACCURACY if evaluating else None,
+        metric_for_best_model=best_model_metric if evaluating else None,
         greater_is_better=True,
         save_strategy="steps",
         save_steps=config.evaluation_interval,
         save_total_limit=2 if selecting else 1,  # the latest checkpoint, and the best one when selecting
         load_best_model_at_end=selecting,
+        restore_callback_states_from_checkpoint=True,  # early stopping's count goes on where it was
         report_to="none",
         disable_tqdm=True,
         remove_unused_columns=False,
@@ -525,11 +620,9 @@ def build_trainer(
     )
     callbacks: list[TrainerCallback] = [ContractTensorBoardCallback(tensorboard_dir), ProgressCallback(config.train_steps)]
     if evaluating and config.enable_early_stopping:
+        watched = best_model_metric if config.early_stopping_metric == "task_metric" else TOKEN_ACCURACY
         callbacks.append(
-            EarlyStoppingCallback(
-                early_stopping_patience=config.early_stopping_patience,
-                early_stopping_threshold=config.early_stopping_threshold,
-            )
+            EarlyStopping(f"eval_{watched}", config.early_stopping_patience, config.early_stopping_threshold)
         )
     trainer = TaskPrefixTrainer(
         model=model,
@@ -542,6 +635,7 @@ def build_trainer(
         callbacks=callbacks,
         alpha=config.alpha,
         group_by_length=config.group_by_length,
+        answer_evaluation=answer_evaluation if answering else None,
     )
     trainer.remove_callback(PrinterCallback)  # it prints every raw log dict; ProgressCallback prints a summary
     return trainer

@@ -31,9 +31,13 @@ from kfp_distill._implementation.model_record import write_record
 from kfp_distill._implementation.models import CATALOG, load_tokenizer
 from kfp_distill._implementation.redaction import redact_uri
 from kfp_distill._implementation.student import Task, load_student_model, student_config, student_prompt
+from kfp_distill._implementation.task_metrics import MAIN_METRIC
+from kfp_distill._implementation.tasks import resolve_task_type
 from kfp_distill._version import __version__
 
+from .answer_evaluation import AnswerEvaluation
 from .config import TuningConfig
+from .memory import give_freed_tensors_back
 from .data import (
     TASKS,
     encode_example,
@@ -43,7 +47,7 @@ from .data import (
     read_training_rows,
 )
 from .seq2seq import encode_seq2seq_example
-from .trainer import NUM_PREDICTIONS, TOKEN_ACCURACY, build_trainer, peak_memory_mb
+from .trainer import ANSWER_SCALARS, NUM_PREDICTIONS, TOKEN_ACCURACY, build_trainer, peak_memory_mb
 
 TRAINING_CURVES_FILE = "training_curves.png"
 
@@ -60,8 +64,11 @@ class TuningRequest:
         tensorboard_dir: Where the TensorBoard event files are written (the contract's six scalars and the
             run's learning rate, tokens/s and peak memory).
         config: The tuning settings.
+        task_type: The task type (`tasks.TASK_TYPES`): which metrics score the student's answers to the
+            evaluation rows, and how the registered model cuts its answers (recorded in the model record);
+            empty or `auto`: inferred from the evaluation rows.
         provenance: Facts about the run that tuning does not use, for the model card and the model record
-            (e.g. teacher_model_reference, dataset_uri, task_type).
+            (e.g. teacher_model_reference, dataset_uri).
         checkpoint_dir: Where checkpoints are written and, if it holds some, resumed from; it must outlive a
             crashed run (e.g. next to the model artifact) for a restarted run to resume. A temporary folder if
             None (no resume). Removed after the model directory is written.
@@ -74,6 +81,7 @@ class TuningRequest:
     config: TuningConfig
     provenance: dict = field(default_factory=dict)
     checkpoint_dir: str | None = None
+    task_type: str = ""
 
     def to_dict(self) -> dict:
         """The request as JSON-ready data, which `from_dict` reads back."""
@@ -93,7 +101,9 @@ class TuningResult:
         model_dir: The self-contained model directory.
         metrics: final_train_loss, final_train_token_accuracy, final_train_num_predictions,
             best_eval_token_accuracy, last_eval_token_accuracy and last_eval_loss (None without an evaluation
-            set), steps_run, stopped_early, selected_step,
+            set); with one, the task's metrics of the generated answers at the last evaluation (`last_eval_f1`...),
+            the best and the selected checkpoint's main metric (`best_eval_f1`, `selected_eval_f1`) and
+            answered_evaluation_examples; steps_run, stopped_early, selected_step,
             train_examples, evaluation_examples, truncated_inputs, truncated_rationales, resumed_from_step
             (0 for a fresh run), wall_time_s and seconds_per_step (of this run), tokens_per_s (non-padding tokens,
             the shared input counted once, trained per second of this run's training loop), peak_memory_mb
@@ -119,6 +129,7 @@ def tune_student(request: TuningRequest, extra_callbacks: Sequence[TrainerCallba
         DatasetError: A row of either dataset lacks a field the tuning needs, or there are no training rows.
     """
     config, model_dir, checkpoint_dir = request.config, request.model_dir, request.checkpoint_dir
+    give_freed_tensors_back()  # before the first tensor, so that freed activations leave the resident set
     train_rows = read_training_rows(request.train_path)
     if train_rows[0].rationale is None:
         config = dataclasses.replace(config, alpha=1.0)  # the label loss is all there is; the model card says so
@@ -135,6 +146,15 @@ def tune_student(request: TuningRequest, extra_callbacks: Sequence[TrainerCallba
         train_rows, tokenizer, config.max_input_tokens, config.max_rationale_tokens, encode
     )
     evaluation = prepare_evaluation_examples(evaluation_rows, tokenizer, config.max_input_tokens, encode)
+    task_type, answer_evaluation = "", None
+    if request.task_type or evaluation_rows:
+        inputs, golds = [row.input_text for row in evaluation_rows], [row.output_text for row in evaluation_rows]
+        task_type = resolve_task_type(request.task_type, inputs, golds).name
+    if evaluation_rows:
+        answer_evaluation = AnswerEvaluation.of_rows(
+            evaluation_rows, task_type, tokenizer, config.max_answered_evaluation_rows, config.max_input_tokens,
+            None if encoder_decoder else context, config.seed,
+        )
     print(
         f"tuning {config.student_model_reference} ({config.tuning_method}, learning rate {config.learning_rate:g}) "
         f"for {config.train_steps} steps of {config.batch_size} rows on {len(train_rows)} training rows, "
@@ -143,6 +163,9 @@ def tune_student(request: TuningRequest, extra_callbacks: Sequence[TrainerCallba
     )
 
     model = load_student_model(config.student_model_reference, config.trust_remote_code, dtype=torch.float32)
+    # Generation must stop where the student learned to stop: at the end-of-sequence token of every target.
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
     if config.tuning_method == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -165,7 +188,7 @@ def tune_student(request: TuningRequest, extra_callbacks: Sequence[TrainerCallba
         print(f"resuming from {resume_from} (step {resumed_from_step})", flush=True)
     trainer = build_trainer(
         model, config, training.examples, evaluation.examples, tokenizer.pad_token_id, checkpoint_dir,
-        request.tensorboard_dir,
+        request.tensorboard_dir, answer_evaluation,
     )
     for callback in extra_callbacks:
         trainer.add_callback(callback)
@@ -184,6 +207,7 @@ def tune_student(request: TuningRequest, extra_callbacks: Sequence[TrainerCallba
     train_logs = [entry for entry in state.log_history if "loss" in entry]
     evaluation_logs = [entry for entry in state.log_history if f"eval_{TOKEN_ACCURACY}" in entry]
     selecting = bool(evaluation_rows) and config.enable_checkpoint_selection
+    selected_step = state.best_global_step if selecting and state.best_global_step else state.global_step
     metrics: dict[str, float | int | bool | None] = {
         "final_train_loss": train_logs[-1]["loss"],
         "final_train_token_accuracy": train_logs[-1][TOKEN_ACCURACY],
@@ -191,9 +215,11 @@ def tune_student(request: TuningRequest, extra_callbacks: Sequence[TrainerCallba
         "best_eval_token_accuracy": max((e[f"eval_{TOKEN_ACCURACY}"] for e in evaluation_logs), default=None),
         "last_eval_token_accuracy": evaluation_logs[-1][f"eval_{TOKEN_ACCURACY}"] if evaluation_logs else None,
         "last_eval_loss": evaluation_logs[-1]["eval_loss"] if evaluation_logs else None,
+        **(_answer_metrics(evaluation_logs, MAIN_METRIC[task_type], selected_step) if answer_evaluation else {}),
+        "answered_evaluation_examples": len(answer_evaluation.golds) if answer_evaluation else 0,
         "steps_run": state.global_step,
         "stopped_early": state.global_step < config.train_steps,
-        "selected_step": state.best_global_step if selecting and state.best_global_step else state.global_step,
+        "selected_step": selected_step,
         "train_examples": len(train_rows),
         "evaluation_examples": len(evaluation_rows),
         "truncated_inputs": training.truncated_inputs + evaluation.truncated_inputs,
@@ -214,20 +240,29 @@ def tune_student(request: TuningRequest, extra_callbacks: Sequence[TrainerCallba
         flush=True,
     )
 
-    # Generation must stop where the student learned to stop: at the end-of-sequence token of every target.
-    tuned.generation_config.eos_token_id = tokenizer.eos_token_id
-    tuned.generation_config.pad_token_id = tokenizer.pad_token_id
     tuned.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     name_tokenizer_class_for_older_transformers(model_dir)
     tasks = TASKS if train_rows[0].rationale is not None else ("label",)
-    facts = _model_facts(config, request.provenance, metrics, encoder_decoder, tasks)
+    provenance = {**request.provenance, **({"task_type": task_type} if task_type else {})}
+    facts = _model_facts(config, provenance, metrics, encoder_decoder, tasks)
     write_record(model_dir, facts)
     write_training_curves(state.log_history, Path(model_dir) / TRAINING_CURVES_FILE)
     (Path(model_dir) / "README.md").write_text(_model_card(facts), encoding="utf-8")
     # Only now is nothing lost without the checkpoints (they hold optimizer states, several times the model).
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return TuningResult(model_dir=str(model_dir), metrics=metrics)
+
+
+def _answer_metrics(evaluation_logs: list[dict], main_metric: str, selected_step: int) -> dict[str, float | None]:
+    """The task's metrics of the answers at the last evaluation, and the main one at its best and at the selected step."""
+    last = evaluation_logs[-1] if evaluation_logs else {}
+    main = [(entry["step"], entry[f"eval_{main_metric}"]) for entry in evaluation_logs]
+    return {
+        **{f"last_{key}": value for key, value in last.items() if key in ANSWER_SCALARS},
+        f"best_eval_{main_metric}": max((value for _, value in main), default=None),
+        f"selected_eval_{main_metric}": next((value for step, value in main if step == selected_step), None),
+    }
 
 
 def name_tokenizer_class_for_older_transformers(model_dir: str | Path) -> None:
@@ -245,17 +280,22 @@ def name_tokenizer_class_for_older_transformers(model_dir: str | Path) -> None:
 
 
 def write_training_curves(log_history: list[dict], path: str | Path) -> None:
-    """A PNG of the training and evaluation loss and token accuracy by step, from the Trainer's log history."""
+    """A PNG of the training and evaluation loss and token accuracy by step, and the task's metrics of the
+    generated answers at each evaluation, from the Trainer's log history."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(10, 4), dpi=100)
+    panels = [
+        ("loss", [("loss", "training", "-"), ("eval_loss", "evaluation", "o-")]),
+        ("token accuracy", [(TOKEN_ACCURACY, "training", "-"), (f"eval_{TOKEN_ACCURACY}", "evaluation", "o-")]),
+    ]
+    answered = [key for key in ANSWER_SCALARS if any(key in entry for entry in log_history)]
+    if answered:
+        panels.append(("generated answers", [(key, key.removeprefix("eval_"), "o-") for key in answered]))
+    figure = Figure(figsize=(5 * len(panels), 4), dpi=100)
     FigureCanvasAgg(figure)
-    for axes, (title, train_key, eval_key) in zip(
-        figure.subplots(1, 2),
-        (("loss", "loss", "eval_loss"), ("token accuracy", TOKEN_ACCURACY, f"eval_{TOKEN_ACCURACY}")),
-    ):
-        for key, label, style in ((train_key, "training", "-"), (eval_key, "evaluation", "o-")):
+    for axes, (title, curves) in zip(figure.subplots(1, len(panels)), panels):
+        for key, label, style in curves:
             points = [(entry["step"], entry[key]) for entry in log_history if key in entry]
             if points:
                 axes.plot(*zip(*points), style, label=label, markersize=4)

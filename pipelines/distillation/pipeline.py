@@ -61,7 +61,8 @@ def distillation(
     evaluation_data_uri: str = "",
     evaluation_interval: int = 20,
     enable_early_stopping: bool = True,
-    enable_checkpoint_selection: bool = False,
+    early_stopping_metric: str = "task_metric",
+    enable_checkpoint_selection: bool = True,
     tensorboard_resource_id: str = "",
     encryption_spec_key_name: str = "",
     batch_size: int = 8,
@@ -113,8 +114,12 @@ def distillation(
         learning_rate_multiplier: Multiplies the recommended learning rate.
         evaluation_data_uri: Evaluation data (10 to 250 labeled examples); enables evaluation.
         evaluation_interval: Tuning steps between evaluations.
-        enable_early_stopping: Stop when evaluation token accuracy stops improving.
-        enable_checkpoint_selection: Return the best evaluated checkpoint instead of the last.
+        enable_early_stopping: Stop when the evaluation metric chosen by `early_stopping_metric` stops improving.
+        early_stopping_metric: What early stopping watches: `token_accuracy`, the evaluation token accuracy under
+            teacher forcing (the contract's meaning), or `task_metric`, the task's main metric (accuracy, SQuAD
+            F1, ROUGE-L or chrF) on the answers the student generates for the evaluation rows at each evaluation.
+        enable_checkpoint_selection: Return the checkpoint whose generated answers to the evaluation rows scored
+            best on the task's main metric instead of the last.
         tensorboard_resource_id: A Vertex AI TensorBoard instance (same region as the job) to receive the
             tuning metrics, `projects/P/locations/L/tensorboards/ID` or a bare ID in `project`: upload-model
             copies tune-student's scalars into an experiment named after the pipeline job (run `tune-student`).
@@ -252,6 +257,7 @@ def distillation(
         learning_rate_multiplier=learning_rate_multiplier,
         evaluation_interval=evaluation_interval,
         enable_early_stopping=enable_early_stopping,
+        early_stopping_metric=early_stopping_metric,
         enable_checkpoint_selection=enable_checkpoint_selection,
         tuning_method=tuning_method,
         alpha=alpha,

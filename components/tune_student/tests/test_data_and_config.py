@@ -41,6 +41,8 @@ def test_learning_rate_is_the_method_rate_times_the_multiplier():
         ({"max_input_tokens": 15}, "max_input_tokens must be at least 16"),
         ({"early_stopping_threshold": -0.1}, "early_stopping_threshold must be 0 or more"),
         ({"mixed_precision": "fp16"}, "mixed_precision must be one of 'auto', 'bf16', 'no'"),
+        ({"early_stopping_metric": "f1"}, "early_stopping_metric must be one of 'token_accuracy', 'task_metric'"),
+        ({"max_answered_evaluation_rows": 0}, "max_answered_evaluation_rows must be a positive integer"),
     ],
 )
 def test_invalid_settings_are_refused_by_name(overrides, message):

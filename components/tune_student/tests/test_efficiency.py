@@ -11,7 +11,9 @@ from kfp_distill.components.tune_student.data import (
     prepare_training_examples,
 )
 from kfp_distill.components.tune_student import trainer as trainer_module
+from kfp_distill.components.tune_student.memory import activation_bytes, example_activation_bytes
 from kfp_distill.components.tune_student.trainer import bf16_supported, build_trainer
+
 
 def one_step(model_dir, tokenizer, rows, tmp_path, **settings):
     torch.manual_seed(0)
@@ -40,9 +42,43 @@ def test_accumulating_micro_batches_makes_the_same_step_as_the_whole_batch(
         torch.testing.assert_close(accumulated_weights[name], weight, rtol=1e-4, atol=1e-5, msg=name)
 
 
+def test_activation_checkpointing_makes_the_same_step(tiny_student_dir, smollm2_tokenizer, uneven_rows, tmp_path):
+    whole_loss, whole_weights = one_step(tiny_student_dir, smollm2_tokenizer, uneven_rows, tmp_path / "whole")
+    loss, weights = one_step(
+        tiny_student_dir, smollm2_tokenizer, uneven_rows, tmp_path / "checkpointed", activation_checkpointing=True
+    )
+    assert loss == pytest.approx(whole_loss, rel=1e-6)
+    for name, weight in whole_weights.items():
+        torch.testing.assert_close(weights[name], weight, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("longest_examples_fitting, rows_a_pass", [(4, 4), (3, 2), (2, 2), (1, 1), (0, 1)])
+def test_without_a_micro_batch_size_a_pass_takes_the_most_rows_whose_activations_fit_the_budget(
+    tiny_student_dir, smollm2_tokenizer, uneven_rows, tmp_path, longest_examples_fitting, rows_a_pass
+):
+    model = load_causal_lm(tiny_student_dir)
+    examples = prepare_training_examples(uneven_rows, smollm2_tokenizer, 1024, 128).examples
+    longest_mb = max(example_activation_bytes(model.config, example) for example in examples) / 2**20
+    assert longest_mb > 1  # the logits at the targets of 49,152 tokens: a budget in whole MiB tells 2 rows from 3
+    config = TuningConfig(tiny_student_dir, batch_size=4, activation_budget_mb=int(longest_examples_fitting * longest_mb) + 1)
+    trainer = build_trainer(model, config, examples, [], smollm2_tokenizer.pad_token_id, str(tmp_path / "c"), str(tmp_path / "t"))
+    assert trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps == 4
+    assert trainer.args.per_device_train_batch_size == rows_a_pass
+
+
+def test_activations_are_estimated_from_the_student_s_shape():
+    from transformers import LlamaConfig
+
+    # SmolLM2-135M: 30 layers, hidden size 576, MLP size 1536, 49,152 tokens.
+    smollm2 = LlamaConfig(num_hidden_layers=30, hidden_size=576, intermediate_size=1536, vocab_size=49152)
+    # 8 rows of 450 tokens (SQuAD-length contexts and a rationale), 100 targets each: about 5.4 GB kept.
+    assert activation_bytes(smollm2, 8 * 450, 8 * 100) / 2**30 == pytest.approx(5.1, abs=0.2)
+    # Checkpointed: each layer's input and one layer in full; the logits at the targets stay.
+    assert activation_bytes(smollm2, 8 * 450, 8 * 100, activation_checkpointing=True) < activation_bytes(smollm2, 8 * 450, 8 * 100) / 5
+
+
 def test_micro_batch_size_must_divide_the_batch_size():
-    assert TuningConfig("m", batch_size=8, micro_batch_size=2).gradient_accumulation_steps == 4
-    assert TuningConfig("m", batch_size=8).gradient_accumulation_steps == 1
+    TuningConfig("m", batch_size=8, micro_batch_size=2)
     with pytest.raises(ValueError, match="micro_batch_size must be a positive divisor of batch_size 8"):
         TuningConfig("m", batch_size=8, micro_batch_size=3)
 

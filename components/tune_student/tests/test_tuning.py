@@ -1,10 +1,11 @@
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import TrainerCallback
+from transformers import TrainerCallback, TrainerControl
 
 from kfp_distill._implementation.jsonl import DatasetError, write_jsonl
 from kfp_distill._implementation.models import ModelReferenceError, load_causal_lm, load_tokenizer
@@ -15,10 +16,17 @@ from kfp_distill.components.tune_student.data import (
     SharedPrefixCollator,
     TaskPrefixCollator,
     TrainingRow,
+    encode_example,
     prepare_training_examples,
     read_training_rows,
 )
-from kfp_distill.components.tune_student.trainer import TaskPrefixTrainer, TokenStatistics, bf16_supported, build_trainer
+from kfp_distill.components.tune_student.trainer import (
+    EarlyStopping,
+    TaskPrefixTrainer,
+    TokenStatistics,
+    bf16_supported,
+    build_trainer,
+)
 from kfp_distill.components.tune_student.tuning import TuningRequest, tune_student
 
 TRAIN_SCALARS = {
@@ -30,6 +38,8 @@ TRAIN_SCALARS = {
     "/train_peak_memory_mb",
 }
 EVAL_SCALARS = {"/eval_total_loss", "/eval_fraction_of_correct_next_step_preds", "/eval_num_predictions"}
+# The word problems of conftest.py are math: their answers are scored by accuracy (equal value).
+MATH_ANSWER_SCALARS = {"/eval_accuracy"}
 PROVENANCE = {"teacher_model_reference": "teacher-x", "dataset_uri": "gs://bucket/train.jsonl"}
 
 
@@ -37,12 +47,14 @@ def first_query_weight(model) -> torch.Tensor:
     return model.model.layers[0].self_attn.q_proj.weight.detach().clone()
 
 
-def run(tmp_path, student, train, evaluation, checkpoint_dir=None, **settings):
-    config = TuningConfig(student, batch_size=4, learning_rate_multiplier=10.0, **settings)
+def run(tmp_path, student, train, evaluation, checkpoint_dir=None, task_type="", callbacks=(), **settings):
+    config = TuningConfig(student, **{"batch_size": 4, "learning_rate_multiplier": 10.0, **settings})
     result = tune_student(
         TuningRequest(
-            train, evaluation, str(tmp_path / "model"), str(tmp_path / "tensorboard"), config, PROVENANCE, checkpoint_dir
-        )
+            train, evaluation, str(tmp_path / "model"), str(tmp_path / "tensorboard"), config, PROVENANCE, checkpoint_dir,
+            task_type,
+        ),
+        extra_callbacks=callbacks,
     )
     return result, read_scalars(tmp_path / "tensorboard")
 
@@ -90,21 +102,48 @@ def test_the_shared_prefix_step_has_the_losses_and_gradients_of_two_separate_seq
         torch.testing.assert_close(gradient, expected_gradients[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_a_run_with_evaluation_trains_saves_a_self_contained_model_and_logs_six_scalars(
+def test_evaluation_makes_logits_only_where_it_scores_and_keeps_the_loss_and_token_accuracy(
+    tiny_student_dir, smollm2_tokenizer, uneven_rows, tmp_path
+):
+    model = load_causal_lm(tiny_student_dir)
+    rows = [TrainingRow(row.input_text, row.output_text) for row in uneven_rows]
+    examples = prepare_training_examples(rows, smollm2_tokenizer, 1024, 128).examples
+    pad = smollm2_tokenizer.pad_token_id
+    config = TuningConfig(tiny_student_dir, batch_size=4, enable_early_stopping=False)
+    trainer = build_trainer(model, config, examples, examples, pad, str(tmp_path / "c"), str(tmp_path / "t"))
+    batch = TaskPrefixCollator(pad)(examples)["label"]
+    shapes = []
+    hook = model.lm_head.register_forward_hook(lambda module, inputs, output: shapes.append(tuple(output.shape)))
+    statistics = trainer.evaluation_statistics(trainer.get_eval_dataloader())
+    hook.remove()
+    targets = int((batch["labels"][:, 1:] != -100).sum())
+    assert shapes == [(targets, len(smollm2_tokenizer))]  # one row of logits per scored token, none for the prompts
+    assert statistics.predicted == targets
+    with torch.no_grad():
+        assert statistics.mean_loss == pytest.approx(by_hand_task_loss(model, batch).item(), rel=1e-5)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    scored = batch["labels"][:, 1:] != -100
+    assert statistics.correct == int((logits.argmax(-1)[scored] == batch["labels"][:, 1:][scored]).sum())
+
+
+def test_a_run_with_evaluation_trains_saves_a_self_contained_model_and_logs_six_scalars_and_the_task_metric(
     tiny_student_dir, distilled_path, evaluation_path, tmp_path, capsys
 ):
     result, logged = run(
         tmp_path, tiny_student_dir, distilled_path, evaluation_path, train_steps=8, evaluation_interval=3,
-        enable_early_stopping=False,
+        enable_early_stopping=False, enable_checkpoint_selection=False,
     )
-    assert set(logged) == TRAIN_SCALARS | EVAL_SCALARS
+    assert set(logged) == TRAIN_SCALARS | EVAL_SCALARS | MATH_ANSWER_SCALARS
+    assert [step for step, _ in logged["/eval_accuracy"]] == [3, 6, 8]
+    assert all(0 <= value <= 1 for _, value in logged["/eval_accuracy"])
     assert [step for step, _ in logged["/train_total_loss"]] == list(range(1, 9))
     assert [step for step, _ in logged["/eval_total_loss"]] == [3, 6, 8]  # every interval and the last step
     losses = [value for _, value in logged["/train_total_loss"]]
     assert losses[-1] < losses[0]
     assert all(0 <= value <= 1 for _, value in logged["/train_fraction_of_correct_next_step_preds"])
     assert all(value > 0 for _, value in logged["/train_num_predictions"])
-    assert "step 8/8" in capsys.readouterr().out
+    output = capsys.readouterr().out
+    assert "step 8/8" in output and re.search(r"evaluation at step 8: .*; answers: accuracy [\d.]+$", output, re.M)
 
     metrics = result.metrics
     assert metrics["steps_run"] == 8 and metrics["selected_step"] == 8 and metrics["stopped_early"] is False
@@ -113,6 +152,9 @@ def test_a_run_with_evaluation_trains_saves_a_self_contained_model_and_logs_six_
     assert metrics["tokens_per_s"] > 0 and metrics["peak_memory_mb"] > 0
     assert metrics["bf16_autocast"] is bf16_supported()  # mixed_precision "auto"
     assert metrics["final_learning_rate"] == pytest.approx(logged["/train_learning_rate"][-1][1], rel=1e-5)
+    assert metrics["answered_evaluation_examples"] == 4
+    assert metrics["last_eval_accuracy"] == pytest.approx(logged["/eval_accuracy"][-1][1])
+    assert metrics["best_eval_accuracy"] == pytest.approx(max(value for _, value in logged["/eval_accuracy"]))
     assert all(value > 0 for _, value in logged["/train_tokens_per_second"])
 
     model_dir = Path(result.model_dir)
@@ -135,6 +177,7 @@ def test_a_run_with_evaluation_trains_saves_a_self_contained_model_and_logs_six_
     assert facts["tuning"]["train_steps"] == 8 and facts["tuning"]["learning_rate"] == pytest.approx(1e-3)
     assert facts["metrics"]["steps_run"] == 8 and facts["metrics"]["train_examples"] == 8
     assert facts["prompt_format"]["label"] == "{input_text}\n[label]\n"
+    assert facts["task_type"] == "math"  # inferred from the evaluation rows, as evaluate infers it
     card = (model_dir / "README.md").read_text()
     for fact in ("teacher-x", "gs://bucket/train.jsonl", tiny_student_dir, "steps: 8 of 8", "last_eval_token_accuracy"):
         assert fact in card
@@ -156,40 +199,97 @@ def test_lora_run_saves_merged_weights_that_load_without_peft(tiny_student_dir, 
     assert not torch.equal(first_query_weight(tuned), first_query_weight(untuned))
 
 
-# Evaluation token accuracy by step: it peaks at step 4, then falls.
-ACCURACY_CURVE = {2: 0.30, 4: 0.50, 6: 0.45, 8: 0.40, 10: 0.35, 12: 0.30}
+# Evaluation token accuracy by step peaks at step 4; the accuracy of the generated answers peaks later, at step 6.
+TOKEN_ACCURACY_CURVE = {2: 0.30, 4: 0.50, 6: 0.45, 8: 0.40, 10: 0.35, 12: 0.30}
+ANSWER_ACCURACY_CURVE = {2: 0.25, 4: 0.50, 6: 0.75, 8: 0.50, 10: 0.25, 12: 0.0}
 
 
 @pytest.mark.parametrize(
-    "early_stopping, checkpoint_selection, steps_run, selected_step",
-    [(True, True, 8, 4), (True, False, 8, 8), (False, True, 12, 4)],
+    "early_stopping, early_stopping_metric, checkpoint_selection, steps_run, selected_step",
+    [
+        (True, "token_accuracy", True, 8, 6),  # stops two evaluations after token accuracy's best, keeps the best answers
+        (True, "token_accuracy", False, 8, 8),
+        (True, "task_metric", True, 10, 6),  # stops two evaluations after the answers' best
+        (False, "task_metric", True, 12, 6),
+    ],
 )
-def test_early_stopping_and_checkpoint_selection_follow_the_evaluation_curve(
+def test_early_stopping_and_checkpoint_selection_follow_their_evaluation_curves(
     tiny_student_dir, distilled_path, evaluation_path, tmp_path, monkeypatch,
-    early_stopping, checkpoint_selection, steps_run, selected_step,
+    early_stopping, early_stopping_metric, checkpoint_selection, steps_run, selected_step,
 ):
     weights_at_evaluation = {}
 
-    def scripted_evaluation(trainer, dataloader):
+    def scripted_token_statistics(trainer, dataloader):
         step = trainer.state.global_step
         weights_at_evaluation[step] = first_query_weight(trainer.model)
-        return TokenStatistics(loss_sum=100 * (1 - ACCURACY_CURVE[step]), correct=round(100 * ACCURACY_CURVE[step]), predicted=100)
+        accuracy = TOKEN_ACCURACY_CURVE[step]
+        return TokenStatistics(loss_sum=100 * (1 - accuracy), correct=round(100 * accuracy), predicted=100)
 
-    monkeypatch.setattr(TaskPrefixTrainer, "evaluation_statistics", scripted_evaluation)
+    monkeypatch.setattr(TaskPrefixTrainer, "evaluation_statistics", scripted_token_statistics)
+    monkeypatch.setattr(
+        TaskPrefixTrainer, "answer_scores", lambda trainer: {"accuracy": ANSWER_ACCURACY_CURVE[trainer.state.global_step]}
+    )
     result, logged = run(
         tmp_path, tiny_student_dir, distilled_path, evaluation_path, train_steps=12, evaluation_interval=2,
-        early_stopping_patience=2, enable_early_stopping=early_stopping, enable_checkpoint_selection=checkpoint_selection,
+        early_stopping_patience=2, enable_early_stopping=early_stopping, early_stopping_metric=early_stopping_metric,
+        enable_checkpoint_selection=checkpoint_selection,
     )
     assert result.metrics["steps_run"] == steps_run
     assert result.metrics["stopped_early"] is (steps_run < 12)
     assert result.metrics["selected_step"] == selected_step
     assert result.metrics["best_eval_token_accuracy"] == pytest.approx(0.5)
-    assert logged["/eval_fraction_of_correct_next_step_preds"] == [
-        (step, pytest.approx(accuracy)) for step, accuracy in ACCURACY_CURVE.items() if step <= steps_run
-    ]
+    assert result.metrics["best_eval_accuracy"] == pytest.approx(0.75)
+    assert result.metrics["selected_eval_accuracy"] == pytest.approx(ANSWER_ACCURACY_CURVE[selected_step])
+    for tag, curve in (("/eval_fraction_of_correct_next_step_preds", TOKEN_ACCURACY_CURVE), ("/eval_accuracy", ANSWER_ACCURACY_CURVE)):
+        assert logged[tag] == [(step, pytest.approx(value)) for step, value in curve.items() if step <= steps_run]
     saved = first_query_weight(load_causal_lm(result.model_dir))
     assert torch.equal(saved, weights_at_evaluation[selected_step])
     assert not torch.equal(saved, weights_at_evaluation[2])
+
+
+SKY = "question: What colour is the sky? context: The sky was blue until the storm turned it red."
+
+
+class RelabelTrainingRows(TrainerCallback):
+    """From `step` on, the training rows teach another answer than the evaluation row's gold one."""
+
+    def __init__(self, step: int, tokenizer, answer: str):
+        self.step, self.tokenizer, self.answer = step, tokenizer, answer
+
+    def on_step_end(self, args, state, control, train_dataloader=None, **kwargs):
+        if state.global_step == self.step:
+            for example in train_dataloader.dataset:
+                example["label"] = encode_example(self.tokenizer, SKY, "label", self.answer, 1024)[0]
+
+
+def test_a_run_whose_answers_peak_early_stops_and_keeps_the_early_checkpoint(tiny_student_dir, smollm2_tokenizer, tmp_path):
+    """Real training, generation and scoring: the student learns the gold answer, then (its training rows relabeled
+    after step 10) another one, so its answers score F1 1 at step 10 and 0 after, by construction."""
+    write_jsonl(tmp_path / "train.jsonl", [{"input_text": SKY, "output_text": "blue"}] * 4)
+    write_jsonl(tmp_path / "evaluation.jsonl", [{"input_text": SKY, "output_text": "blue"}])
+    result, logged = run(
+        tmp_path, tiny_student_dir, str(tmp_path / "train.jsonl"), str(tmp_path / "evaluation.jsonl"),
+        task_type="extractive_qa", callbacks=[RelabelTrainingRows(10, smollm2_tokenizer, "red")],
+        train_steps=30, evaluation_interval=5, learning_rate_multiplier=300.0, early_stopping_patience=2,
+        early_stopping_metric="task_metric", enable_checkpoint_selection=True,
+    )
+    assert logged["/eval_f1"] == [(5, 0.0), (10, 1.0), (15, 0.0), (20, 0.0)]
+    assert [value for _, value in logged["/eval_exact_match"]] == [0.0, 1.0, 0.0, 0.0]
+    assert result.metrics["steps_run"] == 20 and result.metrics["stopped_early"] is True
+    assert result.metrics["selected_step"] == 10 and result.metrics["selected_eval_f1"] == 1.0
+    (answer,) = StudentPredictor(result.model_dir, max_new_tokens=4).predict([SKY])
+    assert answer.text == "blue"
+
+
+def test_early_stopping_s_count_survives_a_checkpoint():
+    stopping = EarlyStopping("eval_f1", patience=3, threshold=0.01)
+    for value in (0.5, 0.505, 0.4):  # 0.505 is not enough of a gain
+        stopping.on_evaluate(None, None, TrainerControl(), metrics={"eval_f1": value})
+    restored = EarlyStopping(**stopping.state()["args"])  # as the Trainer restores it from a checkpoint
+    assert (restored.best, restored.evaluations_without_gain) == (0.505, 2)
+    control = TrainerControl()
+    restored.on_evaluate(None, None, control, metrics={"eval_f1": 0.51})
+    assert control.should_training_stop
 
 
 class Killed(Exception):

@@ -8,7 +8,9 @@
 | math | accuracy: equal value by the safe arithmetic evaluator (`answers_match`) | 1 when equal, else 0 |
 | free_text | exact match after SQuAD normalisation, corpus chrF (sacrebleu, divided by 100) | sentence chrF |
 
-A missing answer (the teacher skipped a row) counts as an empty answer: wrong, and scored 0.
+A missing answer (the teacher skipped a row) counts as an empty answer: wrong, and scored 0. Evaluate scores
+the teacher and both students with them; tune-student scores the student's answers at each evaluation and
+picks checkpoints by the task's main metric (`MAIN_METRIC`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,15 @@ METRICS_BY_TASK = {
     "summarization": ("rouge_l",),
     "math": ("accuracy",),
     "free_text": ("exact_match", "chrf"),
+}
+# The metric that ranks checkpoints of one task: the smoother one where a task has two (F1 moves before exact
+# match does; chrF before exact match), else its only one.
+MAIN_METRIC = {
+    "classification": "accuracy",
+    "extractive_qa": "f1",
+    "summarization": "rouge_l",
+    "math": "accuracy",
+    "free_text": "chrf",
 }
 METRIC_TITLES = {
     "accuracy": "Accuracy",

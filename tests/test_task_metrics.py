@@ -3,7 +3,7 @@
 import pytest
 
 from kfp_distill._implementation.answers import token_f1
-from kfp_distill.components.evaluate.task_metrics import (
+from kfp_distill._implementation.task_metrics import (
     METRICS_BY_TASK,
     chrf,
     confusion_matrix,
