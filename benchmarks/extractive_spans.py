@@ -33,7 +33,7 @@ from typing import Iterable
 from kfp_distill._implementation.answers import label_answer, token_f1
 from kfp_distill._implementation.jsonl import load_rows
 from kfp_distill._implementation.spans import EXTRACTIVE_QA, context_passage, is_span, nearest_span
-from kfp_distill.components.evaluate.task_metrics import squad_exact_match
+from kfp_distill._implementation.task_metrics import squad_exact_match
 
 THRESHOLDS = (0.0, 0.25, 0.5, 0.75)
 
