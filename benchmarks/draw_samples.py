@@ -4,9 +4,10 @@ Each source is a public GitHub repository read at a pinned commit (`git show COM
 checkout always gives the same bytes:
 
 - `qed` (extractive QA): google-research-datasets/QED, `qed-dev.jsonlines` (Natural Questions questions with
-  the Wikipedia paragraph that answers them; CC BY-SA 3.0). Rows whose explanation is a single sentence with
-  one short answer, the paragraph 120-250 words (SQuAD's length) and the answer a span of it, one row per
-  paragraph; 50 evaluation and 190 training rows, `{"input_text": "question: ... context: ...",
+  the Wikipedia paragraph that answers them; CC BY-SA 3.0). Rows with one short answer (QED's where its
+  explanation is one sentence, Natural Questions' first annotator's where it takes several; none where QED
+  found no answer), at most 12 words and a span of the paragraph, the paragraph 120-250 words (SQuAD's length),
+  one row per paragraph; 50 evaluation and 190 training rows, `{"input_text": "question: ... context: ...",
   "output_text": <the answer span>}`. The text is Natural Questions' tokenized text joined back
   (`Röntgen , of Germany` -> `Röntgen, of Germany`), question and answer alike.
 - `scitldr` (summarization): allenai/scitldr, SciTLDR-A (Apache-2.0): the abstract (its sentences joined)
@@ -20,7 +21,8 @@ checkout always gives the same bytes:
 
 The draws are seeded; within a sample no text repeats, and evaluation rows share no input with training rows.
 
-Sources: fetch them with `git clone` (or this project's `fetch` tool, `github:OWNER/NAME`), e.g.:
+Sources: github:google-research-datasets/QED, github:allenai/scitldr and github:PolyAI-LDN/task-specific-datasets,
+read from clones (or bare mirrors) of them, by default under .cache/sources:
     git clone https://github.com/google-research-datasets/QED .cache/sources/QED
     git clone https://github.com/allenai/scitldr .cache/sources/scitldr
     git clone https://github.com/PolyAI-LDN/task-specific-datasets .cache/sources/task-specific-datasets
