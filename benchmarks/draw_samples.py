@@ -88,7 +88,7 @@ class Source:
         try:
             return subprocess.run(
                 ["git", "-C", str(checkout), "show", f"{self.commit}:{path}"], check=True, capture_output=True,
-                text=True,
+                encoding="utf-8",  # whatever the locale: the sources are UTF-8
             ).stdout
         except (subprocess.CalledProcessError, FileNotFoundError) as error:
             detail = getattr(error, "stderr", "") or str(error)
