@@ -9,8 +9,8 @@ policy keeps as training targets (rows and their EM/F1) and the teacher's EM/F1 
 unanswered (score 0), as evaluate counts it.
 
 Gold answers come from the output rows' `gold_label` (an evaluation set run with `use_gold_labels=False`), else
-from `--gold` files: JSON Lines with `input_text` and `output_text`, or the extractive-QA samples under
-`benchmarks/data` (`question`, `context`, `answer`, read as `question: ... context: ...`).
+from `--gold` files: JSON Lines with `input_text` and `output_text`, as the extractive-QA sample in
+`benchmarks/data/qed` holds them.
 
 `student`: a tuned student's answers to labeled extractive-QA rows, decoded freely and as spans of their
 context, side by side in one run: SQuAD EM/F1, how many free answers are spans, and mean latency per answer.
@@ -46,14 +46,7 @@ class Answer:
 
 
 def _gold_answers(paths: Iterable[str]) -> dict[str, str]:
-    gold = {}
-    for path in paths:
-        for row in load_rows(path):
-            if "input_text" in row:
-                gold[row["input_text"]] = row["output_text"]
-            else:
-                gold[f"question: {row['question']} context: {row['context']}"] = row["answer"]
-    return gold
+    return {row["input_text"]: row["output_text"] for path in paths for row in load_rows(path)}
 
 
 def read_answers(output_path: str, gold: dict[str, str]) -> list[Answer]:

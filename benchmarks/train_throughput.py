@@ -64,8 +64,10 @@ from typing import get_args
 import torch
 from transformers import TrainerCallback
 
+from kfp_distill._implementation.jsonl import load_rows
 from kfp_distill._implementation.models import load_causal_lm, load_tokenizer
 from kfp_distill._implementation.scripts import load_module
+from kfp_distill._implementation.spans import context_passage
 from kfp_distill.components.tune_student.config import MixedPrecision, TuningConfig
 from kfp_distill.components.tune_student.data import (
     IGNORE_INDEX,
@@ -94,18 +96,27 @@ def _quality_convert():
     return load_module("convert", Path(__file__).resolve().parent / "quality" / "convert.py")  # as run.py names it
 
 
+def _sentence_holding(answer: str, context: str) -> str:
+    """The sentence of `context` around the answer's first occurrence (more than one where the answer runs past
+    a full stop, as in "U.S. Electoral College"); the answer itself where the context does not hold it."""
+    start = context.find(answer)
+    if start < 0:
+        return answer
+    ends = [match.start() + 1 for match in re.finditer(r"[.!?](?=\s)", context)]  # just after a sentence's stop
+    begin = max((end for end in ends if end <= start), default=0)
+    finish = min((end for end in ends if end >= start + len(answer)), default=len(context))
+    return context[begin:finish].strip()
+
+
 def qed_rows(path: Path, with_rationales: bool = True) -> list[TrainingRow]:
-    """Extractive-QA rows of the qed sample (`question: ... context: ...` -> the answer span), each with a
-    rationale quoting the paragraph's sentence that holds the answer."""
+    """Extractive-QA rows of the qed sample (contract rows: `question: ... context: ...` -> the answer span),
+    each with a rationale quoting the context's sentence that holds the answer (the sample has no rationales)."""
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        sentence = next((s for s in re.split(r"(?<=[.!?])\s+", row["context"]) if row["answer"] in s), row["answer"])
-        rows.append(TrainingRow(
-            f"question: {row['question']} context: {row['context']}",
-            row["answer"],
-            f'The context says: "{sentence}" So the answer is {row["answer"]}.' if with_rationales else None,
-        ))
+    for row in load_rows(str(path)):
+        answer = row["output_text"]
+        sentence = _sentence_holding(answer, context_passage(row["input_text"]))
+        rationale = f'The context says: "{sentence}" So the answer is {answer}.'
+        rows.append(TrainingRow(row["input_text"], answer, rationale if with_rationales else None))
     return rows
 
 

@@ -2,26 +2,35 @@
 and explained by the default embedded teacher, a student distilled from them, all through the pipeline as
 `kfp-distill run` runs it.
 
-For each task the benchmark takes rows of the paper's data (`../shared/data/dsbs`, read in place), writes the
-training rows in the guide's instruction format with their labels hidden (`input_text` only), the evaluation
-rows with their labels, and runs the distillation pipeline locally with the default teacher and student and
-no few-shot file: the teacher makes its own demonstrations, labels and explains every training row, and
-answers the evaluation rows. Then it prints, per task, from the run's artifacts: the usable-answer share, the
-teacher's label accuracy on the training rows (the benchmark knows their gold labels; the pipeline does not),
-the teacher's, untuned and distilled student's accuracy and mean latency per example on the evaluation rows,
-and the teacher tokens spent. Targets: at least 95% usable answers, and the distilled student at
-least 90% of the teacher's accuracy.
+For each task the benchmark draws rows of its data with a seed, writes the training rows with their labels
+hidden (`input_text` only), the evaluation rows with their labels, and runs the distillation pipeline locally
+with the default teacher and student, no few-shot file and the task type left to the pipeline to infer: the
+teacher makes its own demonstrations, labels and explains every training row, and answers the evaluation
+rows. Then it prints, per task, from the run's artifacts: the usable-answer share, the teacher's score on the
+training rows (the benchmark knows their gold labels; the pipeline does not), the teacher's, untuned and
+distilled student's score and mean latency per example on the evaluation rows, the teacher tokens spent,
+tune-student's peak memory and the wall time. Scores are the main metric of the task type the run settled on
+(accuracy for classification, SQuAD F1 for extractive QA, ROUGE-L for summarization). Targets: at least 95%
+usable answers, and the distilled student at least 90% of the teacher's score.
 
-Tasks (both classification with the classes in the instruction, as the guide's examples write them):
+Tasks:
 - `esnli`: "Classify the relation ... into one of the following classes: [entailment, neutral, contradiction]"
-  (training rows from e-SNLI's validation split, evaluation rows from its test split);
-- `cqa`: CommonsenseQA, "... one of the following options: [<the row's five choices>]" (multiple choice: each
-  row lists its own options).
+  (the paper's data, `../shared/data/dsbs`, read in place; training rows from e-SNLI's validation split,
+  evaluation rows from its test split);
+- `cqa`: CommonsenseQA, "... one of the following options: [<the row's five choices>]" (the paper's data;
+  multiple choice: each row lists its own options);
+- `qed`: extractive QA, `question: ... context: ...` over 120-250-word Wikipedia paragraphs (the public sample
+  in benchmarks/data/qed: 190 training and 50 evaluation rows);
+- `scitldr`: summarization, a paper's abstract under a one-line instruction -> its TLDR (the public sample in
+  benchmarks/data/scitldr: 200 training and 50 evaluation rows).
 
 The teacher's answers are cached under `--work-dir`, so an interrupted run resumes where it stopped.
+`--readme` puts the table between the unlabeled-route markers of benchmarks/README.md (the repository's own
+README is the user manual and is never written).
 
-Usage (from the repository root; about an hour per task on 2 CPU cores):
-    .venv/bin/python benchmarks/unlabeled_route.py --tasks esnli cqa --readme benchmarks/README.md
+Usage (from the repository root; about an hour per task of 100 rows on 2 CPU cores):
+    .venv/bin/python benchmarks/unlabeled_route.py --tasks esnli cqa --readme
+    .venv/bin/python benchmarks/unlabeled_route.py --tasks qed scitldr --train-rows 150 --readme
 """
 
 from __future__ import annotations
@@ -38,15 +47,22 @@ from typing import Callable
 sys.path.insert(0, str(Path(__file__).resolve().parent / "quality"))
 from convert import DATASETS, DEFAULT_DATA_DIR  # noqa: E402
 
-from kfp_distill._implementation.answers import answers_match  # noqa: E402
 from kfp_distill._implementation.jsonl import load_rows, read_jsonl, write_jsonl  # noqa: E402
+from kfp_distill._implementation.scripts import load_module  # noqa: E402
+from kfp_distill._implementation.task_metrics import MAIN_METRIC, METRIC_TITLES, score_answers  # noqa: E402
 from kfp_distill.components.generate_rationales.prompts import (  # noqa: E402
     DEFAULT_RATIONALE_LENGTH,
     RATIONALE_LENGTHS,
 )
 
-REPOSITORY = Path(__file__).resolve().parents[1]
+_BENCHMARKS = Path(__file__).resolve().parent
+run_artifacts = load_module("run_artifacts", _BENCHMARKS / "run_artifacts.py")
+SAMPLES_DIR = load_module("draw_samples", _BENCHMARKS / "draw_samples.py").SAMPLES_DIR
+
+REPOSITORY = _BENCHMARKS.parent
 RESULTS_FILE = REPOSITORY / "benchmarks" / "results" / "unlabeled_route.json"
+BENCHMARKS_README = REPOSITORY / "benchmarks" / "README.md"
+MAIN_README = REPOSITORY / "README.md"
 README_MARKERS = ("<!-- unlabeled-route -->", "<!-- /unlabeled-route -->")
 USABLE_TARGET = 0.95
 STUDENT_SHARE_TARGET = 0.90
@@ -73,19 +89,26 @@ def _cqa_usable(row: dict) -> bool:
 
 @dataclass(frozen=True)
 class Task:
-    """A benchmark task: the dsbs dataset it reads, and its rows in the guide's instruction format."""
+    """A benchmark task: a dataset of the paper's data (dsbs) and its rows in the guide's instruction format, or,
+    without one, the public sample of the task's name under benchmarks/data (contract rows already)."""
 
-    dataset: str
-    input_text: Callable[[dict], str]
+    dataset: str | None = None
+    input_text: Callable[[dict], str] | None = None
     usable: Callable[[dict], bool] = lambda row: True
 
 
-TASKS = {"esnli": Task("esnli", _esnli_input), "cqa": Task("cqa", _cqa_input, _cqa_usable)}
+TASKS = {
+    "esnli": Task("esnli", _esnli_input),
+    "cqa": Task("cqa", _cqa_input, _cqa_usable),
+    "qed": Task(),
+    "scitldr": Task(),
+}
 
 
 @dataclass
 class TaskResult:
-    """One task's figures, as the README's table shows them."""
+    """One task's figures, as the README's table shows them; scores are `metric`, the main metric of the task
+    type the run settled on."""
 
     task: str
     rationale_length: str
@@ -93,10 +116,12 @@ class TaskResult:
     evaluation_rows: int
     train_steps: int
     usable_share: float
-    teacher_train_accuracy: float
-    teacher_accuracy: float
-    untuned_accuracy: float
-    distilled_accuracy: float
+    task_type: str
+    metric: str
+    teacher_train_score: float
+    teacher_score: float
+    untuned_score: float
+    distilled_score: float
     teacher_latency_s: float
     untuned_latency_s: float
     distilled_latency_s: float
@@ -105,48 +130,41 @@ class TaskResult:
     restating_rationales: int
     self_made_demonstrations: str
     class_source: str
+    peak_memory_mb: float | None
     wall_time_s: float
     date: str
 
     @property
     def student_share(self) -> float:
-        return self.distilled_accuracy / self.teacher_accuracy if self.teacher_accuracy else 0.0
+        return self.distilled_score / self.teacher_score if self.teacher_score else 0.0
 
 
-def sample_rows(task: Task, split: str, count: int, seed: int, data_dir: Path) -> list[dict]:
-    """`count` rows of a split, drawn with a seed, as {"input_text", "output_text"} (the gold label)."""
+def sample_rows(name: str, training: bool, count: int, seed: int, data_dir: Path) -> list[dict]:
+    """`count` rows of a task's training or evaluation split, drawn with a seed, as {"input_text", "output_text"}
+    (the gold label)."""
+    task = TASKS[name]
+    if task.dataset is None:
+        path = SAMPLES_DIR / name / f"{'train' if training else 'evaluation'}.jsonl"
+        rows = load_rows(str(path))
+        if count > len(rows):
+            raise ValueError(f"{path} holds {len(rows)} rows; {count} were asked for")
+        return random.Random(seed).sample(rows, count)
     spec = DATASETS[task.dataset]
+    split = spec.train_split if training else spec.test_split
     path = data_dir / task.dataset / f"{task.dataset}_{split}.json"
     rows = [row for _, row in read_jsonl(str(path)) if task.usable(row)]
     drawn = random.Random(seed).sample(rows, count)
     return [{"input_text": task.input_text(row), "output_text": spec.gold_label(row)} for row in drawn]
 
 
-def _task_dir(run_dir: Path, task: str) -> Path:
-    path = run_dir / task
-    if not path.is_dir():
-        raise FileNotFoundError(f"the run {run_dir} has no outputs of {task}: {sorted(p.name for p in run_dir.iterdir())}")
-    return path
-
-
-def _metrics(task_dir: Path) -> dict[str, float]:
-    """The step's Metrics artifact, as kfp.local recorded it in the task's executor output."""
-    executor_output = json.loads((task_dir / "executor_output.json").read_text())
-    for artifact in executor_output["artifacts"]["metrics"]["artifacts"]:
-        return dict(artifact["metadata"])
-    raise ValueError(f"{task_dir}: no metrics in the executor output")
-
-
 def run_task(name: str, arguments: argparse.Namespace) -> TaskResult:
     """Runs the pipeline on one task's unlabeled rows and reads its figures back from the artifacts."""
     from kfp_distill.pipelines.distillation.pipeline import distillation
-    from kfp_distill.pipelines.local_runner import init_local_runner
+    from kfp_distill.pipelines.local_runner import init_local_runner, latest_run
 
-    task = TASKS[name]
-    spec = DATASETS[task.dataset]
     work = arguments.work_dir / f"{name}-{arguments.rationale_length}"
-    train = sample_rows(task, spec.train_split, arguments.train_rows, arguments.seed, arguments.data_dir)
-    evaluation = sample_rows(task, spec.test_split, arguments.evaluation_rows, arguments.seed, arguments.data_dir)
+    train = sample_rows(name, True, arguments.train_rows, arguments.seed, arguments.data_dir)
+    evaluation = sample_rows(name, False, arguments.evaluation_rows, arguments.seed, arguments.data_dir)
     write_jsonl(work / "train.jsonl", ({"input_text": row["input_text"]} for row in train))  # labels hidden
     write_jsonl(work / "evaluation.jsonl", evaluation)
     gold = {row["input_text"]: row["output_text"] for row in train}
@@ -164,36 +182,47 @@ def run_task(name: str, arguments: argparse.Namespace) -> TaskResult:
         model_display_name=f"unlabeled-route-{name}-{arguments.rationale_length}",
     )
     wall_time_s = time.perf_counter() - started
-    run_dir = max((path for path in runs.iterdir() if path.is_dir()), key=lambda path: path.stat().st_mtime)
+    run_dir = latest_run(runs)
 
-    teacher_dir = _task_dir(run_dir, "generate-rationales")
-    teacher = _metrics(teacher_dir)
-    labeled = load_rows(str(teacher_dir / "distilled_dataset"))
-    correct = sum(answers_match(row["teacher_label"], gold[row["input_text"]]) for row in labeled)
+    teacher_dir = run_artifacts.task_dir(run_dir, "generate-rationales")
+    teacher = run_artifacts.step_metrics(teacher_dir)
+    evaluated = run_artifacts.read_evaluation(run_dir)
     report = (teacher_dir / "report").read_text()
-    evaluated = _metrics(_task_dir(run_dir, "evaluate"))
     return TaskResult(
         task=name,
         rationale_length=arguments.rationale_length,
         train_rows=len(train),
-        evaluation_rows=int(evaluated["examples"]),
+        evaluation_rows=evaluated.examples,
         train_steps=arguments.train_steps,
         usable_share=teacher["answered"] / teacher["rows"],
-        teacher_train_accuracy=correct / len(train),
-        teacher_accuracy=evaluated["teacher_accuracy"],
-        untuned_accuracy=evaluated["untuned_student_accuracy"],
-        distilled_accuracy=evaluated["distilled_student_accuracy"],
-        teacher_latency_s=evaluated["teacher_latency_s"],
-        untuned_latency_s=evaluated["untuned_student_latency_s"],
-        distilled_latency_s=evaluated["distilled_student_latency_s"],
+        task_type=evaluated.task_type,
+        metric=evaluated.metric,
+        teacher_train_score=teacher_train_score(
+            evaluated.task_type, load_rows(str(teacher_dir / "distilled_dataset")), gold
+        ),
+        teacher_score=evaluated.scores["teacher"],
+        untuned_score=evaluated.scores["untuned_student"],
+        distilled_score=evaluated.scores["distilled_student"],
+        teacher_latency_s=evaluated.latencies_s["teacher"],
+        untuned_latency_s=evaluated.latencies_s["untuned_student"],
+        distilled_latency_s=evaluated.latencies_s["distilled_student"],
         teacher_prompt_tokens=int(teacher["prompt_tokens"]),
         teacher_completion_tokens=int(teacher["completion_tokens"]),
         restating_rationales=int(teacher["restating_rationales"]),
         self_made_demonstrations=_report_line(report, "- Few-shot examples:"),
         class_source=_report_line(report, "- Classes:"),
+        peak_memory_mb=run_artifacts.step_metrics(run_artifacts.task_dir(run_dir, "tune-student"))["peak_memory_mb"],
         wall_time_s=wall_time_s,
         date=time.strftime("%Y-%m-%d"),
     )
+
+
+def teacher_train_score(task_type: str, labeled: list[dict], gold: dict[str, str]) -> float:
+    """The teacher's labels of the training rows scored against their hidden gold labels by the task's main
+    metric, a row the teacher left without a usable answer scoring 0."""
+    answers = {row["input_text"]: row["teacher_label"] for row in labeled}
+    scores = score_answers(task_type, [answers.get(text) for text in gold], list(gold.values()))
+    return scores.values[MAIN_METRIC[task_type]]
 
 
 def _report_line(report: str, prefix: str) -> str:
@@ -203,20 +232,21 @@ def _report_line(report: str, prefix: str) -> str:
 def table(results: list[TaskResult]) -> str:
     """The results as a Markdown table, with the targets checked."""
     lines = [
-        "| task | rationales | train rows (labels hidden) | usable answers | teacher label accuracy (train) | teacher | "
+        "| task | rationales | train rows (labels hidden) | usable answers | teacher score (train labels) | teacher | "
         "untuned student | distilled student | distilled / teacher | latency per example: teacher / untuned / "
-        "distilled | teacher tokens (prompt + completion) | wall time |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "distilled | teacher tokens (prompt + completion) | tuning peak memory | wall time |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for result in results:
+        memory = f"{result.peak_memory_mb:,.0f} MiB" if result.peak_memory_mb is not None else "not recorded"
         lines.append(
-            f"| {result.task} ({result.evaluation_rows} evaluation rows, {result.date}) | {result.rationale_length} "
-            f"| {result.train_rows} "
-            f"| {result.usable_share:.1%} | {result.teacher_train_accuracy:.1%} | {result.teacher_accuracy:.1%} "
-            f"| {result.untuned_accuracy:.1%} | {result.distilled_accuracy:.1%} | {result.student_share:.0%} "
+            f"| {result.task} ({METRIC_TITLES[result.metric]}, {result.evaluation_rows} evaluation rows, "
+            f"{result.date}) | {result.rationale_length} | {result.train_rows} "
+            f"| {result.usable_share:.1%} | {result.teacher_train_score:.1%} | {result.teacher_score:.1%} "
+            f"| {result.untuned_score:.1%} | {result.distilled_score:.1%} | {result.student_share:.0%} "
             f"| {result.teacher_latency_s:.2f} s / {result.untuned_latency_s:.2f} s / "
             f"{result.distilled_latency_s:.2f} s | {result.teacher_prompt_tokens:,} + "
-            f"{result.teacher_completion_tokens:,} | {result.wall_time_s / 60:.0f} min |"
+            f"{result.teacher_completion_tokens:,} | {memory} | {result.wall_time_s / 60:.0f} min |"
         )
     lines.append("")
     for result in results:
@@ -224,7 +254,7 @@ def table(results: list[TaskResult]) -> str:
         share = "met" if result.student_share >= STUDENT_SHARE_TARGET else "missed"
         lines.append(
             f"- {result.task}, {result.rationale_length} rationales: usable answers {result.usable_share:.1%} (target {USABLE_TARGET:.0%}: {usable}); "
-            f"distilled student at {result.student_share:.0%} of the teacher's accuracy (target "
+            f"distilled student at {result.student_share:.0%} of the teacher's {run_artifacts.metric_name(result.metric)} (target "
             f"{STUDENT_SHARE_TARGET:.0%}: {share}); {result.restating_rationales} rationales only restate their "
             f"answer; few-shot: {result.self_made_demonstrations}"
             # Multiple choice has no class list: each row lists its own options.
@@ -234,7 +264,10 @@ def table(results: list[TaskResult]) -> str:
 
 
 def update_readme(readme: Path, text: str) -> None:
-    """Puts `text` between the README's unlabeled-route markers (which must be there)."""
+    """Puts `text` between the README's unlabeled-route markers (which must be there); refuses the repository's
+    own README, the user manual, which takes no measurements."""
+    if readme.resolve() == MAIN_README.resolve():
+        raise ValueError(f"{readme} is the user manual; the benchmark's table goes to {BENCHMARKS_README}")
     content = readme.read_text()
     start, end = README_MARKERS
     if start not in content or end not in content:
@@ -255,7 +288,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--work-dir", type=Path, default=REPOSITORY / ".cache" / "unlabeled-route")
     parser.add_argument("--results", type=Path, default=RESULTS_FILE, help="the JSON file the figures go to")
-    parser.add_argument("--readme", type=Path, help="also put the table between the README's markers")
+    parser.add_argument(
+        "--readme", type=Path, nargs="?", const=BENCHMARKS_README,
+        help=f"also put the table between the unlabeled-route markers of this README (default: {BENCHMARKS_README})",
+    )
     return parser.parse_args(argv)
 
 

@@ -47,15 +47,10 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, type=kind, default=None)
 
 
-def _latest_run(output_dir: Path) -> Path | None:
-    runs = [path for path in output_dir.glob("distillation-*") if path.is_dir()]
-    return max(runs, key=lambda path: path.stat().st_mtime) if runs else None
-
-
 def run(args: argparse.Namespace) -> int:
     """Runs the distillation pipeline locally through kfp.local, then says where everything is."""
     from kfp_distill.pipelines.distillation.pipeline import distillation
-    from kfp_distill.pipelines.local_runner import init_local_runner
+    from kfp_distill.pipelines.local_runner import init_local_runner, latest_run
 
     output_dir = Path(args.output_dir).resolve()
     parameters = {name: getattr(args, name) for name in _pipeline_parameters() if getattr(args, name) is not None}
@@ -78,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     task = distillation(**parameters)
     elapsed = time.perf_counter() - started
-    run_dir = _latest_run(output_dir)
+    run_dir = latest_run(output_dir)
     if run_dir is None:
         print(f"kfp-distill run: the pipeline finished, but there is no run folder (distillation-*) under "
               f"{output_dir}", file=sys.stderr)

@@ -51,6 +51,12 @@ def _resolve_placeholder(element: str, *args, **kwargs) -> str:
     return _KFP_RESOLVE_PLACEHOLDER(element, *args, **kwargs)
 
 
+def latest_run(pipeline_root: str | Path) -> Path | None:
+    """The newest run folder of the distillation pipeline (`distillation-*`) under a pipeline root; None if none."""
+    runs = [path for path in Path(pipeline_root).glob("distillation-*") if path.is_dir()]
+    return max(runs, key=lambda path: path.stat().st_mtime) if runs else None
+
+
 def init_local_runner(
     pipeline_root: str | Path, runner: local.SubprocessRunner | local.DockerRunner | None = None
 ) -> None:

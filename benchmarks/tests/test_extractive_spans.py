@@ -17,7 +17,7 @@ def test_the_teacher_report_scores_mapping_against_leaving_out(tmp_path, capsys)
          "gold_label": None},
         {"input_text": "question: Who? context: Ann met Bo.", "teacher_label": "not stated", "gold_label": "Ann"},
     ])
-    write_jsonl(gold, [{"question": "How many?", "context": "Louisiana has 64 parishes.", "answer": "64 parishes"}])
+    write_jsonl(gold, [{"input_text": "question: How many? context: Louisiana has 64 parishes.", "output_text": "64 parishes"}])
 
     assert spans.main(["teacher", "--outputs", str(output), "--gold", str(gold)]) == 0
 

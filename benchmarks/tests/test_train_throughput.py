@@ -67,12 +67,12 @@ def test_the_papers_training_rows_come_with_rationales(train_throughput, dataset
 
 
 def _qed_sample(folder: Path, train: int, evaluation: int) -> Path:
-    """A small file pair in the qed sample's format (question, context, answer)."""
+    """A small file pair in the qed sample's format (contract rows, `question: ... context: ...`)."""
     folder.mkdir()
     for name, count in (("train", train), ("evaluation", evaluation)):
         rows = [
-            {"question": f"who painted picture {i}", "context": f"Picture {i} hangs in the hall. It was painted by Ann {i}. "
-             "Visitors like it.", "answer": f"Ann {i}"}
+            {"input_text": f"question: who painted picture {i} context: Picture {i} hangs in the hall. It was painted "
+             f"by Ann {i}. Visitors like it.", "output_text": f"Ann {i}"}
             for i in range(count)
         ]
         (folder / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -85,6 +85,18 @@ def test_qed_rows_quote_the_sentence_that_holds_the_answer(train_throughput, tmp
     assert [row.output_text for row in rows] == ["Ann 0", "Ann 1"]
     assert rows[1].input_text.startswith("question: who painted picture 1 context: Picture 1 hangs")
     assert rows[1].rationale == 'The context says: "It was painted by Ann 1." So the answer is Ann 1.'
+
+
+def test_the_committed_qed_sample_gives_every_training_row_a_rationale_quoting_its_context(train_throughput):
+    rows = train_throughput.distilled_rows("qed")
+    assert len(rows) == 190
+    for row in rows:
+        prefix, suffix = 'The context says: "', f'" So the answer is {row.output_text}.'
+        assert row.rationale.startswith(prefix) and row.rationale.endswith(suffix), row
+        quoted = row.rationale[len(prefix): -len(suffix)]
+        # The quote is the context's sentence holding the answer, not the answer alone for want of one.
+        assert row.output_text in quoted and quoted != row.output_text, row
+        assert quoted in row.input_text
 
 
 def test_memory_comparison_runs_today_s_settings_and_the_bounded_ones_with_the_same_losses(
