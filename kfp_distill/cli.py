@@ -320,13 +320,18 @@ def main(argv: list[str] | None = None) -> int:
     compile_parser.add_argument("--output-dir", default="compiled")
     compile_parser.set_defaults(handler=compile_pipelines)
 
-    models_parser = commands.add_parser("models", help="distilled models in the registry")
-    models_commands = models_parser.add_subparsers(dest="models_command", required=True)
+    models_parser = commands.add_parser("models", help="list the distilled models in the registry (as models list)")
+    models_commands = models_parser.add_subparsers(dest="models_command")
     list_parser = models_commands.add_parser("list", help="list distilled models")
-    list_parser.add_argument("--registry-uri", default="", help="an MLflow tracking URI (default: the embedded one)")
-    list_parser.add_argument("--project", default="", help="list this project's Vertex AI Model Registry instead")
-    list_parser.add_argument("--location", default="", help="the Vertex AI region (default: us-central1)")
-    list_parser.set_defaults(handler=list_models)
+    for parser_listing in (models_parser, list_parser):
+        parser_listing.add_argument(
+            "--registry-uri", default="", help="an MLflow tracking URI (default: the embedded one)"
+        )
+        parser_listing.add_argument(
+            "--project", default="", help="list this project's Vertex AI Model Registry instead"
+        )
+        parser_listing.add_argument("--location", default="", help="the Vertex AI region (default: us-central1)")
+        parser_listing.set_defaults(handler=list_models)
 
     predict_parser = commands.add_parser("predict", help="answer a prompt with a registered model")
     predict_parser.add_argument(

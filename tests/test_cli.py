@@ -80,3 +80,11 @@ def test_validate_reads_logged_conversations_and_can_leave_their_answers_to_the_
     assert cli.main(arguments + ["--use-logged-answers", "false"]) == 0
     printed = capsys.readouterr().out
     assert "- Logged answers: not used" in printed and "- Kind: **unlabeled**" in printed
+
+
+def test_models_alone_lists_the_models_as_models_list_does(tmp_path, capsys):
+    registry = f"sqlite:///{tmp_path / 'registry.db'}"
+    assert cli.main(["models", "list", "--registry-uri", registry]) == 0
+    listed = capsys.readouterr().out
+    assert cli.main(["models", "--registry-uri", registry]) == 0
+    assert capsys.readouterr().out == listed == "No distilled models registered yet.\n"
