@@ -53,9 +53,9 @@ def test_validate_states_the_passes_the_tuning_settings_make_with_the_pipelines_
     arguments = ["validate", str(tmp_path / "train.jsonl"), "--student-model-reference", tiny_student_dir]
     assert cli.main(arguments) == 0
     printed = capsys.readouterr().out
-    # The pipeline's defaults: 300 steps of 8, the last checkpoint kept.
+    # The pipeline's defaults: 300 steps of 8, checkpoint selection on, which needs an evaluation set.
     assert "- Training: 300 steps x batch size 8 = 2,400 examples seen: 80.0 passes over the 30 training examples" in printed
-    assert "go over the 30 training examples 80.0 times, and without checkpoint selection" in printed
+    assert "go over the 30 training examples 80.0 times, and checkpoint selection has no evaluation set" in printed
 
     settings = ["--train-steps", "10", "--batch-size", "6", "--enable-checkpoint-selection", "true"]
     assert cli.main(arguments + settings) == 0
@@ -88,3 +88,24 @@ def test_models_alone_lists_the_models_as_models_list_does(tmp_path, capsys):
     listed = capsys.readouterr().out
     assert cli.main(["models", "--registry-uri", registry]) == 0
     assert capsys.readouterr().out == listed == "No distilled models registered yet.\n"
+
+
+def test_run_names_the_failed_step_with_its_error_and_points_at_the_log(tmp_path, stub_teacher, capsys):
+    from kfp_distill.demo import write_demo_data
+
+    files = write_demo_data(tmp_path / "data", train_size=12, evaluation_size=10)
+    arguments = ["run", "--output-dir", str(tmp_path / "runs"), "--dataset-uri", files["train"],
+                 "--project", "my-project", "--accelerator-type", "TPU",
+                 "--serving-container-image-uri", "us-central1-docker.pkg.dev/my-project/kfp/kfp-distill:0.1.0",
+                 "--teacher-model-reference", f"{stub_teacher.base_url}#stub-teacher"]
+    assert cli.main(arguments) == 1
+    printed = capsys.readouterr()
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert printed.out.splitlines()[0].endswith("  preflight started")
+    assert printed.out.splitlines()[1].split("  ")[1].startswith("preflight FAILED after ")
+    assert len(printed.out.splitlines()) == 2, "kfp.local's lines went to the log"
+    assert printed.err.startswith(
+        f"kfp-distill run: step preflight failed; its last lines follow, all of the run's output is in {run_dir / 'run.log'}"
+    )
+    assert "PreflightError: refused before anything was spent: accelerator_type 'TPU' is not supported yet" in printed.err
+    assert "Executing task 'preflight'" in (run_dir / "run.log").read_text()
