@@ -109,3 +109,10 @@ def test_run_names_the_failed_step_with_its_error_and_points_at_the_log(tmp_path
     )
     assert "PreflightError: refused before anything was spent: accelerator_type 'TPU' is not supported yet" in printed.err
     assert "Executing task 'preflight'" in (run_dir / "run.log").read_text()
+
+    arguments[arguments.index("--output-dir") + 1] = str(tmp_path / "verbose")
+    assert cli.main(arguments + ["--verbose"]) == 1
+    printed = capsys.readouterr()
+    assert "Executing task \x1b[96m'preflight'" in printed.out and "preflight FAILED after " in printed.out  # colored
+    assert "    Traceback (most recent call last):" in printed.out, "the step's own output, as the log has it"
+    assert printed.err.startswith("kfp-distill run: step preflight failed")
