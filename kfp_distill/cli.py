@@ -48,9 +48,10 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Runs the distillation pipeline locally through kfp.local, then says where everything is."""
+    """Runs the distillation pipeline locally through kfp.local, showing its steps and progress bars (the rest
+    goes to run.log in the run folder), then says where everything is and prints the results."""
     from kfp_distill.pipelines.distillation.pipeline import distillation
-    from kfp_distill.pipelines.local_runner import init_local_runner, latest_run
+    from kfp_distill.pipelines.local_runner import StepFailed, init_local_runner, logged_run
 
     output_dir = Path(args.output_dir).resolve()
     parameters = {name: getattr(args, name) for name in _pipeline_parameters() if getattr(args, name) is not None}
@@ -71,15 +72,21 @@ def run(args: argparse.Namespace) -> int:
 
     init_local_runner(output_dir)
     started = time.perf_counter()
-    task = distillation(**parameters)
+    try:
+        with logged_run(output_dir, verbose=args.verbose) as logged:
+            task = distillation(**parameters)
+    except StepFailed as failure:
+        print(f"kfp-distill run: {failure}", file=sys.stderr)
+        return 1
     elapsed = time.perf_counter() - started
-    run_dir = latest_run(output_dir)
+    run_dir = logged.run_dir
     if run_dir is None:
         print(f"kfp-distill run: the pipeline finished, but there is no run folder (distillation-*) under "
               f"{output_dir}", file=sys.stderr)
         return 1
     print(f"\nDistillation finished in {elapsed / 60:.1f} min.")
     print(f"  artifacts:        {run_dir}")
+    print(f"  log:              {logged.log_path}")
     print(f"  TensorBoard logs: tensorboard --logdir {run_dir / 'tune-student' / 'tensorboard_logs'}")
     model = task.outputs["model_resource_name"]
     print(f"  registered model: {model}   (kfp-distill predict {model} \"...\"; kfp-distill serve {model})")
@@ -280,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     run_parser = commands.add_parser("run", help="run the distillation pipeline locally (kfp.local)")
     run_parser.add_argument("--demo", action="store_true", help="distil the built-in arithmetic demo")
     run_parser.add_argument("--output-dir", default="local_outputs", help="pipeline root for the run")
+    run_parser.add_argument(
+        "--verbose", action="store_true", help="also show the steps' whole output, which goes to run.log"
+    )
     _add_pipeline_arguments(run_parser)
     run_parser.set_defaults(handler=run)
 
@@ -315,13 +325,18 @@ def main(argv: list[str] | None = None) -> int:
     compile_parser.add_argument("--output-dir", default="compiled")
     compile_parser.set_defaults(handler=compile_pipelines)
 
-    models_parser = commands.add_parser("models", help="distilled models in the registry")
-    models_commands = models_parser.add_subparsers(dest="models_command", required=True)
+    models_parser = commands.add_parser("models", help="list the distilled models in the registry (as models list)")
+    models_commands = models_parser.add_subparsers(dest="models_command")
     list_parser = models_commands.add_parser("list", help="list distilled models")
-    list_parser.add_argument("--registry-uri", default="", help="an MLflow tracking URI (default: the embedded one)")
-    list_parser.add_argument("--project", default="", help="list this project's Vertex AI Model Registry instead")
-    list_parser.add_argument("--location", default="", help="the Vertex AI region (default: us-central1)")
-    list_parser.set_defaults(handler=list_models)
+    for parser_listing in (models_parser, list_parser):
+        parser_listing.add_argument(
+            "--registry-uri", default="", help="an MLflow tracking URI (default: the embedded one)"
+        )
+        parser_listing.add_argument(
+            "--project", default="", help="list this project's Vertex AI Model Registry instead"
+        )
+        parser_listing.add_argument("--location", default="", help="the Vertex AI region (default: us-central1)")
+        parser_listing.set_defaults(handler=list_models)
 
     predict_parser = commands.add_parser("predict", help="answer a prompt with a registered model")
     predict_parser.add_argument(

@@ -82,3 +82,39 @@ def test_validate_reads_logged_conversations_and_can_leave_their_answers_to_the_
     assert cli.main(arguments + ["--use-logged-answers", "false"]) == 0
     printed = capsys.readouterr().out
     assert "- Logged answers: not used" in printed and "- Kind: **unlabeled**" in printed
+
+
+def test_models_alone_lists_the_models_as_models_list_does(tmp_path, capsys):
+    registry = f"sqlite:///{tmp_path / 'registry.db'}"
+    assert cli.main(["models", "list", "--registry-uri", registry]) == 0
+    listed = capsys.readouterr().out
+    assert cli.main(["models", "--registry-uri", registry]) == 0
+    assert capsys.readouterr().out == listed == "No distilled models registered yet.\n"
+
+
+def test_run_names_the_failed_step_with_its_error_and_points_at_the_log(tmp_path, stub_teacher, capsys):
+    from kfp_distill.demo import write_demo_data
+
+    files = write_demo_data(tmp_path / "data", train_size=12, evaluation_size=10)
+    arguments = ["run", "--output-dir", str(tmp_path / "runs"), "--dataset-uri", files["train"],
+                 "--project", "my-project", "--accelerator-type", "TPU",
+                 "--serving-container-image-uri", "us-central1-docker.pkg.dev/my-project/kfp/kfp-distill:0.1.0",
+                 "--teacher-model-reference", f"{stub_teacher.base_url}#stub-teacher"]
+    assert cli.main(arguments) == 1
+    printed = capsys.readouterr()
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert printed.out.splitlines()[0].endswith("  preflight started")
+    assert printed.out.splitlines()[1].split("  ")[1].startswith("preflight FAILED after ")
+    assert len(printed.out.splitlines()) == 2, "kfp.local's lines went to the log"
+    assert printed.err.startswith(
+        f"kfp-distill run: step preflight failed; its last lines follow, all of the run's output is in {run_dir / 'run.log'}"
+    )
+    assert "PreflightError: refused before anything was spent: accelerator_type 'TPU' is not supported yet" in printed.err
+    assert "Executing task 'preflight'" in (run_dir / "run.log").read_text()
+
+    arguments[arguments.index("--output-dir") + 1] = str(tmp_path / "verbose")
+    assert cli.main(arguments + ["--verbose"]) == 1
+    printed = capsys.readouterr()
+    assert "Executing task \x1b[96m'preflight'" in printed.out and "preflight FAILED after " in printed.out  # colored
+    assert "    Traceback (most recent call last):" in printed.out, "the step's own output, as the log has it"
+    assert printed.err.startswith("kfp-distill run: step preflight failed")

@@ -25,6 +25,7 @@ from torch.utils.tensorboard import SummaryWriter
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import ExportableState
 
+from kfp_distill._implementation.settings import PROGRESS_BARS_ENV
 from kfp_distill._implementation.task_metrics import METRICS_BY_TASK
 
 from .answer_evaluation import AnswerEvaluation
@@ -613,7 +614,7 @@ def build_trainer(
         load_best_model_at_end=selecting,
         restore_callback_states_from_checkpoint=True,  # early stopping's count goes on where it was
         report_to="none",
-        disable_tqdm=True,
+        disable_tqdm=not os.environ.get(PROGRESS_BARS_ENV),
         remove_unused_columns=False,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
@@ -637,5 +638,5 @@ def build_trainer(
         group_by_length=config.group_by_length,
         answer_evaluation=answer_evaluation if answering else None,
     )
-    trainer.remove_callback(PrinterCallback)  # it prints every raw log dict; ProgressCallback prints a summary
+    trainer.remove_callback(PrinterCallback)  # (without bars) it prints every raw log dict; ProgressCallback a summary
     return trainer

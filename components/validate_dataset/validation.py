@@ -208,7 +208,7 @@ class ValidationReport:
             ),
             *(self._logged_lines() if self.logged else []),
             f"- Kind: **{self.kind}**",
-            f"- Task type: **{self.task_type.name}** ({self.task_type.reason})",
+            f"- Task type: **{self.task_type.name}** ({self.task_type.how_chosen})",
             *([f"- Training: {self.training.statement}"] if self.training else []),
             "",
             "| | training | evaluation |",

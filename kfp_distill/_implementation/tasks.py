@@ -38,6 +38,12 @@ class TaskType:
 
     name: str
     reason: str
+    given: bool = False
+
+    @property
+    def how_chosen(self) -> str:
+        """The reason as a report states it: given by the user, or inferred and from which sign."""
+        return self.reason if self.given else f"inferred: {self.reason}"
 
 
 def _share(flags: Sequence[bool]) -> float:
@@ -113,4 +119,4 @@ def resolve_task_type(
         return infer_task_type(input_texts, output_texts)
     if chosen not in TASK_TYPES:
         raise ValueError(f"task_type must be {AUTO!r} or one of {', '.join(TASK_TYPES)}; got {task_type!r}")
-    return TaskType(chosen, "given as the task_type parameter")
+    return TaskType(chosen, "given as the task_type parameter", given=True)

@@ -70,7 +70,7 @@ def test_the_demo_evaluation_set_is_math(tmp_path):
 
 def test_a_given_task_type_wins_and_an_unknown_one_is_refused():
     given = resolve_task_type("summarization", ["Classify: x"] * 3, ["a"] * 3)
-    assert given == TaskType("summarization", "given as the task_type parameter")
+    assert given == TaskType("summarization", "given as the task_type parameter", given=True)
     assert resolve_task_type(" Math ", [], []).name == "math"
     assert resolve_task_type("auto", ["Classify: x"] * 3).name == "classification"
     assert resolve_task_type("", ["Classify: x"] * 3).name == "classification"

@@ -9,6 +9,7 @@ from transformers import TrainerCallback, TrainerControl
 
 from kfp_distill._implementation.jsonl import DatasetError, write_jsonl
 from kfp_distill._implementation.models import ModelReferenceError, load_causal_lm, load_tokenizer
+from kfp_distill._implementation.settings import PROGRESS_BARS_ENV
 from kfp_distill._implementation.student import StudentPredictor
 from kfp_distill.components.evaluate.training_curves import read_scalars
 from kfp_distill.components.tune_student.config import TuningConfig
@@ -124,6 +125,22 @@ def test_evaluation_makes_logits_only_where_it_scores_and_keeps_the_loss_and_tok
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
     scored = batch["labels"][:, 1:] != -100
     assert statistics.correct == int((logits.argmax(-1)[scored] == batch["labels"][:, 1:][scored]).sum())
+
+
+def test_hugging_face_s_progress_bars_are_drawn_only_where_the_local_runner_shows_them(
+    tiny_student_dir, distilled_path, evaluation_path, tmp_path, capsys, monkeypatch
+):
+    settings = {"train_steps": 2, "evaluation_interval": 2, "enable_early_stopping": False}
+    monkeypatch.setenv(PROGRESS_BARS_ENV, "1")
+    run(tmp_path / "shown", tiny_student_dir, distilled_path, evaluation_path, **settings)
+    printed = capsys.readouterr()
+    assert re.search(r"\r *100%\|[^\r\n]*\| 2/2 \[", printed.err), printed.err
+    assert "step 2/2: loss" in printed.out, "the summary lines are written as without bars"
+
+    monkeypatch.delenv(PROGRESS_BARS_ENV)
+    run(tmp_path / "logged", tiny_student_dir, distilled_path, evaluation_path, **settings)
+    printed = capsys.readouterr()
+    assert "| 2/2 [" not in printed.err and "step 2/2: loss" in printed.out
 
 
 def test_a_run_with_evaluation_trains_saves_a_self_contained_model_and_logs_six_scalars_and_the_task_metric(

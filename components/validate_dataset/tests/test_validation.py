@@ -369,8 +369,9 @@ def test_task_type_is_decided_once_from_both_datasets(tmp_path, outputs, tokeniz
     report = outputs.run(str(dataset), str(evaluation))
 
     assert report.task_type.name == "math"
-    assert "- Task type: **math** (every label is a number or an arithmetic expression" in outputs.report.read_text()
+    assert "- Task type: **math** (inferred: every label is a number or an arithmetic expression" in outputs.report.read_text()
     assert outputs.run(str(dataset), str(evaluation), task_type="classification").task_type.name == "classification"
+    assert "- Task type: **classification** (given as the task_type parameter)" in outputs.report.read_text()
 
 
 def test_unknown_task_type_stops_before_anything_is_written(tmp_path, outputs):
