@@ -105,11 +105,10 @@ from kfp_distill._implementation.model_store import answer, load_model
 from kfp_distill._implementation.model_store import load_student as load_tuned_student
 from kfp_distill._implementation.models import is_remote, resolve_hf_model
 from kfp_distill._implementation.redaction import redact_uri
-from kfp_distill._implementation.student import StudentPredictor, Task, label_answers
+from kfp_distill._implementation.student import STUDENT_TASKS, StudentPredictor, StudentTask, label_answers
 
 TASK_FIELD = "kfp_distill_task"
 RATIONALE_SUFFIX = ":rationale"
-TASKS: tuple[Task, ...] = ("label", "rationale")
 DEFAULT_MAX_TOKENS = 256
 MAX_TOKENS_CAP = 2048
 MAX_PROMPTS = 32
@@ -182,14 +181,14 @@ class StudentService:
         # A server started with a higher default than the cap means to allow that many tokens.
         self.max_tokens_cap = max(self.max_tokens_cap, self.max_tokens)
 
-    def _prompt_tokens(self, input_text: str, task: Task) -> int:
+    def _prompt_tokens(self, input_text: str, task: StudentTask) -> int:
         """The prompt's token count at the predictor's current token limit; a limit past the context is a 400."""
         try:
             return len(self.predictor.input_ids(input_text, task))
         except ValueError as error:  # max_tokens larger than the model's context
             raise RequestError(str(error), param="max_tokens") from None
 
-    def answer(self, input_text: str, task: Task, max_tokens: int | None = None, stop: list[str] = ()) -> Answer:
+    def answer(self, input_text: str, task: StudentTask, max_tokens: int | None = None, stop: list[str] = ()) -> Answer:
         """The student's greedy answer to one input, cut at the first stop string, with token counts: the label
         task's answer as `kfp-distill predict` gives it (`label_answers`), the rationale task's as generated."""
         tokenizer = self.predictor.tokenizer
@@ -222,7 +221,7 @@ class StudentService:
         with self._lock:
             self.predictor.max_new_tokens = max_tokens or self.max_tokens
             # A max_tokens past the context is the caller's error (400), found before anything is generated.
-            for task in ("label", "rationale") if with_rationale else ("label",):
+            for task in STUDENT_TASKS if with_rationale else ("label",):
                 self._prompt_tokens(input_text, task)
             (result,) = answer(self.predictor, [input_text], with_rationale, self.task_type)
         return result
@@ -331,7 +330,7 @@ class ChatRequest:
     """A checked chat request: what the student reads, and how the answer is made and sent."""
 
     input_text: str
-    task: Task
+    task: StudentTask
     max_tokens: int | None
     stop: list[str]
     model: str  # as the request names it; empty: not named
@@ -344,7 +343,7 @@ class CompletionRequest:
     """A checked completion request: one answer per prompt."""
 
     prompts: list[str]
-    task: Task
+    task: StudentTask
     max_tokens: int | None
     stop: list[str]
     model: str
@@ -366,12 +365,12 @@ def _model(body: dict[str, Any]) -> str:
     return model or ""
 
 
-def _task(body: dict[str, Any], model: str) -> Task:
+def _task(body: dict[str, Any], model: str) -> StudentTask:
     task = body.get(TASK_FIELD)
     if task is None:
         task = "rationale" if model.endswith(RATIONALE_SUFFIX) else "label"
-    if task not in TASKS:
-        raise RequestError(f"{TASK_FIELD} must be one of {', '.join(TASKS)}, got {task!r}", param=TASK_FIELD)
+    if task not in STUDENT_TASKS:
+        raise RequestError(f"{TASK_FIELD} must be one of {', '.join(STUDENT_TASKS)}, got {task!r}", param=TASK_FIELD)
     return task
 
 

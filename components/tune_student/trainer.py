@@ -25,13 +25,13 @@ from torch.utils.tensorboard import SummaryWriter
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import ExportableState
 
+from kfp_distill._implementation.student import STUDENT_TASKS
 from kfp_distill._implementation.task_metrics import METRICS_BY_TASK
 
 from .answer_evaluation import AnswerEvaluation
 from .config import TuningConfig
 from .data import (
     IGNORE_INDEX,
-    TASKS,
     SeededLengthGroupedSampler,
     SharedPrefixCollator,
     packed_length,
@@ -105,8 +105,8 @@ def next_token_statistics(logits: torch.Tensor, labels: torch.Tensor) -> tuple[t
 
 
 def present_tasks(batch: dict[str, torch.Tensor]) -> list[str]:
-    """The tasks a packed batch has targets for, in `TASKS` order."""
-    return [task for task in TASKS if f"{task}_targets" in batch]
+    """The tasks a packed batch has targets for, in `STUDENT_TASKS` order."""
+    return [task for task in STUDENT_TASKS if f"{task}_targets" in batch]
 
 
 def additive_attention_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -165,7 +165,7 @@ class TaskPrefixTrainer(Trainer):
             logits_to_keep=keep,
         )
         losses = self._mean_target_losses(
-            model, [(outputs.logits, batch[f"{task}_targets"][keep]) for task in TASKS], num_targets
+            model, [(outputs.logits, batch[f"{task}_targets"][keep]) for task in STUDENT_TASKS], num_targets
         )
         if model.training:
             self.trained_tokens += int(batch["token_mask"].sum())
@@ -212,7 +212,8 @@ class TaskPrefixTrainer(Trainer):
     ) -> tuple[list[torch.Tensor], dict]:
         """(each task's loss, logits by task) of a `SharedEncoderCollator` batch: one encoder pass.
 
-        The losses are of the tasks the batch holds, in `TASKS` order (the label task alone in label-only tuning).
+        The losses are of the tasks the batch holds, in `STUDENT_TASKS` order (the label task alone in label-only
+        tuning).
         """
         tasks = present_tasks(batch)
         logits = decoder_logits(model, batch, tasks)
