@@ -120,7 +120,7 @@ class TuningResult:
     metrics: dict[str, float | int | bool | None]
 
 
-def tune_student(request: TuningRequest, extra_callbacks: Sequence[TrainerCallback] = ()) -> TuningResult:
+def run_tuning(request: TuningRequest, extra_callbacks: Sequence[TrainerCallback] = ()) -> TuningResult:
     """Tunes `request.config.student_model_reference` on the label and rationale tasks.
 
     Args:
