@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .config import TuningConfig
+from .config import TuningConfig, batch_split_problem
 from .tuning import TuningRequest, TuningResult, run_tuning
 
 
@@ -52,8 +52,7 @@ def usable_processes(devices: int, config: TuningConfig) -> int:
     """The most of `devices` processes that can share every step's `batch_size` rows evenly, in whole
     micro-batches (e.g. batch 12 on 8 GPUs: 6)."""
     for processes in range(devices, 1, -1):
-        rows_per_process, uneven = divmod(config.batch_size, processes)
-        if not uneven and rows_per_process % min(config.micro_batch_size or rows_per_process, rows_per_process) == 0:
+        if not batch_split_problem(config.batch_size, processes, config.micro_batch_size):
             return processes
     return 1
 

@@ -29,7 +29,7 @@ from kfp_distill._implementation.student import STUDENT_TASKS
 from kfp_distill._implementation.task_metrics import METRICS_BY_TASK
 
 from .answer_evaluation import AnswerEvaluation
-from .config import TuningConfig
+from .config import TuningConfig, batch_split_problem
 from .data import (
     IGNORE_INDEX,
     SeededLengthGroupedSampler,
@@ -569,8 +569,9 @@ def build_trainer(
     use_bf16 = uses_bf16(config.mixed_precision)
     # Under torchrun each of the WORLD_SIZE processes takes its share of every step's batch_size rows.
     processes = int(os.environ.get("WORLD_SIZE", "1"))
-    if config.batch_size % processes:
-        raise ValueError(f"batch_size {config.batch_size} must be a multiple of the {processes} data-parallel processes")
+    problem = batch_split_problem(config.batch_size, processes, config.micro_batch_size)
+    if problem:
+        raise ValueError(problem)
     rows_per_process = config.batch_size // processes
     if config.micro_batch_size:
         micro_batch_size = min(config.micro_batch_size, rows_per_process)
@@ -580,11 +581,6 @@ def build_trainer(
             model.config, train_examples, rows_per_process, budget_mb, config.activation_checkpointing
         )
         print(f"{micro_batch_size} rows a pass: the most whose activations fit {budget_mb:,.0f} MiB", flush=True)
-    if rows_per_process % micro_batch_size:
-        raise ValueError(
-            f"micro_batch_size {micro_batch_size} must divide the {rows_per_process} rows each of the {processes} "
-            "data-parallel processes takes per step"
-        )
     arguments = TrainingArguments(
         output_dir=checkpoint_dir,
         max_steps=config.train_steps,
