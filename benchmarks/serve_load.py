@@ -55,7 +55,6 @@ from kfp_distill.serving import (
     LARGE_BODIES_BYTES,
     MAX_BODY_BYTES,
     SMALL_BODY_BYTES,
-    TASKS,
 )
 
 STUDENT = "smollm2-135m-instruct"
@@ -344,7 +343,7 @@ def distilled_copy(directory: Path) -> Path:
     """The catalog student saved as tune-student saves a tuned model: weights, tokenizer and a model record."""
     from kfp_distill._implementation.model_record import write_record
     from kfp_distill._implementation.models import load_causal_lm, load_tokenizer
-    from kfp_distill._implementation.student import student_prompt
+    from kfp_distill._implementation.student import STUDENT_TASKS, student_prompt
 
     model, tokenizer = load_causal_lm(STUDENT), load_tokenizer(STUDENT)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
@@ -354,8 +353,8 @@ def distilled_copy(directory: Path) -> Path:
     write_record(directory, {
         "student_model_reference": STUDENT,
         "architecture": "causal",
-        "prompt_format": {task: student_prompt("{input_text}", task) for task in TASKS},
-        "trained_tasks": list(TASKS),
+        "prompt_format": {task: student_prompt("{input_text}", task) for task in STUDENT_TASKS},
+        "trained_tasks": list(STUDENT_TASKS),
     })
     return directory
 

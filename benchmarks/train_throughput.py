@@ -31,7 +31,7 @@ wall-clock and per CPU second.
 Questions questions over 120-250-word Wikipedia paragraphs), each row's rationale quoting the paragraph's
 sentence that holds the answer ("The context says: \"...\" So the answer is X.").
 
-`--memory` measures tune-student's memory instead: `tune_student` end to end, as the component runs it (model
+`--memory` measures tune-student's memory instead: `run_tuning` end to end, as the component runs it (model
 loading, training, an evaluation on the data's evaluation rows with generated answers, the model written),
 with the settings tune-student had before its memory was bounded (the whole batch in one pass, glibc's
 allocator as it comes) and with the bounded defaults, each in its own process since a process's peak resident
@@ -354,11 +354,11 @@ class StepTimes(TrainerCallback):
 
 
 def run_tune_student(arguments, today: bool) -> dict:
-    """`tune_student` end to end on the data's training and evaluation rows, with today's settings or the
+    """`run_tuning` end to end on the data's training and evaluation rows, with today's settings or the
     bounded defaults: peak memory, tokens/s over its training steps and its losses."""
     from kfp_distill._implementation.jsonl import write_jsonl
     from kfp_distill.components.tune_student import tuning
-    from kfp_distill.components.tune_student.tuning import TuningRequest, tune_student
+    from kfp_distill.components.tune_student.tuning import TuningRequest, run_tuning
 
     settings = TODAY_SETTINGS if today else {}
     if today:  # glibc's default thresholds, under which freed activations stay in the process
@@ -385,7 +385,7 @@ def run_tune_student(arguments, today: bool) -> dict:
             str(folder / "train.jsonl"), str(folder / "evaluation.jsonl"), str(folder / "model"), str(folder / "tb"),
             config, task_type="extractive_qa",
         )
-        result = tune_student(request, extra_callbacks=[times, losses])
+        result = run_tuning(request, extra_callbacks=[times, losses])
         history = json.loads((folder / "model" / "kfp_distill.json").read_text())["metrics"]
     metrics = result.metrics
     tokens = metrics["tokens_per_s"] * metrics["wall_time_s"]  # trained tokens of the whole run

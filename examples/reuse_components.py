@@ -5,7 +5,8 @@ your data is checked against the contract, a teacher labels and explains every r
 (`export_for_review`) turns the result into a CSV that people can review before anything is tuned on it.
 
 The components come in two forms, and the same pipeline is built from each:
-- from Python, where kfp-distill is installed: `from kfp_distill.components.<name>.component import <name>`;
+- from Python, where kfp-distill is installed: `from kfp_distill.components.<name>.component import <name>`
+  (deploy-model's is `deploy_registered_model`, apart from the pipeline's `deploy_model` setting);
 - from the compiled YAML files in `compiled/components/`, where it is not (only kfp is needed to compile):
   `kfp.components.load_component_from_file("compiled/components/<name>.yaml")`.
 Either way the steps run in the kfp-distill image the YAML names (`KFP_DISTILL_IMAGE` when compiled).

@@ -236,12 +236,12 @@ def serve(args: argparse.Namespace) -> int:
     """Serves a distilled student on an OpenAI-compatible HTTP endpoint until interrupted."""
     import logging
 
-    from kfp_distill.serving import create_server, load_student
+    from kfp_distill.serving import create_server, load_student_service
 
     if not args.model:
         print("kfp-distill serve: name a MODEL (or set AIP_STORAGE_URI, as Vertex AI does)", file=sys.stderr)
         return 2
-    service = load_student(args.model, args.registry_uri, max_tokens=args.max_tokens)
+    service = load_student_service(args.model, args.registry_uri, max_tokens=args.max_tokens)
     # The server's log (uvicorn's: each request, and what was refused) goes to stderr, stdout keeps the banner.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))

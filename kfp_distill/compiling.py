@@ -8,7 +8,7 @@ from kfp import compiler
 from kfp.compiler import pipeline_spec_builder
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from kfp_distill.components.deploy_model.component import deploy_model
+from kfp_distill.components.deploy_model.component import deploy_registered_model
 from kfp_distill.components.evaluate.component import evaluate
 from kfp_distill.components.generate_rationales.component import generate_rationales
 from kfp_distill.components.preflight.component import preflight
@@ -30,7 +30,7 @@ COMPONENTS = {
     "tune_student.yaml": tune_student,
     "evaluate.yaml": evaluate,
     "upload_model.yaml": upload_model,
-    "deploy_model.yaml": deploy_model,
+    "deploy_model.yaml": deploy_registered_model,
 }
 
 COMPONENTS_SUBDIRECTORY = "components"

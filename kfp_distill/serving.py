@@ -49,7 +49,7 @@ KServe conventionally are. It is bounded, so a careless or hostile client cannot
   endpoint but `/health` asks for `Authorization: Bearer KEY` (401 otherwise); bound beyond loopback without
   one, the server warns that anyone who reaches the port can use it.
 
-Apart from the HTTP layer: request parsing is pure functions that raise `RequestError` (`decode_body`,
+Apart from the HTTP layer: request parsing is pure functions that raise `RefusedRequest` (`decode_body`,
 `parse_chat_request`, `parse_completion_request`, `parse_prediction_request`), the model's work is behind
 `StudentService` (`answer_chat`, `answer_completion`, `answer_prediction` answer a checked request), and
 `chat_completion`, `completion` and `vertex_prediction` answer a decoded body, parsing it first.
@@ -101,15 +101,13 @@ from kfp_distill._implementation.conversations import (
     read_chat_messages,
     render_prompt,
 )
-from kfp_distill._implementation.model_store import answer, load_model
-from kfp_distill._implementation.model_store import load_student as load_tuned_student
+from kfp_distill._implementation.model_store import answer, load_model, load_student
 from kfp_distill._implementation.models import is_remote, resolve_hf_model
 from kfp_distill._implementation.redaction import redact_uri
-from kfp_distill._implementation.student import StudentPredictor, Task, label_answers
+from kfp_distill._implementation.student import STUDENT_TASKS, StudentPredictor, StudentTask, label_answers
 
 TASK_FIELD = "kfp_distill_task"
 RATIONALE_SUFFIX = ":rationale"
-TASKS: tuple[Task, ...] = ("label", "rationale")
 DEFAULT_MAX_TOKENS = 256
 MAX_TOKENS_CAP = 2048
 MAX_PROMPTS = 32
@@ -130,7 +128,7 @@ PREDICT_ROUTE = "/predict"
 INSTANCE_FIELDS = ("input_text", "rationale", "max_tokens")
 
 
-class RequestError(Exception):
+class RefusedRequest(Exception):
     """A request the endpoint refuses, answered as an OpenAI-style error body."""
 
     def __init__(self, message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST, param: str | None = None):
@@ -148,7 +146,9 @@ class RequestError(Exception):
 
 
 @dataclass
-class Answer:
+class StudentReply:
+    """What the student generated for one prompt, why it stopped and the tokens it read and wrote."""
+
     text: str
     finish_reason: str
     prompt_tokens: int
@@ -182,14 +182,16 @@ class StudentService:
         # A server started with a higher default than the cap means to allow that many tokens.
         self.max_tokens_cap = max(self.max_tokens_cap, self.max_tokens)
 
-    def _prompt_tokens(self, input_text: str, task: Task) -> int:
+    def _prompt_tokens(self, input_text: str, task: StudentTask) -> int:
         """The prompt's token count at the predictor's current token limit; a limit past the context is a 400."""
         try:
             return len(self.predictor.input_ids(input_text, task))
         except ValueError as error:  # max_tokens larger than the model's context
-            raise RequestError(str(error), param="max_tokens") from None
+            raise RefusedRequest(str(error), param="max_tokens") from None
 
-    def answer(self, input_text: str, task: Task, max_tokens: int | None = None, stop: list[str] = ()) -> Answer:
+    def answer(
+        self, input_text: str, task: StudentTask, max_tokens: int | None = None, stop: list[str] = ()
+    ) -> StudentReply:
         """The student's greedy answer to one input, cut at the first stop string, with token counts: the label
         task's answer as `kfp-distill predict` gives it (`label_answers`), the rationale task's as generated."""
         tokenizer = self.predictor.tokenizer
@@ -206,7 +208,7 @@ class StudentService:
         # The predictor returns text, not token ids: what was generated is counted by tokenizing it again, which
         # can differ from the generated count by a token where a word was split differently.
         completion_tokens = min(len(tokenizer(prediction.text, add_special_tokens=False)["input_ids"]), limit)
-        answer = Answer(
+        answer = StudentReply(
             text=text,
             finish_reason="length" if completion_tokens >= limit else "stop",
             prompt_tokens=prompt_tokens,
@@ -222,7 +224,7 @@ class StudentService:
         with self._lock:
             self.predictor.max_new_tokens = max_tokens or self.max_tokens
             # A max_tokens past the context is the caller's error (400), found before anything is generated.
-            for task in ("label", "rationale") if with_rationale else ("label",):
+            for task in STUDENT_TASKS if with_rationale else ("label",):
                 self._prompt_tokens(input_text, task)
             (result,) = answer(self.predictor, [input_text], with_rationale, self.task_type)
         return result
@@ -235,7 +237,7 @@ class StudentService:
         }
 
 
-def load_student(model: str, registry_uri: str = "", max_tokens: int = DEFAULT_MAX_TOKENS) -> StudentService:
+def load_student_service(model: str, registry_uri: str = "", max_tokens: int = DEFAULT_MAX_TOKENS) -> StudentService:
     """Loads a student to serve.
 
     Args:
@@ -249,7 +251,7 @@ def load_student(model: str, registry_uri: str = "", max_tokens: int = DEFAULT_M
     path = Path(model).expanduser()
     if path.is_dir() or is_remote(model):
         local = str(path) if path.is_dir() else resolve_hf_model(model)
-        predictor, task_type = load_tuned_student(local)
+        predictor, task_type = load_student(local)
         model_id = path.resolve().name if path.is_dir() else served_model_id(model)
     else:
         registered = load_model(model, registry_uri)
@@ -267,7 +269,7 @@ def _route(path: str) -> str:
     return path.rstrip("/") or "/"
 
 
-# Request parsing: pure functions of a request's body that raise RequestError, apart from the HTTP layer.
+# Request parsing: pure functions of a request's body that raise RefusedRequest, apart from the HTTP layer.
 
 # Every byte but those of JSON's structure (quotes, brackets, commas, colons), deleted before the scan.
 _NOT_JSON_STRUCTURE = bytes(set(range(256)) - set(b'"[]{},:'))
@@ -304,11 +306,11 @@ def _check_json_shape(data: bytes | bytearray) -> None:
         else:
             values += 1
             if values > MAX_JSON_VALUES:
-                raise RequestError(f"the request body holds more than {MAX_JSON_VALUES} JSON values")
+                raise RefusedRequest(f"the request body holds more than {MAX_JSON_VALUES} JSON values")
             if token in _OPENING:
                 depth += 1
                 if depth > MAX_JSON_DEPTH:
-                    raise RequestError(f"the request body is nested too deep: over {MAX_JSON_DEPTH} levels")
+                    raise RefusedRequest(f"the request body is nested too deep: over {MAX_JSON_DEPTH} levels")
 
 
 def decode_body(data: bytes | bytearray) -> dict[str, Any]:
@@ -318,11 +320,11 @@ def decode_body(data: bytes | bytearray) -> dict[str, Any]:
     try:
         body = json.loads(data.decode("utf-8-sig") or "null")
     except UnicodeDecodeError as error:
-        raise RequestError(f"the request body is not UTF-8: {error}") from None
+        raise RefusedRequest(f"the request body is not UTF-8: {error}") from None
     except ValueError as error:
-        raise RequestError(f"the request body is not JSON: {error}") from None
+        raise RefusedRequest(f"the request body is not JSON: {error}") from None
     if not isinstance(body, dict):
-        raise RequestError("the request body must be a JSON object")
+        raise RefusedRequest("the request body must be a JSON object")
     return body
 
 
@@ -331,7 +333,7 @@ class ChatRequest:
     """A checked chat request: what the student reads, and how the answer is made and sent."""
 
     input_text: str
-    task: Task
+    task: StudentTask
     max_tokens: int | None
     stop: list[str]
     model: str  # as the request names it; empty: not named
@@ -344,7 +346,7 @@ class CompletionRequest:
     """A checked completion request: one answer per prompt."""
 
     prompts: list[str]
-    task: Task
+    task: StudentTask
     max_tokens: int | None
     stop: list[str]
     model: str
@@ -362,16 +364,16 @@ class PredictionRequest:
 def _model(body: dict[str, Any]) -> str:
     model = body.get("model")
     if model is not None and not isinstance(model, str):
-        raise RequestError(f"model must be a string, got {model!r}", param="model")
+        raise RefusedRequest(f"model must be a string, got {model!r}", param="model")
     return model or ""
 
 
-def _task(body: dict[str, Any], model: str) -> Task:
+def _task(body: dict[str, Any], model: str) -> StudentTask:
     task = body.get(TASK_FIELD)
     if task is None:
         task = "rationale" if model.endswith(RATIONALE_SUFFIX) else "label"
-    if task not in TASKS:
-        raise RequestError(f"{TASK_FIELD} must be one of {', '.join(TASKS)}, got {task!r}", param=TASK_FIELD)
+    if task not in STUDENT_TASKS:
+        raise RefusedRequest(f"{TASK_FIELD} must be one of {', '.join(STUDENT_TASKS)}, got {task!r}", param=TASK_FIELD)
     return task
 
 
@@ -380,9 +382,9 @@ def _max_tokens(body: dict[str, Any], cap: int) -> int | None:
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise RequestError(f"max_tokens must be a positive integer, got {value!r}", param="max_tokens")
+        raise RefusedRequest(f"max_tokens must be a positive integer, got {value!r}", param="max_tokens")
     if value > cap:
-        raise RequestError(f"max_tokens is {value}, over this server's cap of {cap}", param="max_tokens")
+        raise RefusedRequest(f"max_tokens is {value}, over this server's cap of {cap}", param="max_tokens")
     return value
 
 
@@ -390,7 +392,7 @@ def _stop(body: dict[str, Any]) -> list[str]:
     stop = body.get("stop") or []
     stop = [stop] if isinstance(stop, str) else stop
     if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-        raise RequestError("stop must be a string or a list of strings", param="stop")
+        raise RefusedRequest("stop must be a string or a list of strings", param="stop")
     return stop
 
 
@@ -398,14 +400,14 @@ def _stream(body: dict[str, Any]) -> tuple[bool, bool]:
     """(stream, include usage): `stream` and `stream_options.include_usage`, each true, false or left out."""
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
-        raise RequestError(f"stream must be true or false, got {stream!r}", param="stream")
+        raise RefusedRequest(f"stream must be true or false, got {stream!r}", param="stream")
     options = body.get("stream_options")
     options = {} if options is None else options
     if not isinstance(options, dict):
-        raise RequestError(f"stream_options must be an object, got {options!r}", param="stream_options")
+        raise RefusedRequest(f"stream_options must be an object, got {options!r}", param="stream_options")
     include_usage = options.get("include_usage")
     if include_usage is not None and not isinstance(include_usage, bool):
-        raise RequestError(f"stream_options.include_usage must be true or false, got {include_usage!r}",
+        raise RefusedRequest(f"stream_options.include_usage must be true or false, got {include_usage!r}",
                            param="stream_options")
     return bool(stream), bool(include_usage)
 
@@ -413,7 +415,7 @@ def _stream(body: dict[str, Any]) -> tuple[bool, bool]:
 def _model_text(text: str, where: str, param: str | None = None) -> str:
     """Text the student reads, refused if a `\\ud800`-style escape left an unpaired surrogate in it."""
     if _SURROGATE.search(text):
-        raise RequestError(f"{where} holds an unpaired surrogate (a \\ud800-\\udfff escape alone), which is not text",
+        raise RefusedRequest(f"{where} holds an unpaired surrogate (a \\ud800-\\udfff escape alone), which is not text",
                            param=param)
     return text
 
@@ -423,9 +425,9 @@ def _conversation_text(body: dict[str, Any]) -> str:
     try:
         prompt = read_chat_messages(body.get("messages"))
     except ConversationError as error:
-        raise RequestError(str(error), param="messages") from None
+        raise RefusedRequest(str(error), param="messages") from None
     except ConversationSkipped as skipped:
-        raise RequestError(f"the student reads text conversations only; this one has {skipped.reason}",
+        raise RefusedRequest(f"the student reads text conversations only; this one has {skipped.reason}",
                            param="messages") from None
     return _model_text(render_prompt(prompt), "the conversation", "messages")
 
@@ -434,16 +436,16 @@ def _prompts(body: dict[str, Any], cap: int) -> list[str]:
     prompt = body.get("prompt")
     prompts = [prompt] if isinstance(prompt, str) else prompt
     if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
-        raise RequestError("prompt must be a string or a non-empty list of strings (token ids are not accepted)",
+        raise RefusedRequest("prompt must be a string or a non-empty list of strings (token ids are not accepted)",
                            param="prompt")
     if len(prompts) > cap:
-        raise RequestError(f"prompt holds {len(prompts)} prompts, over this server's cap of {cap} per request",
+        raise RefusedRequest(f"prompt holds {len(prompts)} prompts, over this server's cap of {cap} per request",
                            param="prompt")
     return [_model_text(prompt, f"prompt {i}", "prompt") for i, prompt in enumerate(prompts)]
 
 
 def parse_chat_request(body: dict[str, Any], max_tokens_cap: int = MAX_TOKENS_CAP) -> ChatRequest:
-    """A chat request's body, checked: RequestError names the first field that is wrong."""
+    """A chat request's body, checked: RefusedRequest names the first field that is wrong."""
     max_tokens = _max_tokens(body, max_tokens_cap)
     input_text = _conversation_text(body)
     model = _model(body)
@@ -454,7 +456,7 @@ def parse_chat_request(body: dict[str, Any], max_tokens_cap: int = MAX_TOKENS_CA
 def parse_completion_request(
     body: dict[str, Any], max_tokens_cap: int = MAX_TOKENS_CAP, max_prompts: int = MAX_PROMPTS
 ) -> CompletionRequest:
-    """A completion request's body, checked: RequestError names the first field that is wrong."""
+    """A completion request's body, checked: RefusedRequest names the first field that is wrong."""
     model = _model(body)
     task, max_tokens, stop = _task(body, model), _max_tokens(body, max_tokens_cap), _stop(body)
     stream, include_usage = _stream(body)
@@ -467,17 +469,17 @@ def _instance(instance: Any, index: int, cap: int) -> tuple[str, bool, int | Non
     if isinstance(instance, str):
         return _model_text(instance, where), False, None
     if not isinstance(instance, dict) or not isinstance(instance.get("input_text"), str):
-        raise RequestError(f'{where} must be an input text or an object with a string "input_text"')
+        raise RefusedRequest(f'{where} must be an input text or an object with a string "input_text"')
     unknown = sorted(set(instance) - set(INSTANCE_FIELDS))
     if unknown:
-        raise RequestError(f"{where} has unknown field(s) {', '.join(unknown)}; known: {', '.join(INSTANCE_FIELDS)}")
+        raise RefusedRequest(f"{where} has unknown field(s) {', '.join(unknown)}; known: {', '.join(INSTANCE_FIELDS)}")
     rationale = instance.get("rationale", False)
     if not isinstance(rationale, bool):
-        raise RequestError(f'{where}: "rationale" must be true or false, got {rationale!r}')
+        raise RefusedRequest(f'{where}: "rationale" must be true or false, got {rationale!r}')
     try:
         max_tokens = _max_tokens(instance, cap)
-    except RequestError as error:
-        raise RequestError(f"{where}: {error}") from None
+    except RefusedRequest as error:
+        raise RefusedRequest(f"{where}: {error}") from None
     return _model_text(instance["input_text"], where), rationale, max_tokens
 
 
@@ -487,16 +489,16 @@ def parse_prediction_request(
     """Vertex AI's `{"instances": [...]}`, every instance checked, so that a bad one costs no generation."""
     instances = body.get("instances")
     if not isinstance(instances, list) or not instances:
-        raise RequestError('the request body must be {"instances": [...]} with at least one instance')
+        raise RefusedRequest('the request body must be {"instances": [...]} with at least one instance')
     if len(instances) > max_prompts:
-        raise RequestError(f"the request holds {len(instances)} instances, over this server's cap of {max_prompts}")
+        raise RefusedRequest(f"the request holds {len(instances)} instances, over this server's cap of {max_prompts}")
     return PredictionRequest([_instance(instance, i, max_tokens_cap) for i, instance in enumerate(instances)])
 
 
 # Answers: the model's work for a checked request, behind StudentService.
 
 
-def _usage(answers: list[Answer]) -> dict[str, int]:
+def _usage(answers: list[StudentReply]) -> dict[str, int]:
     prompt = sum(a.prompt_tokens for a in answers)
     completion = sum(a.completion_tokens for a in answers)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
@@ -641,25 +643,25 @@ class _StudentApp:
     async def _respond(self, request: Request, method: str, route: str) -> Response:
         try:
             if not self._authorized(request, route):  # before the body is read: a caller without the key costs nothing
-                raise RequestError("a valid API key is required: Authorization: Bearer KEY", HTTPStatus.UNAUTHORIZED)
+                raise RefusedRequest("a valid API key is required: Authorization: Bearer KEY", HTTPStatus.UNAUTHORIZED)
             if method == "GET" and route == "/v1/models":
                 return _json_response(HTTPStatus.OK, self.service.models())
             if method == "GET" and route in self.health_routes:
                 return _json_response(HTTPStatus.OK, {"status": "ok"})
             if method != "POST" or route not in self.post_routes:
-                raise RequestError(f"no such endpoint: {method} {request.scope['path']}", HTTPStatus.NOT_FOUND)
+                raise RefusedRequest(f"no such endpoint: {method} {request.scope['path']}", HTTPStatus.NOT_FOUND)
             parse, answer_request = self.post_routes[route]
             with self._body_share(int(request.headers["content-length"])):  # checked by the protocol
                 # The body and its JSON are let go once parsed: a request waiting for the model holds its fields.
                 parsed = parse(decode_body(await self._body(request)))
                 loop = asyncio.get_running_loop()
                 answered = await loop.run_in_executor(self._model_thread, answer_request, self.service, parsed)
-        except RequestError as error:
+        except RefusedRequest as error:
             return self.error_response(error, method, route)
         except ClientDisconnect:
             raise
         except Exception as error:  # the server keeps serving; the client learns what failed
-            failure = RequestError(f"{type(error).__name__}: {error}", HTTPStatus.INTERNAL_SERVER_ERROR)
+            failure = RefusedRequest(f"{type(error).__name__}: {error}", HTTPStatus.INTERNAL_SERVER_ERROR)
             return self.error_response(failure, method, route)
         if getattr(parsed, "stream", False):  # predictions are never streamed
             return _event_stream(stream_events(answered, parsed.include_usage))
@@ -680,7 +682,7 @@ class _StudentApp:
             yield
             return
         if self._large_bodies_bytes + length > LARGE_BODIES_BYTES:
-            raise RequestError("the server is busy reading other large request bodies; retry shortly",
+            raise RefusedRequest("the server is busy reading other large request bodies; retry shortly",
                                HTTPStatus.SERVICE_UNAVAILABLE)
         self._large_bodies_bytes += length  # the event loop's thread alone counts: no lock needed
         try:
@@ -702,16 +704,16 @@ class _StudentApp:
             raise self.timed_out() from None
         return data
 
-    def timed_out(self) -> RequestError:
-        return RequestError(f"the request did not arrive within {self.timeout:g} seconds", HTTPStatus.REQUEST_TIMEOUT)
+    def timed_out(self) -> RefusedRequest:
+        return RefusedRequest(f"the request did not arrive within {self.timeout:g} seconds", HTTPStatus.REQUEST_TIMEOUT)
 
-    def busy(self) -> RequestError:
-        return RequestError(
+    def busy(self) -> RefusedRequest:
+        return RefusedRequest(
             f"the server is busy: {self.max_connections} connections are open; retry shortly",
             HTTPStatus.SERVICE_UNAVAILABLE,
         )
 
-    def error_response(self, error: RequestError, method: str, route: str) -> Response:
+    def error_response(self, error: RefusedRequest, method: str, route: str) -> Response:
         """A refusal as the route's callers read it: Vertex AI's for its predict route, OpenAI's elsewhere."""
         headers = {}
         if error.status == HTTPStatus.UNAUTHORIZED:
@@ -742,15 +744,15 @@ def _check_body_framing(headers: dict[str, list[str]]) -> None:
     """Refuses a body this server does not read: one without a single Content-Length of at most MAX_BODY_BYTES."""
     lengths = headers.get("content-length", [])
     if not lengths or "transfer-encoding" in headers:
-        raise RequestError("a request body needs a Content-Length header (chunked bodies are not accepted)",
+        raise RefusedRequest("a request body needs a Content-Length header (chunked bodies are not accepted)",
                            HTTPStatus.LENGTH_REQUIRED)
     value = lengths[0]
     if len(set(lengths)) > 1 or not (value.isascii() and value.isdigit()):
-        raise RequestError(f"Content-Length must be one non-negative integer, got {', '.join(lengths)!r}")
+        raise RefusedRequest(f"Content-Length must be one non-negative integer, got {', '.join(lengths)!r}")
     # Checked on the digits first: a number of thousands of digits is over the cap, and int() refuses it.
     digits = value.lstrip("0")
     if len(digits) > len(str(MAX_BODY_BYTES)) or int(digits or "0") > MAX_BODY_BYTES:
-        raise RequestError(f"request body over {MAX_BODY_BYTES} bytes", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+        raise RefusedRequest(f"request body over {MAX_BODY_BYTES} bytes", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
 
 
 class _BoundedProtocol(H11Protocol):
@@ -797,7 +799,7 @@ class _BoundedProtocol(H11Protocol):
         self._head += data
         end = _HEAD_END.search(self._head, searched)
         if (end.start() if end else len(self._head)) > MAX_HEAD_BYTES:
-            self._refuse(RequestError(f"the request's line and headers are over {MAX_HEAD_BYTES} bytes",
+            self._refuse(RefusedRequest(f"the request's line and headers are over {MAX_HEAD_BYTES} bytes",
                                       HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE))
             return
         if end is None:
@@ -808,7 +810,7 @@ class _BoundedProtocol(H11Protocol):
         if self._method == "POST" and self._route in self.student_app.post_routes:
             try:
                 _check_body_framing(headers)
-            except RequestError as error:
+            except RefusedRequest as error:
                 self._refuse(error)
                 return
         if "host" not in headers:  # h11 asks HTTP/1.1 for one; a server without virtual hosts has no use for it
@@ -817,13 +819,13 @@ class _BoundedProtocol(H11Protocol):
         self._working = self.cycle is not None  # h11 read a request: its task is made, not yet run
 
     def send_400_response(self, msg: str) -> None:  # h11 found the request malformed
-        self._refuse(RequestError(msg))
+        self._refuse(RefusedRequest(msg))
 
     def _head_timed_out(self) -> None:
         self._method, self._route, _ = _head_fields(bytes(self._head or b""))
         self._refuse(self.student_app.timed_out())
 
-    def _refuse(self, error: RequestError) -> None:
+    def _refuse(self, error: RefusedRequest) -> None:
         """Answers with `error` and closes the connection; h11 has no request to answer, so the bytes are ours."""
         self._head = None
         self._head_deadline.cancel()

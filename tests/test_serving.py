@@ -16,10 +16,10 @@ from kfp_distill.serving import (
     API_KEY_ENV,
     MAX_PROMPTS,
     MAX_TOKENS_CAP,
-    RequestError,
+    RefusedRequest,
     StudentService,
     create_server,
-    load_student,
+    load_student_service,
 )
 
 QUESTION = (
@@ -162,7 +162,7 @@ def test_the_route_functions_answer_a_decoded_body_as_the_server_does(predictor,
     assert chat["choices"][0]["message"]["content"] == expected["label"] and chat["model"] == "tiny-student"
     text = completion(service, {"prompt": [QUESTION], "kfp_distill_task": "rationale"})
     assert text["choices"][0]["text"] == expected["rationale"]
-    with pytest.raises(RequestError, match="max_tokens"):
+    with pytest.raises(RefusedRequest, match="max_tokens"):
         completion(service, {"prompt": QUESTION, "max_tokens": 0})
 
 
@@ -193,8 +193,8 @@ def test_a_registered_model_is_served_by_name(varied_student_dir, tmp_path, monk
     monkeypatch.setenv("KFP_DISTILL_HOME", str(tmp_path / "home"))
     register_model(varied_student_dir, "served-student")
 
-    by_name = load_student("served-student", max_tokens=MAX_TOKENS)
-    by_directory = load_student(varied_student_dir, max_tokens=MAX_TOKENS)
+    by_name = load_student_service("served-student", max_tokens=MAX_TOKENS)
+    by_directory = load_student_service(varied_student_dir, max_tokens=MAX_TOKENS)
 
     assert by_name.model_id == "served-student"
     # The registered model answers exactly as its directory does, token counts included.
@@ -671,7 +671,7 @@ def test_a_request_whose_client_left_holds_its_place_until_its_work_is_done(pred
         assert status == 200, payload
 
 
-# Property-based tests of the request parsing: whatever a client sends, a 4xx RequestError or a checked request.
+# Property-based tests of the request parsing: whatever a client sends, a 4xx RefusedRequest or a checked request.
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
@@ -773,14 +773,14 @@ def test_any_json_body_is_parsed_or_refused_with_a_4xx(data):
     encoded = json.dumps(body, separators=data.draw(st.sampled_from([(",", ":"), (", ", ": ")]))).encode()
     try:
         decoded = serving.decode_body(encoded)
-    except serving.RequestError as error:
+    except serving.RefusedRequest as error:
         assert not isinstance(body, dict) and 400 <= error.status < 500
         return
     assert json.dumps(decoded) == json.dumps(body)  # as json.loads reads it
     for parse in _PARSERS:
         try:
             parsed = parse(decoded)
-        except serving.RequestError as error:
+        except serving.RefusedRequest as error:
             assert 400 <= error.status < 500 and str(error)
         else:
             _checked(parsed)
@@ -794,7 +794,7 @@ def test_any_bytes_are_a_json_object_or_a_400(data):
     # Arbitrary bytes, and JSON with one byte taken out.
     try:
         body = serving.decode_body(data)
-    except serving.RequestError as error:
+    except serving.RefusedRequest as error:
         assert error.status == 400
     else:
         assert isinstance(body, dict) and body == json.loads(data.decode("utf-8-sig"))
@@ -822,7 +822,7 @@ def test_the_depth_and_value_caps_hold_exactly(value):
             # The body's count starts at 1; its object adds a level, a bracket and a colon.
             serving.decode_body(json.dumps({"v": value}).encode())
             refused = False
-        except serving.RequestError as error:
+        except serving.RefusedRequest as error:
             refused = "deep" in str(error) or "values" in str(error)
     assert refused == (depth + 1 > 4 or 1 + 2 + count > 20), (depth, count)
 
@@ -831,11 +831,11 @@ def test_the_caps_at_their_real_size():
     from kfp_distill.serving import MAX_JSON_DEPTH, MAX_JSON_VALUES, decode_body
 
     decode_body(b'{"a": ' + b"[" * (MAX_JSON_DEPTH - 1) + b"]" * (MAX_JSON_DEPTH - 1) + b"}")
-    with pytest.raises(serving.RequestError, match="deep"):
+    with pytest.raises(serving.RefusedRequest, match="deep"):
         decode_body(b'{"a": ' + b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH + b"}")
     # {"a": [0, ..., 0]} with n zeros: 1, then two brackets, a colon and n - 1 commas: n + 3.
     decode_body(json.dumps({"a": [0] * (MAX_JSON_VALUES - 3)}).encode())
-    with pytest.raises(serving.RequestError, match="values"):
+    with pytest.raises(serving.RefusedRequest, match="values"):
         decode_body(json.dumps({"a": [0] * (MAX_JSON_VALUES - 2)}).encode())
     # Brackets, commas and escaped quotes inside strings are text, not structure.
     text = '[[{,:\\"' * MAX_JSON_VALUES
@@ -852,7 +852,7 @@ def test_body_framing_is_one_content_length_up_to_the_cap_or_a_4xx(values, chunk
         headers["transfer-encoding"] = ["chunked"]
     try:
         serving._check_body_framing(headers)
-    except serving.RequestError as error:
+    except serving.RefusedRequest as error:
         assert error.status in (400, 411, 413)
     else:
         assert not chunked and len(set(values)) == 1 and 0 <= int(values[0]) <= serving.MAX_BODY_BYTES

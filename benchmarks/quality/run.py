@@ -58,7 +58,7 @@ from kfp_distill._implementation.task_metrics import score_answers  # noqa: E402
 from kfp_distill.components.generate_rationales.config import GenerationConfig  # noqa: E402
 from kfp_distill.components.generate_rationales.generation import generate_rationales  # noqa: E402
 from kfp_distill.components.tune_student.config import MixedPrecision, TuningConfig  # noqa: E402
-from kfp_distill.components.tune_student.tuning import TuningRequest, tune_student  # noqa: E402
+from kfp_distill.components.tune_student.tuning import TuningRequest, run_tuning  # noqa: E402
 from kfp_distill.components.validate_dataset.validation import validate_dataset  # noqa: E402
 
 ARMS = tuple(ARM_NAMES)
@@ -243,7 +243,7 @@ def run_one(key: RunKey, rows: list[dict], test: list[dict], args: argparse.Name
         str(tuning_rows), None, str(work_dir / "model"), str(work_dir / "tensorboard"), config,
         provenance={"dataset_uri": f"dsbs/{key.dataset}"}, checkpoint_dir=str(work_dir / "checkpoints"),
     )
-    result = tune_student(request, extra_callbacks=[measure])
+    result = run_tuning(request, extra_callbacks=[measure])
     return {
         **asdict(key),
         "train_rows": validated.train.examples,

@@ -122,8 +122,8 @@ class TuningConfig:
         if self.micro_batch_size is not None and (
             isinstance(self.micro_batch_size, bool)
             or not isinstance(self.micro_batch_size, int)
-            or self.micro_batch_size < 1
-            or self.batch_size % self.micro_batch_size
+            or not 1 <= self.micro_batch_size <= self.batch_size
+            or batch_split_problem(self.batch_size, 1, self.micro_batch_size)
         ):
             raise ValueError(
                 f"micro_batch_size must be a positive divisor of batch_size {self.batch_size}, got {self.micro_batch_size!r}"
@@ -169,6 +169,26 @@ class TuningConfig:
     def to_dict(self) -> dict:
         """The settings, with the learning rate they resolve to."""
         return {**asdict(self), "learning_rate": self.learning_rate}
+
+
+def batch_split_problem(batch_size: int, processes: int = 1, micro_batch_size: int | None = None) -> str:
+    """Why every step's `batch_size` rows cannot be shared evenly by `processes` data-parallel processes, each
+    taking its share in whole micro-batches of `micro_batch_size` rows; "" when they can.
+
+    The one even-batch rule: `TuningConfig` checks it for one process, `distributed.usable_processes` picks the
+    processes that meet it and the trainer checks it under torchrun. A micro-batch larger than a process's share
+    is that share; None: the activation budget splits the share, always evenly.
+    """
+    rows_per_process, uneven = divmod(batch_size, processes)
+    if uneven:
+        return f"batch_size {batch_size} must be a multiple of the {processes} data-parallel processes"
+    rows_per_pass = min(micro_batch_size or rows_per_process, rows_per_process)
+    if rows_per_process % rows_per_pass:
+        return (
+            f"micro_batch_size {rows_per_pass} must divide the {rows_per_process} rows each of the {processes} "
+            "data-parallel processes takes per step"
+        )
+    return ""
 
 
 def _is_number(value: object) -> bool:

@@ -22,10 +22,9 @@ import torch
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from kfp_distill._implementation.jsonl import DatasetError, read_jsonl
-from kfp_distill._implementation.student import Task, student_input_ids, task_marker_ids
+from kfp_distill._implementation.student import StudentTask, student_input_ids, task_marker_ids
 
 IGNORE_INDEX = -100  # the label value PyTorch's cross-entropy (and Hugging Face models) skip
-TASKS: tuple[Task, Task] = ("label", "rationale")
 
 
 @dataclass
@@ -110,7 +109,7 @@ class TargetTooLongError(ValueError):
     """A target that leaves no room for an input in the student's context."""
 
 
-def _encode_row(encode, tokenizer, row: TrainingRow | EvaluationRow, task: Task, field_name: str, *limits: int):
+def _encode_row(encode, tokenizer, row: TrainingRow | EvaluationRow, task: StudentTask, field_name: str, *limits: int):
     """`encode` on one row with `field_name` as the target; a target too long is named by file, line and field."""
     try:
         return encode(tokenizer, row.input_text, task, getattr(row, field_name), *limits)
@@ -121,7 +120,7 @@ def _encode_row(encode, tokenizer, row: TrainingRow | EvaluationRow, task: Task,
 def encode_example(
     tokenizer,
     input_text: str,
-    task: Task,
+    task: StudentTask,
     target: str,
     max_input_tokens: int,
     max_target_tokens: int | None = None,

@@ -1,7 +1,7 @@
 """Data-parallel tuning on every GPU of the machine: one process per GPU, started with torchrun.
 
 The Vertex AI tuning machine has 8 GPUs, and one Python process would use one of them. `tune_on_every_device`
-runs `tune_student` in the calling process when there is one device, and otherwise starts it in
+runs `run_tuning` in the calling process when there is one device, and otherwise starts it in
 `torch.distributed.run` processes, one per device: each trains on its share of every step's `batch_size` rows,
 gradients are averaged (the Trainer's DistributedDataParallel), losses are token means over the whole step as
 with one process, and the first process writes the model directory, the TensorBoard logs and the metrics.
@@ -19,8 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .config import TuningConfig
-from .tuning import TuningRequest, TuningResult, tune_student
+from .config import TuningConfig, batch_split_problem
+from .tuning import TuningRequest, TuningResult, run_tuning
 
 
 def device_count() -> int:
@@ -52,20 +52,19 @@ def usable_processes(devices: int, config: TuningConfig) -> int:
     """The most of `devices` processes that can share every step's `batch_size` rows evenly, in whole
     micro-batches (e.g. batch 12 on 8 GPUs: 6)."""
     for processes in range(devices, 1, -1):
-        rows_per_process, uneven = divmod(config.batch_size, processes)
-        if not uneven and rows_per_process % min(config.micro_batch_size or rows_per_process, rows_per_process) == 0:
+        if not batch_split_problem(config.batch_size, processes, config.micro_batch_size):
             return processes
     return 1
 
 
 def tune_on_every_device(request: TuningRequest, processes: int | None = None) -> TuningResult:
-    """`tune_student(request)` over `processes` data-parallel processes.
+    """`run_tuning(request)` over `processes` data-parallel processes.
 
     Args:
-        request: What `tune_student` tunes on and writes to.
+        request: What `run_tuning` tunes on and writes to.
         processes: How many processes; None: `wanted_processes()` (one per GPU unless
             `$KFP_DISTILL_TUNING_PROCESSES` says otherwise), or as many of them as share the batch evenly
-            (`usable_processes`). With 1, or inside a process torchrun started, `tune_student` runs here.
+            (`usable_processes`). With 1, or inside a process torchrun started, `run_tuning` runs here.
 
     Raises:
         RuntimeError: A tuning process failed (its output, above, says why).
@@ -78,7 +77,7 @@ def tune_on_every_device(request: TuningRequest, processes: int | None = None) -
             print(f"batch_size {config.batch_size} splits evenly over {processes} of the {wanted} processes wanted: "
                   f"tuning in {processes} processes", flush=True)
     if processes <= 1 or "LOCAL_RANK" in os.environ:
-        return tune_student(request)
+        return run_tuning(request)
     with tempfile.TemporaryDirectory(prefix="kfp-distill-data-parallel-") as scratch:
         request_path, result_path = Path(scratch) / "request.json", Path(scratch) / "result.json"
         # Every process must save into and resume from the same folder.
@@ -98,7 +97,7 @@ def tune_on_every_device(request: TuningRequest, processes: int | None = None) -
 
 def _tune_in_this_process(request_path: str) -> None:
     sent = json.loads(Path(request_path).read_text())
-    result = tune_student(TuningRequest.from_dict(sent["request"]))
+    result = run_tuning(TuningRequest.from_dict(sent["request"]))
     if int(os.environ.get("RANK", "0")) == 0:
         Path(sent["result_path"]).write_text(json.dumps(dataclasses.asdict(result)))
 

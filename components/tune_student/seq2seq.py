@@ -14,13 +14,18 @@ from typing import Sequence
 
 import torch
 
-from kfp_distill._implementation.student import Task, student_input_ids, task_marker_ids
+from kfp_distill._implementation.student import StudentTask, student_input_ids, task_marker_ids
 
 from .data import IGNORE_INDEX
 
 
 def encode_seq2seq_example(
-    tokenizer, input_text: str, task: Task, target: str, max_input_tokens: int, max_target_tokens: int | None = None
+    tokenizer,
+    input_text: str,
+    task: StudentTask,
+    target: str,
+    max_input_tokens: int,
+    max_target_tokens: int | None = None,
 ) -> tuple[dict[str, list[int]], bool, bool]:
     """Tokenizes one task example for an encoder-decoder.
 
@@ -74,7 +79,9 @@ class SharedEncoderCollator:
         return values, mask
 
 
-def decoder_logits(model, batch: dict[str, torch.Tensor], tasks: Sequence[Task]) -> dict[Task, torch.Tensor]:
+def decoder_logits(
+    model, batch: dict[str, torch.Tensor], tasks: Sequence[StudentTask]
+) -> dict[StudentTask, torch.Tensor]:
     """Each task's decoder logits, the input encoded once for all of them."""
     encoder_outputs = model.get_encoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     return {

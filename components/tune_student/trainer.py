@@ -26,13 +26,13 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 from transformers.trainer_callback import ExportableState
 
 from kfp_distill._implementation.settings import PROGRESS_BARS_ENV
+from kfp_distill._implementation.student import STUDENT_TASKS
 from kfp_distill._implementation.task_metrics import METRICS_BY_TASK
 
 from .answer_evaluation import AnswerEvaluation
-from .config import TuningConfig
+from .config import TuningConfig, batch_split_problem
 from .data import (
     IGNORE_INDEX,
-    TASKS,
     SeededLengthGroupedSampler,
     SharedPrefixCollator,
     packed_length,
@@ -106,8 +106,8 @@ def next_token_statistics(logits: torch.Tensor, labels: torch.Tensor) -> tuple[t
 
 
 def present_tasks(batch: dict[str, torch.Tensor]) -> list[str]:
-    """The tasks a packed batch has targets for, in `TASKS` order."""
-    return [task for task in TASKS if f"{task}_targets" in batch]
+    """The tasks a packed batch has targets for, in `STUDENT_TASKS` order."""
+    return [task for task in STUDENT_TASKS if f"{task}_targets" in batch]
 
 
 def additive_attention_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -166,7 +166,7 @@ class TaskPrefixTrainer(Trainer):
             logits_to_keep=keep,
         )
         losses = self._mean_target_losses(
-            model, [(outputs.logits, batch[f"{task}_targets"][keep]) for task in TASKS], num_targets
+            model, [(outputs.logits, batch[f"{task}_targets"][keep]) for task in STUDENT_TASKS], num_targets
         )
         if model.training:
             self.trained_tokens += int(batch["token_mask"].sum())
@@ -213,7 +213,8 @@ class TaskPrefixTrainer(Trainer):
     ) -> tuple[list[torch.Tensor], dict]:
         """(each task's loss, logits by task) of a `SharedEncoderCollator` batch: one encoder pass.
 
-        The losses are of the tasks the batch holds, in `TASKS` order (the label task alone in label-only tuning).
+        The losses are of the tasks the batch holds, in `STUDENT_TASKS` order (the label task alone in label-only
+        tuning).
         """
         tasks = present_tasks(batch)
         logits = decoder_logits(model, batch, tasks)
@@ -569,8 +570,9 @@ def build_trainer(
     use_bf16 = uses_bf16(config.mixed_precision)
     # Under torchrun each of the WORLD_SIZE processes takes its share of every step's batch_size rows.
     processes = int(os.environ.get("WORLD_SIZE", "1"))
-    if config.batch_size % processes:
-        raise ValueError(f"batch_size {config.batch_size} must be a multiple of the {processes} data-parallel processes")
+    problem = batch_split_problem(config.batch_size, processes, config.micro_batch_size)
+    if problem:
+        raise ValueError(problem)
     rows_per_process = config.batch_size // processes
     if config.micro_batch_size:
         micro_batch_size = min(config.micro_batch_size, rows_per_process)
@@ -580,11 +582,6 @@ def build_trainer(
             model.config, train_examples, rows_per_process, budget_mb, config.activation_checkpointing
         )
         print(f"{micro_batch_size} rows a pass: the most whose activations fit {budget_mb:,.0f} MiB", flush=True)
-    if rows_per_process % micro_batch_size:
-        raise ValueError(
-            f"micro_batch_size {micro_batch_size} must divide the {rows_per_process} rows each of the {processes} "
-            "data-parallel processes takes per step"
-        )
     arguments = TrainingArguments(
         output_dir=checkpoint_dir,
         max_steps=config.train_steps,

@@ -30,7 +30,13 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from kfp_distill._implementation.model_record import write_record
 from kfp_distill._implementation.models import CATALOG, load_tokenizer
 from kfp_distill._implementation.redaction import redact_uri
-from kfp_distill._implementation.student import Task, load_student_model, student_config, student_prompt
+from kfp_distill._implementation.student import (
+    STUDENT_TASKS,
+    StudentTask,
+    load_student_model,
+    student_config,
+    student_prompt,
+)
 from kfp_distill._implementation.task_metrics import MAIN_METRIC
 from kfp_distill._implementation.tasks import resolve_task_type
 from kfp_distill._version import __version__
@@ -39,7 +45,6 @@ from .answer_evaluation import AnswerEvaluation
 from .config import TuningConfig
 from .memory import give_freed_tensors_back
 from .data import (
-    TASKS,
     encode_example,
     prepare_evaluation_examples,
     prepare_training_examples,
@@ -115,7 +120,7 @@ class TuningResult:
     metrics: dict[str, float | int | bool | None]
 
 
-def tune_student(request: TuningRequest, extra_callbacks: Sequence[TrainerCallback] = ()) -> TuningResult:
+def run_tuning(request: TuningRequest, extra_callbacks: Sequence[TrainerCallback] = ()) -> TuningResult:
     """Tunes `request.config.student_model_reference` on the label and rationale tasks.
 
     Args:
@@ -243,7 +248,7 @@ def tune_student(request: TuningRequest, extra_callbacks: Sequence[TrainerCallba
     tuned.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     name_tokenizer_class_for_older_transformers(model_dir)
-    tasks = TASKS if train_rows[0].rationale is not None else ("label",)
+    tasks = STUDENT_TASKS if train_rows[0].rationale is not None else ("label",)
     provenance = {**request.provenance, **({"task_type": task_type} if task_type else {})}
     facts = _model_facts(config, provenance, metrics, encoder_decoder, tasks)
     write_record(model_dir, facts)
@@ -325,7 +330,7 @@ def latest_complete_checkpoint(checkpoint_dir: str) -> tuple[str | None, int]:
 
 
 def _model_facts(
-    config: TuningConfig, provenance: dict, metrics: dict, encoder_decoder: bool, tasks: Sequence[Task]
+    config: TuningConfig, provenance: dict, metrics: dict, encoder_decoder: bool, tasks: Sequence[StudentTask]
 ) -> dict:
     if encoder_decoder:  # the input to the encoder; the decoder starts with the task marker
         prompt_format = {task: {"encoder": "{input_text}", "decoder": student_prompt("", task)} for task in tasks}

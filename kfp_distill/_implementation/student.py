@@ -17,15 +17,17 @@ from typing import Literal, Sequence
 from kfp_distill._implementation.limits import MAX_INPUT_TOKENS
 from kfp_distill._implementation.spans import EXTRACTIVE_QA, SpanLogitsProcessor, span_constraints
 
-Task = Literal["label", "rationale"]
+# What a student is asked for by its task marker (not the dataset's task type, `tasks.TaskType`).
+StudentTask = Literal["label", "rationale"]
+STUDENT_TASKS: tuple[StudentTask, ...] = ("label", "rationale")
 
 
-def student_prompt(input_text: str, task: Task = "label") -> str:
+def student_prompt(input_text: str, task: StudentTask = "label") -> str:
     """The text the student sees before its target, for either task: the input, then the task marker."""
     return f"{input_text}\n[{task}]\n"
 
 
-def task_marker_ids(tokenizer, task: Task = "label") -> list[int]:
+def task_marker_ids(tokenizer, task: StudentTask = "label") -> list[int]:
     """The task marker's tokens: what ends a causal student's prompt, and an encoder-decoder's decoder prompt
     after its start token (its encoder reads the input alone, so both tasks of a row share one encoder pass)."""
     return tokenizer(student_prompt("", task), add_special_tokens=False)["input_ids"]
@@ -40,7 +42,7 @@ def longest_token_chars(tokenizer) -> int:
 
 
 def student_input_ids(
-    tokenizer, input_text: str, task: Task, max_input_tokens: int, encoder_decoder: bool = False
+    tokenizer, input_text: str, task: StudentTask, max_input_tokens: int, encoder_decoder: bool = False
 ) -> tuple[list[int], bool]:
     """What the student reads, as tuning and prediction both cut it, and whether the input was cut.
 
@@ -97,7 +99,7 @@ def load_student_model(model_reference: str, trust_remote_code: bool = False, **
         )
 
 
-def _decoder_start(model, tokenizer, task: Task) -> list[int]:
+def _decoder_start(model, tokenizer, task: StudentTask) -> list[int]:
     """An encoder-decoder's decoder prompt for `task`: its start token, then the task marker."""
     start = model.generation_config.decoder_start_token_id or model.config.decoder_start_token_id
     return [start] + task_marker_ids(tokenizer, task)
@@ -111,7 +113,7 @@ def _end_ids(model, tokenizer) -> list[int]:
 
 
 def _greedy(
-    model, tokenizer, encoded, prompt_length: int, input_texts: Sequence[str], task: Task, task_type: str,
+    model, tokenizer, encoded, prompt_length: int, input_texts: Sequence[str], task: StudentTask, task_type: str,
     max_new_tokens: int,
 ) -> list[str]:
     """Greedy answers to a batch of prompts (`encoded`, the generation's prompt `prompt_length` tokens long,
@@ -139,7 +141,7 @@ def generate_batched(
     model,
     tokenizer,
     input_texts: Sequence[str],
-    task: Task = "label",
+    task: StudentTask = "label",
     max_new_tokens: int = 64,
     batch_size: int = 32,
     task_type: str = "",
@@ -204,7 +206,7 @@ class StudentPredictor:
         self.max_new_tokens = max_new_tokens
         self.max_input_tokens = max_input_tokens
 
-    def input_ids(self, input_text: str, task: Task = "label") -> list[int]:
+    def input_ids(self, input_text: str, task: StudentTask = "label") -> list[int]:
         """The tokens the student reads for one input (the encoder's, for an encoder-decoder)."""
         encoder_decoder = bool(self.model.config.is_encoder_decoder)
         limit = self.max_input_tokens
@@ -218,7 +220,7 @@ class StudentPredictor:
                 )
         return student_input_ids(self.tokenizer, input_text, task, limit, encoder_decoder)[0]
 
-    def predict(self, input_texts: Sequence[str], task: Task = "label", task_type: str = "") -> list[Prediction]:
+    def predict(self, input_texts: Sequence[str], task: StudentTask = "label", task_type: str = "") -> list[Prediction]:
         """One prediction per input, generated one at a time so each latency is a real per-request latency.
 
         Args:

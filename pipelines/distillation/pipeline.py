@@ -7,7 +7,7 @@ from google_cloud_pipeline_components.v1.custom_job import create_custom_trainin
 from kfp import dsl, kubernetes
 
 from kfp_distill import DEFAULT_STUDENT, DEFAULT_TEACHER, IMAGE, TEACHER_API_KEY_ENV
-from kfp_distill.components.deploy_model.component import deploy_model as deploy_model_component
+from kfp_distill.components.deploy_model.component import deploy_registered_model
 from kfp_distill.components.evaluate.component import evaluate
 from kfp_distill.components.generate_rationales.component import generate_rationales
 from kfp_distill.components.preflight.component import preflight
@@ -314,7 +314,7 @@ def distillation(
     ).set_display_name("upload-model")
     # Always a task, as in Google Cloud Pipeline Components' RLHF pipeline: a pipeline output cannot come from
     # inside a dsl.If. Without a project (or with deploy_model false) it deploys nothing and answers "".
-    deployment = deploy_model_component(
+    deployment = deploy_registered_model(
         model_resource_name=upload.outputs["model_resource_name"],
         project=project,
         deploy_model=deploy_model,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from kfp_distill.components.deploy_model.component import deploy_model
+from kfp_distill.components.deploy_model.component import deploy_registered_model
 from kfp_distill.components.deploy_model.deployment import deploy_to_endpoint
 from kfp_distill.components.upload_model.vertex import register_vertex_model
 
@@ -67,7 +67,7 @@ def test_an_endpoint_of_the_models_name_is_found_and_reused(model_resource_name,
 
 
 def test_the_component_deploys_with_a_project_and_returns_the_endpoint(model_resource_name, google_cloud):
-    outputs = deploy_model.python_func(
+    outputs = deploy_registered_model.python_func(
         model_resource_name=model_resource_name, project="test-project", encryption_spec_key_name=KEY,
         service_account=SERVICE_ACCOUNT,
     )
@@ -86,7 +86,7 @@ def test_the_component_deploys_with_a_project_and_returns_the_endpoint(model_res
     ids=["no project", "deploy_model false"],
 )
 def test_without_a_project_or_with_deploy_model_false_nothing_is_deployed(settings, google_cloud, capsys):
-    outputs = deploy_model.python_func(**settings)
+    outputs = deploy_registered_model.python_func(**settings)
 
     assert outputs.endpoint_resource_name == ""
     assert not google_cloud.endpoint_requests

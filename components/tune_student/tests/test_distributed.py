@@ -7,7 +7,7 @@ import pytest
 
 from kfp_distill._implementation.jsonl import load_rows, write_jsonl
 from kfp_distill.components.evaluate.training_curves import read_scalars
-from kfp_distill.components.tune_student.config import TuningConfig
+from kfp_distill.components.tune_student.config import TuningConfig, batch_split_problem
 from kfp_distill.components.tune_student.distributed import (
     PROCESSES_VARIABLE,
     device_count,
@@ -26,6 +26,17 @@ def test_the_batch_is_shared_by_as_many_gpus_as_split_it_evenly(tiny_student_dir
     # On 8 processes each one's 3 rows would not make whole micro-batches of 2; 6 processes take 4 each.
     assert usable_processes(8, TuningConfig(tiny_student_dir, batch_size=24, micro_batch_size=2)) == 6
     assert usable_processes(1, TuningConfig(tiny_student_dir, batch_size=24)) == 1
+
+
+def test_one_rule_says_whether_a_batch_splits_over_processes_in_whole_micro_batches():
+    assert batch_split_problem(8) == "" and batch_split_problem(8, 1, 2) == "" and batch_split_problem(24, 6, 2) == ""
+    assert batch_split_problem(8, 3) == "batch_size 8 must be a multiple of the 3 data-parallel processes"
+    assert batch_split_problem(24, 8, 2) == (
+        "micro_batch_size 2 must divide the 3 rows each of the 8 data-parallel processes takes per step"
+    )
+    assert batch_split_problem(8, 1, 3) != ""
+    # A micro-batch larger than a process's share is that share.
+    assert batch_split_problem(8, 8, 8) == ""
 
 
 def test_the_processes_variable_asks_for_processes_instead_of_one_per_gpu(monkeypatch):

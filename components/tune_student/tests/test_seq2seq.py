@@ -18,7 +18,7 @@ from kfp_distill.components.tune_student.config import TuningConfig
 from kfp_distill.components.tune_student.data import IGNORE_INDEX, prepare_training_examples
 from kfp_distill.components.tune_student.seq2seq import SharedEncoderCollator, encode_seq2seq_example
 from kfp_distill.components.tune_student.trainer import build_trainer, target_statistics
-from kfp_distill.components.tune_student.tuning import TuningRequest, tune_student
+from kfp_distill.components.tune_student.tuning import TuningRequest, run_tuning
 
 
 def test_the_encoder_runs_once_for_both_tasks_with_the_losses_of_two_separate_passes(
@@ -56,7 +56,7 @@ def test_the_encoder_runs_once_for_both_tasks_with_the_losses_of_two_separate_pa
 def test_a_t5_student_trains_saves_reloads_and_predicts(tiny_t5_dir, distilled_path, evaluation_path, tmp_path):
     config = TuningConfig(tiny_t5_dir, train_steps=4, batch_size=4, micro_batch_size=2, evaluation_interval=2, learning_rate_multiplier=10.0)
     provenance = {"teacher_model_reference": "teacher-x", "dataset_uri": "train.jsonl"}
-    result = tune_student(
+    result = run_tuning(
         TuningRequest(distilled_path, evaluation_path, str(tmp_path / "model"), str(tmp_path / "tb"), config, provenance)
     )
     assert result.metrics["steps_run"] == 4 and result.metrics["last_eval_token_accuracy"] is not None
@@ -75,7 +75,7 @@ def test_a_t5_student_tunes_on_labels_alone(tiny_t5_dir, uneven_rows, empty_eval
     train = tmp_path / "labels.jsonl"
     write_jsonl(train, [{"input_text": row.input_text, "output_text": row.output_text} for row in uneven_rows])
     config = TuningConfig(tiny_t5_dir, train_steps=3, batch_size=2, learning_rate_multiplier=10.0)
-    result = tune_student(TuningRequest(str(train), empty_evaluation_path, str(tmp_path / "model"), str(tmp_path / "tb"), config))
+    result = run_tuning(TuningRequest(str(train), empty_evaluation_path, str(tmp_path / "model"), str(tmp_path / "tb"), config))
     assert result.metrics["steps_run"] == 3 and result.metrics["final_train_loss"] > 0
     facts = json.loads((Path(result.model_dir) / "kfp_distill.json").read_text())
     assert facts["trained_tasks"] == ["label"]

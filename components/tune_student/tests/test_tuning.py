@@ -28,7 +28,7 @@ from kfp_distill.components.tune_student.trainer import (
     bf16_supported,
     build_trainer,
 )
-from kfp_distill.components.tune_student.tuning import TuningRequest, tune_student
+from kfp_distill.components.tune_student.tuning import TuningRequest, run_tuning
 
 TRAIN_SCALARS = {
     "/train_total_loss",
@@ -50,7 +50,7 @@ def first_query_weight(model) -> torch.Tensor:
 
 def run(tmp_path, student, train, evaluation, checkpoint_dir=None, task_type="", callbacks=(), **settings):
     config = TuningConfig(student, **{"batch_size": 4, "learning_rate_multiplier": 10.0, **settings})
-    result = tune_student(
+    result = run_tuning(
         TuningRequest(
             train, evaluation, str(tmp_path / "model"), str(tmp_path / "tensorboard"), config, PROVENANCE, checkpoint_dir,
             task_type,
@@ -384,7 +384,7 @@ def test_a_label_only_file_tunes_with_alpha_one_and_says_so(tiny_student_dir, un
     write_jsonl(train, [{"input_text": row.input_text, "output_text": row.output_text} for row in uneven_rows])
     recorder = StepRecorder()
     config = TuningConfig(tiny_student_dir, batch_size=2, train_steps=3, alpha=0.3)
-    result = tune_student(
+    result = run_tuning(
         TuningRequest(str(train), empty_evaluation_path, str(tmp_path / "model"), str(tmp_path / "tb"), config, PROVENANCE),
         extra_callbacks=[recorder],
     )

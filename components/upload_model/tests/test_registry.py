@@ -212,7 +212,7 @@ def test_a_model_registered_with_the_wrapper_of_before_the_model_store_still_loa
 def test_predict_and_serve_answer_a_conversation_with_a_system_prompt_alike(
     varied_student_dir, registry_home, tmp_path, capsys
 ):
-    from kfp_distill.serving import chat_completion, load_student
+    from kfp_distill.serving import chat_completion, load_student_service
 
     register_model(shutil.copytree(varied_student_dir, tmp_path / "model"), "assistant")
     conversation = [
@@ -227,7 +227,7 @@ def test_predict_and_serve_answer_a_conversation_with_a_system_prompt_alike(
     assert main(["predict", "assistant", "--messages", str(messages_file)]) == 0
 
     predicted = capsys.readouterr().out.removeprefix("answer: ").rstrip("\n")
-    served = chat_completion(load_student("assistant"), {"messages": conversation})
+    served = chat_completion(load_student_service("assistant"), {"messages": conversation})
     assert served["choices"][0]["message"]["content"] == predicted
     # The earlier turns are part of what both read: the last message alone is another question.
     assert main(["predict", "assistant", conversation[-1]["content"]]) == 0

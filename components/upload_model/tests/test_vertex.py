@@ -23,7 +23,7 @@ from kfp_distill.components.upload_model.vertex import (
     serving_container_spec,
     vertex_labels,
 )
-from kfp_distill.serving import load_student, vertex_prediction
+from kfp_distill.serving import load_student_service, vertex_prediction
 
 KEY = "projects/test-project/locations/europe-west4/keyRings/ring/cryptoKeys/key"
 PROMPT = "Classify: 5 stocks to buy now"
@@ -228,7 +228,7 @@ def test_the_uploaded_model_is_served_from_its_cloud_storage_copy_as_vertex_ai_s
     )
     artifact_uri = google_cloud.upload_requests[0]["body"]["model"]["artifactUri"]
 
-    service = load_student(artifact_uri, max_tokens=64)
+    service = load_student_service(artifact_uri, max_tokens=64)
 
     assert service.task_type == "classification"
     expected = answer(StudentPredictor(str(recorded_student_dir)), [PROMPT], True, "classification")
