@@ -281,19 +281,20 @@ class RelabelTrainingRows(TrainerCallback):
 
 def test_a_run_whose_answers_peak_early_stops_and_keeps_the_early_checkpoint(tiny_student_dir, smollm2_tokenizer, tmp_path):
     """Real training, generation and scoring: the student learns the gold answer, then (its training rows relabeled
-    after step 10) another one, so its answers score F1 1 at step 10 and 0 after, by construction."""
+    after step 10) another one, so its answers score ROUGE-L 1 at step 10 and 0 after, by construction. Scored as
+    summaries, which the student writes freely: an extractive answer is held to a span of the context, so an
+    untrained student already answers "blue" there, and one trained away from it may too."""
     write_jsonl(tmp_path / "train.jsonl", [{"input_text": SKY, "output_text": "blue"}] * 4)
     write_jsonl(tmp_path / "evaluation.jsonl", [{"input_text": SKY, "output_text": "blue"}])
     result, logged = run(
         tmp_path, tiny_student_dir, str(tmp_path / "train.jsonl"), str(tmp_path / "evaluation.jsonl"),
-        task_type="extractive_qa", callbacks=[RelabelTrainingRows(10, smollm2_tokenizer, "red")],
+        task_type="summarization", callbacks=[RelabelTrainingRows(10, smollm2_tokenizer, "red")],
         train_steps=30, evaluation_interval=5, learning_rate_multiplier=300.0, early_stopping_patience=2,
         early_stopping_metric="task_metric", enable_checkpoint_selection=True,
     )
-    assert logged["/eval_f1"] == [(5, 0.0), (10, 1.0), (15, 0.0), (20, 0.0)]
-    assert [value for _, value in logged["/eval_exact_match"]] == [0.0, 1.0, 0.0, 0.0]
+    assert logged["/eval_rouge_l"] == [(5, 0.0), (10, 1.0), (15, 0.0), (20, 0.0)]
     assert result.metrics["steps_run"] == 20 and result.metrics["stopped_early"] is True
-    assert result.metrics["selected_step"] == 10 and result.metrics["selected_eval_f1"] == 1.0
+    assert result.metrics["selected_step"] == 10 and result.metrics["selected_eval_rouge_l"] == 1.0
     (answer,) = StudentPredictor(result.model_dir, max_new_tokens=4).predict([SKY])
     assert answer.text == "blue"
 
