@@ -53,9 +53,11 @@ def test_validate_states_the_passes_the_tuning_settings_make_with_the_pipelines_
     arguments = ["validate", str(tmp_path / "train.jsonl"), "--student-model-reference", tiny_student_dir]
     assert cli.main(arguments) == 0
     printed = capsys.readouterr().out
-    # The pipeline's defaults: 300 steps of 8, the last checkpoint kept.
+    # The pipeline's defaults: 300 steps of 8, checkpoint selection on but nothing to select by.
     assert "- Training: 300 steps x batch size 8 = 2,400 examples seen: 80.0 passes over the 30 training examples" in printed
-    assert "go over the 30 training examples 80.0 times, and without checkpoint selection" in printed
+    assert "go over the 30 training examples 80.0 times, and checkpoint selection has no evaluation set" in printed
+    assert cli.main(arguments + ["--enable-checkpoint-selection", "false"]) == 0
+    assert "go over the 30 training examples 80.0 times, and without checkpoint selection" in capsys.readouterr().out
 
     settings = ["--train-steps", "10", "--batch-size", "6", "--enable-checkpoint-selection", "true"]
     assert cli.main(arguments + settings) == 0
