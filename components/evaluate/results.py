@@ -89,6 +89,13 @@ class EvaluationResult:
         scores = self.models()[prefix].scores
         return scores.values[name] if name in scores.values else scores.accuracy
 
+    def score_text(self, prefix: str, name: str) -> str:
+        """A score with its interval as the reports show it: `60.0% [40.0, 80.0]`, a difference in points."""
+        value, interval = self.score(prefix, name), self.intervals[f"{prefix}_{name}"]
+        if prefix == DIFFERENCE:
+            return f"{value * 100:+.1f} pts [{interval.low * 100:+.1f}, {interval.high * 100:+.1f}]"
+        return f"{value:.1%} [{interval.low * 100:.1f}, {interval.high * 100:.1f}]"
+
     @cached_property
     def intervals(self) -> dict[str, Interval]:
         """The 95% bootstrap interval of every score, by metric name: `<model>_<score>` for each model's, and
@@ -109,7 +116,7 @@ class EvaluationResult:
         """How the reports' intervals were made, in a sentence."""
         return (
             f"In brackets: 95% intervals, from {RESAMPLES:,} bootstrap resamples of the {self.examples} evaluation "
-            f"rows; the {DIFFERENCE_TITLE.lower()} row's resample both models on the same rows."
+            f"rows; those of the last row are paired, both models scored on the same resampled rows."
         )
 
     @property
@@ -223,14 +230,6 @@ class EvaluationResult:
                 f"{_marked(c.distilled_answer, c.distilled_correct)} | {_marked(c.untuned_answer, c.untuned_correct)} |"
             )
         return "\n".join(lines) + "\n"
-
-
-    def score_text(self, prefix: str, name: str) -> str:
-        """A score with its interval as the reports show it: `60.0% [40.0, 80.0]`, a difference in points."""
-        value, interval = self.score(prefix, name), self.intervals[f"{prefix}_{name}"]
-        if prefix == DIFFERENCE:
-            return f"{value * 100:+.1f} pts [{interval.low * 100:+.1f}, {interval.high * 100:+.1f}]"
-        return f"{value:.1%} [{interval.low * 100:.1f}, {interval.high * 100:.1f}]"
 
 
 def _number(value: float | None, spec: str) -> str:
