@@ -6,9 +6,11 @@ import json
 import re
 from pathlib import Path
 
+import mlflow
 import pytest
 
 from kfp_distill import cli
+from kfp_distill._implementation.model_store.mlflow_backend import default_registry_uri
 from kfp_distill.demo import write_demo_data
 
 COMPILED = Path(__file__).resolve().parent.parent / "compiled" / "distillation.yaml"
@@ -46,6 +48,7 @@ def test_compiled_pipeline_runs_locally_end_to_end(tmp_path, tiny_student_dir, m
         batch_size=4,
         evaluation_interval=2,
         model_display_name="e2e-test",
+        deploy_min_share_of_teacher=0.9,
     )
 
     assert task.outputs["model_resource_name"].startswith("models:/e2e-test/")
@@ -59,6 +62,11 @@ def test_compiled_pipeline_runs_locally_end_to_end(tmp_path, tiny_student_dir, m
     assert "10 evaluation examples. Task type: **math**" in report
     for model in ("Teacher", "Untuned student", "Distilled student"):
         assert re.search(rf"^\| {model}\b[^|]*\| \d+\.\d%", report, re.M), model
+    # The deploy gate judged the student in the report and its decision reached the registered model.
+    (decision,) = re.findall(r"^\*\*Deploy gate: (passed|failed)\*\*: .*90% of the teacher's", report, re.M)
+    client = mlflow.MlflowClient(default_registry_uri(), default_registry_uri())
+    version = task.outputs["model_resource_name"].rsplit("/", 1)[1]
+    assert client.get_model_version("e2e-test", version).tags["deploy_gate"] == decision
     assert list((_task_dir(run_dir, "tune-student") / "tensorboard_logs").rglob("events.out.tfevents.*"))
     # validate-dataset's task type reaches the model's record, so the registered model answers like evaluate scores.
     record = json.loads((_task_dir(run_dir, "tune-student") / "model" / "kfp_distill.json").read_text())

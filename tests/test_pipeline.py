@@ -2,6 +2,7 @@
 
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import yaml
@@ -320,7 +321,8 @@ def test_the_model_is_deployed_after_upload_and_both_resource_names_are_pipeline
     }
 
     deploy = tasks["deploy-model"]
-    assert deploy["dependentTasks"] == ["upload-model"]
+    # After upload, and after the evaluation branch or its else branch has decided the deploy gate.
+    assert deploy["dependentTasks"] == [_gate_branches(spec), "upload-model"]
     parameters = deploy["inputs"]["parameters"]
     assert parameters["model_resource_name"]["taskOutputParameter"] == {
         "outputParameterKey": "model_resource_name", "producerTask": "upload-model"
@@ -350,6 +352,89 @@ def test_the_model_is_deployed_after_upload_and_both_resource_names_are_pipeline
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def _echo(text: str) -> str:
     return text
+
+
+def _gate_branches(spec: dict) -> str:
+    """The task of the evaluation branch and its else branch, which picks the deploy gate's decision (dsl.OneOf)."""
+    (name,) = [
+        name for name, task in spec["root"]["dag"]["tasks"].items()
+        if {"evaluate", "gate-without-evaluation"} <= _task_names(spec, name, task)
+    ]
+    return name
+
+
+def test_the_deploy_gate_is_decided_by_evaluate_or_without_evaluation_data_and_reaches_upload_and_deploy():
+    spec = _spec()
+    branches = _gate_branches(spec)
+    picked = spec["components"][f"comp-{branches}"]["dag"]["outputs"]["parameters"]
+    selected = {
+        name: sorted(selector["outputParameterKey"] for selector in one_of["valueFromOneof"]["parameterSelectors"])
+        for name, one_of in picked.items()
+    }
+    assert sorted(selected.values()) == [
+        ["pipelinechannel--evaluate-gate_decision", "pipelinechannel--gate-without-evaluation-gate_decision"],
+        ["pipelinechannel--evaluate-gate_reason", "pipelinechannel--gate-without-evaluation-gate_reason"],
+    ]
+    tasks = spec["root"]["dag"]["tasks"]
+    for task in ("upload-model", "deploy-model"):
+        parameters = tasks[task]["inputs"]["parameters"]
+        for output in ("gate_decision", "gate_reason"):
+            source = parameters[output]["taskOutputParameter"]
+            assert source["producerTask"] == branches
+            assert selected[source["outputParameterKey"]][0] == f"pipelinechannel--evaluate-{output}"
+    conditions = {}
+    for branch in spec["components"][f"comp-{branches}"]["dag"]["tasks"].values():
+        component = spec["components"][branch["componentRef"]["name"]]
+        for name, task in component["dag"]["tasks"].items():
+            conditions[name] = (branch["triggerPolicy"]["condition"], task["inputs"]["parameters"])
+    condition, evaluate_inputs = conditions["evaluate"]
+    assert condition == "inputs.parameter_values['pipelinechannel--evaluation_data_uri'] != ''"
+    assert evaluate_inputs["min_share_of_teacher"] == {
+        "componentInputParameter": "pipelinechannel--deploy_min_share_of_teacher"
+    }
+    assert evaluate_inputs["gate_on_lower_bound"] == {
+        "componentInputParameter": "pipelinechannel--deploy_gate_on_lower_bound"
+    }
+    condition, without_inputs = conditions["gate-without-evaluation"]
+    assert condition == "!(inputs.parameter_values['pipelinechannel--evaluation_data_uri'] != '')"
+    assert without_inputs["min_share_of_teacher"] == {
+        "componentInputParameter": "pipelinechannel--deploy_min_share_of_teacher"
+    }
+    defaults = _pipeline_inputs()
+    # Off by default: the contract's request deploys what it tuned.
+    assert defaults["deploy_min_share_of_teacher"]["defaultValue"] == 0.0
+    assert defaults["deploy_gate_on_lower_bound"]["defaultValue"] is False
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def _failed_gate() -> NamedTuple("Outputs", [("gate_decision", str), ("gate_reason", str)]):
+    from collections import namedtuple
+
+    return namedtuple("Outputs", ["gate_decision", "gate_reason"])("failed", "below the share")
+
+
+@dsl.pipeline
+def _gate_of_the_branch_that_ran(evaluation_data_uri: str, min_share: float) -> str:
+    from kfp_distill.components.evaluate.component import gate_without_evaluation
+
+    with dsl.If(evaluation_data_uri != ""):
+        judged = _failed_gate()
+    with dsl.Else():
+        unjudged = gate_without_evaluation(min_share_of_teacher=min_share)
+    return _echo(text=dsl.OneOf(judged.outputs["gate_decision"], unjudged.outputs["gate_decision"])).output
+
+
+@pytest.mark.parametrize(
+    "evaluation_data_uri, min_share, expected",
+    [("eval.jsonl", 0.9, "failed"), ("", 0.9, "not judged"), ("", 0.0, "off")],
+)
+def test_the_local_runner_hands_on_the_gate_decision_of_the_branch_that_ran(
+    tmp_path, evaluation_data_uri, min_share, expected
+):
+    from kfp_distill.pipelines.local_runner import init_local_runner
+
+    init_local_runner(tmp_path)
+    assert _gate_of_the_branch_that_ran(evaluation_data_uri=evaluation_data_uri, min_share=min_share).output == expected
 
 
 @dsl.pipeline

@@ -106,3 +106,11 @@ def test_accelerator_type_is_refused_unless_it_is_the_contracts_gpu_with_or_with
         # With a project the pipeline tunes on its GPU machine whatever the value: only the exact spelling passes.
         (lower,) = preflight({**GOOD, "project": project, "accelerator_type": "gpu"}).problems
         assert lower == "accelerator_type must be 'GPU' or 'TPU' ('TPU' is not supported yet), got 'gpu'"
+
+
+def test_a_deploy_gate_share_the_gate_cannot_hold_is_refused_with_or_without_a_project():
+    assert preflight({**GOOD, "deploy_min_share_of_teacher": 0.9}).problems == []
+    for project in ("my-project", ""):
+        for share in (-0.1, float("nan")):
+            (problem,) = preflight({**GOOD, "project": project, "deploy_min_share_of_teacher": share}).problems
+            assert problem.startswith(f"deploy_min_share_of_teacher is {share}; it is 0 (no deploy gate)")

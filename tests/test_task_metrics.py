@@ -1,12 +1,16 @@
 """Each metric family against values worked out by hand (the working is in the comments)."""
 
+import numpy as np
 import pytest
 
 from kfp_distill._implementation.answers import token_f1
 from kfp_distill._implementation.task_metrics import (
     METRICS_BY_TASK,
+    OTHER_CLASS,
     chrf,
     confusion_matrix,
+    corpus_chrf,
+    macro_f1,
     rouge_l,
     score_answers,
     squad_exact_match,
@@ -122,3 +126,47 @@ def test_every_task_type_has_its_metrics_and_an_unknown_one_is_refused():
         assert set(score_answers(task_type, ["a b"], ["a b"]).values) == set(names)
     with pytest.raises(ValueError, match="unknown task type"):
         score_answers("translation", ["a"], ["a"])
+
+
+def test_macro_f1_of_a_resample_is_scikit_learns_on_the_rows_drawn():
+    from sklearn.metrics import f1_score
+
+    from kfp_distill._implementation.bootstrap import resample_indices
+
+    classes = ["a", "b", "c", "d"]
+    rng = np.random.default_rng(1)
+    expected = [classes[i] for i in rng.integers(0, 4, 40)]
+    predicted = [(classes + [OTHER_CLASS])[i] for i in rng.integers(0, 5, 40)]
+    statistic = macro_f1(expected, predicted, classes)
+    for drawn in resample_indices(40, resamples=50):
+        gold, guess = [expected[i] for i in drawn], [predicted[i] for i in drawn]
+        direct = f1_score(gold, guess, labels=classes, average="macro", zero_division=0)
+        assert statistic(drawn) == pytest.approx(direct)
+
+
+def test_corpus_chrf_of_a_resample_is_sacrebleus_corpus_score_of_the_rows_drawn():
+    from sacrebleu.metrics import CHRF
+
+    predictions, golds = ["abc", "ab", "a cat sat", "dogs"], ["abd", "abcd", "the cat sat", "a dog"]
+    statistic = corpus_chrf(predictions, golds)
+    for drawn in ([0, 1, 2, 3], [2, 2, 0, 1], [3, 3, 3, 3]):
+        direct = CHRF().corpus_score([predictions[i] for i in drawn], [[golds[i] for i in drawn]]).score / 100
+        assert statistic(np.asarray(drawn)) == pytest.approx(direct)
+
+
+@pytest.mark.parametrize(
+    "task_type, predictions, golds",
+    [
+        ("classification", ["pos", "neg", "maybe", "pos"], ["pos", "pos", "neg", "neg"]),
+        ("extractive_qa", ["the cat", "a dog", "x"], ["cat", "dog barked", "y"]),
+        ("free_text", ["abc", "The ab."], ["abd", "ab"]),
+        ("math", ["2", "3"], ["2", "4"]),
+    ],
+)
+def test_each_metrics_statistic_on_every_row_is_its_value(task_type, predictions, golds):
+    scores = score_answers(task_type, predictions, golds)
+    every_row = np.arange(len(golds))
+    assert set(scores.statistics) == {"accuracy", *scores.values}
+    for name, value in scores.values.items():
+        assert scores.statistics[name](every_row) == pytest.approx(value), name
+    assert scores.statistics["accuracy"](every_row) == pytest.approx(scores.accuracy)

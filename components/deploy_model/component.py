@@ -18,9 +18,12 @@ def deploy_registered_model(
     traffic_percentage: int = 100,
     encryption_spec_key_name: str = "",
     service_account: str = "",
+    gate_decision: str = "off",
+    gate_reason: str = "",
 ) -> NamedTuple("Outputs", [("endpoint_resource_name", str)]):
     """Deploys the model upload-model registered in Vertex AI to the endpoint of its display name (reused if it
-    exists), in the model's project and region. Without a project nothing is deployed: it says how to serve.
+    exists), in the model's project and region, when the deploy gate lets it. Without a project nothing is
+    deployed: it says how to serve.
 
     Args:
         model_resource_name: upload-model's output.
@@ -32,13 +35,22 @@ def deploy_registered_model(
         traffic_percentage: The endpoint's traffic share of the new deployment (0-100).
         encryption_spec_key_name: A Cloud KMS key for a newly created endpoint (CMEK).
         service_account: The service account the serving container runs as; empty: Vertex AI's default.
+        gate_decision: The deploy gate's decision (evaluate's output): only `passed` and `off` (no gate) are
+            deployed; `failed` and `not judged` are left registered, not deployed.
+        gate_reason: Why the gate decided so, printed when nothing is deployed.
 
     Returns:
         endpoint_resource_name: `projects/P/locations/L/endpoints/ID`; empty when nothing was deployed.
     """
     from collections import namedtuple
 
+    from kfp_distill._implementation.deploy_gate import deploys
+
     outputs = namedtuple("Outputs", ["endpoint_resource_name"])
+    if not deploys(gate_decision):
+        print(f"not deployed: the deploy gate decided {gate_decision!r} ({gate_reason}); {model_resource_name} is "
+              "registered")
+        return outputs("")
     if not project:
         # Imported here: the task runs this function's source alone, without the module's names.
         from kfp_distill._implementation.settings import IMAGE

@@ -5,7 +5,8 @@ latency is a real per-request latency; an extractive-QA answer is decoded as a s
 `predict` and `serve` decode it. The teacher is not run again: its answers and latencies come from
 the predictions generate-rationales wrote on the evaluation set. Every answer is scored against the row's
 gold `output_text` with the metrics of the task type (`kfp_distill/_implementation/task_metrics.py`, which tuning
-uses too), given or inferred from the rows.
+uses too), given or inferred from the rows; every score gets a 95% bootstrap interval over the rows, and the
+deploy gate (`kfp_distill/_implementation/deploy_gate.py`) judges the distilled student against the teacher.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from kfp_distill._implementation.deploy_gate import check_min_share, judge
 from kfp_distill._implementation.jsonl import DatasetError, read_jsonl
 from kfp_distill._implementation.redaction import redact_uri
 from kfp_distill._implementation.student import StudentPredictor, label_answers
-from kfp_distill._implementation.task_metrics import score_answers
+from kfp_distill._implementation.task_metrics import MAIN_METRIC, METRIC_TITLES, score_answers
 from kfp_distill._implementation.tasks import TaskType, infer_task_type, resolve_task_type
 
 from .html_report import render_html
@@ -101,6 +103,8 @@ def compare(
     distilled_latencies_s: list[float],
     untuned_latencies_s: list[float],
     task: TaskType | None = None,
+    min_share_of_teacher: float = 0.0,
+    gate_on_lower_bound: bool = False,
 ) -> EvaluationResult:
     """Scores every model's answers against the gold labels; a row the teacher did not answer is wrong for it.
 
@@ -113,6 +117,9 @@ def compare(
         distilled_latencies_s: The distilled student's latency on each row.
         untuned_latencies_s: The untuned student's latency on each row.
         task: The task type; None infers it from the rows.
+        min_share_of_teacher: The deploy gate: the share of the teacher's main-metric score the distilled
+            student must reach; 0: off.
+        gate_on_lower_bound: Hold the gate to the 95% interval's lower bound (`deploy_gate.judge`).
     """
     if task is None:
         task = infer_task_type([row.input_text for row in rows], [row.gold for row in rows])
@@ -148,6 +155,14 @@ def compare(
         teacher_unanswered=sum(t is None for t in teacher_rows),
         student_model_reference=redact_uri(student_model_reference),  # the report is read by others
         comparisons=comparisons,
+        gate=judge(
+            METRIC_TITLES[MAIN_METRIC[task.name]],
+            distilled.scores.statistics[MAIN_METRIC[task.name]],
+            teacher.scores.statistics[MAIN_METRIC[task.name]],
+            len(rows),
+            min_share_of_teacher,
+            gate_on_lower_bound,
+        ),
     )
 
 
@@ -162,6 +177,8 @@ def evaluate_student(
     html_report_path: str | None = None,
     tensorboard_dir: str | None = None,
     trust_remote_code: bool = False,
+    min_share_of_teacher: float = 0.0,
+    gate_on_lower_bound: bool = False,
 ) -> EvaluationResult:
     """Compares the distilled student with the untuned student and the teacher on the evaluation set.
 
@@ -177,15 +194,20 @@ def evaluate_student(
         html_report_path: Where the HTML report (tables, plots, worst examples) is written; None: no HTML.
         tensorboard_dir: tune-student's TensorBoard logs, plotted as training curves in the HTML report.
         trust_remote_code: Run the student repository's own Python code, if it has some (off: refused).
+        min_share_of_teacher: The deploy gate: the share of the teacher's main-metric score the distilled
+            student must reach; 0: off.
+        gate_on_lower_bound: Hold the gate to the 95% interval's lower bound (`deploy_gate.judge`).
 
     Returns:
-        The scores, latencies and per-example comparisons; `metrics()` gives the scalar metrics.
+        The scores, latencies, per-example comparisons and the gate's decision; `metrics()` gives the scalar
+        metrics.
 
     Raises:
         DatasetError: An evaluation row has no gold label, or a teacher prediction row is malformed.
-        ValueError: task_type is not a known task type.
+        ValueError: task_type is not a known task type, or min_share_of_teacher is negative.
     """
     # Read both files and settle the task type before loading any model, so bad input fails fast.
+    check_min_share(min_share_of_teacher)
     rows = load_evaluation_rows(evaluation_path)
     teacher_answers = load_teacher_answers(teacher_predictions_path)
     inputs = [row.input_text for row in rows]
@@ -205,6 +227,8 @@ def evaluate_student(
         distilled_latencies_s=distilled_latencies,
         untuned_latencies_s=untuned_latencies,
         task=task,
+        min_share_of_teacher=min_share_of_teacher,
+        gate_on_lower_bound=gate_on_lower_bound,
     )
     _write(report_path, result.to_markdown())
     if html_report_path:

@@ -12,7 +12,7 @@ import io
 
 from kfp_distill._implementation.task_metrics import EXAMPLE_SCORE_TITLES, METRIC_TITLES, METRICS_BY_TASK
 
-from .results import MODEL_TITLES, EvaluationResult, ModelResult
+from .results import DIFFERENCE, DIFFERENCE_TITLE, MODEL_TITLES, EvaluationResult, ModelResult
 from .training_curves import LOSS_TAGS, TOKEN_ACCURACY_TAGS, Curve
 
 _TEXT_CHARS = 1000
@@ -140,11 +140,18 @@ def _results_table(result: EvaluationResult) -> list[str]:
         title = MODEL_TITLES[prefix]
         if prefix == "untuned_student":
             title += f" (<code>{html.escape(result.student_model_reference)}</code>)"
-        cells = [f'<td class="number">{model.scores.values[name]:.1%}</td>' for name in metric_names]
+        cells = [f'<td class="number">{result.score_text(prefix, name)}</td>' for name in metric_names]
         cells.append(f'<td class="number">{_number(model.mean_latency_s, ".3f")}</td>')
         cells.append(f'<td class="number">{_number(model.examples_per_s, ".2f")}</td>')
         lines.append(f'<tr><th scope="row">{title}</th>{"".join(cells)}</tr>')
-    lines += ["</tbody>", "</table>"]
+    cells = [f'<td class="number">{result.score_text(DIFFERENCE, name)}</td>' for name in metric_names]
+    lines.append(f'<tr><th scope="row">{DIFFERENCE_TITLE}</th>{"".join(cells)}<td></td><td></td></tr>')
+    lines += ["</tbody>", "</table>", f'<p class="note">{html.escape(result.interval_note())}</p>']
+    if result.gate is not None:
+        lines.append(
+            f'<p id="deploy-gate"><strong>Deploy gate: {html.escape(result.gate.decision)}</strong>: '
+            f"{html.escape(result.gate.reason)}.</p>"
+        )
     return lines
 
 
@@ -203,7 +210,7 @@ def render_html(result: EvaluationResult, scalars: dict[str, Curve], tensorboard
         tensorboard_given: Whether TensorBoard logs were given, so an empty `scalars` is worth saying.
 
     Returns:
-        The page: task type, results table, training curves, latency and throughput, the confusion matrix
+        The page: task type, results table with 95% intervals and the deploy gate's decision, training curves, latency and throughput, the confusion matrix
         for classification, and the worst examples side by side.
     """
     task = result.task

@@ -7,13 +7,19 @@ both reports.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from statistics import fmean
 
+from kfp_distill._implementation.bootstrap import RESAMPLES, Interval, paired_difference_interval, statistic_interval
+from kfp_distill._implementation.deploy_gate import GateDecision
 from kfp_distill._implementation.task_metrics import METRIC_TITLES, METRICS_BY_TASK, TaskScores, confusion_matrix
 from kfp_distill._implementation.tasks import TaskType
 
 WORST_EXAMPLES_SHOWN = 10
 MODEL_TITLES = {"teacher": "Teacher", "untuned_student": "Untuned student", "distilled_student": "Distilled student"}
+# The metric prefix of the distilled student's score less the teacher's, and its row's title in the reports.
+DIFFERENCE = "distilled_student_minus_teacher"
+DIFFERENCE_TITLE = "Distilled student − teacher"
 _CELL_CHARS = 160
 
 
@@ -66,10 +72,52 @@ class EvaluationResult:
     teacher_unanswered: int
     student_model_reference: str
     comparisons: list[ExampleComparison] = field(default_factory=list)
+    gate: GateDecision | None = None
 
     @property
     def examples(self) -> int:
         return len(self.comparisons)
+
+    def score_names(self) -> tuple[str, ...]:
+        """The scores every model gets: `accuracy`, then the task's metrics (accuracy once where it is one)."""
+        return tuple(dict.fromkeys(("accuracy", *METRICS_BY_TASK[self.task.name])))
+
+    def score(self, prefix: str, name: str) -> float:
+        """One of `score_names` for the model of metric prefix `prefix`, or for `distilled_student_minus_teacher`."""
+        if prefix == DIFFERENCE:
+            return self.score("distilled_student", name) - self.score("teacher", name)
+        scores = self.models()[prefix].scores
+        return scores.values[name] if name in scores.values else scores.accuracy
+
+    def score_text(self, prefix: str, name: str) -> str:
+        """A score with its interval as the reports show it: `60.0% [40.0, 80.0]`, a difference in points."""
+        value, interval = self.score(prefix, name), self.intervals[f"{prefix}_{name}"]
+        if prefix == DIFFERENCE:
+            return f"{value * 100:+.1f} pts [{interval.low * 100:+.1f}, {interval.high * 100:+.1f}]"
+        return f"{value:.1%} [{interval.low * 100:.1f}, {interval.high * 100:.1f}]"
+
+    @cached_property
+    def intervals(self) -> dict[str, Interval]:
+        """The 95% bootstrap interval of every score, by metric name: `<model>_<score>` for each model's, and
+        `distilled_student_minus_teacher_<score>` for the difference, resampled in pairs (`bootstrap.py`)."""
+        rows = len(self.teacher.scores.correct)
+        intervals = {
+            f"{prefix}_{name}": statistic_interval(model.scores.statistics[name], rows)
+            for prefix, model in self.models().items()
+            for name in self.score_names()
+        }
+        for name in self.score_names():
+            intervals[f"{DIFFERENCE}_{name}"] = paired_difference_interval(
+                self.distilled_student.scores.statistics[name], self.teacher.scores.statistics[name], rows
+            )
+        return intervals
+
+    def interval_note(self) -> str:
+        """How the reports' intervals were made, in a sentence."""
+        return (
+            f"In brackets: 95% intervals, from {RESAMPLES:,} bootstrap resamples of the {self.examples} evaluation "
+            f"rows; those of the last row are paired, both models scored on the same resampled rows."
+        )
 
     @property
     def speedup(self) -> float | None:
@@ -105,8 +153,9 @@ class EvaluationResult:
         """The scalar metrics, by name.
 
         Per model: `<model>_accuracy`, the task's metrics, `<model>_latency_s` (mean) and
-        `<model>_examples_per_s`; then `examples` and `speedup`. The teacher's latency, throughput and the
-        speedup are left out when the teacher answered none.
+        `<model>_examples_per_s`; `distilled_student_minus_teacher_<score>` for accuracy and each task metric;
+        beside every score its 95% interval, `<name>_ci_low` and `<name>_ci_high`; then `examples` and
+        `speedup`. The teacher's latency, throughput and the speedup are left out when the teacher answered none.
         """
         values: dict[str, float | None] = {}
         for prefix, model in self.models().items():
@@ -114,6 +163,9 @@ class EvaluationResult:
             values.update({f"{prefix}_{name}": value for name, value in model.scores.values.items()})
             values[f"{prefix}_latency_s"] = model.mean_latency_s
             values[f"{prefix}_examples_per_s"] = model.examples_per_s
+        values.update({f"{DIFFERENCE}_{name}": self.score(DIFFERENCE, name) for name in self.score_names()})
+        for name, interval in self.intervals.items():
+            values[f"{name}_ci_low"], values[f"{name}_ci_high"] = interval.low, interval.high
         values["examples"] = float(self.examples)
         values["speedup"] = self.speedup
         return {name: float(value) for name, value in values.items() if value is not None}
@@ -142,10 +194,13 @@ class EvaluationResult:
             title = MODEL_TITLES[prefix]
             if prefix == "untuned_student":
                 title += f" (`{_cell(self.student_model_reference)}`)"
-            cells = [f"{model.scores.values[name]:.1%}" for name in metric_names]
+            cells = [self.score_text(prefix, name) for name in metric_names]
             cells += [_number(model.mean_latency_s, ".3f"), _number(model.examples_per_s, ".2f")]
             lines.append(f"| {title} | " + " | ".join(cells) + " |")
-        lines.append("")
+        cells = [self.score_text(DIFFERENCE, name) for name in metric_names]
+        lines += [f"| {DIFFERENCE_TITLE} | " + " | ".join(cells) + " | | |", "", self.interval_note(), ""]
+        if self.gate is not None:
+            lines += [f"**Deploy gate: {self.gate.decision}**: {self.gate.reason}.", ""]
         speed = self.speed_comparison()
         if speed:
             lines += [speed, ""]

@@ -22,6 +22,7 @@ def preflight(
     deploy_min_replica_count: int = 1,
     deploy_max_replica_count: int = 1,
     deploy_traffic_percentage: int = 100,
+    deploy_min_share_of_teacher: float = 0.0,
 ):
     """Checks a job's settings before anything is paid for, and stops the run naming every problem at once:
     what would otherwise fail only after the teacher was asked or the student tuned.
@@ -43,6 +44,7 @@ def preflight(
         deploy_min_replica_count: Replicas the endpoint always runs (at least 1).
         deploy_max_replica_count: Replicas it scales up to (at least the minimum).
         deploy_traffic_percentage: The new deployment's share of the endpoint's traffic (0 to 100).
+        deploy_min_share_of_teacher: The deploy gate's share of the teacher's score (0: no gate; not negative).
     """
     # First, while the inputs are all that is bound here: every one but the report is a setting the checks read.
     settings = {name: value for name, value in locals().items() if name != "report"}

@@ -22,6 +22,8 @@ def upload_model(
     tensorboard_resource_id: str = "",
     pipeline_job_name: str = "",
     kfp_distill_image_uri: str = "",
+    gate_decision: str = "",
+    gate_reason: str = "",
 ) -> NamedTuple("Outputs", [("model_resource_name", str)]):
     """Registers the tuned student: in the Vertex AI Model Registry with a project, else in MLflow's; with a
     project and a Vertex AI TensorBoard, copies the tuning scalars there too.
@@ -45,12 +47,16 @@ def upload_model(
             as it was when compiled (the image the steps run in); empty: KFP_DISTILL_IMAGE in this task's
             environment, else the default name. Vertex AI pulls it only from Artifact Registry or Container
             Registry, which is checked before the upload.
+        gate_decision: The deploy gate's decision (evaluate's output), recorded on the registered model: the
+            `deploy_gate` label in Vertex AI, tag in MLflow; empty: none recorded.
+        gate_reason: Why the gate decided so, recorded beside it (`deploy_gate_reason` tag, the description).
 
     Returns:
         model_resource_name: `projects/PROJECT/locations/LOCATION/models/ID`, or `models:/<name>/<version>`.
     """
     from collections import namedtuple
 
+    from kfp_distill._implementation.deploy_gate import GateDecision
     from kfp_distill.components.upload_model.upload import upload_model as upload
 
     outputs = namedtuple("Outputs", ["model_resource_name"])
@@ -69,5 +75,6 @@ def upload_model(
             tensorboard_resource_id=tensorboard_resource_id,
             pipeline_job_name=pipeline_job_name,
             kfp_distill_image_uri=kfp_distill_image_uri,
+            gate=GateDecision(gate_decision, gate_reason) if gate_decision else None,
         )
     )

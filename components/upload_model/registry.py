@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+from kfp_distill._implementation.deploy_gate import RECORD_KEY, GateDecision
 from kfp_distill._implementation.model_record import PROVENANCE_KEYS, read_record
 # Not used here: the pyfunc wrapper stored with each model registered before the model store moved to
 # _implementation imports them from this module, and MLflow runs that stored copy, so those models keep loading.
@@ -59,8 +60,10 @@ def _run_metric_name(name: str) -> str:
     return re.sub(r"[^\w\-. :/]", "_", name).lstrip("/")
 
 
-def model_description(record: Mapping[str, Any], metrics: Mapping[str, float]) -> str:
-    """A registered model's description: its provenance and metrics, verbatim."""
+def model_description(
+    record: Mapping[str, Any], metrics: Mapping[str, float], gate: GateDecision | None = None
+) -> str:
+    """A registered model's description: its provenance, metrics and deploy gate decision, verbatim."""
     parts = ["Distilled step-by-step by kfp-distill"]
     if "teacher_model_reference" in record:
         parts.append(f"from teacher `{record['teacher_model_reference']}`")
@@ -73,6 +76,8 @@ def model_description(record: Mapping[str, Any], metrics: Mapping[str, float]) -
     text = " ".join(parts) + "."
     if metrics:
         text += " Metrics: " + ", ".join(f"{name} = {value:.4g}" for name, value in sorted(metrics.items())) + "."
+    if gate is not None:
+        text += f" Deploy gate: {gate}."
     return text
 
 
@@ -81,6 +86,7 @@ def register_model(
     display_name: str,
     registry_uri: str = "",
     metrics: Mapping[str, float] | None = None,
+    gate: GateDecision | None = None,
 ) -> str:
     """Logs a tuned student as an MLflow pyfunc model and registers it as a new version.
 
@@ -90,6 +96,8 @@ def register_model(
         display_name: The registered model's name (sanitised); empty: `distilled-<student>`.
         registry_uri: An MLflow tracking URI; empty: the embedded SQLite registry.
         metrics: More metrics to record (evaluation results, say); they override the model record's.
+        gate: The deploy gate's decision, recorded as the version's `deploy_gate` and `deploy_gate_reason` tags
+            and in its description; None: none.
 
     Returns:
         The model resource name, `models:/<name>/<version>`.
@@ -106,6 +114,8 @@ def register_model(
     tags = {key: record[key] for key in PROVENANCE_KEYS if key in record}
     tags[VERSION_TAG] = __version__
     tags[METRICS_TAG] = json.dumps(all_metrics, sort_keys=True)
+    if gate is not None:
+        tags[RECORD_KEY], tags[f"{RECORD_KEY}_reason"] = gate.decision, gate.reason
 
     import mlflow
     from mlflow.models import ModelSignature
@@ -135,7 +145,7 @@ def register_model(
             source=logged.model_uri,
             run_id=logged.run_id,
             tags=tags,
-            description=model_description(record, all_metrics),
+            description=model_description(record, all_metrics, gate),
             model_id=logged.model_id,
         )
     return f"models:/{name}/{version.version}"

@@ -3,6 +3,7 @@ Vertex AI TensorBoard when one is named) with a project, else an MLflow registry
 
 from __future__ import annotations
 
+from kfp_distill._implementation.deploy_gate import GateDecision
 from kfp_distill._implementation.settings import IMAGE
 
 from .registry import register_model
@@ -24,6 +25,7 @@ def upload_model(
     tensorboard_resource_id: str = "",
     pipeline_job_name: str = "",
     kfp_distill_image_uri: str = "",
+    gate: GateDecision | None = None,
 ) -> str:
     """Registers the tuned student (the upload-model component's work; its docstring describes the settings).
 
@@ -31,6 +33,7 @@ def upload_model(
         model_dir: The tuned student directory.
         model_uri: The same directory's URI: a `gs://` one is uploaded to Vertex AI in place.
         tensorboard_dir: tune-student's TensorBoard event files; None: none.
+        gate: The deploy gate's decision, recorded on the registered model; None: none.
 
     Returns:
         The model resource name: `projects/PROJECT/locations/LOCATION/models/ID`, or `models:/<name>/<version>`.
@@ -54,9 +57,10 @@ def upload_model(
             encryption_spec_key_name=encryption_spec_key_name,
             serving_container_image_uri=serving_container_image_uri,
             kfp_distill_image_uri=kfp_distill_image_uri or IMAGE,
+            gate=gate,
         )
     if encryption_spec_key_name:
         print("encryption_spec_key_name applies to the Vertex AI upload only; the MLflow registry ignores it")
     if tensorboard_resource_id:
         print("tensorboard_resource_id needs a project (without one nothing is sent to Google Cloud): not uploaded")
-    return register_model(model_dir, model_display_name, registry_uri=registry_uri)
+    return register_model(model_dir, model_display_name, registry_uri=registry_uri, gate=gate)

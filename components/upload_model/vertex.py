@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+from kfp_distill._implementation.deploy_gate import RECORD_KEY, GateDecision
 from kfp_distill._implementation.model_record import read_record
 from kfp_distill._implementation.model_store.vertex_backend import (
     MARKER_LABEL,
@@ -61,10 +62,15 @@ def label_key(text: str) -> str:
     return key or "unnamed"
 
 
-def vertex_labels(record: Mapping[str, Any], metrics: Mapping[str, float]) -> dict[str, str]:
-    """The labels of an uploaded model: the kfp-distill marker, provenance, then metrics while there is room."""
+def vertex_labels(
+    record: Mapping[str, Any], metrics: Mapping[str, float], gate: GateDecision | None = None
+) -> dict[str, str]:
+    """The labels of an uploaded model: the kfp-distill marker, provenance, the deploy gate's decision
+    (`deploy_gate`: `passed`, `failed`, `not-judged` or `off`), then metrics while there is room."""
     labels = {MARKER_LABEL: label_value(__version__)}
     labels.update({key: label_value(str(record[field])) for field, key in PROVENANCE_LABELS.items() if field in record})
+    if gate is not None:
+        labels[RECORD_KEY] = label_value(gate.decision)
     for name, value in sorted(metrics.items()):
         if len(labels) == MAX_LABELS:
             break
@@ -107,6 +113,7 @@ def register_vertex_model(
     serving_container_image_uri: str = "",
     metrics: Mapping[str, float] | None = None,
     kfp_distill_image_uri: str = IMAGE,
+    gate: GateDecision | None = None,
 ) -> str:
     """Uploads a tuned student to the Vertex AI Model Registry.
 
@@ -127,6 +134,7 @@ def register_vertex_model(
             image): our image running `kfp-distill serve`.
         metrics: More metrics to record; they override the model record's.
         kfp_distill_image_uri: Our image (the components' image, KFP_DISTILL_IMAGE when they were compiled).
+        gate: The deploy gate's decision, recorded as the `deploy_gate` label and in the description; None: none.
 
     Returns:
         The model resource name, `projects/PROJECT/locations/LOCATION/models/ID`.
@@ -163,7 +171,7 @@ def register_vertex_model(
     model = aiplatform.Model.upload(
         display_name=display_name,
         parent_model=earlier[0].resource_name if earlier else None,
-        description=model_description(record, all_metrics),
+        description=model_description(record, all_metrics, gate),
         artifact_uri=artifact_uri or str(Path(model_dir).resolve()),
         staging_bucket=staging_bucket or None,
         serving_container_image_uri=image,
@@ -172,7 +180,7 @@ def register_vertex_model(
         serving_container_ports=[SERVING_PORT] if ours else None,
         serving_container_predict_route=container.get("predictRoute"),
         serving_container_health_route=container.get("healthRoute"),
-        labels=vertex_labels(record, all_metrics),
+        labels=vertex_labels(record, all_metrics, gate),
         encryption_spec_key_name=encryption_spec_key_name or None,
         project=project,
         location=location,

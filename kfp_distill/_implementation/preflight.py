@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kfp_distill._implementation.deploy_gate import min_share_problem
 from kfp_distill._implementation.retired_models import retired_student_message, retired_teacher_message
 from kfp_distill._implementation.teacher_key import secret_version_problem
 
@@ -30,6 +31,7 @@ SETTINGS = (
     "deploy_min_replica_count",
     "deploy_max_replica_count",
     "deploy_traffic_percentage",
+    "deploy_min_share_of_teacher",
 )
 # Vertex AI pulls serving containers from Artifact Registry (LOCATION-docker.pkg.dev) and Container Registry
 # (gcr.io and its regional hosts) only.
@@ -108,6 +110,10 @@ def preflight(settings: Mapping[str, Any]) -> Preflight:
     if settings.get("deploy_model"):
         for problem in _endpoint_problems(settings):
             refuse_with_project(problem, "nothing is deployed")
+    # Refused with or without a project: evaluate, after tuning, would fail on it.
+    problem = min_share_problem(float(settings.get("deploy_min_share_of_teacher") or 0.0))
+    if problem:
+        found.problems.append(problem)
     return found
 
 

@@ -8,7 +8,7 @@ from kfp import dsl, kubernetes
 
 from kfp_distill import DEFAULT_STUDENT, DEFAULT_TEACHER, IMAGE, TEACHER_API_KEY_ENV
 from kfp_distill.components.deploy_model.component import deploy_registered_model
-from kfp_distill.components.evaluate.component import evaluate
+from kfp_distill.components.evaluate.component import evaluate, gate_without_evaluation
 from kfp_distill.components.generate_rationales.component import generate_rationales
 from kfp_distill.components.preflight.component import preflight
 from kfp_distill.components.tune_student.component import tune_student
@@ -90,6 +90,8 @@ def distillation(
     deploy_min_replica_count: int = 1,
     deploy_max_replica_count: int = 1,
     deploy_traffic_percentage: int = 100,
+    deploy_min_share_of_teacher: float = 0.0,
+    deploy_gate_on_lower_bound: bool = False,
     task_type: str = "auto",
     trust_remote_code: bool = False,
     use_logged_answers: bool = True,
@@ -170,6 +172,13 @@ def distillation(
         deploy_max_replica_count: Replicas the endpoint scales up to under load.
         deploy_traffic_percentage: The share (0-100) of the endpoint's traffic the new deployment gets; models
             already deployed there share the rest.
+        deploy_min_share_of_teacher: The deploy gate: the share of the teacher's score on the task's main metric
+            (accuracy, SQuAD F1, ROUGE-L or chrF) that the distilled student must reach on the evaluation rows to
+            be deployed, 0.9 for 90%; a student below it, or one without evaluation rows to judge it on, is
+            registered with the decision recorded, not deployed. 0: no gate.
+        deploy_gate_on_lower_bound: Hold the deploy gate to the lower bound of the 95% interval (paired
+            bootstrap over the evaluation rows) of the student's score less that share of the teacher's: the
+            student is deployed only when it reaches the share with that confidence.
         task_type: `classification`, `extractive_qa`, `summarization`, `math` or `free_text`: the teacher's
             instruction, how answers are compared and which metrics the evaluation reports; `auto`: inferred
             once by validate-dataset from the training and evaluation data.
@@ -182,7 +191,7 @@ def distillation(
     Returns:
         model_resource_name: The registered model's resource name.
         endpoint_resource_name: The Vertex AI endpoint the model was deployed to; empty when nothing was
-            deployed (no project, or deploy_model false).
+            deployed (no project, deploy_model false, or a deploy gate not passed).
     """
     # First, before the data is read or anything is paid for: what would otherwise fail only after the teacher was
     # asked or the student tuned.
@@ -201,6 +210,7 @@ def distillation(
         deploy_min_replica_count=deploy_min_replica_count,
         deploy_max_replica_count=deploy_max_replica_count,
         deploy_traffic_percentage=deploy_traffic_percentage,
+        deploy_min_share_of_teacher=deploy_min_share_of_teacher,
     ).set_display_name("preflight")
 
     validation = (
@@ -289,7 +299,7 @@ def distillation(
             dataset=validation.outputs["evaluation_dataset"], use_gold_labels=False, **teacher_settings
         ).set_display_name("teacher-on-evaluation-data")
         _teacher_key_from_kubernetes_secret(teacher_on_evaluation, teacher_api_key_kubernetes_secret)
-        evaluate(
+        evaluation = evaluate(
             model=tuned_model,
             evaluation_dataset=validation.outputs["evaluation_dataset"],
             teacher_predictions=teacher_on_evaluation.outputs["distilled_dataset"],
@@ -297,7 +307,17 @@ def distillation(
             tensorboard_logs=training_logs,
             task_type=validation.outputs["Output"],
             trust_remote_code=trust_remote_code,
+            min_share_of_teacher=deploy_min_share_of_teacher,
+            gate_on_lower_bound=deploy_gate_on_lower_bound,
         ).set_display_name("evaluate")
+    # deploy-model, outside the branch, needs a decision either way: without evaluation rows the gate is off or
+    # could not judge.
+    with dsl.Else(name="no-evaluation-data"):
+        no_evaluation = gate_without_evaluation(min_share_of_teacher=deploy_min_share_of_teacher).set_display_name(
+            "deploy-gate-without-evaluation"
+        )
+    gate_decision = dsl.OneOf(evaluation.outputs["gate_decision"], no_evaluation.outputs["gate_decision"])
+    gate_reason = dsl.OneOf(evaluation.outputs["gate_reason"], no_evaluation.outputs["gate_reason"])
 
     upload = upload_model(
         model=tuned_model,
@@ -311,9 +331,12 @@ def distillation(
         tensorboard_logs=training_logs,
         tensorboard_resource_id=tensorboard_resource_id,
         pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        gate_decision=gate_decision,
+        gate_reason=gate_reason,
     ).set_display_name("upload-model")
     # Always a task, as in Google Cloud Pipeline Components' RLHF pipeline: a pipeline output cannot come from
-    # inside a dsl.If. Without a project (or with deploy_model false) it deploys nothing and answers "".
+    # inside a dsl.If. Without a project, with deploy_model false or a gate not passed it deploys nothing and
+    # answers "".
     deployment = deploy_registered_model(
         model_resource_name=upload.outputs["model_resource_name"],
         project=project,
@@ -324,6 +347,8 @@ def distillation(
         traffic_percentage=deploy_traffic_percentage,
         encryption_spec_key_name=encryption_spec_key_name,
         service_account=google_cloud_placeholders.SERVICE_ACCOUNT_PLACEHOLDER,
+        gate_decision=gate_decision,
+        gate_reason=gate_reason,
     ).set_display_name("deploy-model")
     outputs = NamedTuple("Outputs", [("model_resource_name", str), ("endpoint_resource_name", str)])
     return outputs(

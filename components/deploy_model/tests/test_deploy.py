@@ -92,3 +92,67 @@ def test_without_a_project_or_with_deploy_model_false_nothing_is_deployed(settin
     assert not google_cloud.endpoint_requests
     if not settings["project"]:
         assert "kfp-distill serve models:/arithmetic-student/1" in capsys.readouterr().out
+
+
+def _judged_below_the_gate():
+    """evaluate's judgment of a student at 50% against a teacher at 100%, with the gate at 90% of the teacher."""
+    from kfp_distill._implementation.tasks import TaskType
+    from kfp_distill.components.evaluate.evaluation import EvaluationRow, TeacherAnswer, compare
+
+    rows = [EvaluationRow(f"{i} + {i}?", str(2 * i)) for i in range(1, 11)]
+    teacher = {row.input_text: TeacherAnswer(row.gold, 1.0) for row in rows}
+    student = [row.gold if i % 2 else "0" for i, row in enumerate(rows)]
+    result = compare(rows, teacher, student, ["0"] * 10, "tiny", [0.1] * 10, [0.1] * 10, TaskType("math", "given"),
+                     min_share_of_teacher=0.9)
+    return result.gate
+
+
+def test_a_student_below_the_gate_is_registered_with_the_decision_and_not_deployed(
+    recorded_student_dir, google_cloud, capsys
+):
+    gate = _judged_below_the_gate()
+    assert gate.decision == "failed"
+
+    model_resource_name = register_vertex_model(
+        str(recorded_student_dir), "arithmetic-student", project="test-project", location="europe-west4",
+        artifact_uri="gs://pipeline-root/model", kfp_distill_image_uri=IMAGE, gate=gate,
+    )
+    outputs = deploy_model.python_func(
+        model_resource_name=model_resource_name, project="test-project", gate_decision=gate.decision,
+        gate_reason=gate.reason,
+    )
+
+    (uploaded,) = google_cloud.upload_requests
+    assert uploaded["body"]["model"]["labels"]["deploy_gate"] == "failed"
+    assert f"Deploy gate: failed: {gate.reason}." in uploaded["body"]["model"]["description"]
+    assert outputs.endpoint_resource_name == ""
+    assert not google_cloud.endpoint_requests
+    printed = capsys.readouterr().out
+    assert "not deployed: the deploy gate decided 'failed' (the distilled student's Accuracy is 50.0% and the " \
+           "teacher's 100.0% on 10 evaluation rows: below 90% of the teacher's (90.0%))" in printed
+    assert f"{model_resource_name} is registered" in printed
+
+
+@pytest.mark.parametrize("decision", ["passed", "off"])
+def test_a_student_that_passed_or_has_no_gate_is_deployed(model_resource_name, google_cloud, decision):
+    outputs = deploy_model.python_func(
+        model_resource_name=model_resource_name, project="test-project", gate_decision=decision, gate_reason="why"
+    )
+    assert outputs.endpoint_resource_name == "projects/test-project/locations/europe-west4/endpoints/2000"
+
+
+def test_a_student_the_gate_could_not_judge_is_not_deployed(model_resource_name, google_cloud, capsys):
+    from kfp_distill._implementation.deploy_gate import without_evaluation
+
+    gate = without_evaluation(0.9)
+    outputs = deploy_model.python_func(
+        model_resource_name=model_resource_name, project="test-project", gate_decision=gate.decision,
+        gate_reason=gate.reason,
+    )
+    assert outputs.endpoint_resource_name == "" and not google_cloud.endpoint_requests
+    assert "no evaluation rows (evaluation_data_uri is empty)" in capsys.readouterr().out
+
+
+def test_an_unknown_gate_decision_is_refused(model_resource_name, google_cloud):
+    with pytest.raises(ValueError, match="unknown deploy gate decision 'maybe'"):
+        deploy_model.python_func(model_resource_name=model_resource_name, project="test-project", gate_decision="maybe")

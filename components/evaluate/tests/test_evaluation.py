@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 
 import pytest
@@ -17,9 +18,13 @@ from kfp_distill.components.evaluate.evaluation import (
 
 MATH = TaskType("math", "given")
 MODELS = ("teacher", "untuned_student", "distilled_student")
-MATH_METRIC_NAMES = {
-    f"{model}_{name}" for model in MODELS for name in ("accuracy", "latency_s", "examples_per_s")
-} | {"examples", "speedup"}
+# Every score with its 95% interval beside it; the distilled student's accuracy less the teacher's too.
+SCORES = {f"{model}_accuracy" for model in (*MODELS, "distilled_student_minus_teacher")}
+MATH_METRIC_NAMES = (
+    {f"{model}_{name}" for model in MODELS for name in ("latency_s", "examples_per_s")}
+    | {f"{score}{suffix}" for score in SCORES for suffix in ("", "_ci_low", "_ci_high")}
+    | {"examples", "speedup"}
+)
 
 EVALUATION_ROWS = [
     {"input_text": "Tom has 84 apples and splits them in 2 bags. How many per bag?", "output_text": "42"},
@@ -27,6 +32,12 @@ EVALUATION_ROWS = [
     {"input_text": "question: How many parishes are there in Louisiana?", "output_text": "64"},
     {"input_text": "A box holds 6 eggs. How many eggs in 2 boxes?", "output_text": "12"},
 ]
+
+
+def _table_row(report: str, title: str) -> list[str]:
+    """The cells of the results table's row of `title`, each score without its interval."""
+    (line,) = [line for line in report.splitlines() if line.startswith(f"| {title} |")]
+    return [re.sub(r" \[.*\]$", "", cell.strip()) for cell in line.strip("|").split("|")[1:]]
 
 
 def teacher_row(input_text, gold, teacher_label, latency_s):
@@ -100,7 +111,7 @@ def test_compare_scores_math_by_value_and_counts_missing_teacher_rows_as_wrong()
     result.teacher.latencies_s = [2.0, 2.0, 2.0]
     report = result.to_markdown()
     assert "Task type: **math** (every label is a number or an arithmetic expression (4 labels))" in report
-    assert "| Teacher | 25.0% | 2.000 | 0.50 |" in report
+    assert _table_row(report, "Teacher") == ["25.0%", "2.000", "0.50"]
     assert "miss 1 of the 4" in report
     assert "| q3 | 64 | — | 65 |" in report
 
@@ -202,7 +213,7 @@ def test_evaluate_student_runs_both_real_students(tiny_student_dir, evaluation_f
     # The same weights, greedy: both "students" give the same answers.
     assert [c.distilled_answer for c in result.comparisons] == [c.untuned_answer for c in result.comparisons]
     report = report_path.read_text()
-    assert "| Teacher | 50.0% | 4.000 | 0.25 |" in report
+    assert _table_row(report, "Teacher") == ["50.0%", "4.000", "0.25"]
     assert "miss 1 of the 4" in report
     assert "No TensorBoard logs were given" in html_path.read_text()
 
@@ -233,7 +244,7 @@ def test_evaluate_student_accuracies_with_known_student_outputs(
     assert result.teacher.scores.accuracy == 0.5
     assert result.speedup == pytest.approx(400.0)
     report = report_path.read_text()
-    assert "| Distilled student | 75.0% | 0.010 | 100.00 |" in report
+    assert _table_row(report, "Distilled student") == ["75.0%", "0.010", "100.00"]
     assert "| question: How many parishes are there in Louisiana? | 64 | 60 | 63 | *(empty)* |" in report
 
 

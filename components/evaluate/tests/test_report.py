@@ -2,10 +2,15 @@
 
 import base64
 import io
+import re
 from html.parser import HTMLParser
 
+import numpy as np
 import pytest
 from PIL import Image
+from sklearn.metrics import f1_score
+
+from kfp_distill._implementation.answers import normalize_text
 
 from kfp_distill._implementation.jsonl import write_jsonl
 from kfp_distill._implementation.student import Prediction, StudentPredictor
@@ -127,12 +132,26 @@ def test_html_report_renders_tables_and_inline_png_plots(tmp_path, tensorboard_d
     assert "Task type: classification (the inputs ask to classify)" in text
     # Teacher: 4 right of 5 (the fifth unanswered): accuracy 0.8; macro-F1: negative 1, neutral 0, positive 1
     # -> 2/3. Distilled: accuracy 3/5, macro-F1 0.48889 (worked out in test_task_metrics.py).
-    assert page.tables["results"] == [
+    table = page.tables["results"]
+    assert [[re.sub(r" \[.*\]$", "", cell) for cell in row] for row in table] == [
         ["Model", "Accuracy", "Macro-F1", "Mean latency per example (s)", "Examples/s"],
         ["Teacher", "80.0%", "66.7%", "2.000", "0.50"],
         ["Untuned student (tiny-student)", "0.0%", "0.0%", "0.500", "2.00"],
         ["Distilled student", "60.0%", "48.9%", "0.250", "4.00"],
+        ["Distilled student − teacher", "-20.0 pts", "-17.8 pts", "", ""],
     ]
+    # The distilled student's macro-F1 interval, computed directly: scikit-learn on each documented resample.
+    golds, predicted = [normalize_text(g) for g in GOLDS], [normalize_text(d) for d in DISTILLED]
+    predicted = [p if p in golds else "(other)" for p in predicted]
+    resampled = [
+        f1_score([golds[i] for i in drawn], [predicted[i] for i in drawn], labels=sorted(set(golds)),
+                 average="macro", zero_division=0)
+        for drawn in np.random.default_rng(0).integers(0, 5, size=(1000, 5))
+    ]
+    low, high = np.percentile(resampled, [2.5, 97.5])
+    assert table[3][2] == f"48.9% [{low * 100:.1f}, {high * 100:.1f}]"
+    assert "95% intervals, from 1,000 bootstrap resamples of the 5 evaluation rows" in text
+    assert "Deploy gate: off" in text and "the deploy gate is off (deploy_min_share_of_teacher is 0)" in text
     assert "The distilled student answers 8.0x faster than the teacher did." in text
     assert page.tables["latency"][1] == ["Teacher", "4", "2.000", "2.000", "2.000", "0.50"]
     # The distilled student missed rows 1 (the teacher got it right, so it comes first) and 4.
@@ -179,14 +198,18 @@ def test_component_writes_metrics_markdown_html_and_the_confusion_matrix(
         "html_report": dsl.HTML(uri=str(tmp_path / "out" / "html_report")),
         "classification_metrics": dsl.ClassificationMetrics(uri=str(tmp_path / "out" / "classification_metrics")),
     }
-    evaluate.python_func(
+    gate = evaluate.python_func(
         model=dsl.Model(uri=tiny_student_dir),
         evaluation_dataset=dsl.Dataset(uri=str(tmp_path / "eval.jsonl")),
         teacher_predictions=dsl.Dataset(uri=str(tmp_path / "teacher.jsonl")),
         student_model_reference=tiny_student_dir,
         tensorboard_logs=dsl.Artifact(uri=str(tensorboard_dir)),
+        min_share_of_teacher=0.9,
         **artifacts,
     )
+    # Accuracy, the main metric: 60% against the teacher's 100%, below 90% of it.
+    assert gate.gate_decision == "failed"
+    assert gate.gate_reason.endswith("on 5 evaluation rows: below 90% of the teacher's (90.0%)")
     assert artifacts["classification_metrics"].metadata == {
         "confusionMatrix": {
             "annotationSpecs": [{"displayName": name} for name in ("negative", "neutral", "positive", "(other)")],
@@ -198,7 +221,7 @@ def test_component_writes_metrics_markdown_html_and_the_confusion_matrix(
     assert metrics["teacher_accuracy"] == 1.0 and metrics["speedup"] == pytest.approx(10.0)
     assert "Task type: **classification**" in (tmp_path / "out" / "report").read_text()
     page = parse(tmp_path / "out" / "html_report")
-    assert page.tables["results"][3][:3] == ["Distilled student", "60.0%", "48.9%"]
+    assert [cell.split(" [")[0] for cell in page.tables["results"][3][:3]] == ["Distilled student", "60.0%", "48.9%"]
     assert len(page.images) == 3  # the training curves came from the optional tensorboard_logs input
 
 

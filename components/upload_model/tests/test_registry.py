@@ -232,3 +232,16 @@ def test_predict_and_serve_answer_a_conversation_with_a_system_prompt_alike(
     # The earlier turns are part of what both read: the last message alone is another question.
     assert main(["predict", "assistant", conversation[-1]["content"]]) == 0
     assert capsys.readouterr().out.removeprefix("answer: ").rstrip("\n") != predicted
+
+
+def test_the_deploy_gate_decision_is_recorded_on_the_registered_version(recorded_student_dir, registry_home):
+    from kfp_distill._implementation.deploy_gate import GateDecision
+
+    gate = GateDecision("failed", "the distilled student's Accuracy is 50.0%: below 90% of the teacher's (90.0%)")
+    resource_name = register_model(recorded_student_dir, "gated", gate=gate)
+
+    version = mlflow.MlflowClient(default_registry_uri(), default_registry_uri()).get_model_version("gated", "1")
+    assert resource_name == "models:/gated/1"
+    assert version.tags["deploy_gate"] == "failed"
+    assert version.tags["deploy_gate_reason"] == gate.reason
+    assert version.description.endswith(f" Deploy gate: failed: {gate.reason}.")
