@@ -117,7 +117,7 @@ def test_a_student_below_the_gate_is_registered_with_the_decision_and_not_deploy
         str(recorded_student_dir), "arithmetic-student", project="test-project", location="europe-west4",
         artifact_uri="gs://pipeline-root/model", kfp_distill_image_uri=IMAGE, gate=gate,
     )
-    outputs = deploy_model.python_func(
+    outputs = deploy_registered_model.python_func(
         model_resource_name=model_resource_name, project="test-project", gate_decision=gate.decision,
         gate_reason=gate.reason,
     )
@@ -135,7 +135,7 @@ def test_a_student_below_the_gate_is_registered_with_the_decision_and_not_deploy
 
 @pytest.mark.parametrize("decision", ["passed", "off"])
 def test_a_student_that_passed_or_has_no_gate_is_deployed(model_resource_name, google_cloud, decision):
-    outputs = deploy_model.python_func(
+    outputs = deploy_registered_model.python_func(
         model_resource_name=model_resource_name, project="test-project", gate_decision=decision, gate_reason="why"
     )
     assert outputs.endpoint_resource_name == "projects/test-project/locations/europe-west4/endpoints/2000"
@@ -145,7 +145,7 @@ def test_a_student_the_gate_could_not_judge_is_not_deployed(model_resource_name,
     from kfp_distill._implementation.deploy_gate import without_evaluation
 
     gate = without_evaluation(0.9)
-    outputs = deploy_model.python_func(
+    outputs = deploy_registered_model.python_func(
         model_resource_name=model_resource_name, project="test-project", gate_decision=gate.decision,
         gate_reason=gate.reason,
     )
@@ -155,4 +155,4 @@ def test_a_student_the_gate_could_not_judge_is_not_deployed(model_resource_name,
 
 def test_an_unknown_gate_decision_is_refused(model_resource_name, google_cloud):
     with pytest.raises(ValueError, match="unknown deploy gate decision 'maybe'"):
-        deploy_model.python_func(model_resource_name=model_resource_name, project="test-project", gate_decision="maybe")
+        deploy_registered_model.python_func(model_resource_name=model_resource_name, project="test-project", gate_decision="maybe")
