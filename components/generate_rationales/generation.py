@@ -733,6 +733,7 @@ def _ask_every_row(
     Raises:
         _StructuredOutputRefused: The server takes no JSON schema (nothing was answered in that format).
         TeacherAnswersUnusableError: Too few probe rows got a usable answer (report and outputs written).
+        TeacherUnavailableError: Failed requests put min_answered_fraction out of reach.
     """
     demonstrations = _demonstrations(rows, asking, config.few_shot_uri, file_demonstrations, report)
     samples = config.self_consistency_samples
@@ -762,13 +763,13 @@ def _ask_every_row(
         if refused():
             raise _StructuredOutputRefused(refused())
         _check_probe(rows, probed // samples, answers, modes, asking, report, *written_to)
-    try:
-        answers += asking.teacher.ask_all(
-            conversations[probed:], config.min_answered_fraction, settings[probed:], row_of[probed:], tally
-        )
-    finally:
-        if refused():
-            raise _StructuredOutputRefused(refused())  # without a probe, found out only now
+    # Rows refused for their schema put no minimum out of reach (see RowTally): a TeacherUnavailableError here
+    # is the failed requests' own, and reaches the caller as it is.
+    answers += asking.teacher.ask_all(
+        conversations[probed:], config.min_answered_fraction, settings[probed:], row_of[probed:], tally
+    )
+    if refused():
+        raise _StructuredOutputRefused(refused())  # without a probe, found out only now
     return [answers[number * samples : (number + 1) * samples] for number in range(len(rows))]
 
 
