@@ -14,6 +14,7 @@ import pytest
 from kfp_distill._implementation.jsonl import load_rows, write_jsonl
 from kfp_distill.components.generate_rationales.config import GenerationConfig
 from kfp_distill.components.generate_rationales.generation import TeacherAnswersUnusableError, generate_rationales
+from kfp_distill.components.generate_rationales.report import GenerationReport
 
 SNAPSHOTS = Path(__file__).with_name("snapshots")
 UPDATE = os.environ.get("UPDATE_REPORT_SNAPSHOTS") == "1"
@@ -171,7 +172,7 @@ def test_a_runs_report_metrics_and_outputs_match_their_snapshot(start_stub_serve
             generate_rationales(*arguments, cache_path=tmp_path / "cache.sqlite")
         written = {}
     else:
-        report = generate_rationales(*arguments, cache_path=tmp_path / "cache.sqlite")
+        report = GenerationReport.of(generate_rationales(*arguments, cache_path=tmp_path / "cache.sqlite"))
         written = {"metrics": {key: value for key, value in report.metrics().items() if key != "mean_latency_s"}}
     check_snapshot(f"{name}.md", masked((tmp_path / "report.md").read_text(encoding="utf-8"), tmp_path))
     written["outputs"] = [

@@ -23,6 +23,7 @@ from kfp_distill.components.generate_rationales.generation import (
     TeacherUnavailableError,
     generate_rationales,
 )
+from kfp_distill.components.generate_rationales.report import GenerationReport
 from kfp_distill.components.generate_rationales.task_profile import instruction_classes, task_profile
 
 assert_linear_time = load_module(
@@ -34,10 +35,10 @@ NEWS = ["Oil prices fall", "New film tops the box office", "Shares rise", "Singe
 
 def run(server, tmp_path, rows, **options):
     write_jsonl(tmp_path / "data.jsonl", rows)
-    report = generate_rationales(
+    report = GenerationReport.of(generate_rationales(
         tmp_path / "data.jsonl", tmp_path / "out.jsonl", tmp_path / "report.md",
         GenerationConfig(f"{server.base_url}#stub", **options), cache_path=tmp_path / "cache.sqlite",
-    )
+    ))
     return report, load_rows(tmp_path / "out.jsonl")
 
 
