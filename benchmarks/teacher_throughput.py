@@ -52,6 +52,7 @@ from kfp_distill._implementation.models import DEFAULT_STUDENT, DEFAULT_TEACHER,
 from kfp_distill.components.generate_rationales.config import GenerationConfig
 from kfp_distill.components.generate_rationales.generation import generate_rationales
 from kfp_distill.components.generate_rationales.prompts import Mode, build_messages, load_demonstrations
+from kfp_distill.components.generate_rationales.report import GenerationReport
 from kfp_distill.demo import INSTRUCTION, write_demo_data
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -257,7 +258,7 @@ def our_client(
     output = scratch / "ours"
     shutil.rmtree(output, ignore_errors=True)
     started = time.perf_counter()
-    report = generate_rationales(
+    outcome = generate_rationales(
         rows_path,
         output / "rationales.jsonl",
         output / "report.md",
@@ -273,6 +274,7 @@ def our_client(
         cache_path=output / "teacher_answers.sqlite",
     )
     seconds = time.perf_counter() - started
+    report = GenerationReport.of(outcome)
     if report.requests != report.rows:
         raise RuntimeError(f"our client asked {report.requests} of {report.rows} rows; see {output / 'report.md'}")
     return Throughput(f"our client ({concurrency} in flight)", report.rows, seconds, report.completion_tokens)

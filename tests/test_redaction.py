@@ -207,7 +207,7 @@ def test_a_dataset_error_a_server_gives_holds_no_credentials(status):
 def test_the_teacher_cache_name_the_generation_report_and_dataset_errors_hold_no_credentials(tmp_path):
     from kfp_distill._implementation.jsonl import DatasetError
     from kfp_distill.components.generate_rationales.cache import default_cache_uri
-    from kfp_distill.components.generate_rationales.generation import GenerationReport
+    from kfp_distill.components.generate_rationales.report import GenerationReport, to_markdown
 
     from kfp_distill.components.generate_rationales.backends.base import TeacherRequestError
     from kfp_distill.components.generate_rationales.backends.openai_compatible import OpenAICompatibleBackend
@@ -225,7 +225,7 @@ def test_the_teacher_cache_name_the_generation_report_and_dataset_errors_hold_no
         + __import__("hashlib").sha256(b"http://127.0.0.1:8080/v1#qwen").hexdigest()[:12] + ".sqlite"
     )
     report = GenerationReport(dataset_uri=signed, teacher="llama.cpp:gguf-sha256:0")
-    assert SECRET not in report.to_markdown()
+    assert SECRET not in to_markdown(report)
     error = DatasetError(signed, "file not found", 3, "input_text")
     assert SECRET not in str(error) and error.uri == signed
 

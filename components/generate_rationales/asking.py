@@ -15,7 +15,14 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_c
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .backends.base import Completion, DecodingSettings, TeacherBackend, TeacherRequestError, checked_completion
+from .backends.base import (
+    STRUCTURED_OUTPUT_REFUSED,
+    Completion,
+    DecodingSettings,
+    TeacherBackend,
+    TeacherRequestError,
+    checked_completion,
+)
 from .cache import AnswerCache, CachedAnswer, answer_key
 from .rate_limit import RateLimiter, estimate_tokens
 from .retry import RetryPolicy, call_with_retries
@@ -38,9 +45,16 @@ class Answer:
 
 @dataclass(frozen=True)
 class Unanswered:
-    """Why a conversation got no answer: its request failed, or it was not asked."""
+    """Why a conversation got no answer: its request failed, or it was not asked.
+
+    Attributes:
+        reason: What happened, as the report says it.
+        format_refused: The server refused the response schema the request asked for (it failed for its
+            format, not for the teacher: the run asks it again in free text).
+    """
 
     reason: str
+    format_refused: bool = False
 
 
 @dataclass
@@ -57,7 +71,8 @@ class AskingStats:
 class RowTally:
     """How the rows of a run stand, over one or more `ask_all` calls: a row is settled once all its
     conversations are, usable when one of them got a usable answer, not asked when all were left out for
-    the budget, else failed.
+    the budget, else failed. Conversations refused for their response schema count for neither: the run
+    asks them again in free text, so they put no minimum out of reach.
 
     Args:
         rows: The row of each conversation the run will ask (a row's self-consistency samples share one).
@@ -73,13 +88,13 @@ class RowTally:
     def settle(self, row: int, outcome: "Answer | Unanswered") -> None:
         if isinstance(outcome, Answer):
             self.outcomes[row].add("usable" if self.usable(outcome.completion) else "unusable")
-        else:
+        elif not outcome.format_refused:
             self.outcomes[row].add("not asked" if outcome.reason == NOT_ASKED_BUDGET else "failed")
         self.open[row] -= 1
         if self.open[row]:
             return
         outcomes = self.outcomes[row]
-        if "usable" in outcomes:
+        if "usable" in outcomes or not outcomes:
             return
         if outcomes == {"not asked"}:
             self.not_asked += 1
@@ -292,8 +307,10 @@ class Teacher:
         """Caches and hands out one request's answer."""
         self.stats.request_errors.update(error.kind for error in reply.errors)
         if reply.completion is None:
-            attempts = len(reply.errors)
-            failure = Unanswered(f"request failed ({attempts} attempts): {reply.errors[-1]}")
+            attempts, last = len(reply.errors), reply.errors[-1]
+            failure = Unanswered(
+                f"request failed ({attempts} attempts): {last}", format_refused=last.kind == STRUCTURED_OUTPUT_REFUSED
+            )
             self._resolve(indices, failure, results, rows, tally)
             return
         self.cache.put(key, self.backend.identity, reply.completion, reply.latency_s)

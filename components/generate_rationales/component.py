@@ -116,5 +116,7 @@ def generate_rationales(
             result = generate(
                 dataset.path, distilled_dataset.path, report.path, config, cache_path=cache_path, backend=teacher
             )
-    for name, value in result.metrics().items():
+    from kfp_distill.components.generate_rationales.report import GenerationReport
+
+    for name, value in GenerationReport.of(result).metrics().items():
         metrics.log_metric(name, value)

@@ -26,12 +26,20 @@ from .answer_format import (
     restates_answer,
     unusable_reason,
 )
-from .asking import NOT_ASKED_BUDGET, Answer, RowTally, Teacher, TeacherUnavailableError, Unanswered
+from .asking import (
+    NOT_ASKED_BUDGET,
+    Answer,
+    AskingStats,
+    RowTally,
+    Teacher,
+    TeacherUnavailableError,
+    Unanswered,
+)
 from .backends import PrecomputedBackend, backend_for
 from .backends.base import Completion, DecodingSettings, TeacherBackend
 from .cache import AnswerCache
 from .config import SELF_CONSISTENCY_TEMPERATURE, GenerationConfig
-from .pricing import estimated_cost_usd
+from .outcome import FewShot, GenerationOutcome, Probe, Problem, RowOutcome
 from .prompts import (
     DEFAULT_RATIONALE_LENGTH,
     DEFAULT_TEMPLATE,
@@ -42,11 +50,11 @@ from .prompts import (
     validate_template,
 )
 from .rate_limit import RateLimiter
+from .report import GenerationReport, to_markdown
 from .retry import RetryPolicy
 from .task_profile import TaskProfile, majority_vote, task_profile
 
 __all__ = [
-    "GenerationReport",
     "NoUsableAnswersError",
     "TeacherAnswersUnusableError",
     "TeacherUnavailableError",
@@ -57,15 +65,12 @@ __all__ = [
 DRAWN_DEMONSTRATIONS = 4
 DEMONSTRATION_SEED = 0
 SNIPPET_CHARS = 160
-PROBLEMS_SHOWN = 20
 # Without labels or a few-shot file the teacher makes its own demonstrations: it answers this many rows
 # this many times each, and keeps the rows whose samples all agree; up to this many draws, while a known
 # class has no demonstration.
 SELF_MADE_CANDIDATES = 6
 SELF_MADE_SAMPLES = 3
 SELF_MADE_DRAWS = 3
-# The probe (the first `probe_rows` rows, asked before the rest) stops the run below this usable share.
-PROBE_MIN_USABLE_SHARE = 0.5
 # Why the rows after a probe that stopped the run are not in the output (counted with the rows not asked).
 NOT_ASKED_PROBE = "not asked: the probe stopped the run"
 PROBE_EXAMPLES_SHOWN = 3
@@ -77,251 +82,6 @@ class NoUsableAnswersError(RuntimeError):
 
 class TeacherAnswersUnusableError(NoUsableAnswersError):
     """The probe's answers were mostly unusable, so the rest was not asked (the message says what to do)."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    """A row left out of the output: its dataset line, why, and the start of what the teacher said."""
-
-    line: int
-    reason: str
-    snippet: str = ""
-
-
-@dataclass
-class GenerationReport:
-    """What the teacher did on one dataset."""
-
-    dataset_uri: str
-    teacher: str
-    rows: int = 0
-    explained: int = 0
-    predicted: int = 0
-    few_shot_source: str = ""
-    few_shot_count: int = 0
-    self_made_candidates: int = 0  # rows the teacher answered to make its own demonstrations
-    answer_format: str = TEXT
-    answer_format_note: str = ""
-    rationale_length: str = DEFAULT_RATIONALE_LENGTH
-    class_source: str = ""
-    classes: tuple[str, ...] = ()
-    probe_rows: int = 0
-    probe_usable: int = 0
-    answered: int = 0
-    unparseable: list[Problem] = field(default_factory=list)
-    failed: list[Problem] = field(default_factory=list)
-    not_asked: list[Problem] = field(default_factory=list)
-    demonstration_problems: list[Problem] = field(default_factory=list)
-    compared_with_gold: int = 0
-    agreed_with_gold: int = 0
-    explanations_contradicting_gold: int = 0
-    requests: int = 0
-    cache_hits: int = 0
-    teacher_answers: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    teacher_latency_s: float = 0.0
-    wall_time_s: float = 0.0
-    request_errors: dict[str, int] = field(default_factory=dict)  # failed attempts (retried or not) by kind
-    tokens_spent_now: int = 0
-    max_total_tokens: int = 0
-    rate_limit_wait_s: float = 0.0
-    min_answered_fraction: float = 0.0
-    task_type: str = ""
-    task_type_reason: str = ""
-    self_consistency_samples: int = 1
-    self_consistency_temperature: float = 0.0
-    votes: list[tuple[int, int]] = field(default_factory=list)  # per voted row: (majority votes, answers)
-    vote_ties: int = 0  # voted rows whose majority tied with another answer (the lowest seed's won)
-    drop_contradicting_rationales: bool = False
-    dropped_contradicting: list[Problem] = field(default_factory=list)
-    restating: list[Problem] = field(default_factory=list)  # kept rows whose rationale only restates the answer
-    not_spans: list[Problem] = field(default_factory=list)  # extractive answers not found in their context
-    not_spans_mapped: int = 0  # of those, mapped to the nearest span
-    not_spans_left_out: int = 0  # of those, left out (no gold label: the answer would be the target)
-
-    @property
-    def agreement_with_gold(self) -> float | None:
-        return self.agreed_with_gold / self.compared_with_gold if self.compared_with_gold else None
-
-    @property
-    def mean_latency_s(self) -> float | None:
-        """Mean teacher time per answer, as measured when each answer was first asked."""
-        return self.teacher_latency_s / self.teacher_answers if self.teacher_answers else None
-
-    @property
-    def answered_fraction(self) -> float | None:
-        """Share of the rows the teacher was asked about (budget left-outs aside) that got a usable answer."""
-        asked = self.rows - len(self.not_asked)
-        return self.answered / asked if asked else None
-
-    @property
-    def cut_off(self) -> int:
-        """Unusable answers that stopped at max_new_tokens."""
-        return sum("cut off at max_new_tokens" in problem.reason for problem in self.unparseable)
-
-    @property
-    def unanimous(self) -> int:
-        """Voted rows whose answered samples all gave the same answer."""
-        return sum(votes == answers for votes, answers in self.votes)
-
-    @property
-    def mean_vote_share(self) -> float | None:
-        """Mean share of a voted row's answered samples that gave its majority answer."""
-        return sum(votes / answers for votes, answers in self.votes) / len(self.votes) if self.votes else None
-
-    @property
-    def estimated_cost_usd(self) -> float | None:
-        """What the teacher answers used here cost (from the cache or not), for teachers with a known price."""
-        return estimated_cost_usd(self.teacher, self.prompt_tokens, self.completion_tokens)
-
-    def metrics(self) -> dict[str, float]:
-        """Scalar metrics (those that exist) for KFP's Metrics artifact."""
-        values: dict[str, float] = {
-            "rows": self.rows,
-            "answered": self.answered,
-            "unparseable": len(self.unparseable),
-            "failed": len(self.failed),
-            "requests": self.requests,
-            "cache_hits": self.cache_hits,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "few_shot_examples": self.few_shot_count,
-            "not_asked": len(self.not_asked),
-            "request_errors": sum(self.request_errors.values()),
-            "tokens_spent_now": self.tokens_spent_now,
-            "rate_limit_wait_s": self.rate_limit_wait_s,
-            "dropped_contradicting": len(self.dropped_contradicting),
-            "cut_off": self.cut_off,
-            "restating_rationales": len(self.restating),
-        }
-        if self.task_type == EXTRACTIVE_QA:
-            values["answers_not_spans"] = len(self.not_spans)
-        if self.self_consistency_samples > 1:
-            values["self_consistency_unanimous"] = self.unanimous
-        optional = {
-            "agreement_with_gold": self.agreement_with_gold,
-            "mean_latency_s": self.mean_latency_s,
-            "answered_fraction": self.answered_fraction,
-            "estimated_cost_usd": self.estimated_cost_usd,
-            "self_consistency_mean_vote_share": self.mean_vote_share,
-        }
-        values.update({name: value for name, value in optional.items() if value is not None})
-        return values
-
-    def to_markdown(self) -> str:
-        lines = [
-            "# Teacher rationales",
-            "",
-            f"- Dataset: `{redact_uri(self.dataset_uri)}` ({self.rows} rows)",
-            f"- Teacher: `{self.teacher}`",
-            f"- Task type: {self.task_type} ({self.task_type_reason})",
-            f"- Prompts: {self.explained} explain the gold label, {self.predicted} ask the teacher to answer",
-            f"- Few-shot examples: {self.few_shot_source}",
-            f"- Answer format: {self.answer_format}"
-            + (" (a JSON object held to a schema: rationale, then answer)" if self.answer_format == JSON else
-               " (a rationale ending 'The answer is ...')")
-            + (f"; {self.answer_format_note}" if self.answer_format_note else ""),
-            f"- Rationales asked for: {self.rationale_length}",
-        ]
-        if self.task_type == "classification":
-            listed = ", ".join(self.classes) if self.classes else "none listed"
-            lines.append(f"- Classes: {self.class_source} ({listed})")
-        if self.probe_rows:
-            lines.append(
-                f"- Probe: {self.probe_usable} of the {self.probe_rows} rows answered first got a usable answer before the "
-                f"rest were asked (the run stops below {PROBE_MIN_USABLE_SHARE:.0%})"
-            )
-        lines += [
-            f"- Answered (usable): {self.answered}; unparseable: {len(self.unparseable)}"
-            + (f" ({self.cut_off} cut off at max_new_tokens)" if self.cut_off else "")
-            + f"; failed: {len(self.failed)}; "
-            f"not asked: {len(self.not_asked)}"
-            + (f"; dropped for contradicting the gold label: {len(self.dropped_contradicting)}"
-               if self.drop_contradicting_rationales else "")
-            + " (these rows are left out of the output)",
-        ]
-        if self.answered_fraction is not None:
-            lines.append(
-                f"- Rows with a usable answer: {self.answered_fraction:.1%} of those asked "
-                f"(the step fails below min_answered_fraction={self.min_answered_fraction:.0%})"
-            )
-        if self.not_spans:
-            kept = len(self.not_spans) - self.not_spans_mapped - self.not_spans_left_out
-            lines.append(
-                f"- Extractive answers that are not spans of their context: {len(self.not_spans)} "
-                f"({self.not_spans_left_out} left out of the output, {self.not_spans_mapped} mapped to the nearest "
-                f"span and {kept} kept as given where a gold label is the target; listed below)"
-            )
-        if self.restating:
-            lines.append(
-                f"- Rationales that only restate the answer: {len(self.restating)} (kept; listed below)"
-            )
-        if self.agreement_with_gold is not None:
-            lines.append(
-                f"- Agreement with gold: {self.agreed_with_gold}/{self.compared_with_gold} "
-                f"({self.agreement_with_gold:.1%})"
-            )
-        if self.explanations_contradicting_gold:
-            lines.append(
-                f"- Explanations whose stated answer contradicts the gold label: "
-                f"{self.explanations_contradicting_gold} "
-                + ("(dropped)" if self.drop_contradicting_rationales else "(kept, agrees_with_gold=false)")
-            )
-        if self.self_consistency_samples > 1:
-            lines.append(self._votes_markdown())
-        latency = "n/a" if self.mean_latency_s is None else f"{self.mean_latency_s:.2f} s"
-        cost = self.estimated_cost_usd
-        lines += [
-            f"- Teacher answers used: {self.teacher_answers} ({self.requests} asked now, {self.cache_hits} from the cache)",
-            f"- Mean teacher latency per answer: {latency}; wall time of this run: {self.wall_time_s:.1f} s",
-            f"- Tokens: {self.prompt_tokens} prompt, {self.completion_tokens} completion; "
-            f"spent by this run's requests: {self.tokens_spent_now}"
-            + (f" (cap {self.max_total_tokens})" if self.max_total_tokens else ""),
-            "- Estimated cost: "
-            + ("n/a (no price known for this teacher)" if cost is None else f"${cost:.4f} at list prices (pricing.py)"),
-        ]
-        if self.request_errors:
-            kinds = ", ".join(f"{kind}: {count}" for kind, count in sorted(self.request_errors.items()))
-            lines.append(f"- Request errors (retried or not): {sum(self.request_errors.values())} ({kinds})")
-        if self.rate_limit_wait_s:
-            lines.append(
-                f"- Waited for the client-side rate limits: {self.rate_limit_wait_s:.1f} s (all requests together)"
-            )
-        for title, problems in (
-            ("Unparseable answers", self.unparseable),
-            ("Failed requests", self.failed),
-            ("Not asked", self.not_asked),
-            ("Dropped: the teacher's answer contradicts the gold label", self.dropped_contradicting),
-            ("Rationales that only restate the answer", self.restating),
-            ("Extractive answers that are not spans of their context", self.not_spans),
-            ("Few-shot examples left out", self.demonstration_problems),
-        ):
-            if not problems:
-                continue
-            lines += ["", f"## {title}", "", "| line | reason | teacher said |", "|---|---|---|"]
-            for problem in problems[:PROBLEMS_SHOWN]:
-                snippet = problem.snippet.replace("|", "\\|")
-                lines.append(f"| {problem.line} | {problem.reason.replace('|', '/')} | {snippet} |")
-            if len(problems) > PROBLEMS_SHOWN:
-                lines.append(f"\n... and {len(problems) - PROBLEMS_SHOWN} more.")
-        return "\n".join(lines) + "\n"
-
-    def _votes_markdown(self) -> str:
-        line = (
-            f"- Self-consistency: {self.self_consistency_samples} samples per row at temperature "
-            f"{self.self_consistency_temperature:g}, the majority answer kept"
-        )
-        if not self.votes:
-            return line + "; no row was voted on"
-        tally = collections.Counter(self.votes)
-        by_share = sorted(tally, key=lambda votes: (-votes[0] / votes[1], -votes[1]))
-        spread = ", ".join(f"{votes}/{answers}: {tally[votes, answers]}" for votes, answers in by_share)
-        return (
-            f"{line}; unanimous: {self.unanimous} of {len(self.votes)} voted rows "
-            f"(mean vote share {self.mean_vote_share:.0%}); rows by votes for the majority answer / samples "
-            f"answered: {spread}; ties broken by the lowest seed: {self.vote_ties}"
-        )
 
 
 @dataclass(frozen=True)
@@ -352,61 +112,49 @@ def _read_rows(dataset_uri: str) -> list[_Row]:
     return rows
 
 
-def _count_used(answer: Answer, report: GenerationReport) -> None:
-    """Adds one teacher answer that this dataset uses (asked now or cached) to the report's totals."""
-    report.teacher_answers += 1
-    report.prompt_tokens += answer.completion.prompt_tokens
-    report.completion_tokens += answer.completion.completion_tokens
-    report.teacher_latency_s += answer.latency_s
-
-
-def _output_row(
-    row: _Row, answers: list[Answer], mode: Mode, profile: TaskProfile, report: GenerationReport
-) -> dict | None:
-    """The output row for a row's teacher answers (one, or self-consistency samples by seed), or None after
-    recording why it is left out. Samples vote: the majority answer is the teacher label, and the rationale
-    is that of the first sample that gave it."""
-    fmt = report.answer_format
-    usable = [answer for answer in answers if _is_usable(answer.completion, fmt)]
+def _row_outcome(
+    row: _Row, row_answers: list[Answer | Unanswered], mode: Mode, profile: TaskProfile, answer_format: str,
+    voting: bool, drop_contradicting: bool,
+) -> RowOutcome:
+    """What becomes of a row given its teacher answers (one, or self-consistency samples by seed): its output
+    row, or why it is left out, and what is worth a look. Samples vote (`voting`): the majority answer is the
+    teacher label, and the rationale is that of the first sample that gave it."""
+    explained = mode is Mode.EXPLAIN
+    answered = [answer for answer in row_answers if isinstance(answer, Answer)]
+    if not answered:
+        failures = [answer.reason for answer in row_answers if answer.reason != NOT_ASKED_BUDGET]
+        if failures:
+            return RowOutcome(row.line, explained, failed=Problem(row.line, failures[0]))
+        return RowOutcome(row.line, explained, not_asked=Problem(row.line, NOT_ASKED_BUDGET))
+    used = tuple(answered)
+    usable = [answer for answer in answered if _is_usable(answer.completion, answer_format)]
     if not usable:
-        first = answers[0].completion
-        reason = unusable_reason(first.text, first.finish_reason, fmt)
-        if len(answers) > 1:
-            reason = f"none of {len(answers)} samples usable; the first: {reason}"
-        report.unparseable.append(Problem(row.line, reason, _snippet(first.text)))
-        return None
-    parsed = [parse_answer(answer.completion.text, fmt) for answer in usable]
-    chosen = 0
-    if report.self_consistency_samples > 1:
-        vote = majority_vote([label for _, label in parsed], profile.agrees)
-        chosen = vote.winner
-        report.votes.append((vote.votes, vote.samples))
-        report.vote_ties += vote.votes == vote.runner_up
-    rationale, teacher_label = parsed[chosen]
+        first = answered[0].completion
+        reason = unusable_reason(first.text, first.finish_reason, answer_format)
+        if len(answered) > 1:
+            reason = f"none of {len(answered)} samples usable; the first: {reason}"
+        return RowOutcome(row.line, explained, used, unusable=Problem(row.line, reason, _snippet(first.text)))
+    parsed = [parse_answer(answer.completion.text, answer_format) for answer in usable]
+    vote = majority_vote([label for _, label in parsed], profile.agrees) if voting else None
+    rationale, teacher_label = parsed[vote.winner if vote else 0]
     teacher_label = profile.canonical(teacher_label, row.input_text)
-    report.answered += 1
+    seen = {"line": row.line, "explained": explained, "used": used, "vote": vote}
     if profile.task_type == EXTRACTIVE_QA:
         not_span = teacher_answer_span(teacher_label, row.input_text, row.gold_label is not None)
         if not_span is not None:
-            report.not_spans.append(Problem(row.line, not_span.note, _snippet(teacher_label)))
-            report.not_spans_mapped += not_span.mapped
+            seen.update(not_span=Problem(row.line, not_span.note, _snippet(teacher_label)),
+                        not_span_mapped=not_span.mapped)
             if not_span.label is None:  # answered, but not a target: left out as a contradicting row is
-                report.not_spans_left_out += 1
-                return None
+                return RowOutcome(**seen, not_span_left_out=True)
             teacher_label = not_span.label
     if restates_answer(rationale, teacher_label):
-        report.restating.append(Problem(row.line, "the rationale only restates the answer", _snippet(rationale)))
+        seen["restating"] = Problem(row.line, "the rationale only restates the answer", _snippet(rationale))
     agrees = None
     if row.gold_label is not None:
         agrees = profile.agrees(teacher_label, row.gold_label)
-        report.compared_with_gold += 1
-        report.agreed_with_gold += agrees
-        if mode is Mode.EXPLAIN and not agrees:
-            report.explanations_contradicting_gold += 1
-        if report.drop_contradicting_rationales and not agrees:
+        if drop_contradicting and not agrees:
             reason = f"the teacher's answer {teacher_label!r} contradicts the gold label {row.gold_label!r}"
-            report.dropped_contradicting.append(Problem(row.line, reason, _snippet(rationale)))
-            return None
+            return RowOutcome(**seen, agrees_with_gold=agrees, dropped=Problem(row.line, reason, _snippet(rationale)))
     output = {
         "input_text": row.input_text,
         "output_text": row.gold_label if row.gold_label is not None else teacher_label,
@@ -415,14 +163,14 @@ def _output_row(
         "rationale": rationale,
         "agrees_with_gold": agrees,
         # Every sample's tokens and time count: the teacher was paid for all of them.
-        "prompt_tokens": sum(answer.completion.prompt_tokens for answer in answers),
-        "completion_tokens": sum(answer.completion.completion_tokens for answer in answers),
-        "latency_s": round(sum(answer.latency_s for answer in answers), 4),
+        "prompt_tokens": sum(answer.completion.prompt_tokens for answer in answered),
+        "completion_tokens": sum(answer.completion.completion_tokens for answer in answered),
+        "latency_s": round(sum(answer.latency_s for answer in answered), 4),
     }
-    if report.self_consistency_samples > 1:
+    if vote is not None:
         output["votes_for_label"] = vote.votes
         output["votes_cast"] = vote.samples
-    return output
+    return RowOutcome(**seen, agrees_with_gold=agrees, output=output)
 
 
 def _is_usable(completion: Completion, answer_format: str) -> bool:
@@ -452,8 +200,11 @@ class _Asking:
         return replace(self.settings, response_schema=schema, **changes)
 
 
-def _drawn_demonstrations(rows: list[_Row], asking: _Asking, report: GenerationReport) -> list[tuple[int, Demonstration]]:
-    """Few-shot examples made from labeled rows: the teacher explains their gold labels zero-shot."""
+def _drawn_demonstrations(
+    rows: list[_Row], asking: _Asking, problems: list[Problem], used: list[Answer]
+) -> list[tuple[int, Demonstration]]:
+    """Few-shot examples made from labeled rows: the teacher explains their gold labels zero-shot (the rows
+    that could not be one go to `problems`, the answers asked to `used`)."""
     labeled = [row for row in rows if row.gold_label is not None]
     chosen = random.Random(DEMONSTRATION_SEED).sample(labeled, k=min(DRAWN_DEMONSTRATIONS, len(labeled)))
     answers = asking.teacher.ask_all(
@@ -463,26 +214,26 @@ def _drawn_demonstrations(rows: list[_Row], asking: _Asking, report: GenerationR
     demonstrations = []
     for row, answer in zip(chosen, answers):
         if isinstance(answer, Unanswered):
-            report.demonstration_problems.append(Problem(row.line, answer.reason))
+            problems.append(Problem(row.line, answer.reason))
             continue
-        _count_used(answer, report)
+        used.append(answer)
         rationale, stated = parse_answer(answer.completion.text, asking.answer_format)
         snippet = _snippet(answer.completion.text)
         if stated is None or not rationale:
-            report.demonstration_problems.append(Problem(row.line, "no rationale and answer to parse", snippet))
+            problems.append(Problem(row.line, "no rationale and answer to parse", snippet))
         elif not asking.profile.agrees(stated, row.gold_label):
-            report.demonstration_problems.append(Problem(row.line, "stated answer contradicts the gold label", snippet))
+            problems.append(Problem(row.line, "stated answer contradicts the gold label", snippet))
         else:
             demonstrations.append((row.line, Demonstration(row.input_text, rationale, row.gold_label)))
     return demonstrations
 
 
 def _self_made_demonstrations(
-    rows: list[_Row], asking: _Asking, report: GenerationReport
-) -> list[tuple[int, Demonstration]]:
-    """Few-shot examples without labels: the teacher answers a seeded draw of rows zero-shot, several
-    samples each, and the rows whose samples all agree (with a rationale that is more than its answer)
-    become demonstrations of their majority answer.
+    rows: list[_Row], asking: _Asking, problems: list[Problem], used: list[Answer]
+) -> tuple[list[tuple[int, Demonstration]], int]:
+    """Few-shot examples without labels, and how many rows the teacher answered to make them: it answers a
+    seeded draw of rows zero-shot, several samples each, and the rows whose samples all agree (with a rationale
+    that is more than its answer) become demonstrations of their majority answer.
 
     Where the dataset's classes are known, each class gets at most its share of the demonstrations, and while
     a class has none (and the last draw made some) another draw is asked, up to `SELF_MADE_DRAWS`: a small
@@ -496,7 +247,7 @@ def _self_made_demonstrations(
     for _ in range(SELF_MADE_DRAWS):
         chosen = draw.sample(left, k=min(SELF_MADE_CANDIDATES, len(left)))
         left = [row for row in left if row not in chosen]
-        made = _agreed_demonstrations(chosen, asking, report)
+        made = _agreed_demonstrations(chosen, asking, problems, used)
         agreed += made
         labels = {demonstration.output_text for _, demonstration in agreed}  # canonical already
         if not classes or not made or not left or labels >= set(classes):
@@ -506,11 +257,12 @@ def _self_made_demonstrations(
         if per_label[demonstration.output_text] < share and len(demonstrations) < DRAWN_DEMONSTRATIONS:
             per_label[demonstration.output_text] += 1
             demonstrations.append((line, demonstration))
-    report.self_made_candidates = len(rows) - len(left)
-    return sorted(demonstrations, key=lambda made: made[0])  # in the dataset's order
+    return sorted(demonstrations, key=lambda made: made[0]), len(rows) - len(left)  # in the dataset's order
 
 
-def _agreed_demonstrations(chosen: list[_Row], asking: _Asking, report: GenerationReport) -> list[tuple[int, Demonstration]]:
+def _agreed_demonstrations(
+    chosen: list[_Row], asking: _Asking, problems: list[Problem], used: list[Answer]
+) -> list[tuple[int, Demonstration]]:
     """The chosen rows whose samples all agree, as demonstrations of their answer; why the others are not."""
     conversations, settings, row_of = [], [], []
     for number, row in enumerate(chosen):
@@ -524,7 +276,7 @@ def _agreed_demonstrations(chosen: list[_Row], asking: _Asking, report: Generati
         samples = answers[number * SELF_MADE_SAMPLES : (number + 1) * SELF_MADE_SAMPLES]
         answered = [answer for answer in samples if isinstance(answer, Answer)]
         for answer in answered:
-            _count_used(answer, report)
+            used.append(answer)
         parsed = [
             parse_answer(answer.completion.text, asking.answer_format)
             for answer in answered
@@ -542,43 +294,46 @@ def _agreed_demonstrations(chosen: list[_Row], asking: _Asking, report: Generati
             label = asking.profile.canonical(label, row.input_text)
             demonstrations.append((row.line, Demonstration(row.input_text, rationale, label)))
             continue
-        report.demonstration_problems.append(Problem(row.line, reason, snippet))
+        problems.append(Problem(row.line, reason, snippet))
     return demonstrations
 
 
 def _demonstrations(
-    rows: list[_Row], asking: _Asking, few_shot_uri: str, file_demonstrations, report: GenerationReport
-) -> list[tuple[int, Demonstration]]:
-    """The run's few-shot examples (with the line of the row each was made from; 0 for a file's), and the
-    report's word on where they came from."""
+    rows: list[_Row], asking: _Asking, few_shot_uri: str, file_demonstrations
+) -> tuple[list[tuple[int, Demonstration]], FewShot]:
+    """The run's few-shot examples (with the line of the row each was made from; 0 for a file's), and where
+    they came from."""
     labeled = sum(row.gold_label is not None for row in rows)
+    problems, used, candidates = [], [], 0
     if file_demonstrations is not None:
         demonstrations = [(0, example) for example in file_demonstrations]
-        report.few_shot_source = f"{len(demonstrations)} from {redact_uri(few_shot_uri)}"
+        source = f"{len(demonstrations)} from {redact_uri(few_shot_uri)}"
     elif labeled:
         drawn = min(DRAWN_DEMONSTRATIONS, labeled)
-        demonstrations = _drawn_demonstrations(rows, asking, report)
-        report.few_shot_source = (
+        demonstrations = _drawn_demonstrations(rows, asking, problems, used)
+        source = (
             f"{len(demonstrations)} labeled rows explained by the teacher (seeded draw of {drawn}; "
             "a row's own example is left out of its prompt)"
         )
     else:
-        demonstrations = _self_made_demonstrations(rows, asking, report)
-        report.few_shot_source = (
+        demonstrations, candidates = _self_made_demonstrations(rows, asking, problems, used)
+        source = (
             f"{len(demonstrations)} made by the teacher (no labels, no few-shot file): it answered "
-            f"{report.self_made_candidates} rows {SELF_MADE_SAMPLES} times each at temperature "
+            f"{candidates} rows {SELF_MADE_SAMPLES} times each at temperature "
             f"{SELF_CONSISTENCY_TEMPERATURE:g}, and rows whose answers all agreed became examples, each class "
             "up to its share where the classes are known (a row's own example is left out of its prompt)"
             + ("; none agreed, so the rest is asked zero-shot" if not demonstrations else "")
         )
-    report.few_shot_count = len(demonstrations)
-    return demonstrations
+    return demonstrations, FewShot(source, len(demonstrations), tuple(problems), tuple(used), candidates)
 
 
-def _write_outputs(outputs: list[dict], report: GenerationReport, output_path, report_path) -> None:
-    write_jsonl(output_path, outputs)
+def _write_outputs(outcome: GenerationOutcome, output_path, report_path) -> GenerationReport:
+    """Writes the output rows and the Markdown report; returns the report."""
+    report = GenerationReport.of(outcome)
+    write_jsonl(output_path, outcome.outputs)
     Path(report_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(report_path).write_text(report.to_markdown(), encoding="utf-8")
+    Path(report_path).write_text(to_markdown(report), encoding="utf-8")
+    return report
 
 
 def generate_rationales(
@@ -588,7 +343,7 @@ def generate_rationales(
     config: GenerationConfig,
     cache_path: str | os.PathLike | None = None,
     backend: TeacherBackend | PrecomputedBackend | None = None,
-) -> GenerationReport:
+) -> GenerationOutcome:
     """Asks the teacher for a rationale (and a label where missing) for every row, and writes them out.
 
     Rows with a label are explained (EXPLAIN mode) when `config.use_gold_labels`, else the teacher answers
@@ -607,7 +362,7 @@ def generate_rationales(
             component does, to name its cache file after the teacher); None: made here.
 
     Returns:
-        The report, also written to `report_path`.
+        What the run did, row by row (`report.GenerationReport.of` counts it, as written to `report_path`).
 
     Raises:
         DatasetError: A bad dataset or few-shot file (file, line and field named).
@@ -625,80 +380,48 @@ def generate_rationales(
     backend = backend or backend_for(
         config.teacher_model_reference, config.request_timeout_s, config.project, config.location
     )
-    report = GenerationReport(
-        dataset_uri=dataset_uri,
-        teacher=backend.identity,
-        rows=len(rows),
-        max_total_tokens=config.max_total_tokens,
-        min_answered_fraction=config.min_answered_fraction,
-        task_type=profile.task_type,
-        task_type_reason=profile.reason,
-        class_source=profile.class_source,
-        classes=profile.classes,
-        drop_contradicting_rationales=config.drop_contradicting_rationales,
-        rationale_length=config.rationale_length,
-    )
     modes = {
         row.line: Mode.EXPLAIN if row.gold_label is not None and config.use_gold_labels else Mode.PREDICT
         for row in rows
     }
-    report.explained = sum(mode is Mode.EXPLAIN for mode in modes.values())
-    report.predicted = len(rows) - report.explained
-
     if isinstance(backend, PrecomputedBackend):
-        report.few_shot_source = "none (the rationales come with the dataset)"
         answers = [[Answer(backend.completion_for(row.raw, row.line, dataset_uri), 0.0)] for row in rows]
+        asked = _Asked(FewShot("none (the rationales come with the dataset)"), answers)
     else:
-        template = config.prompt_template or DEFAULT_TEMPLATE
-        validate_template(template, modes.values())
-        file_demonstrations = load_demonstrations(config.few_shot_uri) if config.few_shot_uri else None
-        report.answer_format = resolve_answer_format(config.answer_format, backend.supports_structured_output)
-        settings = DecodingSettings(max_new_tokens=config.max_new_tokens, temperature=config.temperature)
-        if config.self_consistency_samples > 1:
-            report.self_consistency_samples = config.self_consistency_samples
-            report.self_consistency_temperature = config.self_consistency_temperature
-        rate_limiter = RateLimiter(config.requests_per_minute, config.tokens_per_minute)
-        with (
-            AnswerCache(cache_path or cache_root() / "teacher_answers.sqlite") as cache,
-            tqdm(total=len(rows) * config.self_consistency_samples, desc="teacher", unit="answer") as progress,
-        ):
-            teacher = Teacher(
-                backend,
-                cache,
-                settings,
-                max_concurrency=config.max_concurrency,
-                retry_policy=RetryPolicy(max_attempts=config.max_attempts),
-                rate_limiter=rate_limiter if rate_limiter.limits_anything else None,
-                max_total_tokens=config.max_total_tokens,
-                progress=progress,
-            )
-            ask = functools.partial(
-                _ask_every_row,
-                rows,
-                modes,
-                report,
-                config=config,
-                file_demonstrations=file_demonstrations,
-                written_to=(output_path, report_path),
-            )
-            asking = _Asking(teacher, template, profile, report.answer_format, settings, config.rationale_length)
-            try:
-                answers = ask(asking=asking)
-            except _StructuredOutputRefused as refused:
-                if config.answer_format.strip().lower() != "auto":
-                    raise TeacherAnswersUnusableError(
-                        f"answer_format='json', but {refused}; use answer_format='auto' or 'text' with this server"
-                    ) from None
-                report.answer_format = TEXT
-                report.answer_format_note = f"the server refused structured output, so free text ({refused})"
-                report.demonstration_problems.clear()
-                answers = ask(asking=replace(asking, answer_format=TEXT))
-        _copy_stats(teacher, rate_limiter, report)
-
-    outputs = _tally(rows, answers, modes, profile, report)
-    report.wall_time_s = time.perf_counter() - started
-    _write_outputs(outputs, report, output_path, report_path)
-    if not outputs:
+        asked = _ask_the_teacher(rows, modes, profile, backend, config, cache_path)
+    row_outcomes = [
+        _row_outcome(
+            row, row_answers, modes[row.line], profile, asked.answer_format, asked.samples_per_row > 1,
+            config.drop_contradicting_rationales,
+        )
+        for row, row_answers in zip(rows, asked.answers)
+    ]
+    row_outcomes += [  # after a probe that stopped the run
+        RowOutcome(row.line, modes[row.line] is Mode.EXPLAIN, not_asked=Problem(row.line, NOT_ASKED_PROBE))
+        for row in rows[len(asked.answers):]
+    ]
+    outcome = GenerationOutcome(
+        dataset_uri=dataset_uri,
+        teacher=backend.identity,
+        config=config,
+        profile=profile,
+        rows=tuple(row_outcomes),
+        few_shot=asked.few_shot,
+        answer_format=asked.answer_format,
+        answer_format_note=asked.answer_format_note,
+        samples_per_row=asked.samples_per_row,
+        probe=asked.probe,
+        requests=asked.stats.requests,
+        cache_hits=asked.stats.cache_hits,
+        tokens_spent_now=asked.stats.tokens_spent,
+        request_errors=dict(asked.stats.request_errors),
+        rate_limit_wait_s=asked.rate_limit_wait_s,
+        wall_time_s=time.perf_counter() - started,
+    )
+    report = _write_outputs(outcome, output_path, report_path)
+    if outcome.probe_stopped_the_run:
+        raise TeacherAnswersUnusableError(_probe_stopped(report, asked.answer_format, report_path))
+    if not outcome.outputs:
         raise NoUsableAnswersError(
             f"the teacher gave no usable rationale for any of the {len(rows)} rows "
             f"({len(report.unparseable)} unparseable, {len(report.failed)} failed, "
@@ -711,34 +434,109 @@ def generate_rationales(
             f"{report.rows - len(report.not_asked)}), below min_answered_fraction={config.min_answered_fraction}; "
             f"see {report_path}; the answers are kept in the cache"
         )
-    return report
+    return outcome
 
 
 class _StructuredOutputRefused(Exception):
-    """The server refused every way of asking for a JSON answer (its own words in the message)."""
+    """The server refused every way of asking for a JSON answer (its own words in the message).
+
+    Attributes:
+        used: The teacher answers the refused pass used (for its few-shot examples), which still count.
+    """
+
+    def __init__(self, reason: str, used: tuple[Answer, ...]):
+        super().__init__(reason)
+        self.used = used
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """What asking gave: the few-shot examples, each row's answers (one per self-consistency sample; for the
+    probed rows only when the probe stopped the run), the probe, how answers were asked for, and what asking
+    cost."""
+
+    few_shot: FewShot
+    answers: list[list[Answer | Unanswered]]
+    probe: Probe | None = None
+    answer_format: str = TEXT
+    answer_format_note: str = ""
+    samples_per_row: int = 1
+    stats: AskingStats = field(default_factory=AskingStats)
+    rate_limit_wait_s: float = 0.0
+
+
+def _ask_the_teacher(
+    rows: list[_Row], modes: dict[int, Mode], profile: TaskProfile, backend: TeacherBackend,
+    config: GenerationConfig, cache_path: str | os.PathLike | None,
+) -> _Asked:
+    """Asks the teacher about every row through the answer cache, in JSON where it can be and else (or when
+    the server refuses a schema and `answer_format` is `auto`) in free text.
+
+    Raises:
+        TeacherAnswersUnusableError: `answer_format` is `json` and the server refused a schema.
+        TeacherUnavailableError: Failed requests put min_answered_fraction out of reach.
+    """
+    template = config.prompt_template or DEFAULT_TEMPLATE
+    validate_template(template, modes.values())
+    file_demonstrations = load_demonstrations(config.few_shot_uri) if config.few_shot_uri else None
+    answer_format = resolve_answer_format(config.answer_format, backend.supports_structured_output)
+    settings = DecodingSettings(max_new_tokens=config.max_new_tokens, temperature=config.temperature)
+    rate_limiter = RateLimiter(config.requests_per_minute, config.tokens_per_minute)
+    with (
+        AnswerCache(cache_path or cache_root() / "teacher_answers.sqlite") as cache,
+        tqdm(total=len(rows) * config.self_consistency_samples, desc="teacher", unit="answer") as progress,
+    ):
+        teacher = Teacher(
+            backend,
+            cache,
+            settings,
+            max_concurrency=config.max_concurrency,
+            retry_policy=RetryPolicy(max_attempts=config.max_attempts),
+            rate_limiter=rate_limiter if rate_limiter.limits_anything else None,
+            max_total_tokens=config.max_total_tokens,
+            progress=progress,
+        )
+        ask = functools.partial(_ask_every_row, rows, modes, config=config, file_demonstrations=file_demonstrations)
+        asking = _Asking(teacher, template, profile, answer_format, settings, config.rationale_length)
+        note = ""
+        try:
+            asked = ask(asking=asking)
+        except _StructuredOutputRefused as refused:
+            if config.answer_format.strip().lower() != "auto":
+                raise TeacherAnswersUnusableError(
+                    f"answer_format='json', but {refused}; use answer_format='auto' or 'text' with this server"
+                ) from None
+            answer_format, note = TEXT, f"the server refused structured output, so free text ({refused})"
+            asked = ask(asking=replace(asking, answer_format=TEXT))
+            # The answers the refused pass used count (its few-shot problems do not: those rows were asked again).
+            asked = replace(asked, few_shot=replace(asked.few_shot, used=refused.used + asked.few_shot.used))
+    return replace(
+        asked, answer_format=answer_format, answer_format_note=note,
+        samples_per_row=config.self_consistency_samples, stats=teacher.stats, rate_limit_wait_s=rate_limiter.waited_s,
+    )
 
 
 def _ask_every_row(
     rows: list[_Row],
     modes: dict[int, Mode],
-    report: GenerationReport,
     asking: _Asking,
     config: GenerationConfig,
     file_demonstrations: list[Demonstration] | None,
-    written_to: tuple,
-) -> list[list[Answer | Unanswered]]:
-    """Every row's answers (one per self-consistency sample): demonstrations first, then the probe rows,
-    then the rest.
+) -> _Asked:
+    """Asks for every row's answers in `asking.answer_format`: demonstrations first, then the probe rows, then
+    the rest (unless the probe stops the run).
 
     Raises:
         _StructuredOutputRefused: The server takes no JSON schema (nothing was answered in that format).
-        TeacherAnswersUnusableError: Too few probe rows got a usable answer (report and outputs written).
+        TeacherUnavailableError: Failed requests put min_answered_fraction out of reach.
     """
-    demonstrations = _demonstrations(rows, asking, config.few_shot_uri, file_demonstrations, report)
+    demonstrations, few_shot = _demonstrations(rows, asking, config.few_shot_uri, file_demonstrations)
     samples = config.self_consistency_samples
-    def refused() -> str | None:  # only a JSON run cares; the free-text retry after a refusal does not
-        found = getattr(asking.teacher.backend, "structured_output_refused", None)
-        return found if asking.answer_format == JSON else None
+
+    def check_refusal() -> None:  # only a JSON run cares; the free-text retry after a refusal does not
+        refused = getattr(asking.teacher.backend, "structured_output_refused", None)
+        if refused and asking.answer_format == JSON:
+            raise _StructuredOutputRefused(refused, few_shot.used)
 
     conversations, settings, row_of = [], [], []
     for number, row in enumerate(rows):
@@ -752,45 +550,40 @@ def _ask_every_row(
             row_of.append(number)
     tally = RowTally(row_of, functools.partial(_is_usable, answer_format=asking.answer_format))
     probed = min(config.probe_rows, len(rows)) * samples
-    answers = []
-    if refused():  # found out while making the demonstrations
-        raise _StructuredOutputRefused(refused())
+
+    def by_row(answers: list) -> list[list[Answer | Unanswered]]:
+        return [answers[n * samples : (n + 1) * samples] for n in range(len(answers) // samples)]
+
+    answers, probe = [], None
+    check_refusal()  # found out while making the demonstrations
     if probed:
         # No minimum here: unusable probe answers get the probe's own message; the rest's call checks the
         # share, failed requests of the probe included, before it asks anything.
         answers = asking.teacher.ask_all(conversations[:probed], 0.0, settings[:probed], row_of[:probed], tally)
-        if refused():
-            raise _StructuredOutputRefused(refused())
-        _check_probe(rows, probed // samples, answers, modes, asking, report, *written_to)
-    try:
-        answers += asking.teacher.ask_all(
-            conversations[probed:], config.min_answered_fraction, settings[probed:], row_of[probed:], tally
-        )
-    finally:
-        if refused():
-            raise _StructuredOutputRefused(refused())  # without a probe, found out only now
-    return [answers[number * samples : (number + 1) * samples] for number in range(len(rows))]
+        check_refusal()
+        probe = _probe(by_row(answers), asking.answer_format)
+        if probe.stops_the_run:
+            return _Asked(few_shot, by_row(answers), probe)
+    # Rows refused for their schema put no minimum out of reach (see RowTally): a TeacherUnavailableError here
+    # is the failed requests' own, and reaches the caller as it is.
+    answers += asking.teacher.ask_all(
+        conversations[probed:], config.min_answered_fraction, settings[probed:], row_of[probed:], tally
+    )
+    check_refusal()  # without a probe, found out only now
+    return _Asked(few_shot, by_row(answers), probe)
 
 
-def _check_probe(
-    rows: list[_Row], probe_rows: int, answers: list, modes: dict[int, Mode], asking: _Asking,
-    report: GenerationReport, output_path, report_path,
-) -> None:
-    """Stops the run when too few of the first `probe_rows` rows that got an answer got a usable one, saying
-    what the teacher said and what to do; the report counts the other rows as not asked. (Failed requests
-    are the retry loop's and min_answered_fraction's concern; rows left out for the budget were not asked.)"""
-    probed = rows[:probe_rows]
-    samples = len(answers) // len(probed)
-    by_row = [answers[n * samples : (n + 1) * samples] for n in range(len(probed))]
-    answered = [[answer for answer in row if isinstance(answer, Answer)] for row in by_row]
-    usable = [any(_is_usable(answer.completion, asking.answer_format) for answer in row) for row in answered]
-    report.probe_rows, report.probe_usable = sum(map(bool, answered)), sum(usable)
-    if report.probe_usable >= PROBE_MIN_USABLE_SHARE * report.probe_rows:
-        return
-    outputs = _tally(probed, by_row, modes, asking.profile, report)
-    report.not_asked += [Problem(row.line, NOT_ASKED_PROBE) for row in rows[probe_rows:]]
-    _copy_stats(asking.teacher, None, report)
-    _write_outputs(outputs, report, output_path, report_path)
+def _probe(answers: list[list[Answer | Unanswered]], answer_format: str) -> Probe:
+    """How the probe rows fared: those that got an answer, and those of them with a usable one. (Failed
+    requests are the retry loop's and min_answered_fraction's concern; rows left out for the budget were not
+    asked.)"""
+    answered = [[answer for answer in row if isinstance(answer, Answer)] for row in answers]
+    usable = [any(_is_usable(answer.completion, answer_format) for answer in row) for row in answered]
+    return Probe(rows=sum(map(bool, answered)), usable=sum(usable))
+
+
+def _probe_stopped(report: GenerationReport, answer_format: str, report_path) -> str:
+    """Why the probe stopped the run: what the teacher said, and what to do."""
     said = [
         f"line {problem.line}: {problem.reason}: {problem.snippet!r}"
         for problem in report.unparseable[:PROBE_EXAMPLES_SHOWN]
@@ -802,43 +595,15 @@ def _check_probe(
     ]
     if report.cut_off:
         advice.append("raise max_new_tokens (answers were cut off)")
-    if asking.answer_format == TEXT:
+    if answer_format == TEXT:
         advice.append(
             "use a server with structured output (response_format with a JSON schema: vLLM, llama.cpp's "
             "llama-server, OpenAI), so every answer parses"
         )
-    raise TeacherAnswersUnusableError(
+    not_asked = sum(problem.reason == NOT_ASKED_PROBE for problem in report.not_asked)
+    return (
         f"the teacher gave a usable answer for only {report.probe_usable} of the first {report.probe_rows} rows "
         f"it answered ({len(report.unparseable)} unparseable, {len(report.failed)} failed), so the other "
-        f"{report.rows - len(probed)} rows were not asked. What it said: " + "; ".join(said)
+        f"{not_asked} rows were not asked. What it said: " + "; ".join(said)
         + ". What to do: " + "; ".join(advice) + f". The report is {report_path}; the answers are cached."
     )
-
-
-def _tally(
-    rows: list[_Row], answers: list[list], modes: dict[int, Mode], profile: TaskProfile, report: GenerationReport
-) -> list[dict]:
-    """The output rows for every row's answers, with the report's counts."""
-    outputs = []
-    for row, row_answers in zip(rows, answers):
-        answered = [answer for answer in row_answers if isinstance(answer, Answer)]
-        if not answered:
-            reasons = [answer.reason for answer in row_answers]
-            failures = [reason for reason in reasons if reason != NOT_ASKED_BUDGET]
-            problems = report.failed if failures else report.not_asked
-            problems.append(Problem(row.line, failures[0] if failures else NOT_ASKED_BUDGET))
-            continue
-        for answer in answered:
-            _count_used(answer, report)
-        output = _output_row(row, answered, modes[row.line], profile, report)
-        if output is not None:
-            outputs.append(output)
-    return outputs
-
-
-def _copy_stats(teacher: Teacher, rate_limiter: RateLimiter | None, report: GenerationReport) -> None:
-    report.requests = teacher.stats.requests
-    report.cache_hits = teacher.stats.cache_hits
-    report.tokens_spent_now = teacher.stats.tokens_spent
-    report.request_errors = dict(teacher.stats.request_errors)
-    report.rate_limit_wait_s = rate_limiter.waited_s if rate_limiter else 0.0

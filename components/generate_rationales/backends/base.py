@@ -50,6 +50,11 @@ def parse_retry_after(value: str | None) -> float | None:
     return seconds if seconds is not None and 0.0 <= seconds < math.inf else None
 
 
+# The kind of error a backend raises for a request with a response schema once the server has refused every way
+# of asking for one: the request is not the teacher failing, and the run asks it again in free text.
+STRUCTURED_OUTPUT_REFUSED = "structured output refused"
+
+
 class TeacherRequestError(RuntimeError):
     """A request the teacher did not answer.
 

@@ -16,7 +16,14 @@ from kfp_distill._implementation.redaction import redact_uri
 from kfp_distill._implementation.teacher_key import TEACHER_API_KEY_ENV
 
 from ..retry import RetryPolicy, call_with_retries
-from .base import Completion, DecodingSettings, TeacherRequestError, checked_completion, parse_retry_after
+from .base import (
+    STRUCTURED_OUTPUT_REFUSED,
+    Completion,
+    DecodingSettings,
+    TeacherRequestError,
+    checked_completion,
+    parse_retry_after,
+)
 
 T = TypeVar("T")
 
@@ -158,7 +165,7 @@ class OpenAICompatibleBackend:
         return TeacherRequestError(
             f"{self._shown_url}: the server does not take a response_format with a JSON schema "
             f"({self.structured_output_refused})",
-            "structured output refused",
+            STRUCTURED_OUTPUT_REFUSED,
         )
 
     def _forget(self, dialects: list[str]) -> None:

@@ -17,6 +17,7 @@ from kfp_distill.components.generate_rationales.backends.openai_compatible impor
 from kfp_distill.components.generate_rationales.cache import AnswerCache
 from kfp_distill.components.generate_rationales.config import GenerationConfig
 from kfp_distill.components.generate_rationales.generation import generate_rationales
+from kfp_distill.components.generate_rationales.report import GenerationReport
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 SHOTS = [{"input_text": "What is 1 + 1?", "rationale": "One and one make two.", "output_text": "2"}]
@@ -27,11 +28,11 @@ def run(server, tmp_path, rows, model="stub-model", **options):
     tmp_path.mkdir(exist_ok=True)
     write_jsonl(tmp_path / "data.jsonl", rows)
     write_jsonl(tmp_path / "shots.jsonl", SHOTS)
-    report = generate_rationales(
+    report = GenerationReport.of(generate_rationales(
         tmp_path / "data.jsonl", tmp_path / "out.jsonl", tmp_path / "report.md",
         GenerationConfig(f"{server.base_url}#{model}", few_shot_uri=str(tmp_path / "shots.jsonl"), **options),
         cache_path=tmp_path / "cache.sqlite",
-    )
+    ))
     return report, load_rows(tmp_path / "out.jsonl")
 
 
@@ -76,7 +77,7 @@ def test_faulty_server_every_row_is_answered_exactly_once(stub, start_stub_serve
     report, outputs = run(server, tmp_path, rows, request_timeout_s=1.0, max_concurrency=4)
 
     assert [o["teacher_label"] for o in outputs] == [str(n + 7) for n in range(30)]
-    assert report.failed == [] and report.answered == 30 and report.answered_fraction == 1.0
+    assert report.failed == () and report.answered == 30 and report.answered_fraction == 1.0
     assert len(writes) == 30 and set(writes.values()) == {1}  # each answer written to the cache once
     assert len(server.answered) == 30 and set(server.answered.values()) == {1}  # and answered in full once
     injected = collections.Counter(server.faults_injected)
@@ -151,7 +152,7 @@ def test_budget_stops_asking_and_keeps_what_was_answered(stub, start_stub_server
 
     # A later run with budget left asks only the rest: answers from the cache cost nothing.
     report, outputs = run(server, tmp_path, rows, max_concurrency=1, max_total_tokens=10 * tokens_per_request)
-    assert (report.requests, report.cache_hits, len(outputs), report.not_asked) == (4, 2, 6, [])
+    assert (report.requests, report.cache_hits, len(outputs), report.not_asked) == (4, 2, 6, ())
 
 
 def test_a_teacher_with_a_known_price_gets_an_estimated_cost(stub_server, tmp_path):

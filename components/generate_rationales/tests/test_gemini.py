@@ -20,6 +20,7 @@ from kfp_distill.components.generate_rationales.backends.gemini import GeminiBac
 from kfp_distill.components.generate_rationales.cache import AnswerCache
 from kfp_distill.components.generate_rationales.config import GenerationConfig
 from kfp_distill.components.generate_rationales.generation import generate_rationales
+from kfp_distill.components.generate_rationales.report import GenerationReport
 from kfp_distill.components.generate_rationales.retry import RetryPolicy
 
 MODEL_PATH = "/v1beta1/projects/{project}/locations/{location}/publishers/google/models/{model}:generateContent"
@@ -226,11 +227,11 @@ def test_generate_rationales_sends_to_the_pipelines_project_and_location(vertex,
     monkeypatch.setattr(google.auth, "default", lambda *args, **kwargs: (Credentials(token="adc-token"), None))
     write_jsonl(tmp_path / "data.jsonl", [{"input_text": f"What is {n} + 7?", "output_text": None} for n in range(3)])
 
-    report = generate_rationales(
+    report = GenerationReport.of(generate_rationales(
         tmp_path / "data.jsonl", tmp_path / "out.jsonl", tmp_path / "report.md",
         GenerationConfig("vertex:gemini-2.5-pro", project="pipeline-project", location="europe-west4"),
         cache_path=tmp_path / "cache.sqlite",
-    )
+    ))
 
     assert [row["teacher_label"] for row in load_rows(tmp_path / "out.jsonl")] == ["7", "8", "9"]
     # Structured output: a JSON answer held to the schema, rationale first.

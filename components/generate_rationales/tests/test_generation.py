@@ -20,6 +20,7 @@ from kfp_distill.components.generate_rationales.generation import (
     generate_rationales,
 )
 from kfp_distill.components.generate_rationales.prompts import Demonstration, Mode, build_messages
+from kfp_distill.components.generate_rationales.report import GenerationReport, to_markdown
 
 SHOTS = [
     {"input_text": "What is 1 + 1?", "rationale": "One and one make two.", "output_text": "2"},
@@ -39,13 +40,13 @@ def write(path, rows):
 def run(server, tmp_path, rows, model="stub-model", **options):
     """Runs generation on `rows` against the stub; returns (report, output rows)."""
     cache_path = options.pop("cache_path", tmp_path / "cache.sqlite")
-    report = generate_rationales(
+    report = GenerationReport.of(generate_rationales(
         dataset_path=write(tmp_path / "data.jsonl", rows),
         output_path=tmp_path / "out.jsonl",
         report_path=tmp_path / "report.md",
         config=GenerationConfig(f"{server.base_url}#{model}", **options),
         cache_path=cache_path,
-    )
+    ))
     return report, load_rows(tmp_path / "out.jsonl")
 
 
@@ -162,7 +163,7 @@ def test_zero_shot_when_no_self_made_demonstration_agrees(start_stub_server, tmp
     server = start_stub_server(body_responder=lambda body: f"Sample {body['seed']} guesses. The answer is {body['seed']}.")
     report, _ = run(server, tmp_path, [{"input_text": "What is 2 + 2?", "output_text": None}])
     assert [len(body["messages"]) for body in server.requests] == [2, 2, 2, 2]
-    assert report.few_shot_count == 0 and "asked zero-shot" in report.to_markdown()
+    assert report.few_shot_count == 0 and "asked zero-shot" in to_markdown(report)
 
 
 def test_unparseable_answers_are_counted_reported_and_left_out(stub_server, tmp_path):
@@ -225,7 +226,7 @@ def test_explanation_contradicting_the_gold_label_is_kept_and_flagged(start_stub
         }
     ]
     assert report.explanations_contradicting_gold == 1
-    assert "contradicts the gold label: 1" in report.to_markdown()
+    assert "contradicts the gold label: 1" in to_markdown(report)
 
 
 def test_second_run_is_answered_from_the_cache(stub_server, tmp_path):
@@ -260,7 +261,7 @@ def test_failed_requests_are_counted_and_left_out(stub, start_stub_server, tmp_p
     assert [p.line for p in report.failed] == [2] and "request failed (1 attempts)" in report.failed[0].reason
     assert report.request_errors == {"http 400": 1} and report.metrics()["request_errors"] == 1
     assert report.answered_fraction == 0.5
-    assert "## Failed requests" in report.to_markdown()
+    assert "## Failed requests" in to_markdown(report)
     # A failure is not cached: the next run asks again.
     run(server, tmp_path, rows, min_answered_fraction=0.5, few_shot_uri=shots)
     assert len(server.requests) == 3
@@ -310,10 +311,10 @@ def test_precomputed_rationales_need_no_teacher(tmp_path):
         {"input_text": "What is 2 + 4?", "output_text": "6", "rationale": "Two and four make seven. The answer is 7."},
         {"input_text": "What is 2 + 5?", "output_text": None, "rationale": "Seven. The answer is 7."},
     ]
-    report = generate_rationales(
+    report = GenerationReport.of(generate_rationales(
         write(tmp_path / "data.jsonl", rows), tmp_path / "out.jsonl", tmp_path / "report.md",
         GenerationConfig("precomputed"), cache_path=tmp_path / "cache.sqlite",
-    )
+    ))
     outputs = load_rows(tmp_path / "out.jsonl")
     assert [(o["output_text"], o["teacher_label"], o["rationale"], o["agrees_with_gold"]) for o in outputs] == [
         ("5", "5", "Two and three make five.", True),
@@ -393,9 +394,9 @@ def test_killed_run_resumes_asking_only_what_was_not_answered(stub, start_stub_s
     assert cached == answered_before_kill  # every answer that arrived was committed, none that did not
 
     asked_before = len(stub_server.requests)
-    report = generate_rationales(
+    report = GenerationReport.of(generate_rationales(
         *arguments[:3], GenerationConfig(arguments[3], few_shot_uri=arguments[4]), cache_path=arguments[5]
-    )
+    ))
     assert len(stub_server.requests) - asked_before == total - cached
     assert (report.requests, report.cache_hits, report.answered) == (total - cached, cached, total)
     assert cached_answers(tmp_path / "cache.sqlite") == total

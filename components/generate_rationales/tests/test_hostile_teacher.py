@@ -23,6 +23,7 @@ from kfp_distill.components.generate_rationales.backends.openai_compatible impor
 from kfp_distill.components.generate_rationales.cache import AnswerCache
 from kfp_distill.components.generate_rationales.config import GenerationConfig
 from kfp_distill.components.generate_rationales.generation import generate_rationales
+from kfp_distill.components.generate_rationales.report import GenerationReport
 
 RESPONSES = load_module("generate_rationales_teacher_responses", Path(__file__).with_name("teacher_responses.py"))
 any_json, maybe, or_any, token_counts = RESPONSES.any_json, RESPONSES.maybe, RESPONSES.or_any, RESPONSES.token_counts
@@ -45,12 +46,12 @@ def run(server, tmp_path, rows, **options):
     """Generation against the stub, with a few-shot file, so that every request asks about a row."""
     write_jsonl(tmp_path / "data.jsonl", rows)
     write_jsonl(tmp_path / "shots.jsonl", SHOTS)
-    report = generate_rationales(
+    report = GenerationReport.of(generate_rationales(
         tmp_path / "data.jsonl", tmp_path / "out.jsonl", tmp_path / "report.md",
         GenerationConfig(f"{server.base_url}#stub", few_shot_uri=str(tmp_path / "shots.jsonl"), answer_format="text",
                          **options),
         cache_path=tmp_path / "cache.sqlite",
-    )
+    ))
     return report, load_rows(tmp_path / "out.jsonl")
 
 

@@ -13,6 +13,7 @@ from kfp_distill.components.generate_rationales.generation import (
     TeacherAnswersUnusableError,
     generate_rationales,
 )
+from kfp_distill.components.generate_rationales.report import GenerationReport
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'kfp-distill[llamacpp]')")
 
@@ -53,7 +54,7 @@ def test_smollm2_teacher_answers_through_llama_cpp_and_is_cached(tmp_path):
         ),
         cache_path=tmp_path / "cache.sqlite",
     )
-    first = generate_rationales(**arguments)
+    first = GenerationReport.of(generate_rationales(**arguments))
     first_output = (tmp_path / "out.jsonl").read_text()
     assert first.teacher.startswith("llama.cpp:gguf-sha256:b179c952")
     assert (first.requests, first.cache_hits) == (2, 0)
@@ -66,7 +67,7 @@ def test_smollm2_teacher_answers_through_llama_cpp_and_is_cached(tmp_path):
         assert prompt_tokens > 50  # system, two demonstrations, the question
         assert 1 <= completion_tokens <= MAX_NEW_TOKENS
 
-    second = generate_rationales(**arguments)
+    second = GenerationReport.of(generate_rationales(**arguments))
     assert (second.requests, second.cache_hits) == (0, 2)
     assert (tmp_path / "out.jsonl").read_text() == first_output
 

@@ -18,6 +18,7 @@ from kfp_distill._implementation.scripts import load_module
 from kfp_distill.components.generate_rationales.answer_format import MIN_RATIONALE_CHARS
 from kfp_distill.components.generate_rationales.config import GenerationConfig
 from kfp_distill.components.generate_rationales.generation import generate_rationales
+from kfp_distill.components.generate_rationales.report import GenerationReport
 
 pytest.importorskip(
     "llama_cpp.server.app",
@@ -122,14 +123,14 @@ def test_llama_cpp_server_holds_answers_to_the_schema_it_takes_as_json_object(
 ):
     write_jsonl(tmp_path / "shots.jsonl", SHOTS)
     write_jsonl(tmp_path / "data.jsonl", [{"input_text": SEED_FORMAT.format(text), "output_text": None} for text in HEADLINES])
-    report = generate_rationales(
+    report = GenerationReport.of(generate_rationales(
         tmp_path / "data.jsonl", tmp_path / "out.jsonl", tmp_path / "report.md",
         GenerationConfig(
             f"{recording_proxy.base_url}#smollm2", few_shot_uri=str(tmp_path / "shots.jsonl"),
             max_new_tokens=MAX_NEW_TOKENS, max_concurrency=1, answer_format=answer_format,
         ),
         cache_path=tmp_path / "cache.sqlite",
-    )  # fmt: skip
+    ))  # fmt: skip
     (first, refused, refusal), *taken = recording_proxy.exchanges
     # The server refuses OpenAI's json_schema (its response_format takes only "text" and "json_object"), with
     # a 500 that carries FastAPI's validation error of the field, where other FastAPI servers answer 422...

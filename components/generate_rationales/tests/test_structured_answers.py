@@ -23,6 +23,7 @@ from kfp_distill.components.generate_rationales.generation import (
     TeacherUnavailableError,
     generate_rationales,
 )
+from kfp_distill.components.generate_rationales.report import GenerationReport
 from kfp_distill.components.generate_rationales.task_profile import instruction_classes, task_profile
 
 assert_linear_time = load_module(
@@ -34,10 +35,10 @@ NEWS = ["Oil prices fall", "New film tops the box office", "Shares rise", "Singe
 
 def run(server, tmp_path, rows, **options):
     write_jsonl(tmp_path / "data.jsonl", rows)
-    report = generate_rationales(
+    report = GenerationReport.of(generate_rationales(
         tmp_path / "data.jsonl", tmp_path / "out.jsonl", tmp_path / "report.md",
         GenerationConfig(f"{server.base_url}#stub", **options), cache_path=tmp_path / "cache.sqlite",
-    )
+    ))
     return report, load_rows(tmp_path / "out.jsonl")
 
 
@@ -104,6 +105,34 @@ def test_a_server_without_structured_output_is_asked_in_free_text(start_stub_ser
     assert len(outputs) == 4 and "response_format" not in server.requests[-1]
     with pytest.raises(TeacherAnswersUnusableError, match="answer_format='json'"):
         run(server, tmp_path, rows, answer_format="json")
+
+
+@pytest.mark.parametrize("answer_format", ["auto", "json"])
+def test_failed_requests_raise_teacher_unavailable_even_when_the_server_also_refused_structured_output(
+    start_stub_server, tmp_path, answer_format
+):
+    """Rows 1 and 2 fail (http 500, one attempt each) while row 3's request finds out that the server takes no
+    JSON schema: the failed requests alone put min_answered_fraction out of reach, and that is what the caller
+    hears, not the refusal (which would retry in free text, or blame the format)."""
+    rows, shots = stories_and_one_shot(tmp_path, 10)
+    server = start_stub_server(
+        news_answer, response_formats=(), fault_plan={rows[0]["input_text"]: ["500"], rows[1]["input_text"]: ["500"]}
+    )
+    with pytest.raises(TeacherUnavailableError, match=r"2 of 10 rows got no usable answer \(2 with failed requests"):
+        run(server, tmp_path, rows, few_shot_uri=shots, probe_rows=0, max_attempts=1, max_concurrency=3,
+            answer_format=answer_format)
+    asked = [body["messages"][-1]["content"] for body in server.requests]
+    assert asked.count(rows[0]["input_text"]) == asked.count(rows[1]["input_text"]) == 1  # not again in free text
+
+
+def test_a_refusal_found_without_a_probe_is_asked_again_in_free_text(start_stub_server, tmp_path):
+    """No probe and no demonstrations to ask: the refusal is found among the rows, whose refused requests put
+    min_answered_fraction out of reach of nothing; every row is then answered in free text."""
+    rows, shots = stories_and_one_shot(tmp_path, 10)
+    server = start_stub_server(usable_below(10), response_formats=())
+    report, outputs = run(server, tmp_path, rows, few_shot_uri=shots, probe_rows=0, max_concurrency=1)
+    assert report.answer_format == "text" and "refused structured output" in report.answer_format_note
+    assert len(outputs) == 10 and len(server.requests) == 3 + 10  # one row finds out, then all in free text
 
 
 def test_the_probe_stops_a_teacher_that_gives_no_rationale_and_says_what_to_do(start_stub_server, tmp_path):

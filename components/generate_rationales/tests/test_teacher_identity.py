@@ -15,6 +15,7 @@ from kfp_distill.components.generate_rationales.cache import (
 )
 from kfp_distill.components.generate_rationales.config import GenerationConfig
 from kfp_distill.components.generate_rationales.generation import generate_rationales
+from kfp_distill.components.generate_rationales.report import GenerationReport
 
 SHOTS = [{"input_text": "What is 1 + 1?", "rationale": "One and one make two.", "output_text": "2"}]
 ROWS = [{"input_text": f"What is {n} + 7?", "output_text": None} for n in range(3)]
@@ -26,9 +27,9 @@ def run(server, tmp_path, cache_path, model="stub"):
     write_jsonl(tmp_path / "data.jsonl", ROWS)
     write_jsonl(tmp_path / "shots.jsonl", SHOTS)
     config = GenerationConfig(f"{server.base_url}#{model}", few_shot_uri=str(tmp_path / "shots.jsonl"))
-    report = generate_rationales(
+    report = GenerationReport.of(generate_rationales(
         tmp_path / "data.jsonl", tmp_path / "out.jsonl", tmp_path / "report.md", config, cache_path=cache_path
-    )
+    ))
     return report, load_rows(tmp_path / "out.jsonl")
 
 

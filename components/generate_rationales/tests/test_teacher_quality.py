@@ -12,6 +12,7 @@ from kfp_distill._implementation.jsonl import DatasetError, load_rows, write_jso
 from kfp_distill.components.generate_rationales.config import GenerationConfig
 from kfp_distill.components.generate_rationales.generation import generate_rationales
 from kfp_distill.components.generate_rationales.prompts import SYSTEM_INSTRUCTION, load_demonstrations
+from kfp_distill.components.generate_rationales.report import GenerationReport
 from kfp_distill.components.generate_rationales.task_profile import majority_vote, task_profile
 from kfp_distill.demo import write_demo_data
 
@@ -35,10 +36,10 @@ def run(server, tmp_path, rows, **options):
     if "few_shot_uri" not in options:
         write_jsonl(tmp_path / "shots.jsonl", [{"input_text": "Q", "rationale": "Because so.", "output_text": "A"}])
         options["few_shot_uri"] = str(tmp_path / "shots.jsonl")
-    report = generate_rationales(
+    report = GenerationReport.of(generate_rationales(
         str(tmp_path / "data.jsonl"), tmp_path / "out.jsonl", tmp_path / "report.md",
         GenerationConfig(f"{server.base_url}#stub", **options), cache_path=tmp_path / "cache.sqlite",
-    )
+    ))
     return report, load_rows(tmp_path / "out.jsonl")
 
 
@@ -71,7 +72,7 @@ def test_self_consistency_keeps_the_majority_answer_and_a_rationale_that_reaches
     assert report.completion_tokens == sum(output["completion_tokens"] for output in outputs)
     assert report.teacher_answers == 15
 
-    assert (report.unanimous, report.votes, report.vote_ties) == (1, [(3, 5), (5, 5), (4, 5)], 0)
+    assert (report.unanimous, report.votes, report.vote_ties) == (1, ((3, 5), (5, 5), (4, 5)), 0)
     metrics = report.metrics()
     assert metrics["self_consistency_unanimous"] == 1
     assert metrics["self_consistency_mean_vote_share"] == pytest.approx((3 / 5 + 1 + 4 / 5) / 3)
