@@ -21,6 +21,7 @@ def evaluate(
     classification_metrics: Output[ClassificationMetrics],
     tensorboard_logs: Input[Artifact] = None,
     task_type: str = "auto",
+    task_type_reason: str = "",
     trust_remote_code: bool = False,
     min_share_of_teacher: float = 0.0,
     gate_on_lower_bound: bool = False,
@@ -44,6 +45,8 @@ def evaluate(
         tensorboard_logs: tune-student's TensorBoard logs, plotted as training curves in the HTML report.
         task_type: `auto` (inferred from the evaluation set), classification, extractive_qa, summarization,
             math or free_text.
+        task_type_reason: How `task_type` was chosen, as validate-dataset states it, for the report; empty:
+            the report says how evaluate chose it.
         trust_remote_code: Run the student repository's own Python code, if it has some (off: refused).
         min_share_of_teacher: The deploy gate: the share of the teacher's score on the task's main metric that
             the distilled student must reach on the evaluation rows (0.9: 90%); 0: off.
@@ -66,6 +69,7 @@ def evaluate(
         student_model_reference=student_model_reference,
         report_path=report.path,
         task_type=task_type,
+        task_type_reason=task_type_reason,
         html_report_path=html_report.path,
         tensorboard_dir=tensorboard_logs.path if tensorboard_logs is not None else None,
         trust_remote_code=trust_remote_code,

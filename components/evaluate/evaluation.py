@@ -174,6 +174,7 @@ def evaluate_student(
     report_path: str,
     max_new_tokens: int = 64,
     task_type: str = "auto",
+    task_type_reason: str = "",
     html_report_path: str | None = None,
     tensorboard_dir: str | None = None,
     trust_remote_code: bool = False,
@@ -191,6 +192,8 @@ def evaluate_student(
         report_path: Where the Markdown report is written.
         max_new_tokens: The most tokens a student may generate for one answer.
         task_type: `auto` (inferred from the evaluation rows) or one of `tasks.TASK_TYPES`.
+        task_type_reason: How `task_type` was chosen where it was settled before (validate-dataset's words);
+            empty: the report says how it was chosen here.
         html_report_path: Where the HTML report (tables, plots, worst examples) is written; None: no HTML.
         tensorboard_dir: tune-student's TensorBoard logs, plotted as training curves in the HTML report.
         trust_remote_code: Run the student repository's own Python code, if it has some (off: refused).
@@ -212,6 +215,8 @@ def evaluate_student(
     teacher_answers = load_teacher_answers(teacher_predictions_path)
     inputs = [row.input_text for row in rows]
     task = resolve_task_type(task_type, inputs, [row.gold for row in rows])
+    if task_type_reason:  # settled by validate-dataset, which says whether it was given or inferred
+        task = TaskType(task.name, task_type_reason, given=True)
     distilled_answers, distilled_latencies = _student_answers(
         model_dir, inputs, max_new_tokens, task.name, trust_remote_code
     )

@@ -223,7 +223,7 @@ def render_html(result: EvaluationResult, scalars: dict[str, Curve], tensorboard
         "<body>",
         "<h1>Evaluation: teacher vs untuned student vs distilled student</h1>",
         f'<p id="task-type">{result.examples} evaluation examples. Task type: <strong>{task.name}</strong> '
-        f"({html.escape(task.reason)}).</p>",
+        f"({html.escape(task.how_chosen)}).</p>",
         "<h2>Results</h2>",
         *_results_table(result),
     ]

@@ -185,7 +185,7 @@ class EvaluationResult:
         lines = [
             "# Evaluation: teacher vs untuned student vs distilled student",
             "",
-            f"{self.examples} evaluation examples. Task type: **{self.task.name}** ({self.task.reason}).",
+            f"{self.examples} evaluation examples. Task type: **{self.task.name}** ({self.task.how_chosen}).",
             "",
             f"| Model | {titles} | Mean latency (s) | Examples/s |",
             "|---|" + "---|" * (len(metric_names) + 2),

@@ -1,5 +1,7 @@
 """The validate-dataset pipeline component: a thin KFP wrapper around `validation.validate_dataset`."""
 
+from typing import NamedTuple
+
 from kfp import dsl
 from kfp.dsl import Dataset, Markdown, Metrics, Output
 
@@ -20,7 +22,7 @@ def validate_dataset(
     batch_size: int = 8,
     enable_checkpoint_selection: bool = False,
     use_logged_answers: bool = True,
-) -> str:
+) -> NamedTuple("Outputs", [("task_type", str), ("task_type_reason", str)]):
     """Checks the training and evaluation JSON Lines against the contract, or reads them as logged conversations;
     writes normalized, truncated copies.
 
@@ -45,9 +47,12 @@ def validate_dataset(
             scored against their logged answers either way.
 
     Returns:
-        The task type, given or inferred (the report says why), for the teacher steps and the evaluation.
+        task_type: The task type, given or inferred, for the teacher steps, tuning and the evaluation.
+        task_type_reason: How it was chosen, as the report states it (given as the parameter, or inferred and
+            from which sign in the examples), for the evaluation report.
     """
     import logging
+    from collections import namedtuple
 
     from kfp_distill.components.validate_dataset.validation import validate_dataset as run_validation
 
@@ -72,4 +77,5 @@ def validate_dataset(
     )
     evaluation_examples = result.evaluation.examples if result.evaluation else 0
     evaluation_dataset.metadata.update({"examples": evaluation_examples, "labeled_examples": evaluation_examples})
-    return result.task_type.name
+    outputs = namedtuple("Outputs", ["task_type", "task_type_reason"])
+    return outputs(result.task_type.name, result.task_type.how_chosen)

@@ -237,7 +237,7 @@ def distillation(
         cache_uri=teacher_cache_uri,
         max_concurrency=teacher_max_concurrency,
         max_total_tokens=teacher_max_total_tokens,
-        task_type=validation.outputs["Output"],
+        task_type=validation.outputs["task_type"],
         self_consistency_samples=teacher_self_consistency_samples,
         answer_format=teacher_answer_format,
         probe_rows=teacher_probe_rows,
@@ -272,7 +272,7 @@ def distillation(
         tuning_method=tuning_method,
         alpha=alpha,
         trust_remote_code=trust_remote_code,
-        task_type=validation.outputs["Output"],
+        task_type=validation.outputs["task_type"],
     )
     # Without a project nothing goes to Google Cloud: kfp.local and Kubeflow tune in the task's own process.
     with dsl.If(project == "", name="no-google-cloud-project"):
@@ -305,7 +305,8 @@ def distillation(
             teacher_predictions=teacher_on_evaluation.outputs["distilled_dataset"],
             student_model_reference=student_model_reference,
             tensorboard_logs=training_logs,
-            task_type=validation.outputs["Output"],
+            task_type=validation.outputs["task_type"],
+            task_type_reason=validation.outputs["task_type_reason"],
             trust_remote_code=trust_remote_code,
             min_share_of_teacher=deploy_min_share_of_teacher,
             gate_on_lower_bound=deploy_gate_on_lower_bound,

@@ -110,7 +110,7 @@ def test_compare_scores_math_by_value_and_counts_missing_teacher_rows_as_wrong()
     assert result.speed_comparison() == "The distilled student answers 2.0x slower than the teacher did."
     result.teacher.latencies_s = [2.0, 2.0, 2.0]
     report = result.to_markdown()
-    assert "Task type: **math** (every label is a number or an arithmetic expression (4 labels))" in report
+    assert "Task type: **math** (inferred: every label is a number or an arithmetic expression (4 labels))" in report
     assert _table_row(report, "Teacher") == ["25.0%", "2.000", "0.50"]
     assert "miss 1 of the 4" in report
     assert "| q3 | 64 | — | 65 |" in report
@@ -246,6 +246,14 @@ def test_evaluate_student_accuracies_with_known_student_outputs(
     report = report_path.read_text()
     assert _table_row(report, "Distilled student") == ["75.0%", "0.010", "100.00"]
     assert "| question: How many parishes are there in Louisiana? | 64 | 60 | 63 | *(empty)* |" in report
+
+    # In the pipeline validate-dataset settles the task type and says how; the report repeats it.
+    stated = "inferred: every label is a number or an arithmetic expression (4 labels)"
+    evaluate_student(
+        str(distilled_dir), evaluation_path, teacher_path, str(untuned_dir), str(report_path), task_type="math",
+        task_type_reason=stated,
+    )
+    assert f"Task type: **math** ({stated})" in report_path.read_text()
 
 
 SPAN_ROWS = [

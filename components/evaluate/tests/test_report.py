@@ -129,7 +129,7 @@ def test_html_report_renders_tables_and_inline_png_plots(tmp_path, tensorboard_d
     page = parse(path)
 
     text = " ".join(" ".join(page.texts).split())
-    assert "Task type: classification (the inputs ask to classify)" in text
+    assert "Task type: classification (inferred: the inputs ask to classify)" in text
     # Teacher: 4 right of 5 (the fifth unanswered): accuracy 0.8; macro-F1: negative 1, neutral 0, positive 1
     # -> 2/3. Distilled: accuracy 3/5, macro-F1 0.48889 (worked out in test_task_metrics.py).
     table = page.tables["results"]
