@@ -41,7 +41,7 @@ def step_metrics(task_path: Path) -> dict[str, float]:
 
 def decided_task_type(run_dir: Path) -> str:
     """The task type validate-dataset settled on (given, or inferred from the data), which evaluate scored by."""
-    return _executor_output(task_dir(run_dir, "validate-dataset"))["parameterValues"]["Output"]
+    return _executor_output(task_dir(run_dir, "validate-dataset"))["parameterValues"]["task_type"]
 
 
 @dataclass(frozen=True)

@@ -455,7 +455,7 @@ def test_the_vertex_ai_custom_job_runs_in_the_image_and_its_model_reaches_evalua
     worker_env = [{"name": "KFP_DISTILL_TUNING_PROCESSES", "value": str(processes)}]
     task_type = json.loads((_task_dir(kubeflow_run.run_dir, "validate-dataset") / "executor_output.json").read_text())[
         "parameterValues"
-    ]["Output"]
+    ]["task_type"]
     executor_input = _custom_job_executor_input(spec, vertex, arguments, kubeflow_run.run_dir, task_type, worker_env)
     service = _CustomJobService(docker_client, vertex.gcs)
 
