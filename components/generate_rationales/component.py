@@ -92,35 +92,14 @@ def generate_rationales(
             an OpenAI-compatible teacher's API key, read at run time with the job's service account; it is the
             secret's name, never the key, that is recorded. Empty: the key comes from the environment.
     """
+    inputs = dict(locals())  # first, while the inputs are all that is bound here
     from kfp_distill._implementation.teacher_key import teacher_api_key_from_secret
     from kfp_distill.components.generate_rationales.backends import backend_for
     from kfp_distill.components.generate_rationales.cache import teacher_cache_file
     from kfp_distill.components.generate_rationales.config import GenerationConfig
     from kfp_distill.components.generate_rationales.generation import generate_rationales as generate
 
-    config = GenerationConfig(
-        teacher_model_reference=teacher_model_reference,
-        use_gold_labels=use_gold_labels,
-        prompt_template=prompt_template,
-        few_shot_uri=few_shot_uri,
-        max_new_tokens=max_new_tokens,
-        task_type=task_type,
-        self_consistency_samples=self_consistency_samples,
-        self_consistency_temperature=self_consistency_temperature,
-        drop_contradicting_rationales=drop_contradicting_rationales,
-        cache_uri=cache_uri,
-        max_concurrency=max_concurrency,
-        requests_per_minute=requests_per_minute,
-        tokens_per_minute=tokens_per_minute,
-        max_total_tokens=max_total_tokens,
-        min_answered_fraction=min_answered_fraction,
-        project=project,
-        location=location,
-        answer_format=answer_format,
-        class_names=tuple(name for name in class_names.split(",") if name.strip()),
-        probe_rows=probe_rows,
-        rationale_length=rationale_length,
-    )
+    config = GenerationConfig.from_component_inputs(inputs)
     with teacher_api_key_from_secret(teacher_api_key_secret):
         # Made first: the default cache file is named after the teacher's identity (an endpoint's model).
         teacher = backend_for(teacher_model_reference, config.request_timeout_s, project, location)

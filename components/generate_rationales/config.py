@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from kfp_distill._implementation.setting_field import setting
 
@@ -127,6 +127,17 @@ class GenerationConfig:
         help="""`concise` (one or two sentences, as the paper's rationales are) or `detailed` (as long as the task
         needs): what the teacher is asked to write.""",
     )
+
+    @classmethod
+    def from_component_inputs(cls, inputs: dict) -> GenerationConfig:
+        """The settings among generate-rationales' inputs (any others left aside), as KFP gives them.
+
+        Args:
+            inputs: The component's inputs by name; `class_names` comma-separated (a KFP parameter is a string).
+        """
+        settings = {setting.name: inputs[setting.name] for setting in fields(cls) if setting.name in inputs}
+        settings["class_names"] = tuple(name for name in settings.get("class_names", "").split(",") if name.strip())
+        return cls(**settings)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:

@@ -75,25 +75,12 @@ def tune_student(
             its answers as evaluation scores them (a summary whole, any other answer to its line); empty:
             inferred from the evaluation rows (not recorded without them).
     """
+    inputs = dict(locals())  # first, while the inputs are all that is bound here
     from kfp_distill.components.tune_student.config import TuningConfig
     from kfp_distill.components.tune_student.distributed import tune_on_every_device
     from kfp_distill.components.tune_student.tuning import TuningRequest
 
-    config = TuningConfig(
-        student_model_reference=student_model_reference,
-        train_steps=train_steps,
-        batch_size=batch_size,
-        micro_batch_size=micro_batch_size or None,
-        learning_rate_multiplier=learning_rate_multiplier,
-        evaluation_interval=evaluation_interval,
-        enable_early_stopping=enable_early_stopping,
-        early_stopping_metric=early_stopping_metric,
-        enable_checkpoint_selection=enable_checkpoint_selection,
-        tuning_method=tuning_method,
-        alpha=alpha,
-        trust_remote_code=trust_remote_code,
-        mixed_precision=mixed_precision,
-    )
+    config = TuningConfig.from_component_inputs(inputs)
     request = TuningRequest(
         train_path=distilled_dataset.path,
         evaluation_path=evaluation_dataset.path,

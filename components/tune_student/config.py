@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Literal, get_args
 
 from kfp_distill._implementation.limits import MAX_INPUT_TOKENS
@@ -199,6 +199,17 @@ class TuningConfig:
             )
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
+
+    @classmethod
+    def from_component_inputs(cls, inputs: dict) -> TuningConfig:
+        """The settings among tune-student's inputs (any others left aside), as KFP gives them.
+
+        Args:
+            inputs: The component's inputs by name; `micro_batch_size` 0 stands for None (KFP has no None).
+        """
+        settings = {setting.name: inputs[setting.name] for setting in fields(cls) if setting.name in inputs}
+        settings["micro_batch_size"] = settings.get("micro_batch_size") or None
+        return cls(**settings)
 
     def lora_settings(self, num_parameters: int) -> tuple[int, int]:
         """(rank, alpha) of the LoRA updates for a student of `num_parameters`: the configured ones or the defaults by size."""
