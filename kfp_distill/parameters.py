@@ -6,7 +6,13 @@ The owner's field holds the name, type, default and help text; the component's s
 repeat them as literals (KFP reads both from source) and `tests/test_settings_owners.py` fails, saying what to
 change, when a copy differs. What the copies may do differently is declared here, once: the pipeline's names for
 renamed settings (`RENAMED`), defaults or types that differ by design (`DIFFERENT_BY_DESIGN`), and the inputs that
-are wiring between steps rather than settings (`NOT_SETTINGS`).
+are wiring between steps rather than settings (`NOT_SETTINGS`). docs/parameters.md and `kfp-distill run --help`
+take each pipeline parameter's help from here.
+
+Adding a setting: declare it in its owner with `setting(default, help=...)`; add it, as a literal, to the component's
+signature and the pipeline's (and pass it on in the pipeline); run `.venv/bin/python tests/test_parameter_docs.py`
+(docstring descriptions, README input lists, docs/parameters.md) and `kfp-distill compile`.
+`tests/test_settings_owners.py` names whatever is still missing.
 """
 
 from __future__ import annotations

@@ -132,8 +132,12 @@ def test_the_contract_names_the_pipeline_parameters_with_their_defaults():
 REFERENCE = ROOT / "docs" / "parameters.md"
 
 
-def with_args(source: str, function_name: str, descriptions: dict[str, str]) -> str:
-    """`source` with the named arguments of `function_name`'s docstring `Args` described afresh, wrapped."""
+def with_args(source: str, function_name: str, order: list[str], descriptions: dict[str, str]) -> str:
+    """`source` with the named arguments of `function_name`'s docstring `Args` described afresh, wrapped.
+
+    An argument the Args lack is added after the one before it in `order` (the signature's), so a setting added to
+    an owner and a signature gets its description here too.
+    """
     lines = source.split("\n")
     start = next(index for index, line in enumerate(lines) if line.lstrip().startswith(f"def {function_name}("))
     args = next(index for index in range(start, len(lines)) if lines[index].strip() == "Args:")
@@ -141,15 +145,20 @@ def with_args(source: str, function_name: str, descriptions: dict[str, str]) -> 
     end = args + 1
     while end < len(lines) and lines[end].strip() and len(lines[end]) - len(lines[end].lstrip()) >= indent:
         end += 1
-    entries: list[list[str]] = []
+    entries: dict[str, list[str]] = {}
     for line in lines[args + 1 : end]:
         if len(line) - len(line.lstrip()) == indent:
-            entries.append([line])
-        else:
-            entries[-1].append(line)
+            current = entries.setdefault(line.strip().split(":", 1)[0], [])
+        current.append(line)
+    for name in order:
+        if name in descriptions and name not in entries:
+            before = [known for known in order[: order.index(name)] if known in entries]
+            position = list(entries).index(before[-1]) + 1 if before else 0
+            items = list(entries.items())
+            entries = dict(items[:position] + [(name, [])] + items[position:])
     rewritten = []
-    for entry in entries:
-        name, _, text = " ".join(" ".join(entry).split()).partition(": ")
+    for name, entry in entries.items():
+        _, _, text = " ".join(" ".join(entry).split()).partition(": ")
         if name in descriptions and text != descriptions[name]:  # one that says it already keeps its lines
             entry = textwrap.wrap(
                 f"{name}: {descriptions[name]}", WIDTH, initial_indent=" " * indent,
@@ -157,6 +166,28 @@ def with_args(source: str, function_name: str, descriptions: dict[str, str]) -> 
             )
         rewritten += entry
     return "\n".join(lines[: args + 1] + rewritten + lines[end:])
+
+
+def test_docstring_args_are_rewritten_from_the_owners_and_a_missing_one_is_added_in_signature_order():
+    source = textwrap.dedent('''
+        def step(first: int, second: int, third: int):
+            """Does it.
+
+            Args:
+                first: Kept as it is,
+                    over two lines.
+                third: Stale.
+
+            Returns:
+                Nothing.
+            """
+    ''')
+    rewritten = with_args(
+        source, "step", ["first", "second", "third"],
+        {"first": "Kept as it is, over two lines.", "second": "Added.", "third": "Fresh."},
+    )
+    assert "first: Kept as it is,\n            over two lines.\n        second: Added.\n        third: Fresh.\n\n" \
+           "    Returns:" in rewritten
 
 
 def write_docstrings() -> None:
@@ -168,7 +199,8 @@ def write_docstrings() -> None:
             owned[name] = parameters.pipeline_help(name)
         except LookupError:
             pass  # tests/test_settings_owners.py says how to declare its owner
-    pipeline_path.write_text(with_args(pipeline_path.read_text(), "distillation", owned))
+    order = list(inspect.signature(distillation.pipeline_func).parameters)
+    pipeline_path.write_text(with_args(pipeline_path.read_text(), "distillation", order, owned))
     for file_name, component in COMPONENTS.items():
         folder = Path(file_name).stem
         owner = parameters.COMPONENT_OWNERS.get(folder)
@@ -181,7 +213,8 @@ def write_docstrings() -> None:
             if setting.scope != "internal" and name in inputs
         }
         path = ROOT / "components" / folder / "component.py"
-        path.write_text(with_args(path.read_text(), component.python_func.__name__, descriptions))
+        order = list(inspect.signature(component.python_func).parameters)
+        path.write_text(with_args(path.read_text(), component.python_func.__name__, order, descriptions))
 
 
 if __name__ == "__main__":

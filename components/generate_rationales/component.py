@@ -103,7 +103,8 @@ def generate_rationales(
     with teacher_api_key_from_secret(teacher_api_key_secret):
         # Made first: the default cache file is named after the teacher's identity (an endpoint's model).
         teacher = backend_for(teacher_model_reference, config.request_timeout_s, project, location)
-        with teacher_cache_file(config.cache_uri, pipeline_root, teacher.identity, teacher_model_reference) as cache_path:
+        cache_file = teacher_cache_file(config.cache_uri, pipeline_root, teacher.identity, teacher_model_reference)
+        with cache_file as cache_path:
             result = generate(
                 dataset.path, distilled_dataset.path, report.path, config, cache_path=cache_path, backend=teacher
             )
