@@ -37,14 +37,26 @@ def _boolean(text: str) -> bool:
     return answers[text.lower()]
 
 
+def _parameter_help(name: str) -> str:
+    """A pipeline parameter's help text, from its owner, with the pipeline's default (argparse's % escaped)."""
+    from kfp_distill.parameters import pipeline_help
+
+    default = _pipeline_parameters()[name].default
+    if default is inspect.Parameter.empty:
+        shown = "required"
+    else:
+        shown = "default: " + (str(default).lower() if isinstance(default, bool) else repr(default))
+    return f"{pipeline_help(name)} ({shown})".replace("%", "%%")
+
+
 def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     for name, parameter in _pipeline_parameters().items():
         flag = "--" + name.replace("_", "-")
         kind = parameter.annotation if parameter.annotation in (int, float) else str
         if parameter.annotation is bool:
-            parser.add_argument(flag, type=_boolean, default=None, metavar="true|false")
+            parser.add_argument(flag, type=_boolean, default=None, metavar="true|false", help=_parameter_help(name))
         else:
-            parser.add_argument(flag, type=kind, default=None)
+            parser.add_argument(flag, type=kind, default=None, help=_parameter_help(name))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -308,16 +320,13 @@ def main(argv: list[str] | None = None) -> int:
         default=_pipeline_parameters()["student_model_reference"].default,
         help="the student whose tokenizer counts tokens (default: the pipeline's)",
     )
-    validate_parser.add_argument("--task-type", default="auto", help="as the pipeline's task_type (default: auto)")
-    # The tuning settings: the report states the passes over the data they make, and warns of bad ones. And
-    # whether logged conversations' answers become labels.
-    for name, kind in (("train_steps", int), ("batch_size", int), ("enable_checkpoint_selection", _boolean),
-                       ("use_logged_answers", _boolean)):
-        default = _pipeline_parameters()[name].default
+    # The task type; the tuning settings: the report states the passes over the data they make, and warns of bad
+    # ones. And whether logged conversations' answers become labels.
+    for name, kind in (("task_type", str), ("train_steps", int), ("batch_size", int),
+                       ("enable_checkpoint_selection", _boolean), ("use_logged_answers", _boolean)):
         validate_parser.add_argument(
-            "--" + name.replace("_", "-"), type=kind, default=default,
-            metavar="true|false" if kind is _boolean else None,
-            help=f"as the pipeline's {name} (default: {str(default).lower()})",
+            "--" + name.replace("_", "-"), type=kind, default=_pipeline_parameters()[name].default,
+            metavar="true|false" if kind is _boolean else None, help=_parameter_help(name),
         )
     validate_parser.set_defaults(handler=validate)
 

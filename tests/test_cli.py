@@ -13,6 +13,25 @@ def test_a_boolean_pipeline_flag_takes_true_or_false_and_refuses_a_typo(capsys):
     assert "--enable-early-stopping: expected true or false, got 'ture'" in capsys.readouterr().err
 
 
+def test_run_help_gives_every_pipeline_flag_its_owners_help_and_default(capsys, monkeypatch):
+    from kfp_distill.parameters import pipeline_help
+
+    monkeypatch.setenv("COLUMNS", "100000")  # no help text wrapped
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    options = capsys.readouterr().out.split("\noptions:\n")[1]
+    # Each flag's entry: its line and, when the flag is long, its help on the next.
+    lines = {entry.split()[0]: " ".join(entry.split()) for entry in options.split("\n  --")[1:]}
+    lines = {f"--{flag}": line for flag, line in lines.items()}
+    parameters = cli._pipeline_parameters()
+    for name in parameters:
+        line = lines[f"--{name.replace('_', '-')}"]
+        assert pipeline_help(name) in line, name
+    assert "(default: 300)" in lines["--train-steps"]
+    assert "(default: true)" in lines["--enable-early-stopping"]
+    assert "(required)" in lines["--dataset-uri"]
+
+
 def test_run_says_where_it_looked_when_the_pipeline_left_no_run_folder(tmp_path, monkeypatch, capsys):
     from kfp_distill.pipelines import local_runner
     from kfp_distill.pipelines.distillation import pipeline

@@ -28,11 +28,15 @@ def deploy_registered_model(
     Args:
         model_resource_name: upload-model's output.
         project: The Google Cloud project; empty: nothing is deployed.
-        deploy_model: False: nothing is deployed.
-        machine_type: The serving machine type.
-        min_replica_count: Replicas always running.
-        max_replica_count: Replicas under load at most.
-        traffic_percentage: The endpoint's traffic share of the new deployment (0-100).
+        deploy_model: With a project, deploy the registered model to the Vertex AI endpoint of its display name
+            (created, with encryption_spec_key_name, when there is none; found and reused when there is), served by
+            the kfp-distill image (or serving_container_image_uri) as the pipeline job's service account. Without a
+            project, or false, nothing is deployed: serve the model with `kfp-distill serve`.
+        machine_type: The endpoint's machine type (a small CPU machine by default).
+        min_replica_count: Replicas the endpoint always runs.
+        max_replica_count: Replicas the endpoint scales up to under load.
+        traffic_percentage: The share (0-100) of the endpoint's traffic the new deployment gets; models already
+            deployed there share the rest.
         encryption_spec_key_name: A Cloud KMS key for a newly created endpoint (CMEK).
         service_account: The service account the serving container runs as; empty: Vertex AI's default.
         gate_decision: The deploy gate's decision (evaluate's output): only `passed` and `off` (no gate) are

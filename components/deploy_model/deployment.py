@@ -8,16 +8,15 @@ from __future__ import annotations
 
 from kfp_distill._implementation.vertex_filters import display_name_filter
 
-# The cheap default: one small CPU machine. Distilled students are small, and cheap serving is the point.
-DEFAULT_MACHINE_TYPE = "n1-standard-2"
+from .config import DeploymentConfig
 
 
 def deploy_to_endpoint(
     model_resource_name: str,
-    machine_type: str = DEFAULT_MACHINE_TYPE,
-    min_replica_count: int = 1,
-    max_replica_count: int = 1,
-    traffic_percentage: int = 100,
+    machine_type: str = DeploymentConfig.machine_type,
+    min_replica_count: int = DeploymentConfig.min_replica_count,
+    max_replica_count: int = DeploymentConfig.max_replica_count,
+    traffic_percentage: int = DeploymentConfig.traffic_percentage,
     encryption_spec_key_name: str = "",
     service_account: str = "",
 ) -> str:

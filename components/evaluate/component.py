@@ -48,10 +48,13 @@ def evaluate(
         task_type_reason: How `task_type` was chosen, as validate-dataset states it, for the report; empty:
             the report says how evaluate chose it.
         trust_remote_code: Run the student repository's own Python code, if it has some (off: refused).
-        min_share_of_teacher: The deploy gate: the share of the teacher's score on the task's main metric that
-            the distilled student must reach on the evaluation rows (0.9: 90%); 0: off.
-        gate_on_lower_bound: Hold the gate to the lower bound of the 95% interval of the student's score less
-            that share of the teacher's (paired bootstrap over the rows), not to the scores themselves.
+        min_share_of_teacher: The deploy gate: the share of the teacher's score on the task's main metric (accuracy,
+            SQuAD F1, ROUGE-L or chrF) that the distilled student must reach on the evaluation rows to be deployed,
+            0.9 for 90%; a student below it, or one without evaluation rows to judge it on, is registered with the
+            decision recorded, not deployed. 0: no gate.
+        gate_on_lower_bound: Hold the deploy gate to the lower bound of the 95% interval (paired bootstrap over the
+            evaluation rows) of the student's score less that share of the teacher's: the student is deployed only
+            when it reaches the share with that confidence.
 
     Returns:
         gate_decision: `passed`, `failed` or `off` (min_share_of_teacher 0); deploy-model deploys only `passed`

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+
+from kfp_distill._implementation.setting_field import setting
 
 from .answer_format import AUTO
 from .prompts import DEFAULT_RATIONALE_LENGTH, validate_rationale_length
@@ -15,81 +17,127 @@ SELF_CONSISTENCY_TEMPERATURE = 0.7
 class GenerationConfig:
     """How to ask the teacher, and how much it may be asked.
 
-    Attributes:
-        teacher_model_reference: `precomputed`, `gemini-<...>` or `vertex:<model>` (Vertex AI),
-            `<base_url>#<model>` (OpenAI-compatible), `hf:<model>` (local Hugging Face model), or a GGUF
-            catalog name, path or URI (llama.cpp); see the component README.
-        use_gold_labels: Show the teacher the gold labels and ask it to explain them.
-        prompt_template: The user turn, with `{input_text}` (and `{output_text}`, explain mode only);
-            empty: the question as it is.
-        few_shot_uri: JSON Lines few-shot examples (`input_text`, `rationale`, `output_text`); empty: up to
-            4 labeled rows explained by the teacher, or zero-shot when no row has a label.
-        max_new_tokens: The most tokens the teacher writes per answer.
-        temperature: The teacher's sampling temperature (0: greedy).
-        task_type: `classification`, `extractive_qa`, `summarization`, `math` or `free_text`: picks the
-            teacher's system instruction and how answers are compared (with gold labels, and in votes);
-            `auto`: inferred from the rows (the report says which type and why).
-        self_consistency_samples: Answers sampled per row (k); above 1, each row is asked k times at
-            `self_consistency_temperature` with seeds 0..k-1 (each sample cached on its own), the majority
-            answer becomes the teacher label and the first sample that gave it supplies the rationale.
-            Tokens and cost count every sample.
-        self_consistency_temperature: The sampling temperature of those samples (above 0).
-        drop_contradicting_rationales: Leave out of the output the labeled rows whose teacher answer
-            contradicts the gold label (counted and listed in the report); False keeps them, flagged
-            `agrees_with_gold: false`. Meant for training data: on an evaluation set it would hide the
-            teacher's mistakes.
-        max_concurrency: Requests in flight at once (HTTP endpoints; the embedded llama.cpp model asks one
-            at a time).
-        requests_per_minute: Client-side limit on requests started in any minute, retries included; 0: none.
-        tokens_per_minute: Client-side limit on prompt and completion tokens in any minute (a request counts
-            with an estimate until the server reports its usage); 0: none.
-        max_total_tokens: Stop asking once this run's requests used so many tokens (answers from the cache
-            are free); the rows left are reported "not asked: budget reached". 0: no cap.
-        min_answered_fraction: The step fails when a smaller share of the rows it asked about (rows left
-            out for the budget aside) got a usable answer; it stops as soon as that is certain.
-        request_timeout_s: Seconds one HTTP attempt may take.
-        max_attempts: Attempts per request, the first included.
-        project: The Google Cloud project of a Vertex AI teacher (`gemini-...`, `vertex:<model>`); required
-            for those, unused by the others.
-        location: The Vertex AI region of such a teacher; empty: the global endpoint.
-        answer_format: `json` (a rationale and an answer as fields of a JSON object, held to a JSON schema
-            where the backend supports it: llama.cpp, OpenAI-compatible servers, Gemini), `text` (a
-            rationale ending "The answer is <answer>."), or `auto`: `json` where the backend supports
-            structured output, else `text` (also when a server refuses it).
-        class_names: The classes of a classification task (a structured answer can only be one of them);
-            empty: from the labeled rows, else from the instruction in the inputs (`classes: [a, b]`).
-        probe_rows: Rows asked first (with all their samples); the run stops with a message showing what
-            the teacher said when fewer than half of them got a usable answer. 0: no probe.
-        rationale_length: `concise` (one or two sentences, as the paper's rationales are) or `detailed` (as
-            long as the task needs): what the teacher's instruction asks for; `detailed` by default (the README's Results compare them).
+    Each field owns its setting's default and help text (`setting_field.setting`); generate-rationales' signature
+    and the pipeline's (with a `teacher_` prefix) repeat the settings of scope `pipeline` and `component`
+    (`tests/test_settings_owners.py`).
 
     Raises:
         ValueError: A setting out of its range (the message names it and what it must be).
     """
 
-    teacher_model_reference: str
-    use_gold_labels: bool = True
-    prompt_template: str = ""
-    few_shot_uri: str = ""
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    task_type: str = "auto"
-    self_consistency_samples: int = 1
-    self_consistency_temperature: float = SELF_CONSISTENCY_TEMPERATURE
-    drop_contradicting_rationales: bool = False
-    max_concurrency: int = 8
-    requests_per_minute: int = 0
-    tokens_per_minute: int = 0
-    max_total_tokens: int = 0
-    min_answered_fraction: float = 0.9
-    request_timeout_s: float = 600.0
-    max_attempts: int = 6
-    project: str = ""
-    location: str = ""
-    answer_format: str = AUTO
-    class_names: tuple[str, ...] = ()
-    probe_rows: int = 8
-    rationale_length: str = DEFAULT_RATIONALE_LENGTH
+    teacher_model_reference: str = setting(
+        help="""`gemini-<...>` or `vertex:<model>` (Vertex AI, in `project` and `location`; credentials from the
+        environment), `<base_url>#<model>` (OpenAI-compatible endpoint; API key from `teacher_api_key_secret`, else
+        KFP_DISTILL_TEACHER_API_KEY, else OPENAI_API_KEY for api.openai.com only), `hf:<model>` (Hugging Face model
+        run in-process, batched, on a GPU when there is one), `precomputed`, or a GGUF catalog name, path or URI
+        (llama.cpp). See the component README.""",
+    )
+    use_gold_labels: bool = setting(
+        True,
+        help="Show the teacher the labels and ask it to explain them (false: it answers itself).",
+        scope="component",
+    )
+    prompt_template: str = setting(
+        "",
+        help="""The teacher's user turn, with `{input_text}` (and `{output_text}` when it explains labels); empty:
+        the question as it is.""",
+    )
+    few_shot_uri: str = setting(
+        "",
+        help="""JSON Lines of worked examples (`input_text`, `rationale`, `output_text`); empty: up to 4 labeled
+        rows explained by the teacher, or zero-shot when no row has a label.""",
+    )
+    max_new_tokens: int = setting(256, help="The most tokens the teacher writes per answer.")
+    temperature: float = setting(0.0, help="The teacher's sampling temperature (0: greedy).", scope="internal")
+    task_type: str = setting(
+        "auto",
+        help="""`classification`, `extractive_qa`, `summarization`, `math` or `free_text` (the teacher's instruction
+        and how answers are compared, with gold labels and in votes); `auto`: inferred from the examples.""",
+        scope="component",
+    )
+    self_consistency_samples: int = setting(
+        1,
+        help="""Answers sampled per example, each with its own seed at the self-consistency temperature (0.7
+        unless set otherwise); above 1 the majority answer becomes the teacher's label. Tokens and cost count
+        every sample.""",
+    )
+    self_consistency_temperature: float = setting(
+        SELF_CONSISTENCY_TEMPERATURE,
+        help="The sampling temperature of those samples (above 0).",
+        scope="component",
+    )
+    drop_contradicting_rationales: bool = setting(
+        False,
+        help="""Leave out of the training data the labeled examples whose teacher answer contradicts the label
+        (the evaluation step keeps them, to score the teacher fairly).""",
+    )
+    cache_uri: str = setting(
+        "",
+        help="""Where the teacher's answers are kept, so a re-run re-asks nothing: an SQLite file, a local path or
+        a gs:// URI copied down and back as answers arrive; empty:
+        `<pipeline root>/teacher-cache/<teacher>-<digest>.sqlite`, found again by retried tasks and later runs
+        (outside a pipeline, the kfp-distill cache folder).""",
+    )
+    max_concurrency: int = setting(
+        8, help="Teacher requests in flight at once (HTTP endpoints; llama.cpp asks one at a time)."
+    )
+    requests_per_minute: int = setting(
+        0, help="Client-side limit on requests per minute, retries included; 0: none.", scope="component"
+    )
+    tokens_per_minute: int = setting(
+        0,
+        help="""Client-side limit on prompt and completion tokens in any minute (a request counts with an estimate
+        until the server reports its usage); 0: none.""",
+        scope="component",
+    )
+    max_total_tokens: int = setting(
+        0,
+        help="""Token budget of each teacher step's requests (answers from the cache are free); the rows left are
+        reported "not asked: budget reached". 0: no cap.""",
+    )
+    min_answered_fraction: float = setting(
+        0.9,
+        help="""A teacher step fails when a smaller share of the rows it asked about got a usable answer; it stops
+        as soon as that is certain.""",
+    )
+    request_timeout_s: float = setting(600.0, help="Seconds one HTTP attempt may take.", scope="internal")
+    max_attempts: int = setting(6, help="Attempts per request, the first included.", scope="internal")
+    project: str = setting(
+        "", help="Google Cloud project of a Vertex AI teacher (required for those; unused otherwise)."
+    )
+    location: str = setting("", help="Vertex AI region of such a teacher; empty: the global endpoint.")
+    answer_format: str = setting(
+        AUTO,
+        help="""`json` (rationale and answer held to a JSON schema where the teacher's backend supports it:
+        llama.cpp, OpenAI-compatible servers, Gemini), `text` ("... The answer is X."), or `auto`: `json` where
+        supported, else `text` (also when a server refuses it).""",
+    )
+    class_names: tuple[str, ...] = setting(
+        (),
+        help="""Comma-separated classes of a classification task (the teacher's answer is held to them); empty:
+        from the labels, else from the instruction in the inputs (`classes: [a, b]`).""",
+    )
+    probe_rows: int = setting(
+        8,
+        help="""Rows each teacher step asks first; it stops, saying what the teacher said and what to do, when
+        fewer than half of them got a usable answer. 0: no probe.""",
+    )
+    rationale_length: str = setting(
+        DEFAULT_RATIONALE_LENGTH,
+        help="""`concise` (one or two sentences, as the paper's rationales are) or `detailed` (as long as the task
+        needs): what the teacher is asked to write.""",
+    )
+
+    @classmethod
+    def from_component_inputs(cls, inputs: dict) -> GenerationConfig:
+        """The settings among generate-rationales' inputs (any others left aside), as KFP gives them.
+
+        Args:
+            inputs: The component's inputs by name; `class_names` comma-separated (a KFP parameter is a string).
+        """
+        settings = {setting.name: inputs[setting.name] for setting in fields(cls) if setting.name in inputs}
+        settings["class_names"] = tuple(name for name in settings.get("class_names", "").split(",") if name.strip())
+        return cls(**settings)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Literal, get_args
 
 from kfp_distill._implementation.limits import MAX_INPUT_TOKENS
+from kfp_distill._implementation.setting_field import setting
 
 TuningMethod = Literal["full", "lora"]
 MixedPrecision = Literal["auto", "bf16", "no"]
@@ -27,77 +28,120 @@ LORA_RANK_BY_SIZE: tuple[tuple[float, int], ...] = ((1e9, 16), (10e9, 32), (floa
 class TuningConfig:
     """How to tune the student on its two tasks (the contract's parameter names where it has one).
 
-    Attributes:
-        student_model_reference: The student to tune (catalog name, local path, URI or Hub id).
-        train_steps: Optimizer steps; each step sees `batch_size` rows, as a label and a rationale example.
-        batch_size: Training rows per optimizer step (the contract's batch size).
-        micro_batch_size: Rows per forward and backward pass, a divisor of `batch_size`; None: the most rows whose
-            activations fit `activation_budget_mb` (`memory.micro_batch_within_budget`). Fewer rows than the batch
-            accumulate gradients over `batch_size // micro_batch_size` passes to reach the batch size: same step,
-            same losses, less memory.
-        activation_budget_mb: The memory one pass's activations may take, in MiB, estimated from the student's
-            shape and the longest training example; None: 1,024 on a CPU, on a GPU half its memory less the
-            weights, gradients and optimizer states.
-        activation_checkpointing: Keep only each layer's input for the backward pass and recompute the rest
-            (Hugging Face's gradient checkpointing): the activations of a pass take about one layer's worth of
-            memory instead of every layer's, for about a third more compute.
-        learning_rate_multiplier: Multiplies the recommended learning rate of the tuning method.
-        evaluation_interval: Steps between evaluations (only with an evaluation set).
-        enable_early_stopping: Stop when the evaluation metric `early_stopping_metric` stops improving.
-        early_stopping_metric: "token_accuracy": the evaluation token accuracy (the contract's meaning of early
-            stopping); "task_metric": the task's main metric on the student's generated answers to the
-            evaluation rows (accuracy, SQuAD F1, ROUGE-L or chrF).
-        early_stopping_patience: Evaluations without enough improvement before stopping.
-        early_stopping_threshold: The least rise of the early-stopping metric that counts as improving.
-        enable_checkpoint_selection: Return the checkpoint whose answers to the evaluation rows scored best on
-            the task's main metric instead of the last one.
-        max_answered_evaluation_rows: Evaluation rows the student answers at each evaluation, to score its
-            answers with the task's metrics (all of them when there are fewer; else the same sample each time).
-        tuning_method: "full" tunes every weight; "lora" tunes low-rank adapters, merged into the weights at the end.
-        alpha: Weight of the label loss; the rationale loss gets 1 - alpha.
-        max_input_tokens: Longer inputs keep their first tokens, then the task marker (counted in the metrics);
-            the contract's limit by default, so tune-student trains on what validate-dataset let through.
-        max_rationale_tokens: Longer rationales keep their first tokens (counted in the metrics). It bounds
-            what the rationale task costs: a step costs about its token count, and the rationale branch adds
-            its marker and up to this many target tokens to each row's input and label (SVAMP with PaLM's
-            rationales: 47 tokens on average, 70 at the 90th percentile, 142 at most, so 128 keeps nearly
-            all of every rationale).
-        group_by_length: Batch rows of similar length together (Hugging Face's length-grouped sampling:
-            random mega-batches of 50 batches, each sorted by length), so that little of a batch is padding.
-        lora_rank: Rank of the LoRA updates; None for the default by student size (`LORA_RANK_BY_SIZE`).
-        lora_alpha: LoRA scaling numerator (the update is scaled by lora_alpha / lora_rank); None for twice the rank.
-        seed: Seeds weight initialisation of the adapters and the order of the training rows.
-        trust_remote_code: Allow a student whose repository brings its own Python code (auto_map) to run that
-            code; off, such a student is refused with an error saying so.
-        mixed_precision: "auto" trains under bf16 autocast where the hardware speeds it up (a GPU with bf16, a
-            CPU with AVX512-BF16 or AMX) and in the weights' precision elsewhere; "bf16" and "no" decide it
-            everywhere, e.g. so that runs on different machines compare.
+    Each field owns its setting's default and help text (`setting_field.setting`); tune-student's signature and
+    the pipeline's repeat the settings of scope `pipeline` and `component` (`tests/test_settings_owners.py`).
     """
 
-    student_model_reference: str
-    train_steps: int = 300
-    batch_size: int = 8
-    micro_batch_size: int | None = None
-    activation_budget_mb: int | None = None
-    activation_checkpointing: bool = False
-    learning_rate_multiplier: float = 1.0
-    evaluation_interval: int = 20
-    enable_early_stopping: bool = True
-    early_stopping_metric: EarlyStoppingMetric = "task_metric"
-    early_stopping_patience: int = 3
-    early_stopping_threshold: float = 0.001
-    enable_checkpoint_selection: bool = True
-    max_answered_evaluation_rows: int = 100
-    tuning_method: TuningMethod = "full"
-    alpha: float = 0.5
-    max_input_tokens: int = MAX_INPUT_TOKENS
-    max_rationale_tokens: int = 128
-    lora_rank: int | None = None
-    lora_alpha: int | None = None
-    seed: int = 0
-    group_by_length: bool = True
-    trust_remote_code: bool = False
-    mixed_precision: MixedPrecision = "auto"
+    student_model_reference: str = setting(
+        help="The student to tune (a catalog name, a Hugging Face id, a local path or a URI)."
+    )
+    train_steps: int = setting(
+        300,
+        help="""Tuning steps (optimizer steps); examples seen = steps x batch size, each as a label and a rationale
+        example.""",
+    )
+    batch_size: int = setting(8, help="Training rows per tuning step (the contract's batch size).")
+    micro_batch_size: int | None = setting(
+        None,
+        help="""Rows per forward and backward pass, a divisor of batch_size (gradients are accumulated to the batch
+        size: the same step in less memory); 0 (None here): the most rows whose activations fit a memory budget
+        (1,024 MiB on a CPU; on a GPU half its memory less weights, gradients and optimizer states).""",
+        scope="component",
+    )
+    activation_budget_mb: int | None = setting(
+        None,
+        help="""The memory one pass's activations may take, in MiB, estimated from the student's shape and the
+        longest training example; None: 1,024 on a CPU, on a GPU half its memory less the weights, gradients and
+        optimizer states.""",
+        scope="internal",
+    )
+    activation_checkpointing: bool = setting(
+        False,
+        help="""Keep only each layer's input for the backward pass and recompute the rest (Hugging Face's gradient
+        checkpointing): the activations of a pass take about one layer's worth of memory instead of every layer's,
+        for about a third more compute.""",
+        scope="internal",
+    )
+    learning_rate_multiplier: float = setting(
+        1.0, help="Multiplies the recommended learning rate of the tuning method."
+    )
+    evaluation_interval: int = setting(20, help="Tuning steps between evaluations (only with evaluation data).")
+    enable_early_stopping: bool = setting(
+        True, help="Stop when the evaluation metric chosen by `early_stopping_metric` stops improving."
+    )
+    early_stopping_metric: EarlyStoppingMetric = setting(
+        "task_metric",
+        help="""What early stopping watches: `token_accuracy`, the evaluation token accuracy under teacher forcing
+        (the contract's meaning), or `task_metric`, the task's main metric (accuracy, SQuAD F1, ROUGE-L or chrF)
+        on the answers the student generates for the evaluation rows at each evaluation.""",
+    )
+    early_stopping_patience: int = setting(
+        3, help="Evaluations without enough improvement before stopping.", scope="internal"
+    )
+    early_stopping_threshold: float = setting(
+        0.001, help="The least rise of the early-stopping metric that counts as improving.", scope="internal"
+    )
+    enable_checkpoint_selection: bool = setting(
+        True,
+        help="""Return the checkpoint whose generated answers to the evaluation rows scored best on the task's main
+        metric instead of the last.""",
+    )
+    max_answered_evaluation_rows: int = setting(
+        100,
+        help="""Evaluation rows the student answers at each evaluation, to score its answers with the task's
+        metrics (all of them when there are fewer; else the same sample each time).""",
+        scope="internal",
+    )
+    tuning_method: TuningMethod = setting(
+        "full",
+        help="`full` tunes every weight; `lora` tunes low-rank adapters, merged into the weights at the end.",
+    )
+    alpha: float = setting(0.5, help="Weight of the label loss; the rationale loss gets `1 - alpha`.")
+    max_input_tokens: int = setting(
+        MAX_INPUT_TOKENS,
+        help="""Longer inputs keep their first tokens, then the task marker (counted in the metrics); the
+        contract's limit by default, so tune-student trains on what validate-dataset let through.""",
+        scope="internal",
+    )
+    max_rationale_tokens: int = setting(
+        128,
+        help="""Longer rationales keep their first tokens (counted in the metrics). It bounds what the rationale
+        task costs: a step costs about its token count, and the rationale branch adds its marker and up to this
+        many target tokens to each row's input and label (SVAMP with PaLM's rationales: 47 tokens on average, 70
+        at the 90th percentile, 142 at most, so 128 keeps nearly all of every rationale).""",
+        scope="internal",
+    )
+    lora_rank: int | None = setting(
+        None,
+        help="Rank of the LoRA updates; None for the default by student size (`LORA_RANK_BY_SIZE`).",
+        scope="internal",
+    )
+    lora_alpha: int | None = setting(
+        None,
+        help="LoRA scaling numerator (the update is scaled by lora_alpha / lora_rank); None for twice the rank.",
+        scope="internal",
+    )
+    seed: int = setting(
+        0, help="Seeds weight initialisation of the adapters and the order of the training rows.", scope="internal"
+    )
+    group_by_length: bool = setting(
+        True,
+        help="""Batch rows of similar length together (Hugging Face's length-grouped sampling: random mega-batches
+        of 50 batches, each sorted by length), so that little of a batch is padding.""",
+        scope="internal",
+    )
+    trust_remote_code: bool = setting(
+        False,
+        help="""Let tuning and evaluation run a student repository's own Python code (auto_map); off, such a
+        student is refused. Turn it on only for a source you trust.""",
+    )
+    mixed_precision: MixedPrecision = setting(
+        "auto",
+        help="""`auto`: bf16 autocast where the hardware speeds it up (a GPU with bf16, a CPU with AVX512-BF16 or
+        AMX), the weights' precision elsewhere; `bf16` and `no` decide it everywhere, e.g. so that runs on
+        different machines compare.""",
+        scope="component",
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.student_model_reference, str) or not self.student_model_reference.strip():
@@ -155,6 +199,17 @@ class TuningConfig:
             )
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
+
+    @classmethod
+    def from_component_inputs(cls, inputs: dict) -> TuningConfig:
+        """The settings among tune-student's inputs (any others left aside), as KFP gives them.
+
+        Args:
+            inputs: The component's inputs by name; `micro_batch_size` 0 stands for None (KFP has no None).
+        """
+        settings = {setting.name: inputs[setting.name] for setting in fields(cls) if setting.name in inputs}
+        settings["micro_batch_size"] = settings.get("micro_batch_size") or None
+        return cls(**settings)
 
     def lora_settings(self, num_parameters: int) -> tuple[int, int]:
         """(rank, alpha) of the LoRA updates for a student of `num_parameters`: the configured ones or the defaults by size."""

@@ -11,7 +11,7 @@ from kfp_distill._implementation.settings import IMAGE
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def upload_model(
     model: Input[Model],
-    model_display_name: str,
+    model_display_name: str = "",
     project: str = "",
     location: str = "",
     registry_uri: str = "",
@@ -35,12 +35,16 @@ def upload_model(
         location: The Vertex AI region to upload to (with project); empty: the job's region, else us-central1.
         registry_uri: An MLflow tracking URI; empty: the embedded SQLite registry under `$KFP_DISTILL_HOME`.
         encryption_spec_key_name: A Cloud KMS key for the Vertex AI model (with project).
-        staging_bucket: A `gs://` folder for the model when it is not in Cloud Storage yet (with project).
-        serving_container_image_uri: Another Vertex AI serving container, run as its own contract says; empty:
-            ours, kfp_distill_image_uri running `kfp-distill serve`.
+        staging_bucket: A `gs://` folder for the model when it is not in Cloud Storage yet (with a project).
+        serving_container_image_uri: With a project, the container Vertex AI serves the distilled model with, run as
+            its own contract says; it must be in Artifact Registry (`LOCATION-docker.pkg.dev/...`) or Container
+            Registry (`gcr.io/...`), which the preflight step checks first. Empty: the kfp-distill image
+            (KFP_DISTILL_IMAGE when compiled) running `kfp-distill serve`.
         tensorboard_logs: tune-student's TensorBoard event files, copied to tensorboard_resource_id.
-        tensorboard_resource_id: A Vertex AI TensorBoard instance (with project; without one nothing is sent):
-            `projects/P/locations/L/tensorboards/ID`, or the bare ID of one in project and the job's region.
+        tensorboard_resource_id: A Vertex AI TensorBoard instance (same region as the job) to receive the tuning
+            metrics, `projects/P/locations/L/tensorboards/ID` or a bare ID in `project`: upload-model copies
+            tune-student's scalars into an experiment named after the pipeline job (run `tune-student`). Needs
+            `project`; without one nothing is sent.
         pipeline_job_name: The pipeline job's name, the TensorBoard experiment's; empty: model_display_name (or
             `kfp-distill` when that is empty too).
         kfp_distill_image_uri: Our image, the serving container by default: the pipeline passes KFP_DISTILL_IMAGE

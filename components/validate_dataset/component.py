@@ -27,24 +27,26 @@ def validate_dataset(
     writes normalized, truncated copies.
 
     Args:
-        dataset_uri: The training dataset (local path, `gs://` or `https://` URI): contract rows, or logged
-            conversations in OpenAI chat, Gemini tuning or Amazon Bedrock invocation log format.
+        dataset_uri: JSON Lines training data (`input_text`, optional `output_text`; a local path, `gs://` or
+            `https://` URI), or an application's logged conversations in OpenAI chat, Gemini tuning or Amazon
+            Bedrock invocation log format (docs/logs.md).
         student_model_reference: The student model; its tokenizer counts and truncates tokens.
         train_dataset: The normalized training rows (JSON Lines).
         evaluation_dataset: The normalized evaluation rows (JSON Lines; empty without evaluation data).
         report: The validation report (Markdown).
         metrics: Example, truncation and warning counts.
-        evaluation_data_uri: The evaluation dataset (10 to 250 labeled examples), or "" for none.
-        task_type: `classification`, `extractive_qa`, `summarization`, `math`, `free_text`, or `auto` to infer
-            it from both datasets.
+        evaluation_data_uri: Evaluation data (10 to 250 labeled examples); enables evaluation. Empty: none.
+        task_type: `classification`, `extractive_qa`, `summarization`, `math` or `free_text`: the teacher's
+            instruction, how answers are compared and which metrics the evaluation reports; `auto`: inferred once by
+            validate-dataset from the training and evaluation data.
         train_steps: The tuning steps; the report states the passes over the training examples that steps x
             `batch_size` make, and warns when they are far from the recommended settings for the task type or
             repeat a small dataset many times with the last checkpoint kept.
         batch_size: The examples per tuning step.
         enable_checkpoint_selection: Whether tuning keeps its best evaluated checkpoint instead of the last.
-        use_logged_answers: For logged conversations: a conversation's final answer becomes its label, which the
-            teacher explains; false: the teacher answers every training prompt afresh. Logged evaluation rows are
-            scored against their logged answers either way.
+        use_logged_answers: For logged conversations: a conversation's final answer becomes its `output_text`, a
+            label the teacher explains; false: the teacher answers every training prompt afresh. Logged evaluation
+            rows are scored against their logged answers either way.
 
     Returns:
         task_type: The task type, given or inferred, for the teacher steps, tuning and the evaluation.

@@ -99,11 +99,12 @@ def distillation(
     """Distils a teacher into a student and registers the result.
 
     Args:
-        dataset_uri: JSON Lines training data (`input_text`, optional `output_text`), or an application's logged
-            conversations in OpenAI chat, Gemini tuning or Amazon Bedrock invocation log format (docs/logs.md).
+        dataset_uri: JSON Lines training data (`input_text`, optional `output_text`; a local path, `gs://` or
+            `https://` URI), or an application's logged conversations in OpenAI chat, Gemini tuning or Amazon
+            Bedrock invocation log format (docs/logs.md).
         project: Google Cloud project; empty keeps everything off Google Cloud.
         location: Region the distilled model is uploaded to, and where a Vertex AI teacher runs.
-        model_display_name: Display name of the distilled model.
+        model_display_name: The registered model's name; empty: `distilled-<student>`.
         accelerator_type: `GPU`: with a project, tuning runs as a Vertex AI custom job on 8 x NVIDIA A100 80GB;
             without one, in the pipeline's own process or pod, on its devices. `TPU` is not supported yet:
             the preflight step stops the run before the teacher is asked anything.
@@ -112,10 +113,11 @@ def distillation(
             `location`), `hf:<model>` for a Hugging Face model run on the task's GPU, or `precomputed` when
             the data carries rationales.
         student_model_reference: The student: a catalog name, a Hugging Face id, a local path or a URI.
-        train_steps: Tuning steps; examples seen = steps x batch size.
-        learning_rate_multiplier: Multiplies the recommended learning rate.
-        evaluation_data_uri: Evaluation data (10 to 250 labeled examples); enables evaluation.
-        evaluation_interval: Tuning steps between evaluations.
+        train_steps: Tuning steps (optimizer steps); examples seen = steps x batch size, each as a label and a
+            rationale example.
+        learning_rate_multiplier: Multiplies the recommended learning rate of the tuning method.
+        evaluation_data_uri: Evaluation data (10 to 250 labeled examples); enables evaluation. Empty: none.
+        evaluation_interval: Tuning steps between evaluations (only with evaluation data).
         enable_early_stopping: Stop when the evaluation metric chosen by `early_stopping_metric` stops improving.
         early_stopping_metric: What early stopping watches: `token_accuracy`, the evaluation token accuracy under
             teacher forcing (the contract's meaning), or `task_metric`, the task's main metric (accuracy, SQuAD
@@ -127,27 +129,34 @@ def distillation(
             copies tune-student's scalars into an experiment named after the pipeline job (run `tune-student`).
             Needs `project`; without one nothing is sent.
         encryption_spec_key_name: A customer-managed encryption key.
-        batch_size: Examples per tuning step.
-        tuning_method: `full` or `lora`.
+        batch_size: Training rows per tuning step (the contract's batch size).
+        tuning_method: `full` tunes every weight; `lora` tunes low-rank adapters, merged into the weights at the
+            end.
         alpha: Weight of the label loss; the rationale loss gets `1 - alpha`.
-        teacher_prompt_template: Overrides the teacher's user-turn template (`{input_text}`, `{output_text}`).
-        teacher_few_shot_uri: JSON Lines of worked examples (`input_text`, `rationale`, `output_text`).
-        teacher_max_new_tokens: Longest teacher completion.
-        teacher_cache_uri: Where the teacher's answers are kept, so a re-run re-asks nothing; empty:
-            `<pipeline root>/teacher-cache/<teacher>-<digest>.sqlite`, found again by retried tasks and later runs.
-        teacher_max_concurrency: Teacher requests in flight at once (HTTP endpoints).
-        teacher_max_total_tokens: Token budget of each teacher step's requests; 0: no cap.
-        teacher_self_consistency_samples: Answers sampled per example (temperature 0.7, one seed each); above
-            1 the majority answer becomes the teacher's label.
-        teacher_answer_format: `json` (rationale and answer held to a JSON schema where the teacher's
-            backend supports it), `text` ("... The answer is X."), or `auto`: `json` where supported.
+        teacher_prompt_template: The teacher's user turn, with `{input_text}` (and `{output_text}` when it explains
+            labels); empty: the question as it is.
+        teacher_few_shot_uri: JSON Lines of worked examples (`input_text`, `rationale`, `output_text`); empty: up to
+            4 labeled rows explained by the teacher, or zero-shot when no row has a label.
+        teacher_max_new_tokens: The most tokens the teacher writes per answer.
+        teacher_cache_uri: Where the teacher's answers are kept, so a re-run re-asks nothing: an SQLite file, a
+            local path or a gs:// URI copied down and back as answers arrive; empty: `<pipeline
+            root>/teacher-cache/<teacher>-<digest>.sqlite`, found again by retried tasks and later runs (outside a
+            pipeline, the kfp-distill cache folder).
+        teacher_max_concurrency: Teacher requests in flight at once (HTTP endpoints; llama.cpp asks one at a time).
+        teacher_max_total_tokens: Token budget of each teacher step's requests (answers from the cache are free);
+            the rows left are reported "not asked: budget reached". 0: no cap.
+        teacher_self_consistency_samples: Answers sampled per example, each with its own seed at the
+            self-consistency temperature (0.7 unless set otherwise); above 1 the majority answer becomes the
+            teacher's label. Tokens and cost count every sample.
+        teacher_answer_format: `json` (rationale and answer held to a JSON schema where the teacher's backend
+            supports it: llama.cpp, OpenAI-compatible servers, Gemini), `text` ("... The answer is X."), or `auto`:
+            `json` where supported, else `text` (also when a server refuses it).
         teacher_probe_rows: Rows each teacher step asks first; it stops, saying what the teacher said and what
             to do, when fewer than half of them got a usable answer. 0: no probe.
-        teacher_rationale_length: `concise` (one or two sentences, as the paper's rationales are) or
-            `detailed` (as long as the task needs): what the teacher is asked to write; `detailed` by default
-            (the README's Results compare them).
-        teacher_min_answered_fraction: A teacher step fails when a smaller share of its rows got a usable
-            answer.
+        teacher_rationale_length: `concise` (one or two sentences, as the paper's rationales are) or `detailed` (as
+            long as the task needs): what the teacher is asked to write.
+        teacher_min_answered_fraction: A teacher step fails when a smaller share of the rows it asked about got a
+            usable answer; it stops as soon as that is certain.
         teacher_api_key_secret: A Secret Manager secret version (`projects/P/secrets/S/versions/latest`) holding an
             OpenAI-compatible teacher's API key, read by the teacher steps at run time with the job's service
             account (it needs roles/secretmanager.secretAccessor on the secret). The key itself is never a
@@ -159,14 +168,15 @@ def distillation(
             empty: from the labels, else from the instruction in the inputs (`classes: [a, b]`).
         drop_contradicting_rationales: Leave out of the training data the labeled examples whose teacher
             answer contradicts the label (the evaluation step keeps them, to score the teacher fairly).
-        registry_uri: An MLflow tracking URI; empty uses the embedded SQLite registry.
-        serving_container_image_uri: With a project, the container Vertex AI serves the distilled model with; it
-            must be in Artifact Registry (`LOCATION-docker.pkg.dev/...`) or Container Registry (`gcr.io/...`), which
-            the preflight step checks first. Empty: the kfp-distill image (KFP_DISTILL_IMAGE when compiled).
+        registry_uri: An MLflow tracking URI; empty: the embedded SQLite registry under `$KFP_DISTILL_HOME`.
+        serving_container_image_uri: With a project, the container Vertex AI serves the distilled model with, run as
+            its own contract says; it must be in Artifact Registry (`LOCATION-docker.pkg.dev/...`) or Container
+            Registry (`gcr.io/...`), which the preflight step checks first. Empty: the kfp-distill image
+            (KFP_DISTILL_IMAGE when compiled) running `kfp-distill serve`.
         deploy_model: With a project, deploy the registered model to the Vertex AI endpoint of its display name
-            (created, with encryption_spec_key_name, when there is none; found and reused when there is), served
-            by the kfp-distill image (or serving_container_image_uri) as the pipeline job's service account.
-            Without a project nothing is deployed: serve the model with `kfp-distill serve`.
+            (created, with encryption_spec_key_name, when there is none; found and reused when there is), served by
+            the kfp-distill image (or serving_container_image_uri) as the pipeline job's service account. Without a
+            project, or false, nothing is deployed: serve the model with `kfp-distill serve`.
         deploy_machine_type: The endpoint's machine type (a small CPU machine by default).
         deploy_min_replica_count: Replicas the endpoint always runs.
         deploy_max_replica_count: Replicas the endpoint scales up to under load.

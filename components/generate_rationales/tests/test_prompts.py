@@ -102,3 +102,22 @@ def test_empty_or_missing_few_shot_file_is_an_error(tmp_path):
         load_demonstrations(str(empty))
     with pytest.raises(DatasetError, match="not found"):
         load_demonstrations(str(tmp_path / "missing.jsonl"))
+
+
+def test_the_config_takes_its_settings_from_the_component_inputs_with_the_classes_split():
+    from kfp_distill.components.generate_rationales.config import GenerationConfig
+
+    inputs = {
+        "teacher_model_reference": "precomputed",
+        "pipeline_root": "gs://bucket/root",  # where the cache goes, not how to ask
+        "teacher_api_key_secret": "",
+        "dataset": object(),  # an input artifact
+        "class_names": "positive,negative,",
+        "probe_rows": 0,
+        "cache_uri": "gs://bucket/cache.sqlite",
+    }
+    config = GenerationConfig.from_component_inputs(inputs)
+    assert config == GenerationConfig(
+        "precomputed", class_names=("positive", "negative"), probe_rows=0, cache_uri="gs://bucket/cache.sqlite"
+    )
+    assert GenerationConfig.from_component_inputs({**inputs, "class_names": ""}).class_names == ()

@@ -174,3 +174,21 @@ def test_component_takes_the_contract_parameter_names():
         "dataset_uri",
     } <= set(spec.inputs)
     assert set(spec.outputs) == {"model", "tensorboard_logs", "metrics"}
+
+
+def test_the_config_takes_its_settings_from_the_component_inputs_and_leaves_the_rest():
+    inputs = {
+        "student_model_reference": "student",
+        "teacher_model_reference": "teacher",  # provenance, not a tuning setting
+        "dataset_uri": "gs://bucket/train.jsonl",
+        "task_type": "",
+        "model": object(),  # an output artifact
+        "train_steps": 7,
+        "micro_batch_size": 0,
+        "mixed_precision": "no",
+    }
+    config = TuningConfig.from_component_inputs(inputs)
+    assert config == TuningConfig("student", train_steps=7, micro_batch_size=None, mixed_precision="no")
+    assert TuningConfig.from_component_inputs({**inputs, "micro_batch_size": 4}).micro_batch_size == 4
+    with pytest.raises(ValueError, match="micro_batch_size must be a positive divisor of batch_size 8, got 3"):
+        TuningConfig.from_component_inputs({**inputs, "micro_batch_size": 3})
