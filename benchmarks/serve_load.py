@@ -48,8 +48,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from kfp_distill.demo import make_problems
-from kfp_distill.serving import (
+from kfp_distill.interfaces.demo import make_problems
+from kfp_distill.interfaces.serving import (
     API_KEY_ENV,
     DEFAULT_MAX_CONNECTIONS,
     LARGE_BODIES_BYTES,
@@ -284,7 +284,7 @@ def run_phase(name: str, clients: list[Callable[[], Outcome]], seconds: float, m
 
 
 def memory_bound_mib(max_connections: int = DEFAULT_MAX_CONNECTIONS) -> float:
-    """The most memory the server's limits let request bodies take (kfp_distill/serving.py's docstring): the
+    """The most memory the server's limits let request bodies take (kfp_distill/interfaces/serving.py's docstring): the
     bodies themselves (small ones on every connection, large ones within their shared budget), 4 times that
     in parsed fields, and one body of the largest size being parsed (8 times its size)."""
     bodies = max_connections * SMALL_BODY_BYTES + LARGE_BODIES_BYTES
@@ -362,7 +362,7 @@ def distilled_copy(directory: Path) -> Path:
 def start_server(model_dir: str, timeout: float, log: Path) -> tuple[subprocess.Popen, int]:
     """`kfp-distill serve` on a free loopback port with an API key; returns the process and its port."""
     server = subprocess.Popen(
-        [sys.executable, "-m", "kfp_distill.cli", "serve", model_dir, "--port", "0", "--timeout", str(timeout)],
+        [sys.executable, "-m", "kfp_distill.interfaces.cli", "serve", model_dir, "--port", "0", "--timeout", str(timeout)],
         stdout=subprocess.PIPE, stderr=log.open("w"), text=True, env={**os.environ, API_KEY_ENV: API_KEY},
     )
     banner = server.stdout.readline()  # "Serving NAME at http://127.0.0.1:PORT/v1 ..."

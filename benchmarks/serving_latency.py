@@ -15,7 +15,7 @@ timings. Prints a table of accuracy, mean / median per-example latency and examp
 student's speed-up over the teacher by mean and by median latency (target: at least 10x per example; the
 median is the steadier figure on a machine that other work shares).
 
-The evaluation set is the demo's 30 evaluation rows (`kfp_distill/demo.py`), the task the demo's student was
+The evaluation set is the demo's 30 evaluation rows (`kfp_distill/interfaces/demo.py`), the task the demo's student was
 distilled on. Usage (from the repository root; a benchmark, so under the heavy lock on a shared machine):
 
     flock /tmp/kfp-distill-heavy.lock .venv/bin/python benchmarks/serving_latency.py \\
@@ -42,8 +42,8 @@ from kfp_distill._implementation.student import StudentPredictor, student_prompt
 from kfp_distill.components.generate_rationales.backends.base import DecodingSettings
 from kfp_distill.components.generate_rationales.backends.llama_cpp import LlamaCppBackend
 from kfp_distill.components.generate_rationales.prompts import Mode, build_messages, load_demonstrations
-from kfp_distill.demo import write_demo_data
-from kfp_distill.gguf_export import export_gguf
+from kfp_distill.interfaces.demo import write_demo_data
+from kfp_distill.interfaces.gguf_export import export_gguf
 
 STUDENT_MAX_NEW_TOKENS = 64  # evaluate's default for the student
 

@@ -53,7 +53,7 @@ from kfp_distill.components.generate_rationales.config import GenerationConfig
 from kfp_distill.components.generate_rationales.generation import generate_rationales
 from kfp_distill.components.generate_rationales.prompts import Mode, build_messages, load_demonstrations
 from kfp_distill.components.generate_rationales.report import GenerationReport
-from kfp_distill.demo import INSTRUCTION, write_demo_data
+from kfp_distill.interfaces.demo import INSTRUCTION, write_demo_data
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 DEFAULT_SERVER_BINARY = REPOSITORY / ".cache" / "llama-server" / "bin" / "llama-server"

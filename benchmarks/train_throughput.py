@@ -127,7 +127,7 @@ def distilled_rows(data: str, count: int | None = None, data_dir: Path | None = 
         rows = qed_rows((data_dir or QED_DIR) / "train.jsonl")
         return rows[:count] if count else rows
     if data == "demo":
-        from kfp_distill.demo import make_problems
+        from kfp_distill.interfaces.demo import make_problems
 
         return [TrainingRow(p.input_text, p.expression, p.rationale) for p in make_problems(count or 200, seed=7)]
     convert = _quality_convert()

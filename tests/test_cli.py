@@ -2,7 +2,7 @@
 
 import pytest
 
-from kfp_distill import cli
+from kfp_distill.interfaces import cli
 
 
 def test_a_boolean_pipeline_flag_takes_true_or_false_and_refuses_a_typo(capsys):
@@ -14,7 +14,7 @@ def test_a_boolean_pipeline_flag_takes_true_or_false_and_refuses_a_typo(capsys):
 
 
 def test_run_help_gives_every_pipeline_flag_its_owners_help_and_default(capsys, monkeypatch):
-    from kfp_distill.parameters import pipeline_help
+    from kfp_distill.interfaces.parameters import pipeline_help
 
     monkeypatch.setenv("COLUMNS", "100000")  # no help text wrapped
     with pytest.raises(SystemExit):
@@ -112,7 +112,7 @@ def test_models_alone_lists_the_models_as_models_list_does(tmp_path, capsys):
 
 
 def test_run_names_the_failed_step_with_its_error_and_points_at_the_log(tmp_path, stub_teacher, capsys):
-    from kfp_distill.demo import write_demo_data
+    from kfp_distill.interfaces.demo import write_demo_data
 
     files = write_demo_data(tmp_path / "data", train_size=12, evaluation_size=10)
     arguments = ["run", "--output-dir", str(tmp_path / "runs"), "--dataset-uri", files["train"],

@@ -125,7 +125,7 @@ def test_the_image_holds_every_module_shared_library_and_the_baked_model(image_c
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory) -> Path:
     """The pipeline and its components compiled with the image's name (KFP_DISTILL_IMAGE, or the default)."""
-    from kfp_distill.compiling import compile_all
+    from kfp_distill.interfaces.compiling import compile_all
 
     folder = tmp_path_factory.mktemp("compiled")
     compile_all(folder)
@@ -135,7 +135,7 @@ def compiled(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def pipeline_root(tmp_path_factory, tiny_student_dir) -> Path:
     """The one host folder DockerRunner mounts (at the same path): the data and the student must be in it."""
-    from kfp_distill.demo import write_demo_data
+    from kfp_distill.interfaces.demo import write_demo_data
 
     root = tmp_path_factory.mktemp("container-route")
     write_demo_data(root / "data", train_size=8, evaluation_size=10)  # the probe asks all 8
@@ -188,7 +188,7 @@ def kubeflow_run(docker_client, image_of_this_tree, compiled, pipeline_root) -> 
 
 def _registered_model_answers(model_uri: str, registry_uri: str, capsys) -> None:
     """The host lists the registered model and answers with it, from the registry the containers wrote."""
-    from kfp_distill import cli
+    from kfp_distill.interfaces import cli
 
     assert cli.main(["models", "list", "--registry-uri", registry_uri]) == 0
     assert model_uri.split("/")[1] in capsys.readouterr().out
@@ -534,7 +534,7 @@ def test_the_image_serves_a_model_as_vertex_ai_runs_its_serving_container(
     from kfp_distill._implementation.student import StudentPredictor
     from kfp_distill._implementation.model_store import answer
     from kfp_distill.components.upload_model.vertex import serving_container_spec
-    from kfp_distill.serving import DEFAULT_MAX_TOKENS
+    from kfp_distill.interfaces.serving import DEFAULT_MAX_TOKENS
 
     spec = serving_container_spec(IMAGE)
     # Vertex AI sets AIP_HTTP_PORT to the spec's port; on the host's network a free port stands in for 8080.

@@ -9,9 +9,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from kfp_distill import cli
+from kfp_distill.interfaces import cli
 from kfp_distill._implementation.model_store.mlflow_backend import default_registry_uri
-from kfp_distill.demo import write_demo_data
+from kfp_distill.interfaces.demo import write_demo_data
 
 COMPILED = Path(__file__).resolve().parent.parent / "compiled" / "distillation.yaml"
 

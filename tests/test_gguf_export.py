@@ -3,7 +3,7 @@ import json
 import pytest
 
 from kfp_distill._implementation.student import student_prompt
-from kfp_distill.gguf_export import GGUFExportError, describe, export_gguf
+from kfp_distill.interfaces.gguf_export import GGUFExportError, describe, export_gguf
 
 PROMPT = student_prompt(
     "Write the arithmetic expression that answers the question.\nQuestion: Ana has 12 boxes with 30 pencils in "
@@ -92,7 +92,7 @@ def test_unsupported_models_are_refused_with_the_reason(varied_student_dir, tmp_
 
 
 def test_the_cli_exports_and_says_what_it_wrote(varied_student_dir, tmp_path, capsys):
-    from kfp_distill.cli import main
+    from kfp_distill.interfaces.cli import main
 
     assert main(["export-gguf", varied_student_dir, str(tmp_path / "out.gguf"), "--type", "q8_0"]) == 0
     assert "q8_0, llama, pre-tokenizer gpt-2" in capsys.readouterr().out

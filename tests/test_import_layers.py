@@ -2,7 +2,8 @@
 
 Layers, bottom to top: the shared implementation (`kfp_distill._implementation`, `kfp_distill._version` and the
 package's top level, which re-exports public names from them), the components (none imports another), the
-pipelines, and the interfaces (every other `kfp_distill.<module>`: CLI, serve, submit, publish, compile, demo...).
+pipelines, and the interfaces (`kfp_distill.interfaces`: CLI, serve, submit, publish, compile, demo...); each layer
+has its own folder, and a module outside them fails.
 Every `import` counts, at module level or inside a function (a lazy import hides a circle, it does not break it),
 except those under `if TYPE_CHECKING:`; relative imports are resolved. A package's `__init__` that Python runs
 before a submodule is not counted as imported by it. Tests folders are not part of the package and are skipped.
@@ -60,7 +61,9 @@ def layer(module: str) -> int:
         return COMPONENTS
     if module.startswith("kfp_distill.pipelines"):
         return PIPELINES
-    return INTERFACES
+    if module.startswith("kfp_distill.interfaces"):
+        return INTERFACES
+    raise ValueError(f"{module} is in none of the layers' folders: put it in kfp_distill/_implementation or kfp_distill/interfaces")
 
 
 def component_of(module: str) -> str | None:
@@ -198,7 +201,7 @@ def test_the_walk_sees_every_layer_and_lazy_imports():
     graph, modules = import_graph()
     assert {layer(module) for module in modules} == {IMPLEMENTATION, COMPONENTS, PIPELINES, INTERFACES}
     # cli.py imports compiling inside its command handler, and the backends package its backends lazily.
-    assert "kfp_distill.compiling" in {edge.target for edge in graph["kfp_distill.cli"]}
+    assert "kfp_distill.interfaces.compiling" in {edge.target for edge in graph["kfp_distill.interfaces.cli"]}
     backends = "kfp_distill.components.generate_rationales.backends"
     assert f"{backends}.openai_compatible" in {edge.target for edge in graph[backends]}
 
@@ -236,9 +239,11 @@ def test_the_checks_catch_a_lazy_circle_and_an_upward_import(tmp_path):
     (package / "_implementation" / "__init__.py").write_text("")
     (package / "_implementation" / "a.py").write_text("from . import b\n")
     (package / "_implementation" / "b.py").write_text(
-        "def f():\n    from kfp_distill._implementation.a import x\n    import kfp_distill.cli\n"
+        "def f():\n    from kfp_distill._implementation.a import x\n    import kfp_distill.interfaces.cli\n"
     )
-    (package / "cli.py").write_text("")
+    (package / "interfaces").mkdir()
+    (package / "interfaces" / "__init__.py").write_text("")
+    (package / "interfaces" / "cli.py").write_text("")
     graph, _ = import_graph({"kfp_distill": package}, tmp_path)
     [cycle] = find_cycles(graph)
     assert [(edge.source, edge.target, edge.line) for edge in cycle] == [
@@ -247,6 +252,13 @@ def test_the_checks_catch_a_lazy_circle_and_an_upward_import(tmp_path):
     ]
     [problem] = layer_violations(graph)
     assert problem == (
-        "kfp_distill/_implementation/b.py:3: kfp_distill._implementation.b imports kfp_distill.cli: "
+        "kfp_distill/_implementation/b.py:3: kfp_distill._implementation.b imports kfp_distill.interfaces.cli: "
         "the shared implementation imports an interface"
     )
+
+
+def test_every_module_sits_in_its_layer_s_folder():
+    top_level = {"kfp_distill", "kfp_distill._version"}
+    folders = ("kfp_distill._implementation", "kfp_distill.components", "kfp_distill.pipelines", "kfp_distill.interfaces")
+    outside = [name for name in package_modules(PACKAGE_DIRS) if name not in top_level and not name.startswith(folders)]
+    assert not outside, f"modules outside the layers' folders (kfp_distill/_implementation or kfp_distill/interfaces): {outside}"

@@ -28,7 +28,7 @@ def test_a_failed_gguf_assembly_leaves_no_partial_file(empty_cache, monkeypatch)
 def test_a_failed_conversion_leaves_no_partial_folder(empty_cache, monkeypatch, tmp_path, tiny_student_dir):
     from transformers import PreTrainedModel
 
-    from kfp_distill.gguf_export import export_gguf
+    from kfp_distill.interfaces.gguf_export import export_gguf
 
     gguf = export_gguf(tiny_student_dir, tmp_path / "tiny.gguf", output_type="f32")  # converted as catalog GGUFs are
 

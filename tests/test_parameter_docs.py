@@ -1,6 +1,6 @@
 """Parameters are documented once, by their owners; docstrings, README input lists and docs/parameters.md follow.
 
-Each setting's help text is owned by a config dataclass field (`kfp_distill/parameters.py` says which);
+Each setting's help text is owned by a config dataclass field (`kfp_distill/interfaces/parameters.py` says which);
 the components' and the pipeline's docstrings repeat it under `Args` (KFP reads them into the compiled YAML), and
 `tests/test_settings_owners.py` holds them equal. Each component README holds its inputs between `<!-- inputs -->`
 and `<!-- /inputs -->`: name, type and default from the component's signature, the description from its
@@ -21,8 +21,8 @@ import textwrap
 import typing
 from pathlib import Path
 
-from kfp_distill.compiling import COMPONENTS
-from kfp_distill import parameters
+from kfp_distill.interfaces.compiling import COMPONENTS
+from kfp_distill.interfaces import parameters
 from kfp_distill.pipelines.distillation.pipeline import distillation
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ from kfp import dsl
 from kfp.dsl import Input, Model, Output
 
 from kfp_distill._implementation.settings import IMAGE
-from kfp_distill.compiling import compile_all
+from kfp_distill.interfaces.compiling import compile_all
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPILED = ROOT / "compiled" / "distillation.yaml"
@@ -195,7 +195,7 @@ def _stopped_before_spending(tmp_path, stub_teacher, capfd, **arguments) -> tupl
     before the data is read or the teacher asked anything; returns what the run printed and the preflight report."""
     from kfp import components
 
-    from kfp_distill.demo import write_demo_data
+    from kfp_distill.interfaces.demo import write_demo_data
     from kfp_distill.pipelines.local_runner import init_local_runner
 
     files = write_demo_data(tmp_path / "data", train_size=12, evaluation_size=10)

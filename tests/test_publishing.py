@@ -11,8 +11,8 @@ import pytest
 import requests
 from kfp.registry import registry_client
 
-from kfp_distill import cli
-from kfp_distill.publishing import publish
+from kfp_distill.interfaces import cli
+from kfp_distill.interfaces.publishing import publish
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPILED = ROOT / "compiled" / "distillation.yaml"

@@ -18,7 +18,7 @@ import yaml
 from google.auth.credentials import AnonymousCredentials
 
 from kfp_distill._implementation.settings import IMAGE
-from kfp_distill.submitting import build_pipeline_job, validate_request
+from kfp_distill.interfaces.submitting import build_pipeline_job, validate_request
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

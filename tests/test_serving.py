@@ -12,7 +12,7 @@ import pytest
 from kfp_distill._implementation.conversations import Message, render_prompt
 from kfp_distill._implementation.model_store import answer
 from kfp_distill._implementation.student import StudentPredictor
-from kfp_distill.serving import (
+from kfp_distill.interfaces.serving import (
     API_KEY_ENV,
     MAX_PROMPTS,
     MAX_TOKENS_CAP,
@@ -155,7 +155,7 @@ def test_streaming_clients_get_the_same_answer(client, expected):
 
 
 def test_the_route_functions_answer_a_decoded_body_as_the_server_does(predictor, expected):
-    from kfp_distill.serving import chat_completion, completion
+    from kfp_distill.interfaces.serving import chat_completion, completion
 
     service = StudentService(predictor, model_id="tiny-student", max_tokens=MAX_TOKENS)
     chat = chat_completion(service, {"messages": [{"role": "user", "content": QUESTION}]})
@@ -212,7 +212,7 @@ def test_the_cli_serves_a_model_directory_with_the_key_from_the_named_variable(v
     from openai import AuthenticationError, OpenAI
 
     server = subprocess.Popen(
-        [sys.executable, "-m", "kfp_distill.cli", "serve", varied_student_dir, "--port", "0",
+        [sys.executable, "-m", "kfp_distill.interfaces.cli", "serve", varied_student_dir, "--port", "0",
          "--max-tokens", str(MAX_TOKENS), "--api-key-env", "STUDENT_ENDPOINT_KEY"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         env={**os.environ, "STUDENT_ENDPOINT_KEY": "k-from-env"},
@@ -500,7 +500,7 @@ def test_the_cli_serves_as_vertex_ai_runs_a_container_and_answers_as_predict(
     import subprocess
     import sys
 
-    from kfp_distill import cli
+    from kfp_distill.interfaces import cli
     from kfp_distill.components.upload_model.registry import register_model
 
     monkeypatch.setenv("KFP_DISTILL_HOME", str(tmp_path / "home"))
@@ -518,7 +518,7 @@ def test_the_cli_serves_as_vertex_ai_runs_a_container_and_answers_as_predict(
     }
     # predict's StudentPredictor generates at most 64 tokens; the server is given the same limit.
     server = subprocess.Popen(
-        [sys.executable, "-m", "kfp_distill.cli", "serve", "--max-tokens", "64"],
+        [sys.executable, "-m", "kfp_distill.interfaces.cli", "serve", "--max-tokens", "64"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, **vertex_environment},
     )
     try:
@@ -607,7 +607,7 @@ def test_a_connection_that_sends_nothing_is_answered_408_without_a_traceback(bou
 
 
 def test_large_bodies_share_a_memory_budget_and_small_ones_are_still_served(bounded_port):
-    from kfp_distill.serving import LARGE_BODIES_BYTES, MAX_BODY_BYTES
+    from kfp_distill.interfaces.serving import LARGE_BODIES_BYTES, MAX_BODY_BYTES
 
     head = f"POST /v1/completions HTTP/1.1\r\nContent-Length: {MAX_BODY_BYTES}\r\n\r\n".encode()
     # Clients that declare the largest body and send it slowly hold the budget for large bodies until their
@@ -675,7 +675,7 @@ def test_a_request_whose_client_left_holds_its_place_until_its_work_is_done(pred
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from kfp_distill import serving  # noqa: E402
+from kfp_distill.interfaces import serving  # noqa: E402
 
 _TEXT = st.text(max_size=12)
 # Unpaired surrogates: json.dumps writes them as \ud800 escapes, which json.loads reads back.
@@ -828,7 +828,7 @@ def test_the_depth_and_value_caps_hold_exactly(value):
 
 
 def test_the_caps_at_their_real_size():
-    from kfp_distill.serving import MAX_JSON_DEPTH, MAX_JSON_VALUES, decode_body
+    from kfp_distill.interfaces.serving import MAX_JSON_DEPTH, MAX_JSON_VALUES, decode_body
 
     decode_body(b'{"a": ' + b"[" * (MAX_JSON_DEPTH - 1) + b"]" * (MAX_JSON_DEPTH - 1) + b"}")
     with pytest.raises(serving.RefusedRequest, match="deep"):
@@ -867,7 +867,7 @@ def test_any_request_head_is_read_without_an_error(head):
 
 
 def test_every_route_answers_an_extractive_question_with_a_span_of_its_context(varied_student_dir):
-    from kfp_distill.serving import chat_completion, completion, vertex_prediction
+    from kfp_distill.interfaces.serving import chat_completion, completion, vertex_prediction
 
     context = ("Beijing is the capital of the People's Republic of China. With over 21 million residents, it is "
                "the world's most populous national capital city.")
@@ -886,7 +886,7 @@ def test_every_route_answers_an_extractive_question_with_a_span_of_its_context(v
 
 
 def test_a_model_uri_names_its_served_model_without_credentials_or_query():
-    from kfp_distill.serving import served_model_id
+    from kfp_distill.interfaces.serving import served_model_id
 
     assert served_model_id("gs://bucket/students/support-v2/") == "support-v2"
     signed = "https://storage.googleapis.com/b/students/support-v2?X-Goog-Signature=S3CRET&X-Goog-Credential=c"

@@ -2,7 +2,7 @@
 
 A setting's owner is a field of a config dataclass (`kfp_distill._implementation.setting_field.setting`): its
 component's (`components/<name>/config.py`), or the pipeline's `DistillationSettings` for one that several
-components read (`kfp_distill/parameters.py`, which also declares the renamed settings, the defaults
+components read (`kfp_distill/interfaces/parameters.py`, which also declares the renamed settings, the defaults
 that differ by design and the inputs that are wiring). The components' and the pipeline's signatures must hold
 literals, so they repeat names, types and defaults; their docstrings repeat the help text. These tests compare
 every copy with its owner and say, for each difference, what to change:
@@ -24,9 +24,9 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from kfp_distill.compiling import COMPONENTS
-from kfp_distill import parameters
-from kfp_distill.parameters import (
+from kfp_distill.interfaces.compiling import COMPONENTS
+from kfp_distill.interfaces import parameters
+from kfp_distill.interfaces.parameters import (
     COMPONENT_OWNERS,
     DIFFERENT_BY_DESIGN,
     NOT_SETTINGS,
@@ -83,13 +83,13 @@ def _type_and_default_problems(place: str, where: str, parameter: inspect.Parame
     if declared and not problems:
         return [
             f"{where} matches its owner {owned.where}, yet DIFFERENT_BY_DESIGN declares ({place!r}, "
-            f"{parameter.name!r}) different: remove that entry from kfp_distill/parameters.py"
+            f"{parameter.name!r}) different: remove that entry from kfp_distill/interfaces/parameters.py"
         ]
     if declared:
         return []
     return [
         f"{problem} (if it differs by design, declare ({place!r}, {parameter.name!r}) in DIFFERENT_BY_DESIGN, "
-        "kfp_distill/parameters.py)"
+        "kfp_distill/interfaces/parameters.py)"
         for problem in problems
     ]
 
@@ -161,7 +161,7 @@ def component_problems(folder: str) -> list[str]:
             problems.append(
                 f"{where} has no owner: declare it in {owner_name} with setting(default, help=..., scope=...), or, "
                 f"if another step's output or a placeholder fills it, in NOT_SETTINGS "
-                f"(kfp_distill/parameters.py)"
+                f"(kfp_distill/interfaces/parameters.py)"
             )
     for name, own in owned.items():
         if own.scope == "internal":

@@ -12,8 +12,9 @@ import yaml
 from google.auth.credentials import AnonymousCredentials
 from kfp import compiler, dsl
 
-from kfp_distill import IMAGE, cli
-from kfp_distill.submitting import (
+from kfp_distill import IMAGE
+from kfp_distill.interfaces import cli
+from kfp_distill.interfaces.submitting import (
     RequestError,
     build_pipeline_job,
     load_template,

@@ -32,7 +32,7 @@ def test_a_pipeline_run_gives_the_key_to_the_teacher_and_writes_it_nowhere(
 ):
     from kfp import components
 
-    from kfp_distill.demo import write_demo_data
+    from kfp_distill.interfaces.demo import write_demo_data
     from kfp_distill.pipelines.local_runner import init_local_runner
 
     monkeypatch.delenv(TEACHER_API_KEY_ENV, raising=False)

@@ -12,7 +12,7 @@ import pytest
 
 from kfp_distill._implementation.scripts import load_module
 from kfp_distill._implementation.student import StudentPredictor
-from kfp_distill.serving import StudentService, create_server
+from kfp_distill.interfaces.serving import StudentService, create_server
 
 load = load_module("serve_load", Path(__file__).parents[1] / "serve_load.py")
 

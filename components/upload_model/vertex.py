@@ -7,7 +7,7 @@ otherwise the SDK's own settings: application-default credentials and the region
 or the tests' loopback server).
 
 The uploaded model's artifact is the tuned model directory in Cloud Storage; its serving container is our own
-image running `kfp-distill serve` (Vertex AI's custom-container contract: see kfp_distill/serving.py), unless
+image running `kfp-distill serve` (Vertex AI's custom-container contract: see kfp_distill/interfaces/serving.py), unless
 another image is named. Vertex AI pulls serving images only from Artifact Registry or Container Registry, so
 the image is checked for that before anything is sent. Labels
 record the provenance and the metrics in the form GCP allows (lowercase, at most 63 characters of

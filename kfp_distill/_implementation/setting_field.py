@@ -2,7 +2,7 @@
 
 Each component's config dataclass (`components/<name>/config.py`) owns the settings of that component; the
 component's signature and the pipeline's repeat them as literals (KFP reads both from source) and
-`tests/test_settings_owners.py` holds the copies equal to the owner. `kfp_distill/parameters.py` says
+`tests/test_settings_owners.py` holds the copies equal to the owner. `kfp_distill/interfaces/parameters.py` says
 which owner each pipeline parameter has.
 """
 

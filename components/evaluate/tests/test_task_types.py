@@ -4,7 +4,7 @@ import pytest
 
 from kfp_distill._implementation.jsonl import load_rows
 from kfp_distill._implementation.tasks import TASK_TYPES, TaskType, infer_task_type, resolve_task_type
-from kfp_distill.demo import write_demo_data
+from kfp_distill.interfaces.demo import write_demo_data
 
 CLASSIFY = "Classify the following text into one of the following classes: [business, entertainment] Text: "
 

@@ -14,7 +14,7 @@ from kfp_distill.components.generate_rationales.generation import generate_ratio
 from kfp_distill.components.generate_rationales.prompts import SYSTEM_INSTRUCTION, load_demonstrations
 from kfp_distill.components.generate_rationales.report import GenerationReport
 from kfp_distill.components.generate_rationales.task_profile import majority_vote, task_profile
-from kfp_distill.demo import write_demo_data
+from kfp_distill.interfaces.demo import write_demo_data
 
 # What the seeded stub teacher answers per question: sample i (seed i) says ANSWERS[question][i].
 ANSWERS = {

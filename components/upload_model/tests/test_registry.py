@@ -8,7 +8,7 @@ import pytest
 from kfp_distill._implementation.model_record import RECORD_FILE, SCHEMA_VERSION, read_record, write_record
 from kfp_distill._implementation.model_store import answer, list_models, load_model
 from kfp_distill._implementation.model_store.mlflow_backend import default_registry_uri, mlflow_at
-from kfp_distill.cli import main
+from kfp_distill.interfaces.cli import main
 from kfp_distill.components.upload_model.component import upload_model
 from kfp_distill.components.upload_model.registry import experiment_id, model_name, register_model
 
@@ -212,7 +212,7 @@ def test_a_model_registered_with_the_wrapper_of_before_the_model_store_still_loa
 def test_predict_and_serve_answer_a_conversation_with_a_system_prompt_alike(
     varied_student_dir, registry_home, tmp_path, capsys
 ):
-    from kfp_distill.serving import chat_completion, load_student_service
+    from kfp_distill.interfaces.serving import chat_completion, load_student_service
 
     register_model(shutil.copytree(varied_student_dir, tmp_path / "model"), "assistant")
     conversation = [

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from kfp_distill import __version__, cli
+from kfp_distill import __version__
+from kfp_distill.interfaces import cli
 from kfp_distill._implementation.student import StudentPredictor
 from kfp_distill._implementation.model_store import answer, list_models, load_model
 from kfp_distill._implementation.model_store.vertex_backend import (
@@ -23,7 +24,7 @@ from kfp_distill.components.upload_model.vertex import (
     serving_container_spec,
     vertex_labels,
 )
-from kfp_distill.serving import load_student_service, vertex_prediction
+from kfp_distill.interfaces.serving import load_student_service, vertex_prediction
 
 KEY = "projects/test-project/locations/europe-west4/keyRings/ring/cryptoKeys/key"
 PROMPT = "Classify: 5 stocks to buy now"

@@ -230,7 +230,7 @@ def pipeline_parameter_owner(parameter: str) -> OwnedSetting:
         raise LookupError(
             f"the pipeline parameter {parameter} has no owner: declare it with setting(default, help=...) in the "
             f"config dataclass of the component that uses it (components/<name>/config.py), or in "
-            f"DistillationSettings (kfp_distill/parameters.py) when several components use it"
+            f"DistillationSettings (kfp_distill/interfaces/parameters.py) when several components use it"
         )
     owners = ", ".join(candidate.where for candidate in candidates)
     raise LookupError(
@@ -265,7 +265,7 @@ def reference_markdown(pipeline_func) -> str:
             "",
             "Every parameter of the `distillation` pipeline (compiled/distillation.yaml), with its type, default and "
             "meaning.",
-            "This page is generated from the settings' owners (`kfp_distill/parameters.py` names each "
+            "This page is generated from the settings' owners (`kfp_distill/interfaces/parameters.py` names each "
             "one's);",
             "`tests/test_parameter_docs.py` fails when it is stale: rewrite it with "
             "`.venv/bin/python tests/test_parameter_docs.py`.",

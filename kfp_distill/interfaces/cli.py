@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from kfp_distill.serving import API_KEY_ENV, DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT_S, HEALTH_ROUTE, PREDICT_ROUTE
+from kfp_distill.interfaces.serving import API_KEY_ENV, DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT_S, HEALTH_ROUTE, PREDICT_ROUTE
 
 DEMO_SETTINGS = {
     # Sized for a 2-core laptop CPU: ~100 teacher calls, a few minutes of tuning.
@@ -39,7 +39,7 @@ def _boolean(text: str) -> bool:
 
 def _parameter_help(name: str) -> str:
     """A pipeline parameter's help text, from its owner, with the pipeline's default (argparse's % escaped)."""
-    from kfp_distill.parameters import pipeline_help
+    from kfp_distill.interfaces.parameters import pipeline_help
 
     default = _pipeline_parameters()[name].default
     if default is inspect.Parameter.empty:
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     output_dir = Path(args.output_dir).resolve()
     parameters = {name: getattr(args, name) for name in _pipeline_parameters() if getattr(args, name) is not None}
     if args.demo:
-        from kfp_distill.demo import write_demo_data
+        from kfp_distill.interfaces.demo import write_demo_data
 
         files = write_demo_data(output_dir / "demo-data")
         defaults = {
@@ -139,7 +139,7 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def compile_pipelines(args: argparse.Namespace) -> int:
-    from kfp_distill.compiling import compile_all
+    from kfp_distill.interfaces.compiling import compile_all
 
     for path in compile_all(args.output_dir):
         print(path)
@@ -203,7 +203,7 @@ def submit_request(args: argparse.Namespace) -> int:
     """Checks a pipelineJobs request body; sends it to Vertex AI Pipelines unless --dry-run."""
     import json
 
-    from kfp_distill.submitting import RequestError, submit
+    from kfp_distill.interfaces.submitting import RequestError, submit
 
     try:
         request = json.loads(Path(args.request).read_text())
@@ -232,7 +232,7 @@ def publish_template(args: argparse.Namespace) -> int:
     """Uploads the compiled pipeline to a KFP registry and prints its template URIs."""
     import requests
 
-    from kfp_distill.publishing import publish
+    from kfp_distill.interfaces.publishing import publish
 
     try:
         uris = publish(args.host, args.tag, args.template)
@@ -248,7 +248,7 @@ def serve(args: argparse.Namespace) -> int:
     """Serves a distilled student on an OpenAI-compatible HTTP endpoint until interrupted."""
     import logging
 
-    from kfp_distill.serving import create_server, load_student_service
+    from kfp_distill.interfaces.serving import create_server, load_student_service
 
     if not args.model:
         print("kfp-distill serve: name a MODEL (or set AIP_STORAGE_URI, as Vertex AI does)", file=sys.stderr)
@@ -279,7 +279,7 @@ def serve(args: argparse.Namespace) -> int:
 
 def export_gguf(args: argparse.Namespace) -> int:
     """Writes a tuned student as one GGUF file for llama.cpp."""
-    from kfp_distill.gguf_export import GGUFExportError, describe, export_gguf as export
+    from kfp_distill.interfaces.gguf_export import GGUFExportError, describe, export_gguf as export
 
     try:
         path = export(args.model_dir, args.output, args.type)
