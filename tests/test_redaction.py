@@ -41,6 +41,11 @@ SECRET = "hunter2-s3cret"
         (f"zip://train.jsonl::https://{SECRET}@h/d.zip::filecache", "zip://train.jsonl::https://***@h/d.zip::filecache"),
         # A value runs to the next "&", "::" included (it may be the secret's own): later links go with it.
         (f"zip://train.jsonl::https://h/d.zip?sig={SECRET}::filecache", "zip://train.jsonl::https://h/d.zip?sig=***"),
+        # A URI behind a prefix of its reader's (`hf:` before a model's URI): read from where its scheme starts.
+        (f"hf:https://ana:{SECRET}@h/models/m", "hf:https://***@h/models/m"),
+        (f"hf:gs://{SECRET}@bucket/m", "hf:gs://***@bucket/m"),
+        (f"hf:simplecache::https://ana:{SECRET}@h/m", "hf:simplecache::https://***@h/m"),
+        (f"x:y:https://h/m?sig={SECRET}#k", "x:y:https://h/m?sig=***#k"),
         # Not a URI urlsplit accepts: redacted whole past the scheme when it may hold a credential.
         (f"https://ana:{SECRET}@[::1/x", "https://***"),
         (f"https://[h/x?sig={SECRET}", "https://***"),
@@ -305,7 +310,8 @@ def _link(draw, secrets: list[str], with_secrets: bool) -> str:
 def _uris(draw, with_secrets: bool) -> tuple[str, list[str]]:
     secrets: list[str] = []
     links = [draw(_link(secrets, with_secrets)) for _ in range(draw(st.integers(1, 3)))]
-    return "::".join(links), secrets
+    # A reader's prefix before the URI, as a teacher reference has (`hf:https://...`).
+    return draw(st.sampled_from(["", "", "hf:", "a:b:"])) + "::".join(links), secrets
 
 
 @settings(max_examples=400, deadline=None)
