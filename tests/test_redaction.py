@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kfp_distill._implementation.redaction import redact_uri
+from kfp_distill._implementation.teacher_reference import parse_teacher_reference
 
 SECRET = "hunter2-s3cret"
 
@@ -222,14 +223,17 @@ def test_the_teacher_cache_name_the_generation_report_and_dataset_errors_hold_no
         assert SECRET not in default_cache_uri(str(tmp_path), reference)
         # The identity is the model the server lists; an unreachable server's error shows no credentials either.
         with pytest.raises(TeacherRequestError) as unreachable:
-            OpenAICompatibleBackend(reference, timeout_s=1).identity
+            OpenAICompatibleBackend(parse_teacher_reference(reference), timeout_s=1).identity
         assert SECRET not in str(unreachable.value)
     # A reference without credentials keeps the name earlier versions gave its cache (its answers stay found).
     assert default_cache_uri("/root", "http://127.0.0.1:8080/v1#qwen") == (
         "/root/teacher-cache/http-127.0.0.1-8080-v1-qwen-"
         + __import__("hashlib").sha256(b"http://127.0.0.1:8080/v1#qwen").hexdigest()[:12] + ".sqlite"
     )
-    report = GenerationReport(dataset_uri=signed, teacher="llama.cpp:gguf-sha256:0")
+    report = GenerationReport(
+        dataset_uri=signed, teacher="llama.cpp:gguf-sha256:0",
+        teacher_reference=parse_teacher_reference("smollm2-135m-instruct"),
+    )
     assert SECRET not in report.to_markdown()
     error = DatasetError(signed, "file not found", 3, "input_text")
     assert SECRET not in str(error) and error.uri == signed

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from kfp_distill._implementation.teacher_reference import TeacherReference, parse_teacher_reference
 
 from .answer_format import AUTO
 from .prompts import DEFAULT_RATIONALE_LENGTH, validate_rationale_length
@@ -16,9 +18,9 @@ class GenerationConfig:
     """How to ask the teacher, and how much it may be asked.
 
     Attributes:
-        teacher_model_reference: `precomputed`, `gemini-<...>` or `vertex:<model>` (Vertex AI),
-            `<base_url>#<model>` (OpenAI-compatible), `hf:<model>` (local Hugging Face model), or a GGUF
-            catalog name, path or URI (llama.cpp); see the component README.
+        teacher_model_reference: The teacher (read by `kfp_distill._implementation.teacher_reference`, which
+            documents every form).
+        teacher: The teacher as `teacher_model_reference` reads (set from it).
         use_gold_labels: Show the teacher the gold labels and ask it to explain them.
         prompt_template: The user turn, with `{input_text}` (and `{output_text}`, explain mode only);
             empty: the question as it is.
@@ -49,8 +51,7 @@ class GenerationConfig:
             out for the budget aside) got a usable answer; it stops as soon as that is certain.
         request_timeout_s: Seconds one HTTP attempt may take.
         max_attempts: Attempts per request, the first included.
-        project: The Google Cloud project of a Vertex AI teacher (`gemini-...`, `vertex:<model>`); required
-            for those, unused by the others.
+        project: The Google Cloud project of a Vertex AI teacher; required for those, unused by the others.
         location: The Vertex AI region of such a teacher; empty: the global endpoint.
         answer_format: `json` (a rationale and an answer as fields of a JSON object, held to a JSON schema
             where the backend supports it: llama.cpp, OpenAI-compatible servers, Gemini), `text` (a
@@ -64,7 +65,8 @@ class GenerationConfig:
             long as the task needs): what the teacher's instruction asks for; `detailed` by default (the README's Results compare them).
 
     Raises:
-        ValueError: A setting out of its range (the message names it and what it must be).
+        ValueError: A setting out of its range, or a teacher reference that names no teacher (the message names
+            the setting and what it must be).
     """
 
     teacher_model_reference: str
@@ -90,8 +92,10 @@ class GenerationConfig:
     class_names: tuple[str, ...] = ()
     probe_rows: int = 8
     rationale_length: str = DEFAULT_RATIONALE_LENGTH
+    teacher: TeacherReference = field(init=False)
 
     def __post_init__(self) -> None:
+        self.teacher = parse_teacher_reference(self.teacher_model_reference)
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
         if self.temperature < 0:

@@ -16,6 +16,7 @@ from kfp_distill._implementation.jsonl import DatasetError, read_jsonl, write_js
 from kfp_distill._implementation.models import cache_root
 from kfp_distill._implementation.redaction import redact_uri
 from kfp_distill._implementation.spans import EXTRACTIVE_QA, teacher_answer_span
+from kfp_distill._implementation.teacher_reference import TeacherReference
 
 from .answer_format import (
     JSON,
@@ -93,7 +94,8 @@ class GenerationReport:
     """What the teacher did on one dataset."""
 
     dataset_uri: str
-    teacher: str
+    teacher: str  # the teacher's identity
+    teacher_reference: TeacherReference  # what the teacher is priced by
     rows: int = 0
     explained: int = 0
     predicted: int = 0
@@ -173,7 +175,7 @@ class GenerationReport:
     @property
     def estimated_cost_usd(self) -> float | None:
         """What the teacher answers used here cost (from the cache or not), for teachers with a known price."""
-        return estimated_cost_usd(self.teacher, self.prompt_tokens, self.completion_tokens)
+        return estimated_cost_usd(self.teacher_reference, self.prompt_tokens, self.completion_tokens)
 
     def metrics(self) -> dict[str, float]:
         """Scalar metrics (those that exist) for KFP's Metrics artifact."""
@@ -603,7 +605,7 @@ def generate_rationales(
         report_path: Where the Markdown report goes.
         config: The teacher and how to ask it.
         cache_path: The SQLite answer cache; None: `teacher_answers.sqlite` under the kfp-distill cache.
-        backend: The teacher `config.teacher_model_reference` names, when the caller made it already (the
+        backend: The teacher `config.teacher` names, when the caller made it already (the
             component does, to name its cache file after the teacher); None: made here.
 
     Returns:
@@ -622,12 +624,11 @@ def generate_rationales(
     profile = task_profile(
         config.task_type, [row.input_text for row in rows], [row.gold_label for row in rows], config.class_names
     )
-    backend = backend or backend_for(
-        config.teacher_model_reference, config.request_timeout_s, config.project, config.location
-    )
+    backend = backend or backend_for(config.teacher, config.request_timeout_s, config.project, config.location)
     report = GenerationReport(
         dataset_uri=dataset_uri,
         teacher=backend.identity,
+        teacher_reference=config.teacher,
         rows=len(rows),
         max_total_tokens=config.max_total_tokens,
         min_answered_fraction=config.min_answered_fraction,
