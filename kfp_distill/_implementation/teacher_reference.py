@@ -44,7 +44,7 @@ FORMS = (
 class TeacherKind(enum.Enum):
     """Which kind of teacher a reference names (the module docstring's table)."""
 
-    PRECOMPUTED = "precomputed"
+    PRECOMPUTED = "precomputed teacher"
     HUGGING_FACE = "Hugging Face model"
     VERTEX_AI = "Vertex AI model"
     OPENAI_COMPATIBLE = "OpenAI-compatible server"
