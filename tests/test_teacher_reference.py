@@ -103,7 +103,8 @@ def test_what_each_kind_needs_and_how_it_is_billed():
     with pytest.raises(ValueError, match="names a Hugging Face model, not a GGUF file or catalog GGUF model"):
         local.expect(K.GGUF_FILE, K.CATALOG_GGUF)
     # A reference is logged: its repr shows no password.
-    assert repr(parse_teacher_reference("https://ana:hunter2@h/v1#m")) == "TeacherReference('https://***@h/v1#m', OPENAI_COMPATIBLE)"
+    shown = repr(parse_teacher_reference("https://ana:hunter2@h/v1#m"))
+    assert shown == "TeacherReference('https://***@h/v1#m', OPENAI_COMPATIBLE)"
 
 
 # Text near the grammar's edges as well as any text at all.

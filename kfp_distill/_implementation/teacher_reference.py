@@ -97,7 +97,9 @@ class TeacherReference:
         """
         if self.kind not in kinds:
             wanted = " or ".join(kind.value for kind in kinds)
-            raise ValueError(f"teacher_model_reference '{redact_uri(self.text)}' names a {self.kind.value}, not a {wanted}")
+            raise ValueError(
+                f"teacher_model_reference '{redact_uri(self.text)}' names a {self.kind.value}, not a {wanted}"
+            )
         return self
 
     def project_problem(self, project: str) -> str | None:
@@ -162,5 +164,7 @@ def _named_after(reference: str, prefix: str, example: str) -> str:
     """The model named after `prefix`, or a ValueError when nothing is."""
     model = reference.removeprefix(prefix).strip()
     if not model:
-        raise ValueError(f"teacher_model_reference '{reference}' names no model: write '{prefix}<model>', e.g. '{example}'")
+        raise ValueError(
+            f"teacher_model_reference '{reference}' names no model: write '{prefix}<model>', e.g. '{example}'"
+        )
     return model
