@@ -39,6 +39,7 @@ from kfp_distill._implementation.answers import answers_match, extract_answer, s
 from kfp_distill._implementation.jsonl import load_rows
 from kfp_distill._implementation.models import DEFAULT_TEACHER
 from kfp_distill._implementation.student import StudentPredictor, student_prompt
+from kfp_distill._implementation.teacher_reference import parse_teacher_reference
 from kfp_distill.components.generate_rationales.backends.base import DecodingSettings
 from kfp_distill.components.generate_rationales.backends.llama_cpp import LlamaCppBackend
 from kfp_distill.components.generate_rationales.prompts import Mode, build_messages, load_demonstrations
@@ -99,7 +100,7 @@ def teacher_answerer(teacher: str, few_shot_uri: str) -> Callable[[], Callable[[
     """The pipeline's teacher: generate-rationales' llama.cpp backend, prompt and decoding."""
 
     def load():
-        backend = LlamaCppBackend(teacher)
+        backend = LlamaCppBackend(parse_teacher_reference(teacher))
         demonstrations = load_demonstrations(few_shot_uri)
         settings = DecodingSettings()
 

@@ -18,6 +18,8 @@ GOOD = {
     "deploy_max_replica_count": 3,
     "deploy_traffic_percentage": 100,
 }
+# A teacher that runs without a project (a Vertex AI one cannot).
+LOCAL_TEACHER = {"teacher_model_reference": "qwen2.5-coder-1.5b-instruct"}
 BAD_ENDPOINT = {
     "deploy_machine_type": "n1 standard 2",
     "deploy_min_replica_count": 0,
@@ -54,7 +56,9 @@ def test_every_problem_is_found_at_once_each_with_its_own_message():
 
 
 def test_settings_that_only_apply_with_a_project_are_notes_without_one():
-    local = {**GOOD, "project": "", "serving_container_image_uri": "ghcr.io/kfp-distill/kfp-distill:0.1.0"}
+    local = {
+        **GOOD, **LOCAL_TEACHER, "project": "", "serving_container_image_uri": "ghcr.io/kfp-distill/kfp-distill:0.1.0"
+    }
     found = preflight(local)
     assert found.problems == []
     tensorboard, image = found.notes
@@ -65,14 +69,35 @@ def test_settings_that_only_apply_with_a_project_are_notes_without_one():
 
 
 def test_the_teacher_and_the_preflight_read_one_list_of_retired_models():
+    from kfp_distill._implementation.retired_models import RetiredModelError
+    from kfp_distill._implementation.teacher_reference import parse_teacher_reference
     from kfp_distill.components.generate_rationales.backends import backend_for
-    from kfp_distill.components.generate_rationales.backends.gemini import RetiredModelError
 
     for reference in ("text-unicorn@001", "code-gecko@002", "publishers/google/models/codechat-bison"):
         assert preflight({"teacher_model_reference": reference}).problems, reference
         with pytest.raises(RetiredModelError) as raised:
-            backend_for(reference, project="my-project")
+            backend_for(parse_teacher_reference(reference), project="my-project")
         assert str(raised.value) == preflight({"teacher_model_reference": reference}).problems[0]
+
+
+def test_a_teacher_that_cannot_run_is_refused_as_the_teacher_step_would_refuse_it():
+    from kfp_distill._implementation.teacher_reference import parse_teacher_reference
+    from kfp_distill.components.generate_rationales.backends import backend_for
+
+    # A Vertex AI teacher without a project could not run at all: a problem, not a note.
+    (vertex,) = preflight({**GOOD, "project": ""}).problems
+    assert vertex.startswith(
+        "teacher_model_reference 'gemini-2.5-flash' runs on Vertex AI and needs a Google Cloud project"
+    )
+    with pytest.raises(ValueError) as raised:
+        backend_for(parse_teacher_reference("gemini-2.5-flash"))
+    assert str(raised.value) == vertex
+    # A reference that names no teacher, with the reason the parser gives, credentials redacted.
+    (endpoint,) = preflight({**GOOD, "teacher_model_reference": "https://ana:hunter2@h/v1"}).problems
+    assert endpoint.startswith("teacher_model_reference 'https://***@h/v1' is neither an OpenAI-compatible endpoint")
+    assert "hunter2" not in endpoint
+    # Left out: not checked here (a request's missing value is a problem of its own).
+    assert preflight({**GOOD, "teacher_model_reference": ""}).problems == []
 
 
 def test_malformed_endpoint_settings_are_refused_with_a_project_and_notes_without_one():
@@ -81,7 +106,7 @@ def test_malformed_endpoint_settings_are_refused_with_a_project_and_notes_withou
     assert minimum.startswith("deploy_min_replica_count is 0")
     assert maximum.startswith("deploy_max_replica_count is -1, below deploy_min_replica_count (0)")
     assert traffic.startswith("deploy_traffic_percentage is 101")
-    local = preflight({**GOOD, **BAD_ENDPOINT, "project": ""})
+    local = preflight({**GOOD, **BAD_ENDPOINT, **LOCAL_TEACHER, "project": ""})
     assert local.problems == []
     assert len(local.notes) == 5  # the four, and the TensorBoard one
     assert all(note.startswith("without a project nothing is deployed; with one: deploy_") for note in local.notes[1:])
@@ -101,10 +126,10 @@ def test_accelerator_type_is_refused_unless_it_is_the_contracts_gpu_with_or_with
     assert preflight({**GOOD, "accelerator_type": "GPU"}).problems == []
     assert "accelerator_type" not in GOOD and preflight(GOOD).problems == [], "GPU when not given"
     for project in ("my-project", ""):
-        (tpu,) = preflight({**GOOD, "project": project, "accelerator_type": "TPU"}).problems
+        (tpu,) = preflight({**GOOD, **LOCAL_TEACHER, "project": project, "accelerator_type": "TPU"}).problems
         assert tpu.startswith("accelerator_type 'TPU' is not supported yet") and "set accelerator_type to 'GPU'" in tpu
         # With a project the pipeline tunes on its GPU machine whatever the value: only the exact spelling passes.
-        (lower,) = preflight({**GOOD, "project": project, "accelerator_type": "gpu"}).problems
+        (lower,) = preflight({**GOOD, **LOCAL_TEACHER, "project": project, "accelerator_type": "gpu"}).problems
         assert lower == "accelerator_type must be 'GPU' or 'TPU' ('TPU' is not supported yet), got 'gpu'"
 
 
@@ -112,5 +137,7 @@ def test_a_deploy_gate_share_the_gate_cannot_hold_is_refused_with_or_without_a_p
     assert preflight({**GOOD, "deploy_min_share_of_teacher": 0.9}).problems == []
     for project in ("my-project", ""):
         for share in (-0.1, float("nan")):
-            (problem,) = preflight({**GOOD, "project": project, "deploy_min_share_of_teacher": share}).problems
+            # A local teacher: without a project a Vertex AI teacher would be a problem of its own.
+            settings = {**GOOD, "project": project, "teacher_model_reference": "smollm2-135m-instruct"}
+            (problem,) = preflight({**settings, "deploy_min_share_of_teacher": share}).problems
             assert problem.startswith(f"deploy_min_share_of_teacher is {share}; it is 0 (no deploy gate)")

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kfp_distill._implementation.redaction import redact_uri
+from kfp_distill._implementation.teacher_reference import parse_teacher_reference
 
 SECRET = "hunter2-s3cret"
 
@@ -41,6 +42,11 @@ SECRET = "hunter2-s3cret"
         (f"zip://train.jsonl::https://{SECRET}@h/d.zip::filecache", "zip://train.jsonl::https://***@h/d.zip::filecache"),
         # A value runs to the next "&", "::" included (it may be the secret's own): later links go with it.
         (f"zip://train.jsonl::https://h/d.zip?sig={SECRET}::filecache", "zip://train.jsonl::https://h/d.zip?sig=***"),
+        # A URI behind a prefix of its reader's (`hf:` before a model's URI): read from where its scheme starts.
+        (f"hf:https://ana:{SECRET}@h/models/m", "hf:https://***@h/models/m"),
+        (f"hf:gs://{SECRET}@bucket/m", "hf:gs://***@bucket/m"),
+        (f"hf:simplecache::https://ana:{SECRET}@h/m", "hf:simplecache::https://***@h/m"),
+        (f"x:y:https://h/m?sig={SECRET}#k", "x:y:https://h/m?sig=***#k"),
         # Not a URI urlsplit accepts: redacted whole past the scheme when it may hold a credential.
         (f"https://ana:{SECRET}@[::1/x", "https://***"),
         (f"https://[h/x?sig={SECRET}", "https://***"),
@@ -217,14 +223,17 @@ def test_the_teacher_cache_name_the_generation_report_and_dataset_errors_hold_no
         assert SECRET not in default_cache_uri(str(tmp_path), reference)
         # The identity is the model the server lists; an unreachable server's error shows no credentials either.
         with pytest.raises(TeacherRequestError) as unreachable:
-            OpenAICompatibleBackend(reference, timeout_s=1).identity
+            OpenAICompatibleBackend(parse_teacher_reference(reference), timeout_s=1).identity
         assert SECRET not in str(unreachable.value)
     # A reference without credentials keeps the name earlier versions gave its cache (its answers stay found).
     assert default_cache_uri("/root", "http://127.0.0.1:8080/v1#qwen") == (
         "/root/teacher-cache/http-127.0.0.1-8080-v1-qwen-"
         + __import__("hashlib").sha256(b"http://127.0.0.1:8080/v1#qwen").hexdigest()[:12] + ".sqlite"
     )
-    report = GenerationReport(dataset_uri=signed, teacher="llama.cpp:gguf-sha256:0")
+    report = GenerationReport(
+        dataset_uri=signed, teacher="llama.cpp:gguf-sha256:0",
+        teacher_reference=parse_teacher_reference("smollm2-135m-instruct"),
+    )
     assert SECRET not in to_markdown(report)
     error = DatasetError(signed, "file not found", 3, "input_text")
     assert SECRET not in str(error) and error.uri == signed
@@ -305,7 +314,8 @@ def _link(draw, secrets: list[str], with_secrets: bool) -> str:
 def _uris(draw, with_secrets: bool) -> tuple[str, list[str]]:
     secrets: list[str] = []
     links = [draw(_link(secrets, with_secrets)) for _ in range(draw(st.integers(1, 3)))]
-    return "::".join(links), secrets
+    # A reader's prefix before the URI, as a teacher reference has (`hf:https://...`).
+    return draw(st.sampled_from(["", "", "hf:", "a:b:"])) + "::".join(links), secrets
 
 
 @settings(max_examples=400, deadline=None)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from kfp_distill._implementation.redaction import redact_uri
+from kfp_distill._implementation.teacher_reference import TeacherReference
 
 from .backends.base import Completion, DecodingSettings, TeacherRequestError, checked_completion
 
@@ -350,19 +351,19 @@ def local_cache_file(
 
 @contextlib.contextmanager
 def teacher_cache_file(
-    cache_uri: str, pipeline_root: str, teacher_identity: str, teacher_model_reference: str,
+    cache_uri: str, pipeline_root: str, teacher_identity: str, teacher: TeacherReference,
     sync_interval_s: float = SYNC_INTERVAL_S,
 ) -> Iterator[Path | None]:
     """The local file of the answer cache a component's run uses (see `local_cache_file`).
 
     `cache_uri` when given; else, with a pipeline root, the default there, named after the teacher's identity
-    (`default_cache_uri`), to which the answers of the file earlier versions named after the teacher reference
-    are added (that file is never written); else None: the kfp-distill cache folder.
+    (`default_cache_uri`), to which the answers of the file earlier versions named after the teacher reference's
+    text are added (that file is never written); else None: the kfp-distill cache folder.
     """
     read_also: tuple[str, ...] = ()
     if not cache_uri and pipeline_root:
         cache_uri = default_cache_uri(pipeline_root, teacher_identity)
-        earlier = default_cache_uri(pipeline_root, teacher_model_reference)
+        earlier = default_cache_uri(pipeline_root, teacher.text)
         read_also = (earlier,) if earlier != cache_uri else ()
     with local_cache_file(cache_uri, sync_interval_s, read_also) as path:
         yield path

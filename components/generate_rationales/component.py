@@ -40,12 +40,10 @@ def generate_rationales(
 
     Args:
         dataset: Validated JSON Lines examples.
-        teacher_model_reference: `gemini-<...>` or `vertex:<model>` (Vertex AI, in `project` and `location`;
-            credentials from the environment), `<base_url>#<model>` (OpenAI-compatible endpoint; API key from
-            `teacher_api_key_secret`, else KFP_DISTILL_TEACHER_API_KEY, else OPENAI_API_KEY for api.openai.com
-            only), `hf:<model>` (Hugging Face model run in-process,
-            batched, on a GPU when there is one), `precomputed`, or a GGUF catalog name, path or URI
-            (llama.cpp). See the component README.
+        teacher_model_reference: The teacher, e.g. `qwen2.5-coder-1.5b-instruct` (llama.cpp),
+            `http://127.0.0.1:8080/v1#qwen` (an OpenAI-compatible server), `gemini-2.5-flash` (Vertex AI, in
+            `project` and `location`), `hf:Qwen/Qwen2.5-7B-Instruct` or `precomputed`; every form, and which wins
+            where two could apply: docs/teachers.md.
         distilled_dataset: The examples with rationales, teacher labels and agreement with the gold labels.
         report: What was answered, left out and why, agreement, latency and tokens.
         metrics: The report's numbers.
@@ -102,8 +100,8 @@ def generate_rationales(
     config = GenerationConfig.from_component_inputs(inputs)
     with teacher_api_key_from_secret(teacher_api_key_secret):
         # Made first: the default cache file is named after the teacher's identity (an endpoint's model).
-        teacher = backend_for(teacher_model_reference, config.request_timeout_s, project, location)
-        cache_file = teacher_cache_file(config.cache_uri, pipeline_root, teacher.identity, teacher_model_reference)
+        teacher = backend_for(config.teacher, config.request_timeout_s, project, location)
+        cache_file = teacher_cache_file(config.cache_uri, pipeline_root, teacher.identity, config.teacher)
         with cache_file as cache_path:
             result = generate(
                 dataset.path, distilled_dataset.path, report.path, config, cache_path=cache_path, backend=teacher

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
-from kfp_distill._implementation.setting_field import setting
+from kfp_distill._implementation.setting_field import HELP, SCOPE, setting
+from kfp_distill._implementation.teacher_reference import TeacherReference, parse_teacher_reference
 
 from .answer_format import AUTO
 from .prompts import DEFAULT_RATIONALE_LENGTH, validate_rationale_length
@@ -22,15 +23,15 @@ class GenerationConfig:
     (`tests/test_settings_owners.py`).
 
     Raises:
-        ValueError: A setting out of its range (the message names it and what it must be).
+        ValueError: A setting out of its range, or a teacher reference that names no teacher (the message names
+            the setting and what it must be).
     """
 
     teacher_model_reference: str = setting(
-        help="""`gemini-<...>` or `vertex:<model>` (Vertex AI, in `project` and `location`; credentials from the
-        environment), `<base_url>#<model>` (OpenAI-compatible endpoint; API key from `teacher_api_key_secret`, else
-        KFP_DISTILL_TEACHER_API_KEY, else OPENAI_API_KEY for api.openai.com only), `hf:<model>` (Hugging Face model
-        run in-process, batched, on a GPU when there is one), `precomputed`, or a GGUF catalog name, path or URI
-        (llama.cpp). See the component README.""",
+        help="""The teacher, e.g. `qwen2.5-coder-1.5b-instruct` (llama.cpp), `http://127.0.0.1:8080/v1#qwen` (an
+        OpenAI-compatible server), `gemini-2.5-flash` (Vertex AI, in `project` and `location`),
+        `hf:Qwen/Qwen2.5-7B-Instruct` or `precomputed`; every form, and which wins where two could apply:
+        docs/teachers.md.""",
     )
     use_gold_labels: bool = setting(
         True,
@@ -128,6 +129,11 @@ class GenerationConfig:
         needs): what the teacher is asked to write.""",
     )
 
+    # Read once from teacher_model_reference, for the backend, the cache, pricing and the checks.
+    teacher: TeacherReference = field(
+        init=False, metadata={HELP: "The teacher as teacher_model_reference reads.", SCOPE: "internal"}
+    )
+
     @classmethod
     def from_component_inputs(cls, inputs: dict) -> GenerationConfig:
         """The settings among generate-rationales' inputs (any others left aside), as KFP gives them.
@@ -140,6 +146,7 @@ class GenerationConfig:
         return cls(**settings)
 
     def __post_init__(self) -> None:
+        self.teacher = parse_teacher_reference(self.teacher_model_reference)
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
         if self.temperature < 0:

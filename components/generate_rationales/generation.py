@@ -358,7 +358,7 @@ def generate_rationales(
         report_path: Where the Markdown report goes.
         config: The teacher and how to ask it.
         cache_path: The SQLite answer cache; None: `teacher_answers.sqlite` under the kfp-distill cache.
-        backend: The teacher `config.teacher_model_reference` names, when the caller made it already (the
+        backend: The teacher `config.teacher` names, when the caller made it already (the
             component does, to name its cache file after the teacher); None: made here.
 
     Returns:
@@ -377,9 +377,7 @@ def generate_rationales(
     profile = task_profile(
         config.task_type, [row.input_text for row in rows], [row.gold_label for row in rows], config.class_names
     )
-    backend = backend or backend_for(
-        config.teacher_model_reference, config.request_timeout_s, config.project, config.location
-    )
+    backend = backend or backend_for(config.teacher, config.request_timeout_s, config.project, config.location)
     modes = {
         row.line: Mode.EXPLAIN if row.gold_label is not None and config.use_gold_labels else Mode.PREDICT
         for row in rows

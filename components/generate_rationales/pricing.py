@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from kfp_distill._implementation.teacher_reference import TeacherReference
+
 # USD per million tokens (prompt, completion): standard (non-batch) tier, uncached input, prompts up to
 # 200k tokens; from the vendors' public price pages (platform.openai.com/docs/pricing,
 # ai.google.dev/gemini-api/docs/pricing) as of 2025-08-01. Prices change: an estimate, not a bill.
@@ -29,10 +31,10 @@ def price_per_million_tokens(model: str) -> tuple[float, float] | None:
     return PRICES_PER_MILLION_TOKENS[max(matches, key=len)] if matches else None
 
 
-def estimated_cost_usd(teacher_identity: str, prompt_tokens: int, completion_tokens: int) -> float | None:
-    """The cost of so many tokens from the model a teacher identity names (`...#<model>`), or None."""
-    _, separator, model = teacher_identity.rpartition("#")
-    prices = price_per_million_tokens(model) if separator else None
+def estimated_cost_usd(teacher: TeacherReference, prompt_tokens: int, completion_tokens: int) -> float | None:
+    """The cost of so many tokens from a hosted teacher (an endpoint, Vertex AI) whose model has a known price,
+    or None (a model run here is not billed by the token)."""
+    prices = price_per_million_tokens(teacher.model) if teacher.is_hosted else None
     if prices is None:
         return None
     prompt_price, completion_price = prices

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from kfp_distill._implementation.redaction import redact_uri
 from kfp_distill._implementation.spans import EXTRACTIVE_QA
+from kfp_distill._implementation.teacher_reference import TeacherReference
 
 from .answer_format import JSON, TEXT
 from .outcome import PROBE_MIN_USABLE_SHARE, GenerationOutcome, Problem
@@ -25,7 +26,8 @@ class GenerationReport:
     from a run's outcome)."""
 
     dataset_uri: str
-    teacher: str
+    teacher: str  # the teacher's identity
+    teacher_reference: TeacherReference  # what the teacher is priced by
     rows: int = 0
     explained: int = 0
     predicted: int = 0
@@ -81,6 +83,7 @@ class GenerationReport:
         return cls(
             dataset_uri=outcome.dataset_uri,
             teacher=outcome.teacher,
+            teacher_reference=config.teacher,
             rows=len(rows),
             explained=sum(row.explained for row in rows),
             predicted=sum(not row.explained for row in rows),
@@ -161,7 +164,7 @@ class GenerationReport:
     @property
     def estimated_cost_usd(self) -> float | None:
         """What the teacher answers used here cost (from the cache or not), for teachers with a known price."""
-        return estimated_cost_usd(self.teacher, self.prompt_tokens, self.completion_tokens)
+        return estimated_cost_usd(self.teacher_reference, self.prompt_tokens, self.completion_tokens)
 
     def metrics(self) -> dict[str, float]:
         """Scalar metrics (those that exist) for KFP's Metrics artifact."""

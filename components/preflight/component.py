@@ -28,7 +28,8 @@ def preflight(
     what would otherwise fail only after the teacher was asked or the student tuned.
 
     Args:
-        teacher_model_reference: The teacher; a retired PaLM name is refused with the models to use instead.
+        teacher_model_reference: The teacher; one that names no teacher, or cannot run (a retired PaLM model,
+            refused with the models to use instead; a Vertex AI model without `project`), is refused.
         student_model_reference: The student; a retired PaLM name is refused likewise.
         report: The problems and notes (Markdown).
         project: The job's Google Cloud project; empty: settings that only apply with one are notes.

@@ -2,7 +2,8 @@
 the pipeline's first, before the data is read or any teacher request or tuning job is made.
 
 Each problem has its own message and all are reported at once. A setting that only applies with a project
-(Vertex AI) is a note when there is no project, not a refusal: nothing is sent to Google Cloud then.
+(Vertex AI) is a note when there is no project, not a refusal: nothing is sent to Google Cloud then (a Vertex AI
+teacher, which cannot run at all without one, is refused).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from kfp_distill._implementation.deploy_gate import min_share_problem
 from kfp_distill._implementation.retired_models import retired_student_message, retired_teacher_message
 from kfp_distill._implementation.teacher_key import secret_version_problem
+from kfp_distill._implementation.teacher_reference import parse_teacher_reference
 
 # The settings checked, as the pipeline (and the preflight step) name them.
 SETTINGS = (
@@ -80,7 +82,7 @@ def preflight(settings: Mapping[str, Any]) -> Preflight:
     text = {name: str(settings.get(name) or "").strip() for name in SETTINGS}
     found = Preflight()
     for message in (
-        retired_teacher_message(text["teacher_model_reference"]),
+        teacher_problem(text["teacher_model_reference"], text["project"]),
         retired_student_message(text["student_model_reference"]),
         secret_version_problem(text["teacher_api_key_secret"]),
     ):
@@ -115,6 +117,19 @@ def preflight(settings: Mapping[str, Any]) -> Preflight:
     if problem:
         found.problems.append(problem)
     return found
+
+
+def teacher_problem(teacher_model_reference: str, project: str) -> str | None:
+    """Why the teacher cannot be asked, or None: a reference that names no teacher, a retired PaLM model, or a
+    Vertex AI model without a project (it cannot run at all without one). An empty reference is left unchecked:
+    one a request leaves out, or another step gives at run time, is reported as such."""
+    if not teacher_model_reference:
+        return None
+    try:
+        teacher = parse_teacher_reference(teacher_model_reference)
+    except ValueError as error:
+        return str(error)
+    return retired_teacher_message(teacher) or teacher.project_problem(project)
 
 
 def accelerator_type_problem(accelerator_type: str) -> str | None:

@@ -4,8 +4,9 @@ Reports, model cards, MLflow parameters and tags, logs and file names outlive a 
 were never meant to hold its credentials. What a URI may carry a credential in is redacted, whatever it holds:
 the user info (`user:password@`, and a token given as the user name, `https://TOKEN@host`), the values of query
 and fragment parameters whose names servers send credentials under (signed URLs' `X-Goog-Signature=`, `sig=`,
-OAuth's `code=` and `access_token=`, API keys, ...), each link of an fsspec chain (`simplecache::https://...`),
-and a URI urlsplit cannot read, past its scheme, when it holds an `@` or an `=`.
+OAuth's `code=` and `access_token=`, API keys, ...), each link of an fsspec chain (`simplecache::https://...`)
+and each URI behind a prefix its reader strips (`hf:https://...`), and a URI urlsplit cannot read, past its
+scheme, when it holds an `@` or an `=`.
 """
 
 from __future__ import annotations
@@ -29,13 +30,17 @@ _SECRET_NAME_ENDINGS = (
 _IGNORED_IN_NAMES = re.compile(r"[\s._-]+")
 # fsspec chains URIs with "::" (`simplecache::gs://b/x`); an IPv6 host (`[::1]`) is not a link boundary.
 _IPV6_LITERAL = re.compile(r"\[[0-9A-Za-z:.%~-]*\]")
-# Longer chains are read as unreadable: no chain is that long, and reading one every way takes quadratic time.
-_MAX_LINKS = 8
+# A URI with more places to read it from (links and URIs inside them) is read as unreadable: no URI has that many,
+# and reading one from every place takes quadratic time.
+_MAX_STARTS = 8
 # RFC 3986, appendix B: a URI's scheme, authority, path, query and fragment, for any string.
 _URI_PARTS = re.compile(r"(?:([^:/?#]+):)?(?://([^/?#]*))?([^?#]*)(?:\?([^#]*))?(?:#(.*))?", re.DOTALL)
-# A URI in free text, to the next space (a closing quote goes with it: a secret may hold one). Tried only where
-# a run of scheme characters starts, so a long run is scanned once.
-_URIS_IN_TEXT = re.compile(r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://\S+")
+# Where a URI starts: a scheme and "://". Tried only where a run of scheme characters starts, so a long run is
+# scanned once.
+_URI_START = r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://"
+_URI_STARTS = re.compile(_URI_START)
+# A URI in free text, to the next space (a closing quote goes with it: a secret may hold one).
+_URIS_IN_TEXT = re.compile(_URI_START + r"\S+")
 
 
 def _secret_name(name: str) -> bool:
@@ -105,12 +110,32 @@ def _links(uri: str) -> list[tuple[int, str]]:
     return [*links, (start, uri[start:])]
 
 
+def _views(uri: str) -> list[tuple[int, str]] | None:
+    """The ways a client may read `uri`, each with its offset: each link of an fsspec chain, the URI read whole
+    from each link on, and both again from each scheme inside a link (`hf:https://...`, a URI behind a prefix
+    its reader strips). None when there are too many to read each (see `_MAX_STARTS`)."""
+    links = _links(uri)
+    starts = [
+        (offset, start)
+        for offset, link in links
+        for start in [0, *(match.start() for match in _URI_STARTS.finditer(link) if match.start() > 0)]
+    ]
+    if len(starts) > _MAX_STARTS:
+        return None
+    link_of = dict(links)
+    return [
+        view
+        for offset, start in starts
+        for view in ((offset + start, link_of[offset][start:]), (offset + start, uri[offset + start:]))
+    ]
+
+
 def redact_uri(uri: str) -> str:
     """The URI with every part that may carry a credential replaced by `***`; anything else unchanged.
 
-    The parts are found in each link of an fsspec chain and in the URI read whole from each link on, and all
-    of them are redacted, so a secret is gone whichever way a client reads it (a "::" inside a signature, a
-    chained URI's password).
+    The parts are found in every way a client may read the URI (`_views`), and all of them are redacted, so a
+    secret is gone whichever way it is read (a "::" inside a signature, a chained URI's password, a URI behind
+    a prefix such as `hf:`).
 
     Args:
         uri: A URI, an fsspec chain of URIs, a path or a model name (those without credentials come back as
@@ -121,15 +146,11 @@ def redact_uri(uri: str) -> str:
         `https://host/data.jsonl?X-Goog-Signature=***&alt=media` for a signed URL, and
         `simplecache::https://***@host/x` for `simplecache::https://user:secret@host/x`.
     """
-    links = _links(uri)
-    if len(links) > _MAX_LINKS:
+    views = _views(uri)
+    if views is None:
         spans = _unreadable_spans(uri)
     else:
-        # Each link as fsspec reads it, and the URI from each link on as any other client would.
-        spans = []
-        for offset, link in links:
-            for view in (link, uri[offset:]):
-                spans += [(offset + start, offset + end) for start, end in _secret_spans(view)]
+        spans = [(offset + start, offset + end) for offset, view in views for start, end in _secret_spans(view)]
     merged: list[list[int]] = []
     for start, end in sorted(span for span in spans if span[0] < span[1]):
         if merged and start <= merged[-1][1]:

@@ -52,9 +52,10 @@ class DistillationSettings:
     )
     teacher_model_reference: str = setting(
         DEFAULT_TEACHER,
-        help="""The teacher: a catalog name, a GGUF path or URI, `<base_url>#<model>` for an OpenAI-compatible
-        server, `gemini-<...>` or `vertex:<model>` for Vertex AI (in `project` and `location`), `hf:<model>` for a
-        Hugging Face model run on the task's GPU, or `precomputed` when the data carries rationales.""",
+        help="""The teacher, e.g. `qwen2.5-coder-1.5b-instruct` (llama.cpp, the default), `http://127.0.0.1:8080/v1#qwen`
+        (an OpenAI-compatible server), `gemini-2.5-flash` (Vertex AI, in `project` and `location`),
+        `hf:Qwen/Qwen2.5-7B-Instruct` or `precomputed` (the data carries rationales); every form, and which wins
+        where two could apply: docs/teachers.md.""",
     )
     student_model_reference: str = setting(
         DEFAULT_STUDENT, help="The student: a catalog name, a Hugging Face id, a local path or a URI."

@@ -108,10 +108,10 @@ def distillation(
         accelerator_type: `GPU`: with a project, tuning runs as a Vertex AI custom job on 8 x NVIDIA A100 80GB;
             without one, in the pipeline's own process or pod, on its devices. `TPU` is not supported yet:
             the preflight step stops the run before the teacher is asked anything.
-        teacher_model_reference: The teacher: a catalog name, a GGUF path or URI, `<base_url>#<model>` for
-            an OpenAI-compatible server, `gemini-<...>` or `vertex:<model>` for Vertex AI (in `project` and
-            `location`), `hf:<model>` for a Hugging Face model run on the task's GPU, or `precomputed` when
-            the data carries rationales.
+        teacher_model_reference: The teacher, e.g. `qwen2.5-coder-1.5b-instruct` (llama.cpp, the default),
+            `http://127.0.0.1:8080/v1#qwen` (an OpenAI-compatible server), `gemini-2.5-flash` (Vertex AI, in
+            `project` and `location`), `hf:Qwen/Qwen2.5-7B-Instruct` or `precomputed` (the data carries rationales);
+            every form, and which wins where two could apply: docs/teachers.md.
         student_model_reference: The student: a catalog name, a Hugging Face id, a local path or a URI.
         train_steps: Tuning steps (optimizer steps); examples seen = steps x batch size, each as a label and a
             rationale example.

@@ -5,17 +5,11 @@ from __future__ import annotations
 import json
 import re
 
-from kfp_distill._implementation.retired_models import (
-    VERTEX_PREFIX,
-    RetiredModelError,
-    is_retired,
-    retired_teacher_message,
-    short_model_name,
-)
+from kfp_distill._implementation.retired_models import short_model_name
+from kfp_distill._implementation.teacher_reference import TeacherKind, TeacherReference
 
 from .base import Completion, DecodingSettings, TeacherRequestError, checked_completion, parse_retry_after
 
-GEMINI_PREFIX = "gemini-"
 # The global endpoint serves every current Gemini model; a region pins where requests are processed.
 DEFAULT_LOCATION = "global"
 TIMEOUT_S = 600.0
@@ -27,27 +21,6 @@ _SECONDS = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 # The SDK converts a response body with its own code before it validates it: a body of another shape (a list
 # where an object belongs, a number for an enum, JSON nested beyond the parser's depth) raises one of these.
 _MALFORMED_BODY_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError)
-
-
-def is_vertex_reference(reference: str) -> bool:
-    """Whether a teacher reference names a model on Vertex AI (`gemini-...`, `vertex:<model>`, or a PaLM name)."""
-    return reference.startswith((VERTEX_PREFIX, GEMINI_PREFIX)) or is_retired(reference)
-
-
-def model_name(reference: str) -> str:
-    """The model a Vertex AI reference names (`vertex:gemini-2.5-pro` -> `gemini-2.5-pro`).
-
-    Raises:
-        RetiredModelError: A PaLM model (`text-unicorn@001`, `text-bison@002`, `chat-bison`, ...).
-        ValueError: `vertex:` with no model.
-    """
-    model = reference.removeprefix(VERTEX_PREFIX).strip()
-    if not model:
-        raise ValueError(f"teacher_model_reference '{reference}': write 'vertex:<model>', e.g. 'vertex:gemini-2.5-pro'")
-    retired = retired_teacher_message(reference)
-    if retired:
-        raise RetiredModelError(retired)
-    return model
 
 
 def to_gemini_contents(messages: list[dict[str, str]]) -> tuple[str | None, list[dict]]:
@@ -86,8 +59,7 @@ class GeminiBackend:
     needs none.
 
     Args:
-        reference: `gemini-<...>` (`gemini-2.5-flash`, `gemini-2.0-flash-001`) or `vertex:<model>` (any
-            model name or resource path the SDK accepts, e.g. `vertex:projects/P/locations/L/endpoints/E`).
+        teacher: A Vertex AI teacher's reference; its model is any model name or resource path the SDK accepts.
         project: The Google Cloud project billed for the requests (the pipeline's `project`).
         location: The Vertex AI region (the pipeline's `location`); empty: the global endpoint.
         timeout_s: Seconds one attempt may take before it counts as a (retryable) timeout.
@@ -95,8 +67,7 @@ class GeminiBackend:
         credentials: `google.auth` credentials; None: Application Default Credentials.
 
     Raises:
-        ValueError: No project, or a `vertex:` reference with no model.
-        RetiredModelError: A PaLM model name.
+        ValueError: No project.
     """
 
     supports_concurrency = True
@@ -104,7 +75,7 @@ class GeminiBackend:
 
     def __init__(
         self,
-        reference: str,
+        teacher: TeacherReference,
         project: str,
         location: str = "",
         timeout_s: float = TIMEOUT_S,
@@ -114,12 +85,10 @@ class GeminiBackend:
         from google import genai
         from google.genai import types
 
-        self.model = model_name(reference)
-        if not project.strip():
-            raise ValueError(
-                f"teacher '{reference}' runs on Vertex AI and needs a Google Cloud project: set the pipeline's "
-                "`project` parameter (and `location`, else the global endpoint is used)"
-            )
+        self.model = teacher.expect(TeacherKind.VERTEX_AI).model
+        problem = teacher.project_problem(project)
+        if problem:
+            raise ValueError(problem)
         if timeout_s <= 0:
             raise ValueError(f"the request timeout must be positive, got {timeout_s}")
         self.project, self.location = project.strip(), location.strip() or DEFAULT_LOCATION

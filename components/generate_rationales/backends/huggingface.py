@@ -14,11 +14,12 @@ from functools import cached_property
 from pathlib import Path
 
 from kfp_distill._implementation.models import load_causal_lm, load_tokenizer, resolve_hf_model, sha256_of
+from kfp_distill._implementation.redaction import redact_uri
+from kfp_distill._implementation.teacher_reference import TeacherKind, TeacherReference
 
 from .base import Completion, DecodingSettings, TeacherRequestError
 from .batching import MicroBatcher
 
-PREFIX = "hf:"
 MAX_BATCH_SIZE = 16
 
 
@@ -57,8 +58,8 @@ class HuggingFaceBackend:
     sampled answers (temperature > 0) do: a batch is seeded from its prompts and their seeds.
 
     Args:
-        reference: `hf:<model>`, the model being a catalog name, a local model directory, a `gs://` or
-            other URI of one, or a Hugging Face Hub repo id (on machines with the Hub).
+        teacher: A Hugging Face teacher's reference; its model is anything `models.resolve_hf_model` loads (a
+            catalog name, a model directory or a URI of one, a Hub repo id on machines with the Hub).
         max_batch_size: The most prompts in one `generate` call.
         max_wait_s: How long a request waits for others to join its batch.
 
@@ -70,20 +71,17 @@ class HuggingFaceBackend:
     # No constrained decoding here: a JSON answer (answer_format="json") is parsed as it comes.
     supports_structured_output = False
 
-    def __init__(self, reference: str, max_batch_size: int = MAX_BATCH_SIZE, max_wait_s: float = 0.02):
+    def __init__(self, teacher: TeacherReference, max_batch_size: int = MAX_BATCH_SIZE, max_wait_s: float = 0.02):
         import torch
         from transformers import AutoConfig
 
-        self.model_reference = reference.removeprefix(PREFIX).strip()
-        if not self.model_reference:
-            raise ValueError(
-                f"teacher_model_reference '{reference}': write 'hf:<model>', e.g. 'hf:/models/qwen2.5-7b-instruct'"
-            )
+        self.model_reference = teacher.expect(TeacherKind.HUGGING_FACE).model
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer = load_tokenizer(self.model_reference)
         if not self.tokenizer.chat_template:
             raise ValueError(
-                f"teacher '{reference}': the tokenizer has no chat template; use an instruct or chat model"
+                f"teacher '{redact_uri(teacher.text)}': the tokenizer has no chat template; use an instruct or chat "
+                "model"
             )
         resolved = resolve_hf_model(self.model_reference)
         config = AutoConfig.from_pretrained(resolved, trust_remote_code=False)

@@ -9,6 +9,7 @@ from functools import cached_property
 from pathlib import Path
 
 from kfp_distill._implementation.models import CATALOG, resolve_gguf, sha256_of
+from kfp_distill._implementation.teacher_reference import TeacherKind, TeacherReference
 
 from .base import Completion, DecodingSettings, TeacherRequestError
 
@@ -37,17 +38,17 @@ class LlamaCppBackend:
     KV cache of the few-shot prefix that consecutive prompts share.
 
     Args:
-        model_reference: A catalog name (`qwen2.5-coder-1.5b-instruct`), a `.gguf` path or URI.
+        teacher: A catalog GGUF model's reference, or a GGUF file's.
     """
 
     supports_concurrency = False  # one model object answers one prompt at a time
     supports_structured_output = True  # a grammar made from the JSON schema
 
-    def __init__(self, model_reference: str):
-        self.model_reference = model_reference
-        self.model_path = resolve_gguf(model_reference)
-        if model_reference in CATALOG:
-            digest = CATALOG[model_reference].sha256  # verified when the file was assembled
+    def __init__(self, teacher: TeacherReference):
+        model = teacher.expect(TeacherKind.CATALOG_GGUF, TeacherKind.GGUF_FILE).model
+        self.model_path = resolve_gguf(model)
+        if teacher.kind is TeacherKind.CATALOG_GGUF:
+            digest = CATALOG[model].sha256  # verified when the file was assembled
         else:
             digest = sha256_of(self.model_path)
         self.identity = f"llama.cpp:gguf-sha256:{digest}"

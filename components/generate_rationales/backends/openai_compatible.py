@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from kfp_distill._implementation.redaction import redact_uri
 from kfp_distill._implementation.teacher_key import TEACHER_API_KEY_ENV
+from kfp_distill._implementation.teacher_reference import TeacherKind, TeacherReference
 
 from ..retry import RetryPolicy, call_with_retries
 from .base import (
@@ -55,17 +56,6 @@ MAX_MODEL_ID_CHARS = 256
 _RESPONSE_FORMAT_FIELD = re.compile(r"\bresponse_format\b", re.I)
 
 
-def parse_reference(reference: str) -> tuple[str, str]:
-    """Splits `<base_url>#<model>` (`http://127.0.0.1:8080/v1#qwen`) into (base_url, model)."""
-    base_url, separator, model = reference.rpartition("#")
-    if not separator or not base_url.startswith(("http://", "https://")) or not model.strip():
-        raise ValueError(
-            f"teacher_model_reference '{reference}': an OpenAI-compatible endpoint is written "
-            "'<base_url>#<model>', e.g. 'http://127.0.0.1:8080/v1#qwen'"
-        )
-    return base_url, model.strip()
-
-
 def api_key_for(base_url: str) -> str:
     """The key sent to the teacher at `base_url`, and to no other host (the client sends it to `base_url` only).
 
@@ -87,19 +77,20 @@ class OpenAICompatibleBackend:
     retryable, honours `Retry-After`, and counts every error for the report.
 
     Args:
-        reference: `<base_url>#<model>`.
+        teacher: An OpenAI-compatible server's reference (its base URL and model).
         timeout_s: Seconds one attempt may take before it counts as a (retryable) timeout.
     """
 
     supports_concurrency = True
     supports_structured_output = True  # unless the server refuses it: see `structured_output_refused`
 
-    def __init__(self, reference: str, timeout_s: float = TIMEOUT_S):
+    def __init__(self, teacher: TeacherReference, timeout_s: float = TIMEOUT_S):
         from openai import OpenAI
 
         if timeout_s <= 0:
             raise ValueError(f"the request timeout must be positive, got {timeout_s}")
-        self.base_url, self.model = parse_reference(reference)
+        teacher.expect(TeacherKind.OPENAI_COMPATIBLE)
+        self.base_url, self.model = teacher.base_url, teacher.model
         # What reports, the cache, logs and errors show: a password in the URL stays in the client alone.
         self._shown_url = redact_uri(self.base_url)
         # The identity earlier versions cached answers under: the address and the name asked for.

@@ -31,6 +31,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Iterable
 
+from kfp_distill._implementation.teacher_reference import TeacherReference, parse_teacher_reference
+
 _EXPLAIN = re.compile(r"The correct answer is: (.+)")
 _SUM = re.compile(r"(\d+)\s*([-+*])\s*(\d+)")
 NO_ANSWER = "NO_ANSWER"
@@ -107,6 +109,10 @@ class OpenAIStubServer(ThreadingHTTPServer):
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def teacher(self, model: str = "stub") -> TeacherReference:
+        """The teacher reference of `model` served here, `<base_url>#<model>`."""
+        return parse_teacher_reference(f"{self.base_url}#{model}")
 
     def __enter__(self) -> "OpenAIStubServer":
         self._thread.start()

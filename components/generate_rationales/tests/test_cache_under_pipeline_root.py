@@ -18,6 +18,7 @@ import yaml
 from fsspec.implementations.memory import MemoryFileSystem
 
 from kfp_distill._implementation.jsonl import write_jsonl
+from kfp_distill._implementation.teacher_reference import parse_teacher_reference
 from kfp_distill.components.generate_rationales.backends.base import Completion, DecodingSettings
 from kfp_distill.components.generate_rationales.cache import (
     AnswerCache,
@@ -51,11 +52,12 @@ def test_the_default_cache_is_named_by_the_teacher_not_the_job(tmp_path):
     assert uri.startswith("gs://bucket/root/teacher-cache/openai-compatible-qwen-") and uri.endswith(".sqlite")
     assert uri == default_cache_uri("gs://bucket/root", "openai-compatible#qwen")
     assert uri != default_cache_uri("gs://bucket/root", "openai-compatible#llama")
-    with teacher_cache_file(str(tmp_path / "mine.sqlite"), str(tmp_path), "openai-compatible#qwen", "ref") as path:
+    teacher = parse_teacher_reference("http://127.0.0.1:8080/v1#qwen")
+    with teacher_cache_file(str(tmp_path / "mine.sqlite"), str(tmp_path), "openai-compatible#qwen", teacher) as path:
         assert path == tmp_path / "mine.sqlite"
-    with teacher_cache_file("", str(tmp_path), "openai-compatible#qwen", "ref") as path:
+    with teacher_cache_file("", str(tmp_path), "openai-compatible#qwen", teacher) as path:
         assert str(path) == default_cache_uri(str(tmp_path), "openai-compatible#qwen")
-    with teacher_cache_file("", "", "openai-compatible#qwen", "ref") as path:
+    with teacher_cache_file("", "", "openai-compatible#qwen", teacher) as path:
         assert path is None  # generation's own default: the kfp-distill cache folder
 
 
@@ -64,7 +66,8 @@ def test_a_remote_default_cache_adds_the_answers_of_the_file_earlier_versions_na
     earlier = default_cache_uri("memory://named-by-reference", reference)
     with local_cache_file(earlier) as path, AnswerCache(path) as cache:
         cache.put(key(1), "teacher-a", ANSWER, latency_s=0.1)
-    with teacher_cache_file("", "memory://named-by-reference", identity, reference) as path, AnswerCache(path) as cache:
+    teacher = parse_teacher_reference(f"  {reference} ")  # the file was named after the reference's text
+    with teacher_cache_file("", "memory://named-by-reference", identity, teacher) as path, AnswerCache(path) as cache:
         assert cache.get(key(1)) is not None
         cache.put(key(2), "teacher-a", ANSWER, latency_s=0.1)
     assert remote_answers(default_cache_uri("memory://named-by-reference", identity)) == 2

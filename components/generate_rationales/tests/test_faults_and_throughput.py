@@ -6,6 +6,7 @@ import types
 import pytest
 
 from kfp_distill._implementation.jsonl import load_rows, write_jsonl
+from kfp_distill._implementation.teacher_reference import parse_teacher_reference
 from kfp_distill.components.generate_rationales import rate_limit
 from kfp_distill.components.generate_rationales.asking import Teacher
 from kfp_distill.components.generate_rationales.backends.base import (
@@ -47,7 +48,7 @@ def sums(count):
 )
 def test_each_fault_is_a_retryable_error_of_its_kind(start_stub_server, fault, kind, retry_after_s):
     server = start_stub_server(fault_plan={QUESTION[0]["content"]: [fault]}, timeout_sleep_s=1.0)
-    backend = OpenAICompatibleBackend(f"{server.base_url}#stub-model", timeout_s=0.5)
+    backend = OpenAICompatibleBackend(server.teacher("stub-model"), timeout_s=0.5)
     with pytest.raises(TeacherRequestError) as raised:
         backend.complete(QUESTION, DecodingSettings())
     assert (raised.value.kind, raised.value.retryable, raised.value.retry_after_s) == (kind, True, retry_after_s)
@@ -58,7 +59,7 @@ def test_a_refused_request_is_not_retryable(stub, start_stub_server):
     def refuse(messages):
         raise stub.StubHTTPError(404)
 
-    backend = OpenAICompatibleBackend(f"{start_stub_server(refuse).base_url}#stub-model")
+    backend = OpenAICompatibleBackend(start_stub_server(refuse).teacher("stub-model"))
     with pytest.raises(TeacherRequestError) as raised:
         backend.complete(QUESTION, DecodingSettings())
     assert (raised.value.kind, raised.value.retryable) == ("http 404", False)
@@ -241,5 +242,5 @@ def test_a_password_in_the_base_url_reaches_no_report_cache_or_error(stub, start
     closed_port = f"http://teacher:{secret}@127.0.0.1:9/v1#stub-model"  # nothing listens on the discard port
     for ask in (lambda backend: backend.complete(QUESTION, DecodingSettings()), lambda backend: backend.identity):
         with pytest.raises(TeacherRequestError) as raised:
-            ask(OpenAICompatibleBackend(closed_port, timeout_s=1))
+            ask(OpenAICompatibleBackend(parse_teacher_reference(closed_port), timeout_s=1))
         assert secret not in str(raised.value) and "//teacher" not in str(raised.value) and "***@" in str(raised.value)

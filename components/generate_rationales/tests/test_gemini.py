@@ -13,10 +13,12 @@ from hypothesis import strategies as st
 
 from kfp_distill._implementation.jsonl import load_rows, write_jsonl
 from kfp_distill._implementation.scripts import load_module
+from kfp_distill._implementation.retired_models import RetiredModelError
+from kfp_distill._implementation.teacher_reference import parse_teacher_reference
 from kfp_distill.components.generate_rationales.asking import Answer, Teacher
 from kfp_distill.components.generate_rationales.backends import backend_for
 from kfp_distill.components.generate_rationales.backends.base import DecodingSettings, TeacherRequestError
-from kfp_distill.components.generate_rationales.backends.gemini import GeminiBackend, RetiredModelError
+from kfp_distill.components.generate_rationales.backends.gemini import GeminiBackend
 from kfp_distill.components.generate_rationales.cache import AnswerCache
 from kfp_distill.components.generate_rationales.config import GenerationConfig
 from kfp_distill.components.generate_rationales.generation import generate_rationales
@@ -135,7 +137,8 @@ def vertex(stub, monkeypatch):
 def gemini(server, model="gemini-2.5-flash", project="my-project", location="us-central1", **options):
     # Fixed credentials: no Application Default Credentials, no token refresh, no network.
     return GeminiBackend(
-        model, project, location, base_url=server.url, credentials=Credentials(token="test-token"), **options
+        parse_teacher_reference(model), project, location, base_url=server.url,
+        credentials=Credentials(token="test-token"), **options
     )
 
 
@@ -252,7 +255,7 @@ def test_generate_rationales_sends_to_the_pipelines_project_and_location(vertex,
 @pytest.mark.parametrize("reference", ["gemini-2.5-flash", "vertex:gemini-2.5-pro"])
 def test_a_vertex_teacher_without_a_project_fails_before_any_request(reference):
     with pytest.raises(ValueError, match="needs a Google Cloud project"):
-        backend_for(reference, location="us-central1")
+        backend_for(parse_teacher_reference(reference), location="us-central1")
 
 
 @pytest.mark.parametrize(
@@ -262,12 +265,13 @@ def test_a_vertex_teacher_without_a_project_fails_before_any_request(reference):
 )
 def test_retired_palm_models_name_the_gemini_models_to_use(reference):
     with pytest.raises(RetiredModelError, match="gemini-2.5-flash") as raised:
-        backend_for(reference, project="my-project")
+        backend_for(parse_teacher_reference(reference), project="my-project")
     assert "retired" in str(raised.value)
 
 
 def test_backend_for_builds_a_gemini_teacher_in_the_given_project():
-    backend = backend_for("gemini-2.0-flash-001", 30.0, project="my-project", location="us-east5")
+    teacher = parse_teacher_reference("gemini-2.0-flash-001")
+    backend = backend_for(teacher, 30.0, project="my-project", location="us-east5")
     assert isinstance(backend, GeminiBackend)
     assert (backend.identity, backend.project, backend.location) == (
         "vertex-ai#gemini-2.0-flash-001",

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from kfp_distill._implementation.jsonl import DatasetError, load_rows, write_jsonl
+from kfp_distill._implementation.teacher_reference import parse_teacher_reference
 from kfp_distill.components.generate_rationales.backends import PrecomputedBackend, backend_for
 from kfp_distill.components.generate_rationales.backends.openai_compatible import OpenAICompatibleBackend
 from kfp_distill.components.generate_rationales.config import GenerationConfig
@@ -331,16 +332,14 @@ def test_precomputed_rationales_need_no_teacher(tmp_path):
     assert (error.value.line, error.value.field) == (2, "rationale")
 
 
-def test_backend_for_reads_the_reference():
-    assert isinstance(backend_for("precomputed"), PrecomputedBackend)
-    endpoint = backend_for("http://127.0.0.1:8080/v1#qwen")
+def test_backend_for_builds_the_backend_of_the_references_kind():
+    assert isinstance(backend_for(parse_teacher_reference("precomputed")), PrecomputedBackend)
+    endpoint = backend_for(parse_teacher_reference("http://127.0.0.1:8080/v1#qwen"))
     assert isinstance(endpoint, OpenAICompatibleBackend)
     assert (endpoint.base_url, endpoint.model) == ("http://127.0.0.1:8080/v1", "qwen")
     assert endpoint.legacy_identity == "openai-compatible:http://127.0.0.1:8080/v1#qwen"  # the identity: the server says
-    with pytest.raises(ValueError, match="<base_url>#<model>"):
-        backend_for("http://127.0.0.1:8080/v1")
-    with pytest.raises(ValueError, match="not a GGUF model"):
-        backend_for("no-such-model")
+    with pytest.raises(ValueError, match="GGUF file not found: /no/such/model.gguf"):
+        backend_for(parse_teacher_reference("/no/such/model.gguf"))
 
 
 KILLED_RUN = """

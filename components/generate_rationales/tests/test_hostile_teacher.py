@@ -106,7 +106,7 @@ def test_an_unexpected_error_in_a_request_loses_no_answer_in_flight(stub, start_
 
     server = start_stub_server(slowly)
     with AnswerCache(tmp_path / "cache.sqlite") as cache:
-        teacher = Teacher(BuggyBackend(f"{server.base_url}#stub"), cache, DecodingSettings(), max_concurrency=4)
+        teacher = Teacher(BuggyBackend(server.teacher()), cache, DecodingSettings(), max_concurrency=4)
         answers = teacher.ask_all([question(n) for n in range(4)])
         assert len(cache) == 3
     assert [type(answer) for answer in answers] == [Answer, Unanswered, Answer, Answer]
@@ -132,7 +132,7 @@ def test_an_error_while_caching_keeps_the_answers_still_in_flight(stub, start_st
     monkeypatch.setattr(AnswerCache, "put", put_fails_once)
     server = start_stub_server(first_at_once)
     with AnswerCache(tmp_path / "cache.sqlite") as cache:
-        teacher = Teacher(OpenAICompatibleBackend(f"{server.base_url}#stub"), cache, DecodingSettings(), 4)
+        teacher = Teacher(OpenAICompatibleBackend(server.teacher()), cache, DecodingSettings(), 4)
         with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
             teacher.ask_all([question(n) for n in range(4)])
         assert len(cache) == 3  # the three in flight when the first answer could not be written
@@ -173,7 +173,7 @@ def test_any_body_reads_as_a_checked_answer_or_a_teacher_request_error(tmp_path)
 def test_any_body_from_a_server_reads_as_a_checked_answer_or_a_teacher_request_error(start_stub_server, tmp_path):
     reply = {}
     server = start_stub_server(edit_reply=lambda body, payload: reply["body"])
-    backend = OpenAICompatibleBackend(f"{server.base_url}#stub")
+    backend = OpenAICompatibleBackend(server.teacher())
 
     @settings(max_examples=100, deadline=None)
     @given(bodies)

@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from kfp_distill._implementation.teacher_reference import parse_teacher_reference
 from kfp_distill.components.generate_rationales.asking import Teacher
 from kfp_distill.components.generate_rationales.backends import backend_for
 from kfp_distill.components.generate_rationales.backends.base import DecodingSettings, TeacherRequestError
@@ -24,9 +25,15 @@ CONVERSATIONS = [
 
 
 @pytest.fixture(scope="module")
-def one_at_a_time(tiny_student_dir):
+def tiny_teacher(tiny_student_dir):
+    """The tiny model's folder as a Hugging Face teacher reference."""
+    return parse_teacher_reference(f"hf:{tiny_student_dir}")
+
+
+@pytest.fixture(scope="module")
+def one_at_a_time(tiny_teacher):
     """Answers from a teacher that never batches: what every batched answer must equal."""
-    backend = HuggingFaceBackend(f"hf:{tiny_student_dir}", max_batch_size=1)
+    backend = HuggingFaceBackend(tiny_teacher, max_batch_size=1)
     return [backend.complete(messages, GREEDY) for messages in CONVERSATIONS]
 
 
@@ -35,8 +42,8 @@ def ask_at_once(backend, conversations, settings=GREEDY):
         return list(pool.map(lambda messages: backend.complete(messages, settings), conversations))
 
 
-def test_batched_greedy_answers_equal_one_at_a_time_answers(tiny_student_dir, smollm2_tokenizer, one_at_a_time):
-    backend = HuggingFaceBackend(f"hf:{tiny_student_dir}", max_batch_size=4, max_wait_s=5.0)
+def test_batched_greedy_answers_equal_one_at_a_time_answers(tiny_teacher, smollm2_tokenizer, one_at_a_time):
+    backend = HuggingFaceBackend(tiny_teacher, max_batch_size=4, max_wait_s=5.0)
     batched = ask_at_once(backend, CONVERSATIONS)
 
     assert backend.batch_sizes == [4]
@@ -48,11 +55,11 @@ def test_batched_greedy_answers_equal_one_at_a_time_answers(tiny_student_dir, sm
         assert (completion.completion_tokens, completion.finish_reason) == (GREEDY.max_new_tokens, "length")
 
 
-def test_rows_that_stop_at_different_steps_count_their_own_tokens(tiny_student_dir, smollm2_tokenizer):
+def test_rows_that_stop_at_different_steps_count_their_own_tokens(tiny_teacher, smollm2_tokenizer):
     import torch
 
-    batched_backend = HuggingFaceBackend(f"hf:{tiny_student_dir}", max_batch_size=4, max_wait_s=5.0)
-    single_backend = HuggingFaceBackend(f"hf:{tiny_student_dir}", max_batch_size=1)
+    batched_backend = HuggingFaceBackend(tiny_teacher, max_batch_size=4, max_wait_s=5.0)
+    single_backend = HuggingFaceBackend(tiny_teacher, max_batch_size=1)
     # Make the third token the first conversation's answer writes a stop token: that answer ends there.
     template = smollm2_tokenizer.apply_chat_template(CONVERSATIONS[0], add_generation_prompt=True, tokenize=False)
     prompt = smollm2_tokenizer(template, add_special_tokens=False, return_tensors="pt")
@@ -69,9 +76,9 @@ def test_rows_that_stop_at_different_steps_count_their_own_tokens(tiny_student_d
     assert batched == [single_backend.complete(messages, GREEDY) for messages in CONVERSATIONS]
 
 
-def test_the_teachers_concurrency_becomes_batches(tiny_student_dir, one_at_a_time, tmp_path):
+def test_the_teachers_concurrency_becomes_batches(tiny_teacher, one_at_a_time, tmp_path):
     # Waits long enough for the pool's threads to join a batch even on a busy machine.
-    backend = HuggingFaceBackend(f"hf:{tiny_student_dir}", max_wait_s=0.5)
+    backend = HuggingFaceBackend(tiny_teacher, max_wait_s=0.5)
     with AnswerCache(tmp_path / "cache.sqlite") as cache:
         answers = Teacher(backend, cache, GREEDY, max_concurrency=4).ask_all(CONVERSATIONS * 2)
 
@@ -80,36 +87,31 @@ def test_the_teachers_concurrency_becomes_batches(tiny_student_dir, one_at_a_tim
     assert max(backend.batch_sizes) > 1
 
 
-def test_the_identity_names_the_weights(tiny_student_dir):
-    first = backend_for(f"hf:{tiny_student_dir}")
+def test_the_identity_names_the_weights(tiny_teacher):
+    first = backend_for(tiny_teacher)
     assert isinstance(first, HuggingFaceBackend) and first.supports_concurrency
     assert first.identity.startswith("huggingface:safetensors-sha256:")
-    assert HuggingFaceBackend(f"hf:{tiny_student_dir}").identity == first.identity
+    assert HuggingFaceBackend(tiny_teacher).identity == first.identity
 
 
-def test_a_prompt_longer_than_the_context_is_refused_before_generation(tiny_student_dir):
-    backend = HuggingFaceBackend(f"hf:{tiny_student_dir}")
+def test_a_prompt_longer_than_the_context_is_refused_before_generation(tiny_teacher):
+    backend = HuggingFaceBackend(tiny_teacher)
     with pytest.raises(TeacherRequestError, match="512-token context") as raised:
         backend.complete([{"role": "user", "content": "word " * 600}], GREEDY)
     assert not raised.value.retryable
     assert backend.batch_sizes == []
 
 
-def test_sampled_answers_differ_between_seeds_in_one_batch_and_repeat_for_one_batch(tiny_student_dir):
+def test_sampled_answers_differ_between_seeds_in_one_batch_and_repeat_for_one_batch(tiny_teacher):
     samples = [DecodingSettings(max_new_tokens=6, temperature=1.0, seed=seed) for seed in (0, 1)]
-    backend = HuggingFaceBackend(f"hf:{tiny_student_dir}", max_batch_size=2, max_wait_s=5.0)
+    backend = HuggingFaceBackend(tiny_teacher, max_batch_size=2, max_wait_s=5.0)
     with ThreadPoolExecutor(2) as pool:
         both = list(pool.map(lambda settings: backend.complete(CONVERSATIONS[0], settings), samples))
     assert backend.batch_sizes == [2]  # both seeds in one batch, as self-consistency's samples of many rows
     assert both[0].text != both[1].text
 
-    alone = HuggingFaceBackend(f"hf:{tiny_student_dir}", max_batch_size=1)
+    alone = HuggingFaceBackend(tiny_teacher, max_batch_size=1)
     assert alone.complete(CONVERSATIONS[0], samples[0]) == alone.complete(CONVERSATIONS[0], samples[0])
-
-
-def test_an_empty_reference_is_refused():
-    with pytest.raises(ValueError, match="hf:<model>"):
-        backend_for("hf:")
 
 
 def test_the_micro_batcher_groups_requests_and_keeps_their_order():

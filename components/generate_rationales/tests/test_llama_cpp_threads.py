@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from kfp_distill._implementation.teacher_reference import parse_teacher_reference
 from kfp_distill.components.generate_rationales.backends.llama_cpp import LlamaCppBackend, usable_cpus
 
 
@@ -32,5 +33,5 @@ def test_usable_cpus_follow_the_cpu_set_and_the_cgroup_quota(tmp_path, one_cpu):
 @pytest.mark.skipif(os.cpu_count() < 2, reason="needs a machine with more than one CPU to pin the test to one")
 def test_llama_cpp_runs_one_thread_per_cpu_the_process_may_use(one_cpu):
     pytest.importorskip("llama_cpp", reason="the embedded teacher needs llama-cpp-python (the llamacpp extra)")
-    backend = LlamaCppBackend("smollm2-135m-instruct")
+    backend = LlamaCppBackend(parse_teacher_reference("smollm2-135m-instruct"))
     assert backend._llama.n_threads == 1

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kfp_distill._implementation.teacher_reference import parse_teacher_reference
 from kfp_distill.components.generate_rationales.asking import Answer, Teacher
 from kfp_distill.components.generate_rationales.backends.base import (
     DecodingSettings,
@@ -78,9 +79,13 @@ def test_known_models_are_priced_by_their_longest_name():
     assert price_per_million_tokens("gpt-4o-mini-2024-07-18") == (0.15, 0.60)
     assert price_per_million_tokens("google/gemini-2.5-flash-lite") == (0.10, 0.40)
     assert price_per_million_tokens("qwen2.5-7b-instruct") is None
-    openai_teacher = "openai-compatible:https://api.openai.com/v1#gpt-4o-mini"
+    openai_teacher = parse_teacher_reference("https://api.openai.com/v1#gpt-4o-mini")
     assert estimated_cost_usd(openai_teacher, 2_000_000, 1_000_000) == pytest.approx(0.30 + 0.60)
-    assert estimated_cost_usd("llama.cpp:gguf-sha256:abc", 1000, 1000) is None
+    vertex_teacher = parse_teacher_reference("vertex:publishers/google/models/gemini-2.5-flash")
+    assert estimated_cost_usd(vertex_teacher, 1_000_000, 0) == pytest.approx(0.30)
+    # A model run here is not billed by the token, whatever its name.
+    for local in ("hf:gpt-4o-mini", "smollm2-135m-instruct", "/models/gpt-4o.gguf"):
+        assert estimated_cost_usd(parse_teacher_reference(local), 1000, 1000) is None, local
 
 
 @given(st.floats(allow_nan=True, allow_infinity=True) | st.none(), st.integers(1, 100))
@@ -101,7 +106,7 @@ def test_a_429_with_retry_after_nan_is_retried_not_a_crash(start_stub_server, tm
     server = start_stub_server(fault_plan={"What is 2 + 2?": ["429"]}, retry_after="nan")
     with AnswerCache(tmp_path / "cache.sqlite") as cache:
         teacher = Teacher(
-            OpenAICompatibleBackend(f"{server.base_url}#stub"), cache, DecodingSettings(),
+            OpenAICompatibleBackend(server.teacher()), cache, DecodingSettings(),
             retry_policy=RetryPolicy(base_delay_s=0.01),
         )
         (answer,) = teacher.ask_all([[{"role": "user", "content": "What is 2 + 2?"}]])

@@ -6,6 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from kfp_distill._implementation.teacher_reference import parse_teacher_reference
 from kfp_distill.components.generate_rationales.backends.base import DecodingSettings
 from kfp_distill.components.generate_rationales.backends.openai_compatible import OpenAICompatibleBackend
 
@@ -21,9 +22,9 @@ def no_keys(monkeypatch):
 
 def test_a_teacher_that_demands_its_key_gets_it_from_the_environment(start_stub_server, no_keys):
     server = start_stub_server(api_key="teacher-key")
-    backend = OpenAICompatibleBackend(f"{server.base_url}#stub")
+    backend = OpenAICompatibleBackend(server.teacher())
     no_keys.setenv("KFP_DISTILL_TEACHER_API_KEY", "teacher-key")
-    answered = OpenAICompatibleBackend(f"{server.base_url}#stub").complete(QUESTION, DecodingSettings())
+    answered = OpenAICompatibleBackend(server.teacher()).complete(QUESTION, DecodingSettings())
     assert "The answer is 5" in answered.text
     with pytest.raises(Exception, match="401"):  # built before the key was set: the server turns it away
         backend.complete(QUESTION, DecodingSettings())
@@ -32,15 +33,16 @@ def test_a_teacher_that_demands_its_key_gets_it_from_the_environment(start_stub_
 
 def test_openais_key_is_never_sent_to_another_host(stub_server, no_keys):
     no_keys.setenv("OPENAI_API_KEY", "sk-openai-key")
-    OpenAICompatibleBackend(f"{stub_server.base_url}#stub").complete(QUESTION, DecodingSettings())
+    OpenAICompatibleBackend(stub_server.teacher()).complete(QUESTION, DecodingSettings())
     assert stub_server.authorizations == ["Bearer none"]
     for elsewhere in (
         "http://api.openai.com/v1#gpt-4o-mini",  # OpenAI's host, but the key would cross the network in clear
         "https://api.openai.com.example.net/v1#gpt-4o-mini",
         "https://openai-proxy.example.net/v1#gpt-4o-mini",
     ):
-        assert OpenAICompatibleBackend(elsewhere)._client.api_key == "none", elsewhere
-    assert OpenAICompatibleBackend("https://api.openai.com/v1#gpt-4o-mini")._client.api_key == "sk-openai-key"
+        assert OpenAICompatibleBackend(parse_teacher_reference(elsewhere))._client.api_key == "none", elsewhere
+    openai = parse_teacher_reference("https://api.openai.com/v1#gpt-4o-mini")
+    assert OpenAICompatibleBackend(openai)._client.api_key == "sk-openai-key"
 
 
 def test_the_teachers_key_stays_behind_when_its_host_redirects_elsewhere(start_stub_server, no_keys):
@@ -60,7 +62,8 @@ def test_the_teachers_key_stays_behind_when_its_host_redirects_elsewhere(start_s
     threading.Thread(target=redirecting.serve_forever, daemon=True).start()
     no_keys.setenv("KFP_DISTILL_TEACHER_API_KEY", "teacher-key")
     try:
-        backend = OpenAICompatibleBackend(f"http://127.0.0.1:{redirecting.server_address[1]}/v1#stub")
+        port = redirecting.server_address[1]
+        backend = OpenAICompatibleBackend(parse_teacher_reference(f"http://127.0.0.1:{port}/v1#stub"))
         backend.complete(QUESTION, DecodingSettings())
     finally:
         redirecting.shutdown()

@@ -4,6 +4,7 @@ address, for the cache key and the default cache file alike; caches written the 
 import json
 
 from kfp_distill._implementation.jsonl import load_rows, write_jsonl
+from kfp_distill._implementation.teacher_reference import parse_teacher_reference
 from kfp_distill.components.generate_rationales.asking import Answer, Teacher
 from kfp_distill.components.generate_rationales.backends.base import Completion, DecodingSettings
 from kfp_distill.components.generate_rationales.backends.openai_compatible import OpenAICompatibleBackend
@@ -53,12 +54,12 @@ def test_another_model_behind_the_same_address_and_name_is_asked_anew(start_stub
 def test_a_server_that_serves_one_model_under_any_name_is_known_by_that_model(start_stub_server):
     # llama.cpp's server answers whatever model is asked for with the one it loaded.
     server = start_stub_server(models=[dict(QWEN, id="/models/qwen2.5-1.5b-instruct-q4_k_m.gguf")])
-    identity = OpenAICompatibleBackend(f"{server.base_url}#anything").identity
+    identity = OpenAICompatibleBackend(server.teacher("anything")).identity
     assert identity.endswith("#/models/qwen2.5-1.5b-instruct-q4_k_m.gguf")
     listed = start_stub_server(models=[{"id": "gpt-4o-mini"}, {"id": "gpt-4o"}])
-    assert OpenAICompatibleBackend(f"{listed.base_url}#gpt-4o").identity == "openai-compatible#gpt-4o"
+    assert OpenAICompatibleBackend(listed.teacher("gpt-4o")).identity == "openai-compatible#gpt-4o"
     unlisted = start_stub_server()  # no model list (404): the name asked for
-    assert OpenAICompatibleBackend(f"{unlisted.base_url}#stub").identity == "openai-compatible#stub"
+    assert OpenAICompatibleBackend(unlisted.teacher()).identity == "openai-compatible#stub"
     assert listed.model_lists == 1 and unlisted.model_lists == 0
 
 
@@ -70,13 +71,13 @@ def test_answers_cached_the_old_way_are_found_and_kept_under_the_model(start_stu
         # Earlier versions keyed an OpenAI-compatible teacher's answers by its address and model name.
         old_identity = f"openai-compatible:{server.base_url}#stub"
         cache.put(answer_key(old_identity, question, DecodingSettings()), old_identity, earlier, 1.5)
-        backend = OpenAICompatibleBackend(f"{server.base_url}#stub")
+        backend = OpenAICompatibleBackend(server.teacher())
         (answer,) = Teacher(backend, cache, DecodingSettings()).ask_all([question])
         assert isinstance(answer, Answer) and answer.completion == earlier and server.requests == []
         assert cache.get(answer_key(backend.identity, question, DecodingSettings())).completion == earlier
     moved = start_stub_server()  # found under the model from now on, wherever it is served
     with AnswerCache(tmp_path / "cache.sqlite") as cache:
-        (answer,) = Teacher(OpenAICompatibleBackend(f"{moved.base_url}#stub"), cache, DecodingSettings()).ask_all(
+        (answer,) = Teacher(OpenAICompatibleBackend(moved.teacher()), cache, DecodingSettings()).ask_all(
             [question]
         )
     assert answer.completion == earlier and moved.requests == []
@@ -88,7 +89,8 @@ def test_the_default_cache_is_named_after_the_model_and_reads_the_file_named_aft
     root = str(tmp_path / "root")
     first = start_stub_server(models=[QWEN])
     reference = f"{first.base_url}#qwen"
-    backend = OpenAICompatibleBackend(reference)
+    teacher = parse_teacher_reference(reference)
+    backend = OpenAICompatibleBackend(teacher)
     # The cache file an earlier version kept under the pipeline root: named after the reference, its answers
     # keyed by the address (a run's answers, re-keyed as earlier versions keyed them).
     run(first, tmp_path, tmp_path / "fresh.sqlite", model="qwen")
@@ -100,15 +102,15 @@ def test_the_default_cache_is_named_after_the_model_and_reads_the_file_named_aft
             cached = fresh.get(answer_key(backend.identity, body["messages"], settings))
             old.put(answer_key(old_identity, body["messages"], settings), old_identity, cached.completion, 0.1)
 
-    with teacher_cache_file("", root, backend.identity, reference) as cache_path:
+    with teacher_cache_file("", root, backend.identity, teacher) as cache_path:
         assert str(cache_path) == default_cache_uri(root, backend.identity) != old_file
         report, outputs = run(first, tmp_path, cache_path, model="qwen")
     assert report.requests == 0 and report.cache_hits == 3 and len(outputs) == 3
     assert len(first.requests) == 3
 
     moved = start_stub_server(models=[QWEN])  # the file named after the model holds them from now on
-    moved_reference = f"{moved.base_url}#qwen"
-    moved_identity = OpenAICompatibleBackend(moved_reference).identity
-    with teacher_cache_file("", root, moved_identity, moved_reference) as cache_path:
+    moved_teacher = moved.teacher("qwen")
+    moved_identity = OpenAICompatibleBackend(moved_teacher).identity
+    with teacher_cache_file("", root, moved_identity, moved_teacher) as cache_path:
         report, _ = run(moved, tmp_path, cache_path, model="qwen")
     assert moved.requests == [] and report.cache_hits == 3
