@@ -16,6 +16,8 @@ FINE = {
     "student_model_reference": "smollm2-135m-instruct",
     "kfp_distill_image_uri": PULLABLE,
 }
+# Without a project: a local teacher (a Vertex AI teacher would be refused).
+LOCAL = {**FINE, "project": "", "teacher_model_reference": "smollm2-135m-instruct"}
 
 
 def test_the_step_takes_exactly_the_settings_the_checks_read():
@@ -53,7 +55,7 @@ def test_a_job_with_nothing_to_say_gets_a_report_that_says_so(tmp_path):
 
 def test_notes_reach_the_report_and_the_log(tmp_path, caplog):
     report = tmp_path / "report.md"
-    local = {**FINE, "project": "", "tensorboard_resource_id": "1", "kfp_distill_image_uri": "ghcr.io/me/kfp-distill"}
+    local = {**LOCAL, "tensorboard_resource_id": "1", "kfp_distill_image_uri": "ghcr.io/me/kfp-distill"}
     with caplog.at_level(logging.WARNING, logger="kfp_distill.preflight"):
         found = check_and_report(local, report)
     tensorboard, image = found.notes
@@ -85,5 +87,5 @@ def test_the_step_runs_as_a_pipeline_task_and_writes_its_report(tmp_path):
     from kfp_distill.pipelines.local_runner import init_local_runner
 
     init_local_runner(tmp_path)
-    task = preflight_step(**{**FINE, "project": "", "tensorboard_resource_id": "1"})
+    task = preflight_step(**{**LOCAL, "tensorboard_resource_id": "1"})
     assert "tensorboard_resource_id is set but project is empty" in open(task.outputs["report"].path).read()
