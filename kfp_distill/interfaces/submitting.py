@@ -161,7 +161,7 @@ def _converted(value: Any, parameter_type: str) -> tuple[bool, Any]:
     if parameter_type == "BOOLEAN":
         if isinstance(value, bool):
             return True, value
-        # The seed's example body quotes "enable_checkpoint_selection"; Vertex reads "true"/"false" as booleans.
+        # Vertex AI's distillation guide's example body quotes "enable_checkpoint_selection"; Vertex reads "true"/"false" as booleans.
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return True, value.lower() == "true"
         return False, value
@@ -336,7 +336,7 @@ def validate_request(request: dict, template: dict | None = None, credentials: A
     """Checks a pipelineJobs request body and returns it in the Vertex SDK's terms.
 
     Args:
-        request: The request body (the JSON the seed's `curl` example posts).
+        request: The request body (the JSON that Vertex AI's distillation guide's `curl` example posts).
         template: The compiled pipeline spec; None reads it from the request's `templateUri`.
         credentials: Google credentials for reading the template from Artifact Registry.
 
@@ -411,7 +411,7 @@ def build_pipeline_job(
     Args:
         request: A request returned by `validate_request`.
         project: The Google Cloud project the job runs in; None uses the SDK's default.
-        location: The region the job runs in (the seed's PIPELINE_JOB_REGION); None uses the SDK's default.
+        location: The region the job runs in (the guide's PIPELINE_JOB_REGION); None uses the SDK's default.
         credentials: Google credentials; None uses the application default.
 
     Returns:
@@ -442,7 +442,7 @@ def submit(
     """Checks a pipelineJobs request body and, unless `dry_run`, starts the pipeline on Vertex AI.
 
     Args:
-        request: The request body, as the seed's `request.json`.
+        request: The request body, as the guide's `request.json`.
         project: The Google Cloud project; None uses the SDK's default.
         location: The region the pipeline job runs in; None uses the SDK's default.
         credentials: Google credentials; None uses the application default.
