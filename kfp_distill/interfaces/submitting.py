@@ -161,7 +161,8 @@ def _converted(value: Any, parameter_type: str) -> tuple[bool, Any]:
     if parameter_type == "BOOLEAN":
         if isinstance(value, bool):
             return True, value
-        # Vertex AI's distillation guide's example body quotes "enable_checkpoint_selection"; Vertex reads "true"/"false" as booleans.
+        # Vertex AI's distillation guide quotes "enable_checkpoint_selection" in its example body; Vertex reads
+        # "true"/"false" as booleans.
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return True, value.lower() == "true"
         return False, value
