@@ -293,7 +293,7 @@ def _custom_job_executor_input(spec: dict, vertex: _Vertex, arguments: dict, run
     for name, source in task["inputs"]["parameters"].items():
         if "runtimeValue" in source:
             parameters[name] = source["runtimeValue"]["constant"]
-        elif source["componentInputParameter"] == "pipelinechannel--validate-dataset-Output":
+        elif source["componentInputParameter"] == "pipelinechannel--validate-dataset-task_type":
             parameters[name] = task_type
         else:
             pipeline_parameter = source["componentInputParameter"].removeprefix("pipelinechannel--")
