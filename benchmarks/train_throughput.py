@@ -357,12 +357,12 @@ def run_tune_student(arguments, today: bool) -> dict:
     """`run_tuning` end to end on the data's training and evaluation rows, with today's settings or the
     bounded defaults: peak memory, tokens/s over its training steps and its losses."""
     from kfp_distill._implementation.jsonl import write_jsonl
-    from kfp_distill.components.tune_student import tuning
+    from kfp_distill.components.tune_student.memory import GiveFreedMemoryBack
     from kfp_distill.components.tune_student.tuning import TuningRequest, run_tuning
 
     settings = TODAY_SETTINGS if today else {}
-    if today:  # glibc's default thresholds, under which freed activations stay in the process
-        tuning.give_freed_tensors_back = lambda: False
+    if today:  # glibc left as it is: freed activations stay in the process
+        GiveFreedMemoryBack._trim = lambda self: None
 
     data_dir = arguments.data_dir or QED_DIR
     train = distilled_rows(arguments.data, data_dir=arguments.data_dir)

@@ -18,19 +18,18 @@ import ctypes.util
 from typing import Sequence
 
 import torch
+from transformers import TrainerCallback
 
 from .data import IGNORE_INDEX, packed_length
 
 # A pass's activations on a CPU, where the process shares the machine's memory: what a laptop with 8 GB can
-# give on top of the weights, gradients and optimizer states of a small student.
+# give on top of the weights, gradients and optimizer states of a small student (one SQuAD-length row a pass
+# for SmolLM2-135M; two peaked at 4,145 MiB).
 DEFAULT_CPU_ACTIVATION_BUDGET_MB = 1024
 # The share of a GPU's memory (less the weights, their gradients and optimizer states) the activations of a
 # pass may take; the rest is the allocator's and the evaluation's room.
 GPU_BUDGET_SHARE = 0.5
 _FLOAT32 = 4
-# glibc's mallopt parameter, and the size from which it serves an allocation with its own mapping.
-_M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD_BYTES = 1 << 20
 # Kept per token and layer (hidden-size, MLP-size values), and per target (vocabulary-size values).
 _HIDDEN_VALUES, _MLP_VALUES, _LOGIT_VALUES = 10, 4, 3
 
@@ -89,19 +88,30 @@ def micro_batch_within_budget(
     return max((size for size in range(1, rows + 1) if rows % size == 0 and size <= fitting), default=1)
 
 
-def give_freed_tensors_back() -> bool:
-    """Has glibc serve every allocation of 1 MiB or more (a tensor of 256k float32 values) with its own mapping,
-    given back to the system when freed.
+class GiveFreedMemoryBack(TrainerCallback):
+    """After each optimizer step and each evaluation, has glibc give the heap memory freed since back to the
+    system (`malloc_trim`).
 
-    By default glibc raises that threshold up to 32 MiB as large blocks are freed, and a step's activations
-    (8 rows of 450 tokens make 5 to 22 MiB tensors) then come from its heap, which keeps them once freed and
-    cannot reuse them for tensors of other sizes: on extractive QA the resident set of a 2-step run stayed
-    2.2 GB above its weights, gradients and runtime between steps. The price is fresh pages for every such
-    tensor (measured on one batch: 1.1x the step's CPU time in one pass, more with many passes). Returns whether
-    the setting took (False off glibc, where nothing is changed).
+    glibc keeps freed blocks in its heap, and a step's activations (5 to 22 MiB tensors for 8 rows of 450
+    tokens) come from there once it has raised its mapping threshold: without this, a 2-step run's resident set
+    stayed 2.2 GB above its weights, gradients and runtime between steps, and rows of other lengths could not
+    reuse it. Once a step, not once a tensor: serving every large tensor with its own mapping instead (glibc's
+    M_MMAP_THRESHOLD at 1 MiB) made each pass fault in fresh pages, 1.9x a step's CPU time in single-row passes.
+    Does nothing off glibc.
     """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
-    except (OSError, AttributeError, TypeError):
-        return False
+
+    def __init__(self):
+        try:
+            self._malloc_trim = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+        except (OSError, AttributeError, TypeError):
+            self._malloc_trim = None
+
+    def _trim(self) -> None:
+        if self._malloc_trim is not None:
+            self._malloc_trim(0)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._trim()
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self._trim()

@@ -37,7 +37,7 @@ from .data import (
     SharedPrefixCollator,
     packed_length,
 )
-from .memory import activation_budget_mb, micro_batch_within_budget
+from .memory import GiveFreedMemoryBack, activation_budget_mb, micro_batch_within_budget
 from .seq2seq import SharedEncoderCollator, decoder_logits
 
 # The attention implementations that take a custom 4D mask (the shared-prefix packing needs one).
@@ -617,6 +617,8 @@ def build_trainer(
         dataloader_pin_memory=torch.cuda.is_available(),
     )
     callbacks: list[TrainerCallback] = [ContractTensorBoardCallback(tensorboard_dir), ProgressCallback(config.train_steps)]
+    if not torch.cuda.is_available():  # the process's own memory holds the activations only on a CPU
+        callbacks.append(GiveFreedMemoryBack())
     if evaluating and config.enable_early_stopping:
         watched = best_model_metric if config.early_stopping_metric == "task_metric" else TOKEN_ACCURACY
         callbacks.append(

@@ -43,7 +43,6 @@ from kfp_distill._version import __version__
 
 from .answer_evaluation import AnswerEvaluation
 from .config import TuningConfig
-from .memory import give_freed_tensors_back
 from .data import (
     encode_example,
     prepare_evaluation_examples,
@@ -134,7 +133,6 @@ def run_tuning(request: TuningRequest, extra_callbacks: Sequence[TrainerCallback
         DatasetError: A row of either dataset lacks a field the tuning needs, or there are no training rows.
     """
     config, model_dir, checkpoint_dir = request.config, request.model_dir, request.checkpoint_dir
-    give_freed_tensors_back()  # before the first tensor, so that freed activations leave the resident set
     train_rows = read_training_rows(request.train_path)
     if train_rows[0].rationale is None:
         config = dataclasses.replace(config, alpha=1.0)  # the label loss is all there is; the model card says so
