@@ -451,3 +451,25 @@ def test_every_row_read_is_taken_skipped_or_collapsed_or_the_file_is_refused(
         assert all(row.output_text is not None and row.output_text.strip() for row in read.rows)
     elif not use_logged_answers:
         assert all(row.output_text is None for row in read.rows)
+
+
+README = Path(__file__).resolve().parents[3] / "README.md"
+
+
+def test_the_readmes_log_files_are_written_as_shown_and_give_one_and_the_same_training_row(tmp_path, tokenizer):
+    import subprocess
+
+    from kfp_distill.components.validate_dataset.validation import validate_dataset
+
+    (block,) = [body for body in re.findall(r"```bash\n(.*?)```", README.read_text(), re.S) if "> openai.jsonl" in body]
+    writes = "\n".join(line for line in block.splitlines() if line.startswith("echo "))
+    subprocess.run(["bash", "-euc", writes], cwd=tmp_path, check=True)  # the copy-paste lines, as written
+    found = {}
+    for name in ("openai", "gemini", "bedrock"):
+        report = validate_dataset(str(tmp_path / f"{name}.jsonl"), "", "smollm2-135m-instruct",
+                                  tmp_path / f"{name}-train.jsonl", tmp_path / f"{name}-eval.jsonl",
+                                  tmp_path / f"{name}-report.md")
+        found[report.train.data_format] = load_rows(tmp_path / f"{name}-train.jsonl")
+    assert list(found) == ["openai_chat", "gemini", "bedrock"]
+    expected = [{"input_text": "System: Reply with the intent.\n\nUser: I lost my card.", "output_text": "lost_or_stolen_card"}]
+    assert all(rows == expected for rows in found.values()), found
