@@ -337,3 +337,45 @@ def test_redact_uri_returns_a_uri_without_credentials_as_given(uri_and_secrets):
 @given(st.one_of(st.text(), st.text("ab:/@?#&;=%[]\\\t\n.＠" + _MARK, max_size=60)))
 def test_redact_uri_never_raises_and_returns_text(text):
     assert isinstance(redact_uri(text), str)
+
+
+def test_tuning_s_log_names_the_student_without_credentials(tmp_path, tiny_student_dir, monkeypatch, capsys):
+    import shutil
+
+    from kfp_distill._implementation import models
+    from kfp_distill._implementation.jsonl import write_jsonl
+    from kfp_distill.components.tune_student.config import TuningConfig
+    from kfp_distill.components.tune_student.tuning import TuningRequest, run_tuning
+
+    signed = f"https://storage.googleapis.com/b/student?X-Goog-Signature={SECRET}"
+    # Cloud Storage's stand-in: the signed URL "downloads" the tiny student.
+    stand_in = tmp_path / "downloaded"
+    monkeypatch.setattr(models, "_download", lambda _: shutil.copytree(tiny_student_dir, stand_in, dirs_exist_ok=True))
+    rows = [{"input_text": f"{i} plus {i}?", "output_text": str(2 * i), "rationale": f"{i} and {i} make {2 * i}."}
+            for i in range(4)]
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    (tmp_path / "eval.jsonl").write_text("")
+    config = TuningConfig(signed, train_steps=1, batch_size=4)
+    run_tuning(TuningRequest(str(tmp_path / "train.jsonl"), str(tmp_path / "eval.jsonl"), str(tmp_path / "model"),
+                             str(tmp_path / "tensorboard"), config, {}))
+
+    shown = capsys.readouterr()
+    assert "tuning https://storage.googleapis.com/b/student?X-Goog-Signature=***" in shown.out
+    assert SECRET not in shown.out + shown.err
+
+
+def test_the_teacher_cache_s_failed_copies_are_logged_without_credentials(monkeypatch, caplog):
+    from kfp_distill.components.generate_rationales import cache
+
+    uri = f"memory://ana:{SECRET}@bucket/teacher.sqlite"
+
+    def refused(self):
+        raise PermissionError(f"403 writing {uri}?sig={SECRET}")
+
+    monkeypatch.setattr(cache._RemoteCopy, "upload", refused)
+    with pytest.raises(RuntimeError), cache.local_cache_file(uri, sync_interval_s=0.01):
+        __import__("time").sleep(0.2)  # the periodic copy fails too
+        raise RuntimeError("the task's own error")
+    copies = [record.getMessage() for record in caplog.records if "copying the answer cache" in record.getMessage()]
+    assert len(copies) >= 2, copies
+    assert all("memory://***@bucket/teacher.sqlite" in message and SECRET not in message for message in copies)

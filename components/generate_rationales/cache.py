@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from kfp_distill._implementation.redaction import redact_uri
+from kfp_distill._implementation.redaction import redact_text, redact_uri
 from kfp_distill._implementation.teacher_reference import TeacherReference
 
 from .backends.base import Completion, DecodingSettings, TeacherRequestError, checked_completion
@@ -182,8 +182,9 @@ class _RemoteCopy:
     its answers. The caches at `read_also` (and their shards) are merged at the first copy down, never written.
     """
 
-    def __init__(self, filesystem, remote_path: str, local: Path, read_also: Sequence[str] = ()):
+    def __init__(self, filesystem, remote_path: str, local: Path, read_also: Sequence[str] = (), shown_as: str = ""):
         self.filesystem, self.remote_path, self.local = filesystem, remote_path, local
+        self.shown_as = shown_as or remote_path  # how logs name the remote cache: its URI, redacted
         self.read_also = list(read_also)
         self.shards = f"{remote_path}.shards"
         self._writer = uuid.uuid4().hex[:12]
@@ -216,7 +217,9 @@ class _RemoteCopy:
             try:
                 _merge_file(self.local, partial)
             except sqlite3.DatabaseError as error:
-                logger.warning("remote answer cache %s unreadable (%s): left out", source, error)
+                where = self.shown_as if own else remote_path
+                where += "" if source == remote_path else f" ({Path(source).name})"
+                logger.warning("remote answer cache %s unreadable (%s): left out", where, error)
                 continue
             finally:
                 partial.unlink(missing_ok=True)
@@ -275,7 +278,7 @@ class _RemoteCopy:
                 try:
                     self.upload()
                 except Exception as error:  # a failed copy is tried again at the next tick and at the end
-                    logger.warning("copying the answer cache to %s failed: %s", self.remote_path, error)
+                    logger.warning("copying the answer cache to %s failed: %s", self.shown_as, redact_text(str(error)))
 
         thread = threading.Thread(target=copy_periodically, name="teacher-cache-copy", daemon=True)
         thread.start()
@@ -331,7 +334,7 @@ def local_cache_file(
     filesystem, remote_path = fsspec.core.url_to_fs(cache_uri)
     staging = Path(tempfile.mkdtemp(prefix="teacher-cache-"))
     read_paths = [fsspec.core.url_to_fs(uri)[1] for uri in read_also]
-    copy = _RemoteCopy(filesystem, remote_path, staging / "teacher_answers.sqlite", read_paths)
+    copy = _RemoteCopy(filesystem, remote_path, staging / "teacher_answers.sqlite", read_paths, redact_uri(cache_uri))
     try:
         copy.download()
         with _sigterm_exits(), copy.every(sync_interval_s):
@@ -341,7 +344,7 @@ def local_cache_file(
         try:
             copy.upload()
         except Exception as error:
-            logger.warning("copying the answer cache to %s failed: %s", cache_uri, error)
+            logger.warning("copying the answer cache to %s failed: %s", copy.shown_as, redact_text(str(error)))
         raise
     else:
         copy.upload()

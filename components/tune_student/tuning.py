@@ -159,7 +159,8 @@ def run_tuning(request: TuningRequest, extra_callbacks: Sequence[TrainerCallback
             None if encoder_decoder else context, config.seed,
         )
     print(
-        f"tuning {config.student_model_reference} ({config.tuning_method}, learning rate {config.learning_rate:g}) "
+        f"tuning {redact_uri(config.student_model_reference)} ({config.tuning_method}, "
+        f"learning rate {config.learning_rate:g}) "
         f"for {config.train_steps} steps of {config.batch_size} rows on {len(train_rows)} training rows, "
         f"{len(evaluation_rows)} evaluation rows",
         flush=True,
