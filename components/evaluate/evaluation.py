@@ -216,7 +216,7 @@ def evaluate_student(
     inputs = [row.input_text for row in rows]
     task = resolve_task_type(task_type, inputs, [row.gold for row in rows])
     if task_type_reason:  # settled by validate-dataset, which says whether it was given or inferred
-        task = TaskType(task.name, task_type_reason, given=True)
+        task = TaskType.from_how_chosen(task.name, task_type_reason)
     distilled_answers, distilled_latencies = _student_answers(
         model_dir, inputs, max_new_tokens, task.name, trust_remote_code
     )

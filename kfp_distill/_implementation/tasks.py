@@ -43,7 +43,17 @@ class TaskType:
     @property
     def how_chosen(self) -> str:
         """The reason as a report states it: given by the user, or inferred and from which sign."""
-        return self.reason if self.given else f"inferred: {self.reason}"
+        return self.reason if self.given else f"{_INFERRED}{self.reason}"
+
+    @classmethod
+    def from_how_chosen(cls, name: str, how_chosen: str) -> "TaskType":
+        """The task type an earlier step settled, from its `how_chosen` text (validate-dataset's output)."""
+        if how_chosen.startswith(_INFERRED):
+            return cls(name, how_chosen.removeprefix(_INFERRED))
+        return cls(name, how_chosen, given=True)
+
+
+_INFERRED = "inferred: "
 
 
 def _share(flags: Sequence[bool]) -> float:

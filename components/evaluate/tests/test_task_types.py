@@ -77,3 +77,11 @@ def test_a_given_task_type_wins_and_an_unknown_one_is_refused():
     with pytest.raises(ValueError, match="task_type must be 'auto' or one of"):
         resolve_task_type("translation", ["x"])
     assert len(TASK_TYPES) == 5
+
+
+def test_a_task_type_settled_by_an_earlier_step_keeps_whether_it_was_given_or_inferred():
+    inferred = infer_task_type(["Classify: a", "Classify: b", "Classify: c"])
+    given = resolve_task_type("summarization", [])
+    for task in (inferred, given):
+        assert TaskType.from_how_chosen(task.name, task.how_chosen) == task
+    assert not inferred.given and inferred.how_chosen.startswith("inferred: ")
