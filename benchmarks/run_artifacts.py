@@ -77,3 +77,11 @@ def read_evaluation(run_dir: Path) -> Evaluation:
         examples=int(metrics["examples"]),
         metrics=metrics,
     )
+
+
+def answer_curve(run_dir: Path, metric: str) -> list[tuple[int, float]]:
+    """tune-student's score of the student's own answers to the evaluation rows at each evaluation, as (step,
+    `metric`) pairs, from the TensorBoard logs it wrote (`/eval_<metric>`); empty without evaluation data."""
+    from kfp_distill.components.evaluate.training_curves import read_scalars
+
+    return read_scalars(task_dir(run_dir, "tune-student") / "tensorboard_logs").get(f"/eval_{metric}", [])

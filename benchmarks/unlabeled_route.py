@@ -9,7 +9,9 @@ teacher makes its own demonstrations, labels and explains every training row, an
 rows. Then it prints, per task, from the run's artifacts: the usable-answer share, the teacher's score on the
 training rows (the benchmark knows their gold labels; the pipeline does not), the teacher's, untuned and
 distilled student's score and mean latency per example on the evaluation rows, the teacher tokens spent,
-tune-student's peak memory and the wall time. Scores are the main metric of the task type the run settled on
+tune-student's peak memory, the wall time, and which checkpoint tuning kept
+(checkpoint selection on, evaluating every `--evaluation-interval` steps as the pipeline does by default) with the
+student's score on its own answers at each evaluation. Scores are the main metric of the task type the run settled on
 (accuracy for classification, SQuAD F1 for extractive QA, ROUGE-L for summarization). Targets: at least 95%
 usable answers, and the distilled student at least 90% of the teacher's score.
 
@@ -133,6 +135,11 @@ class TaskResult:
     peak_memory_mb: float | None
     wall_time_s: float
     date: str
+    # Checkpoint choice (recorded since 2026-12-07): the student's main metric on its generated answers at
+    # each evaluation, as [step, score] pairs, and the step whose checkpoint was kept.
+    evaluation_interval: int | None = None
+    answer_curve: list[list[float]] | None = None
+    selected_step: int | None = None
 
     @property
     def student_share(self) -> float:
@@ -178,7 +185,7 @@ def run_task(name: str, arguments: argparse.Namespace) -> TaskResult:
         teacher_cache_uri=str(work / "teacher.sqlite"),
         teacher_rationale_length=arguments.rationale_length,
         train_steps=arguments.train_steps,
-        evaluation_interval=arguments.train_steps,
+        evaluation_interval=arguments.evaluation_interval,
         model_display_name=f"unlabeled-route-{name}-{arguments.rationale_length}",
     )
     wall_time_s = time.perf_counter() - started
@@ -188,6 +195,7 @@ def run_task(name: str, arguments: argparse.Namespace) -> TaskResult:
     teacher = run_artifacts.step_metrics(teacher_dir)
     evaluated = run_artifacts.read_evaluation(run_dir)
     report = (teacher_dir / "report").read_text()
+    tuning = run_artifacts.step_metrics(run_artifacts.task_dir(run_dir, "tune-student"))
     return TaskResult(
         task=name,
         rationale_length=arguments.rationale_length,
@@ -211,9 +219,12 @@ def run_task(name: str, arguments: argparse.Namespace) -> TaskResult:
         restating_rationales=int(teacher["restating_rationales"]),
         self_made_demonstrations=_report_line(report, "- Few-shot examples:"),
         class_source=_report_line(report, "- Classes:"),
-        peak_memory_mb=run_artifacts.step_metrics(run_artifacts.task_dir(run_dir, "tune-student"))["peak_memory_mb"],
+        peak_memory_mb=tuning["peak_memory_mb"],
         wall_time_s=wall_time_s,
         date=time.strftime("%Y-%m-%d"),
+        evaluation_interval=arguments.evaluation_interval,
+        answer_curve=[list(point) for point in run_artifacts.answer_curve(run_dir, evaluated.metric)],
+        selected_step=int(tuning["selected_step"]),
     )
 
 
@@ -258,9 +269,18 @@ def table(results: list[TaskResult]) -> str:
             f"{STUDENT_SHARE_TARGET:.0%}: {share}); {result.restating_rationales} rationales only restate their "
             f"answer; few-shot: {result.self_made_demonstrations}"
             # Multiple choice has no class list: each row lists its own options.
-            + (f"; classes: {result.class_source}." if result.class_source else ".")
+            + (f"; classes: {result.class_source}" if result.class_source else "")
+            + (f"; {_checkpoint_choice(result)}." if result.answer_curve else ".")
         )
     return "\n".join(lines)
+
+
+def _checkpoint_choice(result: TaskResult) -> str:
+    curve = ", ".join(f"{step:.0f}: {score:.1%}" for step, score in result.answer_curve)
+    return (
+        f"checkpoint: step {result.selected_step} of {result.train_steps} kept (the student's "
+        f"{run_artifacts.metric_name(result.metric)} on its own answers every {result.evaluation_interval} steps: {curve})"
+    )
 
 
 def update_readme(readme: Path, text: str) -> None:
@@ -283,6 +303,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-rows", type=int, default=100)
     parser.add_argument("--evaluation-rows", type=int, default=50)
     parser.add_argument("--train-steps", type=int, default=80)
+    parser.add_argument("--evaluation-interval", type=int, default=20,
+                        help="steps between evaluations, checkpoint selection's choices (default: the pipeline's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rationale-length", default=DEFAULT_RATIONALE_LENGTH, choices=RATIONALE_LENGTHS)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)

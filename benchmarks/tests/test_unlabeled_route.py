@@ -112,6 +112,16 @@ def test_table_checks_the_targets():
     assert "distilled student at 85% of the teacher's F1 (SQuAD)" in text
 
 
+def test_the_table_shows_which_checkpoint_was_kept_and_the_answer_scores_it_was_chosen_from():
+    text = route.table([_result(evaluation_interval=20, answer_curve=[[20, 0.4], [40, 0.55], [60, 0.5]], selected_step=40,
+                                train_steps=60)])
+    assert text.rstrip().endswith(
+        "classes: the inputs' instruction; checkpoint: step 40 of 60 kept (the student's accuracy on its own "
+        "answers every 20 steps: 20: 40.0%, 40: 55.0%, 60: 50.0%)."
+    )
+    assert route.parse_arguments([]).evaluation_interval == 20  # the pipeline's default: checkpoints to choose from
+
+
 def test_the_recorded_results_still_make_the_table():
     recorded = route.json.loads(route.RESULTS_FILE.read_text())
     assert "| esnli (Accuracy, 50 evaluation rows, 2026-12-03) | detailed |" in route.table(
