@@ -31,6 +31,7 @@ from pathlib import Path
 from kfp_distill._implementation.jsonl import load_rows, write_jsonl
 from kfp_distill._implementation.scripts import load_module
 from kfp_distill._implementation.task_metrics import METRIC_TITLES
+from kfp_distill.components.evaluate.results import DIFFERENCE
 
 _BENCHMARKS = Path(__file__).resolve().parent
 log_formats = load_module("log_formats", _BENCHMARKS / "log_formats.py")
@@ -85,24 +86,37 @@ def run_pipeline(files: dict[str, Path], arguments: argparse.Namespace) -> Path:
 
 
 def summary(evaluation, wall_time_s: float) -> str:
-    """evaluate's figures of the run as a Markdown table, and the other figures it recorded beside the scores."""
+    """evaluate's figures of the run as a Markdown table, each score with its 95% interval, the gate's decision,
+    and the other figures it recorded beside the scores."""
     title = METRIC_TITLES[evaluation.metric]
     lines = [
         f"task type {evaluation.task_type}, {evaluation.examples} evaluation rows, wall time {wall_time_s / 60:.0f} min",
         "",
-        f"| model | {title} | mean latency per example |",
-        "|---|---:|---:|",
+        f"| model | {title} | 95% interval | mean latency per example |",
+        "|---|---:|---:|---:|",
     ]
     for model, name in MODEL_TITLES.items():
-        lines.append(f"| {name} | {evaluation.scores[model]:.1%} | {evaluation.latencies_s[model]:.2f} s |")
+        score = f"{model}_{evaluation.metric}"
+        lines.append(f"| {name} | {evaluation.scores[model]:.1%} | {_interval(evaluation.interval(score))} "
+                     f"| {evaluation.latencies_s[model]:.2f} s |")
     share = f"{evaluation.student_share:.0%} of the teacher's {run_artifacts.metric_name(evaluation.metric)}"
+    difference = evaluation.interval(f"{DIFFERENCE}_{evaluation.metric}")
     lines += ["", f"distilled / teacher: {share}"]
-    # The rest as evaluate recorded them: the task's other metrics, throughput, and intervals and the gate's
-    # decision where it records them.
+    if difference is not None:
+        lines.append(f"distilled - teacher, paired 95% interval: [{difference[0]:+.1%}, {difference[1]:+.1%}]")
+    if evaluation.gate is not None:
+        lines.append(f"deploy gate: {evaluation.gate[0]}: {evaluation.gate[1]}")
+    # The rest as evaluate recorded them: the task's other metrics, throughput and their intervals.
     shown = {f"{model}_{suffix}" for model in MODEL_TITLES for suffix in (evaluation.metric, "latency_s")}
-    lines += ["", "all of evaluate's metrics:"]
+    scores = {f"{model}_{evaluation.metric}" for model in MODEL_TITLES} | {f"{DIFFERENCE}_{evaluation.metric}"}
+    shown |= {f"{name}_{end}" for name in scores for end in ("ci_low", "ci_high")}
+    lines += ["", "all of evaluate's other metrics:"]
     lines += [f"- {name}: {value:g}" for name, value in sorted(evaluation.metrics.items()) if name not in shown]
     return "\n".join(lines)
+
+
+def _interval(interval: tuple[float, float] | None) -> str:
+    return "not recorded" if interval is None else f"[{interval[0]:.1%}, {interval[1]:.1%}]"
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:

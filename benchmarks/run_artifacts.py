@@ -55,6 +55,12 @@ class Evaluation:
     latencies_s: dict[str, float]  # model -> mean latency per example
     examples: int
     metrics: dict[str, float]
+    gate: tuple[str, str] | None = None  # the deploy gate's (decision, reason), where evaluate output one
+
+    def interval(self, name: str) -> tuple[float, float] | None:
+        """The 95% interval evaluate recorded beside the score `name` (`<name>_ci_low`, `<name>_ci_high`)."""
+        low, high = self.metrics.get(f"{name}_ci_low"), self.metrics.get(f"{name}_ci_high")
+        return None if low is None or high is None else (low, high)
 
     @property
     def student_share(self) -> float:
@@ -67,7 +73,9 @@ def read_evaluation(run_dir: Path) -> Evaluation:
     """evaluate's figures of a run, scored by the main metric of the task type the run settled on."""
     task_type = decided_task_type(run_dir)
     metric = MAIN_METRIC[task_type]
-    metrics = step_metrics(task_dir(run_dir, "evaluate"))
+    evaluate = task_dir(run_dir, "evaluate")
+    metrics = step_metrics(evaluate)
+    outputs = _executor_output(evaluate).get("parameterValues", {})
     return Evaluation(
         task_type=task_type,
         metric=metric,
@@ -76,6 +84,7 @@ def read_evaluation(run_dir: Path) -> Evaluation:
         latencies_s={model: metrics.get(f"{model}_latency_s", float("nan")) for model in MODELS},
         examples=int(metrics["examples"]),
         metrics=metrics,
+        gate=(outputs["gate_decision"], outputs["gate_reason"]) if "gate_decision" in outputs else None,
     )
 
 

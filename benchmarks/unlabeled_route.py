@@ -279,7 +279,8 @@ def _checkpoint_choice(result: TaskResult) -> str:
     curve = ", ".join(f"{step:.0f}: {score:.1%}" for step, score in result.answer_curve)
     return (
         f"checkpoint: step {result.selected_step} of {result.train_steps} kept (the student's "
-        f"{run_artifacts.metric_name(result.metric)} on its own answers every {result.evaluation_interval} steps: {curve})"
+        f"{run_artifacts.metric_name(result.metric)} on its own answers every {result.evaluation_interval} steps: "
+        f"{curve})"
     )
 
 

@@ -364,18 +364,29 @@ def test_tuning_s_log_names_the_student_without_credentials(tmp_path, tiny_stude
     assert SECRET not in shown.out + shown.err
 
 
-def test_the_teacher_cache_s_failed_copies_are_logged_without_credentials(monkeypatch, caplog):
+def test_the_teacher_cache_s_failed_copies_and_unreadable_caches_are_logged_without_credentials(
+    monkeypatch, caplog
+):
+    import time
+
+    import fsspec
+
     from kfp_distill.components.generate_rationales import cache
 
-    uri = f"memory://ana:{SECRET}@bucket/teacher.sqlite"
+    uri, older = f"memory://ana:{SECRET}@bucket/teacher.sqlite", f"memory://ana:{SECRET}@bucket/older.sqlite"
+    with fsspec.open(older, "wb") as handle:
+        handle.write(b"not a SQLite file")  # an earlier cache, unreadable
 
-    def refused(self):
-        raise PermissionError(f"403 writing {uri}?sig={SECRET}")
+    def refused(self):  # as fsspec's file systems say it: the path they were given, credentials and all
+        raise PermissionError(f"403 writing {self.remote_path}.shards/x.sqlite; see {uri}?sig={SECRET}")
 
     monkeypatch.setattr(cache._RemoteCopy, "upload", refused)
-    with pytest.raises(RuntimeError), cache.local_cache_file(uri, sync_interval_s=0.01):
-        __import__("time").sleep(0.2)  # the periodic copy fails too
+    with pytest.raises(RuntimeError), cache.local_cache_file(uri, sync_interval_s=0.01, read_also=[older]):
+        time.sleep(0.2)  # the periodic copy fails too
         raise RuntimeError("the task's own error")
-    copies = [record.getMessage() for record in caplog.records if "copying the answer cache" in record.getMessage()]
-    assert len(copies) >= 2, copies
-    assert all("memory://***@bucket/teacher.sqlite" in message and SECRET not in message for message in copies)
+    messages = [record.getMessage() for record in caplog.records if "answer cache" in record.getMessage()]
+    copies = [message for message in messages if "copying" in message]
+    assert len(copies) >= 2, messages
+    assert "unreadable" in messages[0] and "memory://***@bucket/older.sqlite" in messages[0]
+    assert all("memory://***@bucket/teacher.sqlite" in message for message in copies), copies
+    assert all(SECRET not in message for message in messages), messages

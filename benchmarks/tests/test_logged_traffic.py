@@ -68,6 +68,27 @@ def test_the_summary_shows_the_three_models_by_the_task_s_main_metric():
                  "distilled_student_macro_f1": 0.55, "examples": 64.0},
     )
     text = traffic.summary(evaluation, 600.0)
-    assert "| distilled student | 60.0% | 0.50 s |" in text and "| untuned student | 10.0% | 2.00 s |" in text
+    assert "| distilled student | 60.0% | not recorded | 0.50 s |" in text
     assert "distilled / teacher: 75% of the teacher's accuracy" in text
     assert "- distilled_student_macro_f1: 0.55" in text and "- teacher_accuracy" not in text
+
+
+def test_the_summary_shows_each_score_s_interval_the_paired_difference_and_the_gate_s_decision():
+    metrics = {"teacher_accuracy": 0.8, "untuned_student_accuracy": 0.1, "distilled_student_accuracy": 0.6,
+               "teacher_latency_s": 6.0, "untuned_student_latency_s": 2.0, "distilled_student_latency_s": 0.5,
+               "examples": 64.0, "teacher_accuracy_ci_low": 0.7, "teacher_accuracy_ci_high": 0.9,
+               "distilled_student_accuracy_ci_low": 0.48, "distilled_student_accuracy_ci_high": 0.72,
+               "distilled_student_minus_teacher_accuracy_ci_low": -0.33,
+               "distilled_student_minus_teacher_accuracy_ci_high": -0.08, "distilled_student_macro_f1_ci_low": 0.4}
+    evaluation = traffic.run_artifacts.Evaluation(
+        task_type="classification", metric="accuracy",
+        scores={"teacher": 0.8, "untuned_student": 0.1, "distilled_student": 0.6},
+        latencies_s={"teacher": 6.0, "untuned_student": 2.0, "distilled_student": 0.5}, examples=64,
+        metrics=metrics, gate=("failed", "the distilled student reached 75% of the teacher's accuracy, below 90%"),
+    )
+    text = traffic.summary(evaluation, 600.0)
+    assert "| distilled student | 60.0% | [48.0%, 72.0%] | 0.50 s |" in text
+    assert "| untuned student | 10.0% | not recorded | 2.00 s |" in text
+    assert "distilled - teacher, paired 95% interval: [-33.0%, -8.0%]" in text
+    assert "deploy gate: failed: the distilled student reached 75% of the teacher's accuracy, below 90%" in text
+    assert "- distilled_student_macro_f1_ci_low: 0.4" in text and "teacher_accuracy_ci_low" not in text

@@ -12,6 +12,7 @@ from kfp_distill._implementation.jsonl import load_rows
 from kfp_distill._implementation.scripts import load_module
 from kfp_distill._implementation.tasks import infer_task_type
 from kfp_distill.components.generate_rationales.task_profile import instruction_classes
+from kfp_distill.components.tune_student.config import TuningConfig
 
 _BENCHMARKS = Path(__file__).parents[1]
 route = load_module("unlabeled_route", _BENCHMARKS / "unlabeled_route.py")
@@ -113,13 +114,14 @@ def test_table_checks_the_targets():
 
 
 def test_the_table_shows_which_checkpoint_was_kept_and_the_answer_scores_it_was_chosen_from():
-    text = route.table([_result(evaluation_interval=20, answer_curve=[[20, 0.4], [40, 0.55], [60, 0.5]], selected_step=40,
-                                train_steps=60)])
+    curve = [[20, 0.4], [40, 0.55], [60, 0.5]]
+    text = route.table([_result(evaluation_interval=20, answer_curve=curve, selected_step=40, train_steps=60)])
     assert text.rstrip().endswith(
         "classes: the inputs' instruction; checkpoint: step 40 of 60 kept (the student's accuracy on its own "
         "answers every 20 steps: 20: 40.0%, 40: 55.0%, 60: 50.0%)."
     )
-    assert route.parse_arguments([]).evaluation_interval == 20  # the pipeline's default: checkpoints to choose from
+    # The pipeline's default, so that checkpoint selection has checkpoints to choose from.
+    assert route.parse_arguments([]).evaluation_interval == TuningConfig("student").evaluation_interval
 
 
 def test_the_recorded_results_still_make_the_table():

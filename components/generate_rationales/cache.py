@@ -182,9 +182,12 @@ class _RemoteCopy:
     its answers. The caches at `read_also` (and their shards) are merged at the first copy down, never written.
     """
 
-    def __init__(self, filesystem, remote_path: str, local: Path, read_also: Sequence[str] = (), shown_as: str = ""):
+    def __init__(
+        self, filesystem, remote_path: str, local: Path, read_also: Sequence[str] = (), *, shown: dict[str, str]
+    ):
         self.filesystem, self.remote_path, self.local = filesystem, remote_path, local
-        self.shown_as = shown_as or remote_path  # how logs name the remote cache: its URI, redacted
+        # How logs name each remote cache: by its URI, redacted (a path fsspec stripped can still hold a credential).
+        self.shown = dict(sorted(shown.items(), key=lambda item: -len(item[0])))
         self.read_also = list(read_also)
         self.shards = f"{remote_path}.shards"
         self._writer = uuid.uuid4().hex[:12]
@@ -192,6 +195,13 @@ class _RemoteCopy:
         self._merged: set[str] = set()  # shards whose answers the local copy holds
         self._copied: tuple | None = None  # (answers, newest answer) when last copied down or up
         self._lock = threading.Lock()
+
+    def show(self, text: str) -> str:
+        """`text` (a path, an error) as a log may show it: each cache's path named by its redacted URI, any other
+        URI redacted."""
+        for path, uri in self.shown.items():
+            text = text.replace(path, uri)
+        return redact_text(text)
 
     def _state(self) -> tuple | None:
         if not self.local.exists():
@@ -217,9 +227,9 @@ class _RemoteCopy:
             try:
                 _merge_file(self.local, partial)
             except sqlite3.DatabaseError as error:
-                where = self.shown_as if own else remote_path
-                where += "" if source == remote_path else f" ({Path(source).name})"
-                logger.warning("remote answer cache %s unreadable (%s): left out", where, error)
+                logger.warning(
+                    "remote answer cache %s unreadable (%s): left out", self.show(source), self.show(str(error))
+                )
                 continue
             finally:
                 partial.unlink(missing_ok=True)
@@ -278,7 +288,8 @@ class _RemoteCopy:
                 try:
                     self.upload()
                 except Exception as error:  # a failed copy is tried again at the next tick and at the end
-                    logger.warning("copying the answer cache to %s failed: %s", self.shown_as, redact_text(str(error)))
+                    shown = self.show(self.remote_path), self.show(str(error))
+                    logger.warning("copying the answer cache to %s failed: %s", *shown)
 
         thread = threading.Thread(target=copy_periodically, name="teacher-cache-copy", daemon=True)
         thread.start()
@@ -334,7 +345,8 @@ def local_cache_file(
     filesystem, remote_path = fsspec.core.url_to_fs(cache_uri)
     staging = Path(tempfile.mkdtemp(prefix="teacher-cache-"))
     read_paths = [fsspec.core.url_to_fs(uri)[1] for uri in read_also]
-    copy = _RemoteCopy(filesystem, remote_path, staging / "teacher_answers.sqlite", read_paths, redact_uri(cache_uri))
+    shown = {path: redact_uri(uri) for path, uri in [(remote_path, cache_uri), *zip(read_paths, read_also)]}
+    copy = _RemoteCopy(filesystem, remote_path, staging / "teacher_answers.sqlite", read_paths, shown=shown)
     try:
         copy.download()
         with _sigterm_exits(), copy.every(sync_interval_s):
@@ -344,7 +356,7 @@ def local_cache_file(
         try:
             copy.upload()
         except Exception as error:
-            logger.warning("copying the answer cache to %s failed: %s", copy.shown_as, redact_text(str(error)))
+            logger.warning("copying the answer cache to %s failed: %s", copy.show(remote_path), copy.show(str(error)))
         raise
     else:
         copy.upload()
