@@ -20,6 +20,7 @@ is set there. The teacher's answers are cached under `--work-dir`, so an interru
 Usage (from the repository root; the run takes about an hour on 2 CPU cores):
     .venv/bin/python benchmarks/logged_traffic.py --logs-only                  # the log files alone (seconds)
     .venv/bin/python benchmarks/logged_traffic.py [--train-steps 80] [-- <more kfp-distill run arguments>]
+    .venv/bin/python benchmarks/logged_traffic.py --summary-only              # the latest run's figures again
 """
 
 from __future__ import annotations
@@ -85,12 +86,13 @@ def run_pipeline(files: dict[str, Path], arguments: argparse.Namespace) -> Path:
     return run_dir
 
 
-def summary(evaluation, wall_time_s: float) -> str:
+def summary(evaluation, wall_time_s: float | None = None) -> str:
     """evaluate's figures of the run as a Markdown table, each score with its 95% interval, the gate's decision,
     and the other figures it recorded beside the scores."""
     title = METRIC_TITLES[evaluation.metric]
     lines = [
-        f"task type {evaluation.task_type}, {evaluation.examples} evaluation rows, wall time {wall_time_s / 60:.0f} min",
+        f"task type {evaluation.task_type}, {evaluation.examples} evaluation rows"
+        + (f", wall time {wall_time_s / 60:.0f} min" if wall_time_s is not None else ""),
         "",
         f"| model | {title} | 95% interval | mean latency per example |",
         "|---|---:|---:|---:|",
@@ -125,6 +127,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         help="where the logs, the teacher's cache and the run go (default: %(default)s)")
     parser.add_argument("--train-steps", type=int, default=80)
     parser.add_argument("--logs-only", action="store_true", help="write the log files and stop")
+    parser.add_argument("--summary-only", action="store_true",
+                        help="print the figures of the latest run under --work-dir again, and run nothing")
     parser.add_argument("run_arguments", nargs="*", metavar="-- RUN_ARGUMENTS",
                         help="more `kfp-distill run` arguments, after --")
     return parser.parse_args(argv)
@@ -132,6 +136,14 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
+    if arguments.summary_only:
+        from kfp_distill.pipelines.local_runner import latest_run
+
+        run_dir = latest_run(arguments.work_dir / "runs")
+        if run_dir is None:
+            raise SystemExit(f"no run under {arguments.work_dir / 'runs'}")
+        print(f"{run_dir}\n{summary(run_artifacts.read_evaluation(run_dir))}")
+        return 0
     written = write_logs(arguments.work_dir / "logs")
     for name, files in written.items():
         print(f"{name}: {files['train']}, {files['evaluation']}")

@@ -49,6 +49,13 @@ def test_logs_only_writes_the_logs_and_runs_nothing(tmp_path, capsys, monkeypatc
         assert f"{name}: {tmp_path / 'logs' / name / 'train.jsonl'}" in printed
 
 
+def test_summary_only_runs_nothing_and_says_when_there_is_no_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(traffic, "run_pipeline", lambda *args: pytest.fail("the pipeline ran"))
+    with pytest.raises(SystemExit, match=f"no run under {tmp_path / 'runs'}"):
+        traffic.main(["--summary-only", "--work-dir", str(tmp_path)])
+    assert not (tmp_path / "logs").exists()
+
+
 def test_arguments_after_the_separator_go_to_kfp_distill_run():
     arguments = traffic.parse_arguments(["--train-steps", "20", "--", "--enable-checkpoint-selection", "true"])
     assert arguments.train_steps == 20 and not arguments.logs_only
