@@ -32,7 +32,7 @@ README is the user manual and is never written).
 
 Usage (from the repository root; about an hour per task of 100 rows on 2 CPU cores):
     .venv/bin/python benchmarks/unlabeled_route.py --tasks esnli cqa --readme
-    .venv/bin/python benchmarks/unlabeled_route.py --tasks qed scitldr --train-rows 150 --readme
+    .venv/bin/python benchmarks/unlabeled_route.py --tasks scitldr qed --readme
 """
 
 from __future__ import annotations
