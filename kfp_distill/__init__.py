@@ -2,8 +2,9 @@
 
 The names a pipeline or a script of yours needs, so that none has to reach into `kfp_distill._implementation`:
 the default teacher and student, the image the components run in (`KFP_DISTILL_IMAGE` when compiled), the
-variable a hosted teacher's API key is read from, the one that has a step draw its progress bars, `load_model` (a registered distilled student, by name or
-Vertex AI resource name, ready to answer), and the version. The components themselves are
+variable a hosted teacher's API key is read from, the one that has a step draw its progress bars,
+`load_model` (a registered distilled student, by name or Vertex AI resource name, ready to answer), and the
+version. The components themselves are
 `kfp_distill.components.<name>.component.<name>` (deploy-model's is `deploy_registered_model`, named apart from
 the `deploy_model` setting), the pipeline `kfp_distill.pipelines.distillation.pipeline`.
 """
