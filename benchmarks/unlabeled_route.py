@@ -56,6 +56,7 @@ from kfp_distill.components.generate_rationales.prompts import (  # noqa: E402
     DEFAULT_RATIONALE_LENGTH,
     RATIONALE_LENGTHS,
 )
+from kfp_distill.components.tune_student.config import TuningConfig  # noqa: E402
 
 _BENCHMARKS = Path(__file__).resolve().parent
 run_artifacts = load_module("run_artifacts", _BENCHMARKS / "run_artifacts.py")
@@ -304,7 +305,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-rows", type=int, default=100)
     parser.add_argument("--evaluation-rows", type=int, default=50)
     parser.add_argument("--train-steps", type=int, default=80)
-    parser.add_argument("--evaluation-interval", type=int, default=20,
+    parser.add_argument("--evaluation-interval", type=int, default=TuningConfig.evaluation_interval,
                         help="steps between evaluations, checkpoint selection's choices (default: the pipeline's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rationale-length", default=DEFAULT_RATIONALE_LENGTH, choices=RATIONALE_LENGTHS)

@@ -58,7 +58,8 @@ def test_training_rows_reach_the_pipeline_without_their_labels(tmp_path, monkeyp
         pass
 
     def pipeline(**parameters):
-        written.update(train=load_rows(parameters["dataset_uri"]), evaluation=load_rows(parameters["evaluation_data_uri"]))
+        written.update(train=load_rows(parameters["dataset_uri"]), evaluation=load_rows(parameters["evaluation_data_uri"]),
+                       evaluation_interval=parameters["evaluation_interval"])
         raise Stop
 
     import kfp_distill.pipelines.distillation.pipeline as pipeline_module
@@ -72,6 +73,8 @@ def test_training_rows_reach_the_pipeline_without_their_labels(tmp_path, monkeyp
         route.run_task("qed", arguments)
     assert len(written["train"]) == 20 and all(set(row) == {"input_text"} for row in written["train"])
     assert len(written["evaluation"]) == 10 and all(row["output_text"] for row in written["evaluation"])
+    # Evaluated every 20 steps, as the pipeline is by default: checkpoint selection has checkpoints to choose from.
+    assert written["evaluation_interval"] == TuningConfig("student").evaluation_interval < arguments.train_steps
 
 
 @pytest.mark.parametrize("task_type, labels, expected", [
@@ -120,8 +123,6 @@ def test_the_table_shows_which_checkpoint_was_kept_and_the_answer_scores_it_was_
         "classes: the inputs' instruction; checkpoint: step 40 of 60 kept (the student's accuracy on its own "
         "answers every 20 steps: 20: 40.0%, 40: 55.0%, 60: 50.0%)."
     )
-    # The pipeline's default, so that checkpoint selection has checkpoints to choose from.
-    assert route.parse_arguments([]).evaluation_interval == TuningConfig("student").evaluation_interval
 
 
 def test_the_recorded_results_still_make_the_table():
